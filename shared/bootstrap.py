@@ -1,0 +1,46 @@
+"""The composition root: the one place the real edges (storage, Key Vault, SendGrid) are built."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .export import Edges
+from .secrets import EnvironmentSecretProvider, KeyVaultSecretProvider, SecretProvider
+from .sendgrid import SendGridClient
+from .settings import Settings
+from .storage import AzureBlobStore, blob_service_client
+
+
+def default_credential(settings: Settings) -> Any:
+    """``DefaultAzureCredential``: the managed identity in Azure, your az/azd login locally."""
+    from azure.identity import DefaultAzureCredential
+
+    client_id = settings.export_storage.client_id
+    return DefaultAzureCredential(managed_identity_client_id=client_id) if client_id else DefaultAzureCredential()
+
+
+def build_edges(
+    settings: Settings,
+    *,
+    credential: Any | None = None,
+    environ: Mapping[str, str] | None = None,
+    key_vault_options: Mapping[str, Any] | None = None,
+) -> Edges:
+    needs_identity = settings.export_storage.uses_identity or settings.secrets_source == "keyvault"
+    if credential is None and needs_identity:
+        credential = default_credential(settings)
+    service = blob_service_client(settings.export_storage, credential)
+    secrets: SecretProvider
+    if settings.secrets_source == "keyvault":
+        assert settings.key_vault_url is not None
+        secrets = KeyVaultSecretProvider(settings.key_vault_url, credential, **dict(key_vault_options or {}))
+    else:
+        secrets = EnvironmentSecretProvider(environ)
+    return Edges(
+        settings=settings,
+        segments=AzureBlobStore(service.get_container_client(settings.segments_container)),
+        exports=AzureBlobStore(service.get_container_client(settings.exports_container)),
+        secrets=secrets,
+        sendgrid=lambda base_url, api_key: SendGridClient(base_url, api_key),
+    )

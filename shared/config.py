@@ -1,0 +1,344 @@
+"""``destinations.json``: parsed, validated, and kept per destination.
+
+One bad destination does not stop the others: :func:`parse_destinations` keeps the error of each
+invalid entry and raises it only when that destination is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError, ConsentError, UnknownDestinationError
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
+_LIST_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
+
+REGION_BASE_URLS = {"global": "https://api.sendgrid.com", "eu": "https://api.eu.sendgrid.com"}
+
+# SendGrid's writable reserved fields (PUT /v3/marketing/contacts, ContactRequest).
+RESERVED_FIELDS = (
+    "email",
+    "first_name",
+    "last_name",
+    "address_line_1",
+    "address_line_2",
+    "city",
+    "state_province_region",
+    "postal_code",
+    "country",
+    "external_id",
+    "phone_number_id",
+    "alternate_emails",
+)
+CSV_DELIMITERS = (",", ";", "\t", "|")
+DEFAULT_MAX_PROFILES = 100_000
+DEFAULT_MAX_REMOVAL_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class ListRef:
+    id: str | None = None
+    name: str | None = None
+    create_if_missing: bool = False
+
+    def describe(self) -> str:
+        return f"list id '{self.id}'" if self.id else f"list named '{self.name}'"
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    delimiter: str | None = None
+    header: bool = True
+    columns: tuple[str, ...] | None = None
+    encoding: str = "utf-8"
+
+
+@dataclass(frozen=True)
+class SegmentRef:
+    path: str
+    table: str | None = None
+    csv: CsvOptions = field(default_factory=CsvOptions)
+
+    @property
+    def is_prefix(self) -> bool:
+        return self.path.endswith("/")
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    """SendGrid reserved field -> source column, and custom field name -> source column."""
+
+    fields: Mapping[str, str]
+    custom_fields: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    display_name: str
+    enabled: bool
+    data_privacy_consent: bool
+    api_key_secret: str
+    region: str
+    lists: tuple[ListRef, ...]
+    segments: tuple[SegmentRef, ...]
+    mapping: FieldMapping | None
+    mode: str
+    max_profiles: int
+    max_removal_fraction: float
+    schedule_enabled: bool
+
+    def require_consent(self) -> None:
+        if not self.data_privacy_consent:
+            raise ConsentError(
+                f"destination '{self.name}' has not given data_privacy_consent: set "
+                '"data_privacy_consent": true in destinations.json to confirm that sending '
+                "these profiles to SendGrid is allowed. Nothing was sent."
+            )
+
+    def api_base_url(self, override: str | None) -> str:
+        return override or REGION_BASE_URLS[self.region]
+
+    def public_view(self) -> dict[str, Any]:
+        """What may be shown to a caller: the configuration, never a secret's value."""
+        return {
+            "name": self.name,
+            "display_name": self.display_name,
+            "enabled": self.enabled,
+            "data_privacy_consent": self.data_privacy_consent,
+            "region": self.region,
+            "lists": [{k: v for k, v in vars(ref).items() if v is not None} for ref in self.lists],
+            "segments": [s.path for s in self.segments],
+            "mode": self.mode,
+            "max_profiles": self.max_profiles,
+            "schedule_enabled": self.schedule_enabled,
+        }
+
+
+@dataclass(frozen=True)
+class DestinationsConfig:
+    destinations: Mapping[str, Destination]
+    invalid: Mapping[str, ConfigError]
+
+    def get(self, name: str) -> Destination:
+        if name in self.invalid:
+            raise self.invalid[name]
+        try:
+            return self.destinations[name]
+        except KeyError:
+            known = ", ".join(sorted([*self.destinations, *self.invalid])) or "none"
+            raise UnknownDestinationError(
+                f"no destination named '{name}' in destinations.json (configured: {known})."
+            ) from None
+
+    def names(self) -> list[str]:
+        return sorted([*self.destinations, *self.invalid])
+
+
+def parse_destinations(text: str | bytes, source: str = "destinations.json") -> DestinationsConfig:
+    """Parse the whole file; a document-level fault raises, a destination-level one is kept."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("destinations"), list):
+        raise ConfigError(f'{source} must be an object with a "destinations" array.')
+    unknown = set(doc) - {"destinations", "$schema"}
+    if unknown:
+        raise ConfigError(f"{source} has unknown top-level keys: {', '.join(sorted(unknown))}.")
+    valid: dict[str, Destination] = {}
+    invalid: dict[str, ConfigError] = {}
+    for index, entry in enumerate(doc["destinations"]):
+        label = entry.get("name") if isinstance(entry, dict) else None
+        label = label if isinstance(label, str) and label else f"#{index}"
+        if label in valid or label in invalid:
+            invalid[label] = ConfigError("name is used by more than one destination.",
+                                         destination=label, field="name")
+            valid.pop(label, None)
+            continue
+        try:
+            valid[label] = _parse_destination(entry, label)
+        except ConfigError as exc:
+            invalid[label] = exc
+    return DestinationsConfig(valid, invalid)
+
+
+_DESTINATION_KEYS = {
+    "name", "display_name", "enabled", "data_privacy_consent", "api_key_secret", "region",
+    "list", "lists", "segments", "mapping", "mode", "max_profiles", "max_removal_fraction",
+    "schedule_enabled",
+}
+
+
+def _parse_destination(entry: Any, label: str) -> Destination:
+    def fail(field_name: str, message: str) -> ConfigError:
+        return ConfigError(message, destination=label, field=field_name)
+
+    if not isinstance(entry, dict):
+        raise fail("", "each destination must be a JSON object.")
+    unknown = set(entry) - _DESTINATION_KEYS
+    if unknown:
+        raise fail(sorted(unknown)[0], "unknown key (allowed: " + ", ".join(sorted(_DESTINATION_KEYS)) + ").")
+    name = entry.get("name")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise fail("name", "must match ^[a-z0-9][a-z0-9-]{0,62}$.")
+
+    def boolean(key: str, default: bool) -> bool:
+        value = entry.get(key, default)
+        if not isinstance(value, bool):
+            raise fail(key, "must be true or false.")
+        return value
+
+    display_name = entry.get("display_name", name)
+    if not isinstance(display_name, str) or not display_name.strip() or len(display_name) > 200:
+        raise fail("display_name", "must be a non-empty string of at most 200 characters.")
+    secret = entry.get("api_key_secret", "sendgrid-api-key")
+    if not isinstance(secret, str) or not _SECRET_NAME.match(secret):
+        raise fail("api_key_secret", "must be a Key Vault secret name (letters, digits, hyphens).")
+    region = entry.get("region", "global")
+    if region not in REGION_BASE_URLS:
+        raise fail("region", "must be 'global' or 'eu'.")
+    mode = entry.get("mode", "upsert")
+    if mode not in ("upsert", "mirror"):
+        raise fail("mode", "must be 'upsert' or 'mirror'.")
+    max_profiles = entry.get("max_profiles", DEFAULT_MAX_PROFILES)
+    if isinstance(max_profiles, bool) or not isinstance(max_profiles, int) or max_profiles < 1:
+        raise fail("max_profiles", "must be a whole number of at least 1.")
+    fraction = entry.get("max_removal_fraction", DEFAULT_MAX_REMOVAL_FRACTION)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+        raise fail("max_removal_fraction", "must be a number from 0 to 1.")
+    return Destination(
+        name=name,
+        display_name=display_name.strip(),
+        enabled=boolean("enabled", True),
+        data_privacy_consent=boolean("data_privacy_consent", False),
+        api_key_secret=secret,
+        region=region,
+        lists=_parse_lists(entry, fail),
+        segments=_parse_segments(entry.get("segments"), fail),
+        mapping=_parse_mapping(entry.get("mapping"), fail),
+        mode=mode,
+        max_profiles=max_profiles,
+        max_removal_fraction=float(fraction),
+        schedule_enabled=boolean("schedule_enabled", True),
+    )
+
+
+def _parse_lists(entry: dict[str, Any], fail: Any) -> tuple[ListRef, ...]:
+    if "list" in entry and "lists" in entry:
+        raise fail("lists", 'give either "list" or "lists", not both.')
+    if "list" in entry:
+        raw, key = [entry["list"]], "list"
+    elif "lists" in entry:
+        raw, key = entry["lists"], "lists"
+        if not isinstance(raw, list) or not raw:
+            raise fail("lists", "must be a non-empty array of list objects.")
+    else:
+        raise fail("list", 'is required: {"id": "..."} or {"name": "...", "create_if_missing": true}.')
+    refs: list[ListRef] = []
+    for i, item in enumerate(raw):
+        where = key if key == "list" else f"lists[{i}]"
+        if not isinstance(item, dict) or set(item) - {"id", "name", "create_if_missing"}:
+            raise fail(where, 'must be {"id": "..."} or {"name": "...", "create_if_missing": bool}.')
+        list_id, list_name = item.get("id"), item.get("name")
+        create = item.get("create_if_missing", False)
+        if not isinstance(create, bool):
+            raise fail(f"{where}.create_if_missing", "must be true or false.")
+        if (list_id is None) == (list_name is None):
+            raise fail(where, 'give exactly one of "id" and "name".')
+        if list_id is not None:
+            if not isinstance(list_id, str) or not _LIST_ID.match(list_id):
+                raise fail(f"{where}.id", "must be a SendGrid list id.")
+            if create:
+                raise fail(f"{where}.create_if_missing", 'goes with "name", not "id".')
+            refs.append(ListRef(id=list_id))
+        else:
+            if not isinstance(list_name, str) or not 1 <= len(list_name.strip()) <= 100:
+                raise fail(f"{where}.name", "must be a list name of 1 to 100 characters.")
+            refs.append(ListRef(name=list_name.strip(), create_if_missing=create))
+    if len({(r.id, r.name) for r in refs}) != len(refs):
+        raise fail(key, "names the same list twice.")
+    return tuple(refs)
+
+
+def _parse_segments(raw: Any, fail: Any) -> tuple[SegmentRef, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise fail("segments", 'must be a non-empty array of {"path": "..."} objects.')
+    segments: list[SegmentRef] = []
+    for i, item in enumerate(raw):
+        where = f"segments[{i}]"
+        if not isinstance(item, dict) or set(item) - {"path", "table", "csv"}:
+            raise fail(where, 'must be {"path": "...", "table": "...", "csv": {...}}.')
+        path = item.get("path")
+        if not isinstance(path, str) or not path.strip():
+            raise fail(f"{where}.path", "must be a blob name or a prefix ending in '/'.")
+        if path.startswith("/") or "\\" in path or "://" in path or ".." in path.split("/"):
+            raise fail(
+                f"{where}.path",
+                "must be a blob name or prefix inside the segments container "
+                "(no leading '/', no '..', no URL).",
+            )
+        table = item.get("table")
+        if table is not None and (not isinstance(table, str) or not table.strip()):
+            raise fail(f"{where}.table", "must be a non-empty entity name.")
+        segments.append(SegmentRef(path=path, table=table, csv=_parse_csv(item.get("csv"), f"{where}.csv", fail)))
+    return tuple(segments)
+
+
+def _parse_csv(raw: Any, where: str, fail: Any) -> CsvOptions:
+    if raw is None:
+        return CsvOptions()
+    if not isinstance(raw, dict) or set(raw) - {"delimiter", "header", "columns", "encoding"}:
+        raise fail(where, "allowed keys: delimiter, header, columns, encoding.")
+    delimiter = raw.get("delimiter")
+    if delimiter is not None and delimiter not in CSV_DELIMITERS:
+        raise fail(f"{where}.delimiter", "must be one of ',', ';', tab, '|'.")
+    header = raw.get("header", True)
+    if not isinstance(header, bool):
+        raise fail(f"{where}.header", "must be true or false.")
+    columns = raw.get("columns")
+    if columns is not None:
+        if not isinstance(columns, list) or not columns or not all(isinstance(c, str) and c for c in columns):
+            raise fail(f"{where}.columns", "must be a non-empty array of column names.")
+        columns = tuple(columns)
+    elif not header:
+        raise fail(f"{where}.columns", 'is required when "header" is false.')
+    encoding = raw.get("encoding", "utf-8")
+    if encoding not in ("utf-8", "utf-8-sig", "latin-1", "cp1252", "utf-16"):
+        raise fail(f"{where}.encoding", "must be one of utf-8, utf-8-sig, latin-1, cp1252, utf-16.")
+    return CsvOptions(delimiter=delimiter, header=header, columns=columns, encoding=encoding)
+
+
+def _parse_mapping(raw: Any, fail: Any) -> FieldMapping | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise fail("mapping", "must be an object of SendGrid field -> source column.")
+    fields: dict[str, str] = {}
+    custom: dict[str, str] = {}
+    for key, value in raw.items():
+        if key == "custom_fields":
+            if not isinstance(value, dict):
+                raise fail("mapping.custom_fields", "must be an object of custom field name -> column.")
+            for cf_name, column in value.items():
+                if not isinstance(column, str) or not column.strip():
+                    raise fail(f"mapping.custom_fields.{cf_name}", "must name a source column.")
+                custom[cf_name] = column.strip()
+            continue
+        if key not in RESERVED_FIELDS:
+            raise fail(
+                f"mapping.{key}",
+                "is not a writable SendGrid reserved field (allowed: " + ", ".join(RESERVED_FIELDS)
+                + "; put other fields under custom_fields).",
+            )
+        if not isinstance(value, str) or not value.strip():
+            raise fail(f"mapping.{key}", "must name a source column.")
+        fields[key] = value.strip()
+    if "email" not in fields:
+        raise fail("mapping.email", "is required: the column that holds the email address.")
+    return FieldMapping(fields=fields, custom_fields=custom)

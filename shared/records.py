@@ -1,0 +1,165 @@
+"""Run records and rejects: what every run writes back to the exports container.
+
+``runs/{destination}/{run_id}.json`` is the record, written when the run is queued, updated as
+stages pass, and final at the end. ``runs/{destination}/{run_id}.rejects.csv`` holds every
+rejected or errored row (source file and line, email, reason): the only place a row's email is
+ever written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import secrets
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .storage import BlobNotFound, BlobStore
+
+RUN_STATUSES = ("queued", "running", "succeeded", "completed_with_errors", "failed", "skipped")
+FINAL_STATUSES = frozenset({"succeeded", "completed_with_errors", "failed", "skipped"})
+COUNT_NAMES = (
+    "read", "invalid", "duplicate", "unchanged", "sent", "accepted", "created", "updated",
+    "errored", "truncated", "fields_rejected", "removed",
+)
+REJECT_COLUMNS = ("source", "line", "email", "category", "field", "reason")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Sorts by time: ``20261123T031500Z-1a2b3c4d``."""
+    moment = (now or utc_now()).astimezone(timezone.utc)
+    return f"{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+
+
+def record_blob_name(destination: str, run_id: str) -> str:
+    return f"runs/{destination}/{run_id}.json"
+
+
+def rejects_blob_name(destination: str, run_id: str) -> str:
+    return f"runs/{destination}/{run_id}.rejects.csv"
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    destination: str
+    trigger: str
+    requested_by: str | None = None
+    options: dict[str, bool] = field(
+        default_factory=lambda: {"dry_run": False, "full": False, "force_removals": False}
+    )
+    status: str = "queued"
+    queued_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    lists: list[dict[str, Any]] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_NAMES, 0))
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    removals: dict[str, Any] = field(
+        default_factory=lambda: {"planned": 0, "done": 0, "refused": False, "reason": None}
+    )
+    errors: list[str] = field(default_factory=list)
+    rejects_blob: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "destination": self.destination,
+            "trigger": self.trigger,
+            "requested_by": self.requested_by,
+            "options": dict(self.options),
+            "status": self.status,
+            "queued_at": self.queued_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "lists": self.lists,
+            "segments": self.segments,
+            "counts": dict(self.counts),
+            "batches": self.batches,
+            "removals": dict(self.removals),
+            "errors": list(self.errors),
+            "rejects_blob": self.rejects_blob,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+    def conservation_holds(self) -> bool:
+        c = self.counts
+        return c["read"] == c["invalid"] + c["duplicate"] + c["unchanged"] + c["sent"]
+
+
+class RunRecordStore:
+    def __init__(self, exports: BlobStore):
+        self._exports = exports
+
+    def save(self, record: RunRecord) -> None:
+        body = json.dumps(record.to_dict(), indent=2).encode("utf-8")
+        self._exports.write_bytes(
+            record_blob_name(record.destination, record.run_id), body, content_type="application/json"
+        )
+
+    def load(self, destination: str, run_id: str) -> RunRecord | None:
+        try:
+            data = json.loads(self._exports.read_bytes(record_blob_name(destination, run_id)))
+        except BlobNotFound:
+            return None
+        return RunRecord.from_dict(data)
+
+    def recent(self, destination: str, limit: int = 20) -> list[RunRecord]:
+        """Newest first; run ids sort by time, so names do the ordering."""
+        names = sorted(
+            (b.name for b in self._exports.list_blobs(f"runs/{destination}/") if b.name.endswith(".json")),
+            reverse=True,
+        )
+        records: list[RunRecord] = []
+        for name in names[:limit]:
+            try:
+                records.append(RunRecord.from_dict(json.loads(self._exports.read_bytes(name))))
+            except BlobNotFound:  # deleted between list and read
+                continue
+        return records
+
+
+class RejectsWriter:
+    """Rejected rows, spooled (memory first, then disk) and uploaded once at the end of the run."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024, mode="w+b")
+        self._text = io.TextIOWrapper(self._file, encoding="utf-8", newline="", write_through=True)
+        self._csv = csv.writer(self._text)
+        self._csv.writerow(REJECT_COLUMNS)
+        self.count = 0
+
+    def add(self, source: str, line: int, email: str, category: str, reason: str, field_name: str = "") -> None:
+        self._csv.writerow((source, line, _safe(email), category, field_name, _safe(reason)))
+        self.count += 1
+
+    def upload(self, exports: BlobStore, blob_name: str) -> None:
+        self._text.flush()
+        self._file.seek(0)
+        exports.write_stream(blob_name, self._file, content_type="text/csv; charset=utf-8")  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._text.close()
+
+
+def _safe(value: str) -> str:
+    # Undecodable input is carried as lone surrogates; write it back as the bytes it was.
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -1,0 +1,90 @@
+"""Where the SendGrid API key comes from: Key Vault in Azure, the environment for local work."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+)
+from azure.keyvault.secrets import SecretClient
+
+from .errors import SecretError
+from .privacy import register_secret
+
+
+class SecretProvider(Protocol):
+    def get_secret(self, name: str) -> str: ...
+
+
+class KeyVaultSecretProvider:
+    def __init__(self, vault_url: str, credential: Any, **client_options: Any):
+        self._vault_url = vault_url
+        self._client = SecretClient(vault_url=vault_url, credential=credential, **client_options)
+
+    def get_secret(self, name: str) -> str:
+        try:
+            value = self._client.get_secret(name).value
+        except ResourceNotFoundError:
+            raise SecretError(
+                f"secret '{name}' not found in Key Vault {self._vault_url}: store the SendGrid API "
+                f"key there (az keyvault secret set --vault-name <vault> --name {name} --value ...)."
+            ) from None
+        except ClientAuthenticationError as exc:
+            raise SecretError(
+                f"could not authenticate to Key Vault {self._vault_url} to read secret '{name}': "
+                f"{_first_line(exc)}. The app's identity needs the 'Key Vault Secrets User' role."
+            ) from None
+        except HttpResponseError as exc:
+            hint = (
+                " The app's identity needs the 'Key Vault Secrets User' role on the vault."
+                if exc.status_code == 403 else ""
+            )
+            raise SecretError(
+                f"Key Vault {self._vault_url} refused to return secret '{name}' "
+                f"(HTTP {exc.status_code}).{hint}"
+            ) from None
+        except ServiceRequestError as exc:
+            raise SecretError(
+                f"Key Vault {self._vault_url} could not be reached to read secret '{name}': "
+                f"{_first_line(exc)}. Check KEY_VAULT_URL and the network path to the vault."
+            ) from None
+        if not value:
+            raise SecretError(f"secret '{name}' in Key Vault {self._vault_url} is empty.")
+        register_secret(value)
+        return value
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class EnvironmentSecretProvider:
+    """For local work only: secret ``sendgrid-api-key`` is env var ``SENDGRID_SECRET_SENDGRID_API_KEY``."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None):
+        self._env = os.environ if environ is None else environ
+
+    @staticmethod
+    def variable_for(name: str) -> str:
+        return "SENDGRID_SECRET_" + name.upper().replace("-", "_")
+
+    def get_secret(self, name: str) -> str:
+        variable = self.variable_for(name)
+        value = (self._env.get(variable) or "").strip()
+        if not value:
+            raise SecretError(
+                f"secret '{name}' is not set: with SECRETS_SOURCE=environment it is read from the "
+                f"environment variable {variable}."
+            )
+        register_secret(value)
+        return value
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

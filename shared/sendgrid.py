@@ -1,0 +1,266 @@
+"""The SendGrid Marketing Campaigns client: the few calls an export needs, on ``requests``.
+
+Retries live here and nowhere else: 429 waits for the reset SendGrid names; 5xx, timeouts and
+dropped connections back off with jitter, a bounded number of times; any other 4xx fails at once
+with SendGrid's own message. The API key is sent in a header and never appears in an exception,
+a log line or a returned value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import requests
+
+from .errors import SendGridAuthError, SendGridError
+from .privacy import mask_emails
+from .retry import RETRYABLE_STATUSES, RetryPolicy
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "sendgrid-segment-export/1.0"
+JOB_END_STATES = frozenset({"completed", "errored", "failed"})
+
+
+@dataclass
+class CallStats:
+    """What one logical call cost: attempts (first try included) and 429 waits."""
+
+    attempts: int = 0
+    rate_limited: int = 0
+    waited_seconds: float = 0.0
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    status: str
+    requested: int = 0
+    created: int = 0
+    updated: int = 0
+    errored: int = 0
+    errors_url: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class SendGridClient:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        session: requests.Session | None = None,
+        policy: RetryPolicy | None = None,
+        timeout: tuple[float, float] = (10.0, 120.0),
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._base = base_url.rstrip("/")
+        self._session = session or requests.Session()
+        self._session.headers.update(
+            {
+                "Authorization": f"Bearer {api_key}",
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+            }
+        )
+        self._policy = policy or RetryPolicy()
+        self._timeout = timeout
+        self._sleep = sleep
+        self._clock = clock
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- the calls ---------------------------------------------------------------------------
+
+    def upsert_contacts(self, body: bytes) -> tuple[str, CallStats]:
+        """``PUT /v3/marketing/contacts`` with a prepared body; returns the import job id."""
+        stats = CallStats()
+        answer = self._call("PUT", "/v3/marketing/contacts", data=body, expect=(202,), stats=stats)
+        job_id = answer.get("job_id")
+        if not isinstance(job_id, str) or not job_id:
+            raise SendGridError("SendGrid accepted the batch but returned no job_id.", status=202)
+        return job_id, stats
+
+    def import_status(self, job_id: str) -> JobResult:
+        answer = self._call("GET", f"/v3/marketing/contacts/imports/{job_id}", expect=(200,))
+        results = answer.get("results") or {}
+        return JobResult(
+            job_id=job_id,
+            status=str(answer.get("status", "")),
+            requested=int(results.get("requested_count") or 0),
+            created=int(results.get("created_count") or 0),
+            updated=int(results.get("updated_count") or 0),
+            errored=int(results.get("errored_count") or 0),
+            errors_url=results.get("errors_url"),
+            raw=answer,
+        )
+
+    def wait_for_job(
+        self, job_id: str, *, timeout: float = 900.0, interval: float = 0.25, max_interval: float = 10.0
+    ) -> JobResult:
+        """Poll an import job until it ends, or ``timeout`` seconds pass (then status ``timeout``)."""
+        deadline = self._clock() + timeout
+        while True:
+            result = self.import_status(job_id)
+            if result.status in JOB_END_STATES:
+                return result
+            if self._clock() >= deadline:
+                result.status = "timeout"
+                return result
+            self._sleep(interval)
+            interval = min(max_interval, interval * 1.5)
+
+    def iter_lists(self) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {"page_size": 1000}
+        while True:
+            answer = self._call("GET", "/v3/marketing/lists", params=params, expect=(200,))
+            yield from answer.get("result") or []
+            token = _next_page_token(answer)
+            if not token:
+                return
+            params = {"page_size": 1000, "page_token": token}
+
+    def get_list(self, list_id: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", f"/v3/marketing/lists/{list_id}", expect=(200,))
+        except SendGridError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create_list(self, name: str) -> dict[str, Any]:
+        return self._call("POST", "/v3/marketing/lists", json_body={"name": name}, expect=(200, 201))
+
+    def field_definitions(self) -> dict[str, Any]:
+        return self._call("GET", "/v3/marketing/field_definitions", expect=(200,))
+
+    # -- the transport -----------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        expect: tuple[int, ...],
+        stats: CallStats | None = None,
+    ) -> dict[str, Any]:
+        stats = stats or CallStats()
+        if json_body is not None:
+            data = json.dumps(json_body, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        failures = 0
+        while True:
+            stats.attempts += 1
+            try:
+                response = self._session.request(
+                    method, self._base + path, params=params, data=data, headers=headers,
+                    timeout=self._timeout,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                failures += 1
+                if failures >= self._policy.max_attempts:
+                    raise SendGridError(
+                        f"{method} {path}: SendGrid could not be reached after {failures} attempts "
+                        f"({type(exc).__name__})."
+                    ) from None
+                delay = self._policy.backoff(failures)
+                log.warning("%s %s: %s; retrying in %.1fs", method, path, type(exc).__name__, delay)
+                self._sleep(delay)
+                continue
+            status = response.status_code
+            if status in expect:
+                return _json(response)
+            if status == 429:
+                stats.rate_limited += 1
+                if stats.rate_limited > self._policy.max_rate_limited:
+                    raise SendGridError(
+                        f"{method} {path}: still rate limited (429) after {stats.rate_limited} waits.",
+                        status=429,
+                    )
+                wait = self._policy.rate_limit_wait(response.headers, self._clock())
+                stats.waited_seconds += wait
+                log.info("%s %s: rate limited; waiting %.1fs for the reset", method, path, wait)
+                self._sleep(wait)
+                continue
+            if status in RETRYABLE_STATUSES:
+                failures += 1
+                if failures >= self._policy.max_attempts:
+                    raise SendGridError(
+                        f"{method} {path}: SendGrid answered {status} {failures} times: "
+                        f"{_error_text(response)}",
+                        status=status,
+                        errors=_errors(response),
+                    )
+                delay = self._policy.backoff(failures)
+                log.warning("%s %s: SendGrid answered %d; retrying in %.1fs", method, path, status, delay)
+                self._sleep(delay)
+                continue
+            message = f"{method} {path}: SendGrid answered {status}: {_error_text(response)}"
+            if status in (401, 403):
+                raise SendGridAuthError(
+                    message + " Check that the API key in the secret store is current and has the "
+                    "Marketing Campaigns scopes (marketing.contacts.*, marketing.lists.*).",
+                    status=status,
+                    errors=_errors(response),
+                )
+            raise SendGridError(message, status=status, errors=_errors(response))
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    if not response.content:
+        return {}
+    try:
+        value = response.json()
+    except ValueError:
+        raise SendGridError(
+            f"SendGrid answered {response.status_code} with a body that is not JSON.",
+            status=response.status_code,
+        ) from None
+    return value if isinstance(value, dict) else {"result": value}
+
+
+def _errors(response: requests.Response) -> list[dict[str, Any]]:
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, dict):
+        errors = [errors]
+    return [e for e in errors or [] if isinstance(e, dict)]
+
+
+def _error_text(response: requests.Response) -> str:
+    """SendGrid's own words, with any address in them masked: this text reaches logs and records."""
+    return mask_emails(_raw_error_text(response))
+
+
+def _raw_error_text(response: requests.Response) -> str:
+    errors = _errors(response)
+    if errors:
+        parts = []
+        for error in errors[:5]:
+            where = f"{error['field']}: " if error.get("field") else ""
+            parts.append(f"{where}{error.get('message', '')}".strip())
+        more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+        return "; ".join(parts) + more
+    return (response.reason or "no error message").strip()
+
+
+def _next_page_token(answer: dict[str, Any]) -> str | None:
+    next_url = (answer.get("_metadata") or {}).get("next")
+    if not next_url:
+        return None
+    tokens = parse_qs(urlparse(next_url).query).get("page_token")
+    return tokens[0] if tokens else None

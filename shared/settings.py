@@ -1,0 +1,168 @@
+"""App settings, read once from the environment (app settings, local.settings.json Values).
+
+A missing or malformed setting fails fast with a :class:`SettingsError` that names it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from .errors import SettingsError
+
+DEFAULT_SEGMENTS_CONTAINER = "segments"
+DEFAULT_EXPORTS_CONTAINER = "sendgrid-exports"
+DEFAULT_DESTINATIONS_BLOB = "destinations.json"
+DEFAULT_EXPORT_SCHEDULE = "0 0 3 * * *"
+DEFAULT_EXPORT_QUEUE = "sendgrid-export-jobs"
+
+_CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+# Queue names follow the same rules as container names.
+_QUEUE_NAME = _CONTAINER_NAME
+# NCRONTAB as Azure Functions takes it: six fields, seconds first.
+_NCRONTAB_FIELD = re.compile(r"^[0-9A-Za-z*/,\-]+$")
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """How to reach one storage account: a connection string or identity-based service URIs."""
+
+    setting_name: str
+    connection_string: str | None = None
+    blob_service_uri: str | None = None
+    queue_service_uri: str | None = None
+    client_id: str | None = None
+
+    @property
+    def uses_identity(self) -> bool:
+        return self.connection_string is None
+
+
+@dataclass(frozen=True)
+class Settings:
+    export_storage: StorageSettings
+    segments_container: str
+    exports_container: str
+    destinations_blob: str
+    export_schedule: str
+    export_queue: str
+    secrets_source: str
+    key_vault_url: str | None
+    sendgrid_api_base_url: str | None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        storage = _storage_settings(env)
+        secrets_source = _get(env, "SECRETS_SOURCE", "keyvault").lower()
+        if secrets_source not in ("keyvault", "environment"):
+            raise SettingsError(
+                f"SECRETS_SOURCE must be 'keyvault' or 'environment', not '{secrets_source}'."
+            )
+        key_vault_url = _get(env, "KEY_VAULT_URL", "") or None
+        if secrets_source == "keyvault":
+            if key_vault_url is None:
+                raise SettingsError(
+                    "KEY_VAULT_URL is required when SECRETS_SOURCE is 'keyvault' "
+                    "(set it to https://<vault-name>.vault.azure.net/, or set "
+                    "SECRETS_SOURCE=environment for local work)."
+                )
+            _require_url("KEY_VAULT_URL", key_vault_url, schemes=("https",))
+        base_url = _get(env, "SENDGRID_API_BASE_URL", "") or None
+        if base_url is not None:
+            _require_url("SENDGRID_API_BASE_URL", base_url, schemes=("https", "http"))
+            base_url = base_url.rstrip("/")
+        return cls(
+            export_storage=storage,
+            segments_container=_container(env, "SEGMENTS_CONTAINER", DEFAULT_SEGMENTS_CONTAINER),
+            exports_container=_container(env, "EXPORTS_CONTAINER", DEFAULT_EXPORTS_CONTAINER),
+            destinations_blob=_blob_name(env, "DESTINATIONS_BLOB", DEFAULT_DESTINATIONS_BLOB),
+            export_schedule=_schedule(env),
+            export_queue=_queue(env),
+            secrets_source=secrets_source,
+            key_vault_url=key_vault_url,
+            sendgrid_api_base_url=base_url,
+        )
+
+
+def _get(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def _storage_settings(env: Mapping[str, str]) -> StorageSettings:
+    """EXPORT_STORAGE as a connection string or as ``__blobServiceUri`` etc.; else the host's."""
+    for name in ("EXPORT_STORAGE", "AzureWebJobsStorage"):
+        conn = (env.get(name) or "").strip()
+        blob_uri = (env.get(f"{name}__blobServiceUri") or "").strip()
+        queue_uri = (env.get(f"{name}__queueServiceUri") or "").strip()
+        account = (env.get(f"{name}__accountName") or "").strip()
+        client_id = (env.get(f"{name}__clientId") or "").strip() or None
+        if conn:
+            if "=" not in conn:
+                raise SettingsError(
+                    f"{name} must be a storage connection string "
+                    "(AccountName=...;AccountKey=...; or UseDevelopmentStorage=true)."
+                )
+            return StorageSettings(name, connection_string=conn, client_id=client_id)
+        if account and not blob_uri:
+            blob_uri = f"https://{account}.blob.core.windows.net"
+            queue_uri = queue_uri or f"https://{account}.queue.core.windows.net"
+        if blob_uri:
+            _require_url(f"{name}__blobServiceUri", blob_uri, schemes=("https", "http"))
+            if queue_uri:
+                _require_url(f"{name}__queueServiceUri", queue_uri, schemes=("https", "http"))
+            return StorageSettings(
+                name,
+                blob_service_uri=blob_uri.rstrip("/"),
+                queue_service_uri=queue_uri.rstrip("/") or None,
+                client_id=client_id,
+            )
+    raise SettingsError(
+        "EXPORT_STORAGE is not set and neither is AzureWebJobsStorage: set a storage connection "
+        "string, or EXPORT_STORAGE__blobServiceUri for identity-based access."
+    )
+
+
+def _require_url(name: str, value: str, *, schemes: tuple[str, ...]) -> None:
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not parsed.netloc:
+        raise SettingsError(f"{name} must be an {' or '.join(schemes)} URL, not '{value}'.")
+
+
+def _container(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _get(env, name, default)
+    if not _CONTAINER_NAME.match(value):
+        raise SettingsError(
+            f"{name} '{value}' is not a valid container name (3-63 lower-case letters, digits "
+            "and single hyphens, starting and ending with a letter or digit)."
+        )
+    return value
+
+
+def _queue(env: Mapping[str, str]) -> str:
+    value = _get(env, "EXPORT_QUEUE", DEFAULT_EXPORT_QUEUE)
+    if not _QUEUE_NAME.match(value):
+        raise SettingsError(f"EXPORT_QUEUE '{value}' is not a valid queue name.")
+    return value
+
+
+def _blob_name(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _get(env, name, default)
+    if value.startswith("/") or ".." in value.split("/") or len(value) > 1024:
+        raise SettingsError(f"{name} '{value}' is not a valid blob name.")
+    return value
+
+
+def _schedule(env: Mapping[str, str]) -> str:
+    value = _get(env, "EXPORT_SCHEDULE", DEFAULT_EXPORT_SCHEDULE)
+    fields = value.split()
+    if len(fields) != 6 or not all(_NCRONTAB_FIELD.match(f) for f in fields):
+        raise SettingsError(
+            f"EXPORT_SCHEDULE '{value}' is not an NCRONTAB expression of six fields "
+            "({second} {minute} {hour} {day} {month} {day-of-week}), e.g. '0 0 3 * * *'."
+        )
+    return value

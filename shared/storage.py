@@ -1,0 +1,158 @@
+"""Blob Storage behind a small interface, so the core never touches the SDK directly.
+
+:class:`BlobStore` is what the core needs of one container. :class:`AzureBlobStore` is the real
+one; tests hand the core an in-memory fake for unit tests and Azurite for integration tests.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any, Protocol
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+
+from .errors import ExportError
+from .settings import StorageSettings
+
+# Chunks of this size bound the memory a streamed read holds at once.
+READ_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+class BlobNotFound(ExportError):
+    """The blob (or its container) does not exist."""
+
+
+class BlobAlreadyExists(ExportError):
+    """A create-only write found the blob already there."""
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    name: str
+    size: int
+
+
+class BlobStore(Protocol):
+    """One container, as the core uses it."""
+
+    @property
+    def container_url(self) -> str: ...
+
+    def list_blobs(self, prefix: str) -> list[BlobInfo]: ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def read_bytes(self, name: str) -> bytes: ...
+
+    def iter_chunks(self, name: str) -> Iterator[bytes]: ...
+
+    def write_bytes(
+        self, name: str, data: bytes, *, content_type: str, overwrite: bool = True
+    ) -> None: ...
+
+    def write_stream(self, name: str, stream: IO[bytes], *, content_type: str) -> None: ...
+
+
+class AzureBlobStore:
+    def __init__(self, container: ContainerClient):
+        self._container = container
+
+    @property
+    def container_url(self) -> str:
+        return str(self._container.url)
+
+    @property
+    def container_name(self) -> str:
+        return str(self._container.container_name)
+
+    def list_blobs(self, prefix: str) -> list[BlobInfo]:
+        try:
+            return [
+                BlobInfo(b.name, b.size or 0)
+                for b in self._container.list_blobs(name_starts_with=prefix)
+            ]
+        except ResourceNotFoundError:
+            raise BlobNotFound(f"container '{self.container_name}' does not exist.") from None
+
+    def exists(self, name: str) -> bool:
+        return bool(self._container.get_blob_client(name).exists())
+
+    def read_bytes(self, name: str) -> bytes:
+        try:
+            return bytes(self._container.download_blob(name).readall())
+        except ResourceNotFoundError:
+            raise BlobNotFound(
+                f"blob '{name}' not found in container '{self.container_name}'."
+            ) from None
+
+    def iter_chunks(self, name: str) -> Iterator[bytes]:
+        try:
+            downloader = self._container.download_blob(name)
+        except ResourceNotFoundError:
+            raise BlobNotFound(
+                f"blob '{name}' not found in container '{self.container_name}'."
+            ) from None
+        yield from downloader.chunks()
+
+    def write_bytes(
+        self, name: str, data: bytes, *, content_type: str, overwrite: bool = True
+    ) -> None:
+        try:
+            self._container.upload_blob(
+                name,
+                data,
+                overwrite=overwrite,
+                content_settings=ContentSettings(content_type=content_type),
+            )
+        except ResourceExistsError:
+            raise BlobAlreadyExists(f"blob '{name}' already exists.") from None
+        except ResourceNotFoundError:
+            raise BlobNotFound(f"container '{self.container_name}' does not exist.") from None
+
+    def write_stream(self, name: str, stream: IO[bytes], *, content_type: str) -> None:
+        try:
+            self._container.upload_blob(
+                name,
+                stream,
+                overwrite=True,
+                content_settings=ContentSettings(content_type=content_type),
+            )
+        except ResourceNotFoundError:
+            raise BlobNotFound(f"container '{self.container_name}' does not exist.") from None
+
+
+def blob_service_client(storage: StorageSettings, credential: Any | None = None) -> BlobServiceClient:
+    """The one place a BlobServiceClient is built: from a connection string, or an identity."""
+    options: dict[str, Any] = {
+        "max_single_get_size": READ_CHUNK_BYTES,
+        "max_chunk_get_size": READ_CHUNK_BYTES,
+    }
+    if storage.connection_string:
+        return BlobServiceClient.from_connection_string(storage.connection_string, **options)
+    assert storage.blob_service_uri is not None
+    return BlobServiceClient(storage.blob_service_uri, credential=credential, **options)
+
+
+class ChunkStream(io.RawIOBase):
+    """A read-only raw stream over an iterator of byte chunks (a blob download, a file)."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self._chunks = iter(chunks)
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            try:
+                self._pending = memoryview(next(self._chunks))
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size

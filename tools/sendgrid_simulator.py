@@ -1,0 +1,649 @@
+"""A SendGrid Marketing Campaigns stand-in: a real HTTP server on loopback, for tests and demos.
+
+Stateful (contacts, lists, custom fields, import jobs that finish after a delay), strict about the
+limits and request shapes of SendGrid's published OpenAPI documents (30,000 contacts and 6 MB a
+request, field lengths, identifiers, list and custom field ids), sending ``X-RateLimit-*`` headers
+and 429s, and able to inject faults on request: 5xx, 429 storms, slow answers, dropped
+connections, contacts SendGrid refuses, import jobs that end ``errored`` or ``failed``.
+
+Control endpoints live under ``/__sim/`` and need no key. Run it alone with
+``python -m tools.sendgrid_simulator --port 0 --api-key KEY``; it prints ``PORT=<n>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import socket
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+MAX_CONTACTS = 30_000
+MAX_BODY_BYTES = 6_000_000
+SEARCH_EMAILS_MAX = 100
+DELETE_CONTACT_IDS_MAX = 100
+# ContactRequest maxLength values from tsg_mc_contacts_v3.json (checked by a contract test).
+CONTACT_STRING_LIMITS = {
+    "address_line_1": 100, "address_line_2": 100, "city": 60, "country": 50, "email": 254,
+    "external_id": 254, "anonymous_id": 254, "first_name": 50, "last_name": 50,
+    "state_province_region": 50, "postal_code": None, "phone_number_id": None,
+}
+CONTACT_KEYS = frozenset([*CONTACT_STRING_LIMITS, "alternate_emails", "custom_fields"])
+IDENTIFIERS = ("email", "phone_number_id", "external_id", "anonymous_id")
+RESERVED_FIELDS = [
+    {"name": n, "field_type": "Text"} for n in (
+        "first_name", "last_name", "email", "alternate_emails", "address_line_1", "address_line_2",
+        "city", "state_province_region", "postal_code", "country", "phone_number_id",
+        "external_id", "anonymous_id",
+    )
+] + [{"name": "created_at", "field_type": "Date", "read_only": True},
+     {"name": "updated_at", "field_type": "Date", "read_only": True}]
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+DATE_RE = re.compile(r"^(0[1-9]|1[0-2])/(0[1-9]|[12][0-9]|3[01])/[0-9]{4}$")
+ALL_SCOPES = [
+    "marketing.read", "marketing.contacts.read", "marketing.contacts.write",
+    "marketing.lists.read", "marketing.lists.write", "marketing.field_definitions.read",
+]
+
+
+@dataclass
+class Fault:
+    kind: str  # status | rate_limit | drop | delay | reject_email | job_status
+    method: str | None = None
+    path: str | None = None  # prefix of the request path
+    times: int = 1
+    after: int = 0  # let this many matching requests pass first
+    status: int = 500
+    message: str = "simulated failure"
+    seconds: float = 0.0
+    reset_in: float = 1.0
+    emails: list[str] = field(default_factory=list)
+    job_status: str = "failed"
+    seen: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method == method) and (self.path is None or path.startswith(self.path))
+
+
+@dataclass
+class Job:
+    id: str
+    ready_at: float
+    contacts: list[dict[str, Any]]
+    list_ids: list[str]
+    job_type: str = "upsert"
+    forced_status: str | None = None
+    error_emails: set[str] = field(default_factory=set)
+    status: str = "pending"
+    results: dict[str, Any] = field(default_factory=dict)
+    started_at: str = ""
+    finished_at: str | None = None
+
+
+class SimState:
+    def __init__(self, api_keys: list[str] | None = None, job_delay: float = 0.2):
+        self.lock = threading.RLock()
+        self.api_keys: dict[str, list[str]] = {k: list(ALL_SCOPES) for k in (api_keys or [])}
+        self.job_delay = job_delay
+        self.contacts: dict[str, dict[str, Any]] = {}
+        self.lists: dict[str, dict[str, Any]] = {}
+        self.custom_fields: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[str, Job] = {}
+        self.faults: list[Fault] = []
+        self.rate_limit: int | None = None  # requests per window, per route; None: no limit
+        self.rate_window = 1.0
+        self._windows: dict[str, tuple[float, int]] = {}
+        self.record_bodies = False
+        self.requests: list[dict[str, Any]] = []
+        self.upserted_contacts = 0  # contacts in accepted PUT bodies, over the life of the state
+
+    # -- control ------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        with self.lock:
+            keys, delay = self.api_keys, self.job_delay
+            self.__init__()  # type: ignore[misc]
+            self.api_keys, self.job_delay = keys, delay
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            self.process_jobs()
+            members: dict[str, list[str]] = {lid: [] for lid in self.lists}
+            for email, contact in self.contacts.items():
+                for lid in contact["list_ids"]:
+                    members.setdefault(lid, []).append(email)
+            return {
+                "contacts": {e: _public_contact(c) for e, c in self.contacts.items()},
+                "lists": [
+                    {"id": lid, "name": meta["name"], "contact_count": len(members.get(lid, [])),
+                     "members": sorted(members.get(lid, []))}
+                    for lid, meta in self.lists.items()
+                ],
+                "custom_fields": list(self.custom_fields.values()),
+                "jobs": {j.id: {"status": j.status, "results": j.results} for j in self.jobs.values()},
+                "upserted_contacts": self.upserted_contacts,
+                "request_count": len(self.requests),
+            }
+
+    def add_list(self, name: str, list_id: str | None = None) -> dict[str, Any]:
+        with self.lock:
+            lid = list_id or str(uuid.uuid4())
+            self.lists[lid] = {"id": lid, "name": name}
+            return self.lists[lid]
+
+    def add_custom_field(self, name: str, field_type: str) -> dict[str, Any]:
+        with self.lock:
+            fid = f"e{len(self.custom_fields) + 1}_{field_type[0]}"
+            self.custom_fields[fid] = {"id": fid, "name": name, "field_type": field_type}
+            return self.custom_fields[fid]
+
+    # -- jobs -----------------------------------------------------------------------------------
+
+    def process_jobs(self) -> None:
+        now = time.time()
+        for job in self.jobs.values():
+            if job.status == "pending" and job.ready_at <= now:
+                self._finish(job)
+
+    def _finish(self, job: Job) -> None:
+        created = updated = errored = deleted = 0
+        if job.forced_status == "failed":
+            errored = len(job.contacts)
+        elif job.job_type == "delete":
+            for cid in job.contacts:
+                email = next((e for e, c in self.contacts.items() if c["id"] == cid), None)
+                if email:
+                    del self.contacts[email]
+                    deleted += 1
+        else:
+            stamp = _now_iso()
+            for incoming in job.contacts:
+                email = incoming.get("email", "").lower()
+                if email in job.error_emails:
+                    errored += 1
+                    continue
+                existing = self.contacts.get(email)
+                if existing is None:
+                    existing = {"id": str(uuid.uuid4()), "email": email, "list_ids": set(),
+                                "custom_fields": {}, "created_at": stamp}
+                    self.contacts[email] = existing
+                    created += 1
+                else:
+                    updated += 1
+                for key, value in incoming.items():
+                    if key == "custom_fields":
+                        existing["custom_fields"].update(value)
+                    elif key != "email":
+                        existing[key] = value
+                existing["list_ids"].update(job.list_ids)
+                existing["updated_at"] = stamp
+        job.status = job.forced_status or ("errored" if errored else "completed")
+        job.results = {"requested_count": len(job.contacts), "created_count": created,
+                       "updated_count": updated, "deleted_count": deleted, "errored_count": errored}
+        if errored and job.job_type == "upsert":
+            job.results["errors_url"] = f"/__sim/jobs/{job.id}/errors"
+        job.finished_at = _now_iso()
+
+    # -- rate limiting --------------------------------------------------------------------------
+
+    def take_rate_token(self, route: str) -> tuple[bool, dict[str, str]]:
+        now = time.time()
+        limit = self.rate_limit
+        if limit is None:
+            reset = math.ceil(now + 1)
+            return True, {"X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "999",
+                          "X-RateLimit-Reset": str(reset)}
+        start, used = self._windows.get(route, (now, 0))
+        if now - start >= self.rate_window:
+            start, used = now, 0
+        reset = math.ceil(start + self.rate_window)
+        allowed = used < limit
+        if allowed:
+            used += 1
+        self._windows[route] = (start, used)
+        return allowed, {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(max(0, limit - used)),
+                         "X-RateLimit-Reset": str(reset)}
+
+    def take_fault(self, method: str, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.times > 0 and fault.kind not in ("reject_email", "job_status") and fault.matches(method, path):
+                fault.seen += 1
+                if fault.seen <= fault.after:
+                    continue
+                fault.times -= 1
+                return fault
+        return None
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _public_contact(contact: dict[str, Any]) -> dict[str, Any]:
+    out = dict(contact)
+    out["list_ids"] = sorted(contact["list_ids"])
+    return out
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, errors: list[dict[str, Any]] | str):
+        self.status = status
+        self.errors = [{"field": None, "message": errors}] if isinstance(errors, str) else errors
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: SimServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass  # quiet: the simulator never prints request lines (they can hold addresses)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _dispatch(self, method: str) -> None:
+        state = self.server.state
+        parsed = urlparse(self.path)
+        path, query = parsed.path, parse_qs(parsed.query)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if path.startswith("/__sim/"):
+            self._control(method, path, body)
+            return
+        with state.lock:
+            entry: dict[str, Any] = {"method": method, "path": path, "query": parsed.query, "bytes": length}
+            if state.record_bodies:
+                entry["body"] = body.decode("utf-8", "replace")
+            state.requests.append(entry)
+            fault = state.take_fault(method, path)
+            route = _route_key(method, path)
+            allowed, headers = state.take_rate_token(route)
+        if fault is not None:
+            if fault.kind == "drop":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if fault.kind == "delay":
+                time.sleep(fault.seconds)
+            elif fault.kind == "rate_limit":
+                reset = str(math.ceil(time.time() + fault.reset_in))
+                self._send(429, {"errors": [{"field": None, "message": "too many requests"}]},
+                           {"X-RateLimit-Limit": "1", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
+                return
+            elif fault.kind == "status":
+                self._send(fault.status, {"errors": [{"field": None, "message": fault.message}]}, headers)
+                return
+        if not allowed:
+            self._send(429, {"errors": [{"field": None, "message": "too many requests"}]}, headers)
+            return
+        auth = self.headers.get("Authorization", "")
+        key = auth[len("Bearer "):] if auth.startswith("Bearer ") else None
+        if key is None or key not in state.api_keys:
+            self._send(401, {"errors": [{"field": None, "message": "authorization required"}]}, headers)
+            return
+        try:
+            status, payload = self._api(method, path, query, body, state, state.api_keys[key])
+        except ApiError as exc:
+            status, payload = exc.status, {"errors": exc.errors}
+        self._send(status, payload, headers)
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        data = b"" if payload is None else json.dumps(payload).encode()
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if data:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    # -- SendGrid's API -------------------------------------------------------------------------
+
+    def _api(
+        self, method: str, path: str, query: dict[str, list[str]], body: bytes,
+        state: SimState, scopes: list[str],
+    ) -> tuple[int, Any]:
+        parts = path.strip("/").split("/")
+        if path == "/v3/scopes" and method == "GET":
+            return 200, {"scopes": scopes}
+        if parts[:2] != ["v3", "marketing"]:
+            raise ApiError(404, "not found")
+        rest = parts[2:]
+        if rest == ["contacts"] and method == "PUT":
+            return self._upsert(body, state)
+        if len(rest) == 3 and rest[:2] == ["contacts", "imports"] and method == "GET":
+            with state.lock:
+                state.process_jobs()
+                job = state.jobs.get(rest[2])
+                if job is None:
+                    raise ApiError(404, "job not found")
+                return 200, {"id": job.id, "status": job.status, "job_type": job.job_type,
+                             "results": job.results, "started_at": job.started_at,
+                             **({"finished_at": job.finished_at} if job.finished_at else {})}
+        if rest == ["contacts", "search", "emails"] and method == "POST":
+            return self._search_emails(body, state)
+        if rest == ["lists"] and method == "GET":
+            return self._get_lists(query, state)
+        if rest == ["lists"] and method == "POST":
+            doc = _json_object(body)
+            name = doc.get("name")
+            if set(doc) - {"name"} or not isinstance(name, str) or not 1 <= len(name) <= 100:
+                raise ApiError(400, [{"field": "name", "message": "name must be 1 to 100 characters"}])
+            with state.lock:
+                if any(meta["name"] == name for meta in state.lists.values()):
+                    raise ApiError(400, [{"field": "name", "message": "list name already exists"}])
+                created = state.add_list(name)
+            return 201, {**created, "contact_count": 0,
+                         "_metadata": {"self": f"{self._base()}/v3/marketing/lists/{created['id']}"}}
+        if len(rest) == 2 and rest[0] == "lists" and method == "GET":
+            with state.lock:
+                state.process_jobs()
+                meta = state.lists.get(rest[1])
+                if meta is None:
+                    raise ApiError(404, "list not found")
+                count = sum(1 for c in state.contacts.values() if rest[1] in c["list_ids"])
+            return 200, {**meta, "contact_count": count}
+        if len(rest) == 3 and rest[0] == "lists" and rest[2] == "contacts" and method == "DELETE":
+            return self._remove_from_list(rest[1], query, state)
+        if rest == ["field_definitions"] and method == "GET":
+            with state.lock:
+                return 200, {"custom_fields": list(state.custom_fields.values()),
+                             "reserved_fields": RESERVED_FIELDS,
+                             "_metadata": {"self": f"{self._base()}/v3/marketing/field_definitions"}}
+        raise ApiError(404, f"{method} {path} is not simulated")
+
+    def _base(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def _upsert(self, body: bytes, state: SimState) -> tuple[int, Any]:
+        if len(body) > MAX_BODY_BYTES:
+            raise ApiError(413, f"request body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+        doc = _json_object(body)
+        unknown = set(doc) - {"list_ids", "contacts"}
+        if unknown:
+            raise ApiError(400, [{"field": k, "message": "unknown field"} for k in sorted(unknown)])
+        contacts = doc.get("contacts")
+        if not isinstance(contacts, list) or not contacts:
+            raise ApiError(400, [{"field": "contacts", "message": "contacts must be a non-empty array"}])
+        if len(contacts) > MAX_CONTACTS:
+            raise ApiError(400, [{"field": "contacts", "message": f"at most {MAX_CONTACTS} contacts per request"}])
+        list_ids = doc.get("list_ids", [])
+        errors: list[dict[str, Any]] = []
+        with state.lock:
+            if not isinstance(list_ids, list) or not all(isinstance(i, str) for i in list_ids):
+                raise ApiError(400, [{"field": "list_ids", "message": "list_ids must be an array of strings"}])
+            for i, lid in enumerate(list_ids):
+                if lid not in state.lists:
+                    errors.append({"field": f"list_ids[{i}]", "message": "list does not exist"})
+            custom_defs = dict(state.custom_fields)
+            rejected = {e.lower() for f in state.faults if f.kind == "reject_email" and f.times > 0 for e in f.emails}
+        for i, contact in enumerate(contacts):
+            errors.extend(_contact_errors(i, contact, custom_defs, rejected))
+            if len(errors) >= 100:
+                break
+        if errors:
+            raise ApiError(400, errors)
+        with state.lock:
+            job = Job(id=str(uuid.uuid4()), ready_at=time.time() + state.job_delay,
+                      contacts=contacts, list_ids=list_ids, started_at=_now_iso())
+            for fault in state.faults:
+                if fault.kind == "job_status" and fault.times > 0 and fault.matches("PUT", "/v3/marketing/contacts"):
+                    fault.times -= 1
+                    if fault.emails:
+                        job.error_emails = {e.lower() for e in fault.emails}
+                    else:
+                        job.forced_status = fault.job_status
+                    break
+            state.jobs[job.id] = job
+            state.upserted_contacts += len(contacts)
+        return 202, {"job_id": job.id}
+
+    def _search_emails(self, body: bytes, state: SimState) -> tuple[int, Any]:
+        doc = _json_object(body)
+        emails = doc.get("emails")
+        if not isinstance(emails, list) or not emails or not all(isinstance(e, str) for e in emails):
+            raise ApiError(400, [{"field": "emails", "message": "emails must be a non-empty array of strings"}])
+        if len(emails) > SEARCH_EMAILS_MAX:
+            raise ApiError(400, [{"field": "emails", "message": f"at most {SEARCH_EMAILS_MAX} emails"}])
+        result: dict[str, Any] = {}
+        with state.lock:
+            state.process_jobs()
+            for email in emails:
+                if not email:
+                    continue
+                contact = state.contacts.get(email.lower())
+                if contact is None:
+                    result[email.lower()] = {"error": "contact not found"}
+                else:
+                    result[email.lower()] = {"contact": _public_contact(contact)}
+        if not any("contact" in v for v in result.values()):
+            raise ApiError(404, "no contacts found")
+        return 200, {"result": result}
+
+    def _get_lists(self, query: dict[str, list[str]], state: SimState) -> tuple[int, Any]:
+        try:
+            size = int(query.get("page_size", ["100"])[0])
+        except ValueError:
+            raise ApiError(400, [{"field": "page_size", "message": "page_size must be a number"}]) from None
+        if not 1 <= size <= 1000:
+            raise ApiError(400, [{"field": "page_size", "message": "page_size must be 1 to 1000"}])
+        token = query.get("page_token", ["0"])[0] or "0"
+        start = int(token) if token.isdigit() else 0
+        with state.lock:
+            state.process_jobs()
+            items = list(state.lists.values())
+            counts = {lid: 0 for lid in state.lists}
+            for contact in state.contacts.values():
+                for lid in contact["list_ids"]:
+                    counts[lid] = counts.get(lid, 0) + 1
+        page = [{**m, "contact_count": counts.get(m["id"], 0)} for m in items[start:start + size]]
+        metadata: dict[str, Any] = {"self": f"{self._base()}/v3/marketing/lists?page_size={size}&page_token={start}",
+                                    "count": len(items)}
+        if start + size < len(items):
+            metadata["next"] = f"{self._base()}/v3/marketing/lists?page_size={size}&page_token={start + size}"
+        return 200, {"result": page, "_metadata": metadata}
+
+    def _remove_from_list(self, list_id: str, query: dict[str, list[str]], state: SimState) -> tuple[int, Any]:
+        raw = query.get("contact_ids", [""])[0]
+        ids = [i for i in raw.split(",") if i]
+        if not ids:
+            raise ApiError(400, [{"field": "contact_ids", "message": "contact_ids is required"}])
+        if len(ids) > DELETE_CONTACT_IDS_MAX:
+            raise ApiError(400, [{"field": "contact_ids", "message": f"at most {DELETE_CONTACT_IDS_MAX} ids"}])
+        with state.lock:
+            state.process_jobs()
+            if list_id not in state.lists:
+                raise ApiError(404, "list not found")
+            wanted = set(ids)
+            for contact in state.contacts.values():
+                if contact["id"] in wanted:
+                    contact["list_ids"].discard(list_id)
+            job = Job(id=str(uuid.uuid4()), ready_at=time.time(), contacts=[], list_ids=[list_id],
+                      job_type="list_removal", status="completed", started_at=_now_iso())
+            job.results = {"removed_count": len(wanted)}
+            state.jobs[job.id] = job
+        return 202, {"job_id": job.id}
+
+    # -- control endpoints ----------------------------------------------------------------------
+
+    def _control(self, method: str, path: str, body: bytes) -> None:
+        state = self.server.state
+        doc = json.loads(body) if body else {}
+        if path == "/__sim/state" and method == "GET":
+            self._send(200, state.snapshot())
+        elif path == "/__sim/reset" and method == "POST":
+            state.reset()
+            self._send(200, {"ok": True})
+        elif path == "/__sim/faults" and method == "POST":
+            faults = doc if isinstance(doc, list) else [doc]
+            with state.lock:
+                state.faults.extend(Fault(**f) for f in faults)
+            self._send(200, {"ok": True, "faults": len(state.faults)})
+        elif path == "/__sim/faults" and method == "DELETE":
+            with state.lock:
+                state.faults.clear()
+            self._send(200, {"ok": True})
+        elif path == "/__sim/config" and method == "POST":
+            with state.lock:
+                if "rate_limit" in doc:
+                    state.rate_limit = doc["rate_limit"]
+                    state._windows.clear()
+                state.rate_window = float(doc.get("rate_window", state.rate_window))
+                state.job_delay = float(doc.get("job_delay", state.job_delay))
+                state.record_bodies = bool(doc.get("record_bodies", state.record_bodies))
+                for key in doc.get("api_keys", []):
+                    state.api_keys[key] = list(ALL_SCOPES)
+                for key, scopes in doc.get("scopes", {}).items():
+                    state.api_keys[key] = list(scopes)
+            self._send(200, {"ok": True})
+        elif path == "/__sim/lists" and method == "POST":
+            self._send(201, state.add_list(doc["name"], doc.get("id")))
+        elif path == "/__sim/field_definitions" and method == "POST":
+            self._send(201, state.add_custom_field(doc["name"], doc["field_type"]))
+        elif path == "/__sim/requests" and method == "GET":
+            with state.lock:
+                self._send(200, {"requests": list(state.requests)})
+        elif path.startswith("/__sim/jobs/") and path.endswith("/errors") and method == "GET":
+            job = state.jobs.get(path.split("/")[3])
+            emails = sorted(job.error_emails) if job else []
+            self._send(200, {"errors": [{"email": e, "message": "simulated contact error"} for e in emails]})
+        else:
+            self._send(404, {"errors": [{"message": f"no control endpoint {method} {path}"}]})
+
+
+def _route_key(method: str, path: str) -> str:
+    # One rate-limit bucket per endpoint, ids folded: SendGrid limits per endpoint.
+    parts = ["{id}" if len(p) >= 20 or p.isdigit() else p for p in path.strip("/").split("/")]
+    return method + " /" + "/".join(parts)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, [{"field": None, "message": "invalid JSON"}]) from None
+    if not isinstance(doc, dict):
+        raise ApiError(400, [{"field": None, "message": "the body must be a JSON object"}])
+    return doc
+
+
+def _contact_errors(
+    i: int, contact: Any, custom_defs: dict[str, dict[str, Any]], rejected: set[str]
+) -> list[dict[str, Any]]:
+    where = f"contacts[{i}]"
+    if not isinstance(contact, dict):
+        return [{"field": where, "message": "contact must be an object"}]
+    errors = []
+    for key in contact.keys() - CONTACT_KEYS:
+        errors.append({"field": f"{where}.{key}", "message": "unknown field"})
+    if not any(isinstance(contact.get(k), str) and contact[k] for k in IDENTIFIERS):
+        errors.append({"field": where, "message": "a contact needs an email, phone_number_id, external_id or anonymous_id"})
+    for key, limit in CONTACT_STRING_LIMITS.items():
+        if key not in contact:
+            continue
+        value = contact[key]
+        if not isinstance(value, str):
+            errors.append({"field": f"{where}.{key}", "message": "must be a string"})
+        elif limit is not None and len(value) > limit:
+            errors.append({"field": f"{where}.{key}", "message": f"must be at most {limit} characters"})
+    email = contact.get("email")
+    if isinstance(email, str) and email:
+        if not EMAIL_RE.match(email):
+            errors.append({"field": f"{where}.email", "message": "email is invalid"})
+        elif email.lower() in rejected:
+            errors.append({"field": f"{where}.email", "message": "email address is not deliverable"})
+    alternates = contact.get("alternate_emails")
+    if alternates is not None:
+        if not isinstance(alternates, list) or len(alternates) > 5 or not all(
+            isinstance(a, str) and len(a) <= 254 and EMAIL_RE.match(a) for a in alternates
+        ):
+            errors.append({"field": f"{where}.alternate_emails", "message": "at most 5 valid emails"})
+    custom = contact.get("custom_fields")
+    if custom is not None:
+        if not isinstance(custom, dict):
+            errors.append({"field": f"{where}.custom_fields", "message": "must be an object"})
+        else:
+            unknown = [k for k in custom if k not in custom_defs]
+            if unknown:
+                errors.append({"field": f"{where}.custom_fields",
+                               "message": "invalid custom field ids supplied - " + ",".join(unknown)})
+            for key, value in custom.items():
+                definition = custom_defs.get(key)
+                if definition is None:
+                    continue
+                kind = definition["field_type"]
+                ok = (
+                    (kind == "Text" and isinstance(value, str) and len(value) <= 1000)
+                    or (kind == "Number" and isinstance(value, (int, float)) and not isinstance(value, bool))
+                    or (kind == "Date" and isinstance(value, str) and DATE_RE.match(value) is not None)
+                )
+                if not ok:
+                    errors.append({"field": f"{where}.custom_fields.{key}", "message": f"value is not a valid {kind}"})
+    return errors
+
+
+class SimServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], state: SimState):
+        super().__init__(address, Handler)
+        self.state = state
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+def start(state: SimState, host: str = "127.0.0.1", port: int = 0) -> SimServer:
+    """Start a simulator on a background thread; ``server.shutdown()`` stops it."""
+    server = SimServer((host, port), state)
+    threading.Thread(target=server.serve_forever, name="sendgrid-simulator", daemon=True).start()
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--api-key", action="append", default=[], help="a key the simulator accepts")
+    parser.add_argument("--job-delay", type=float, default=0.2, help="seconds before an import job ends")
+    args = parser.parse_args(argv)
+    if not args.host.startswith("127.") and args.host not in ("localhost", "::1"):
+        parser.error("the simulator only listens on loopback")
+    server = SimServer((args.host, args.port), SimState(args.api_key, args.job_delay))
+    print(f"PORT={server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
