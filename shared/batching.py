@@ -80,7 +80,7 @@ class BatchSpool:
         self._head, self._tail = envelope(list_ids)
         self._max_contacts = max_contacts
         self._max_bytes = max_bytes
-        self._file = tempfile.TemporaryFile(prefix="sendgrid-spool-")
+        self._file = tempfile.TemporaryFile(prefix="sendgrid-spool-")  # noqa: SIM115 - lives until close()
         self._plans: list[_Plan] = []
         self._offset = 0
         self._sources: list[str] = []
@@ -98,11 +98,7 @@ class BatchSpool:
         if self.empty_body_bytes + size > self._max_bytes:
             raise ContactTooLarge(f"contact is {size} bytes of JSON, over the batch limit")
         plan = self._open
-        if (
-            plan is None
-            or plan.count >= self._max_contacts
-            or plan.body_bytes + 1 + size > self._max_bytes
-        ):
+        if plan is None or plan.count >= self._max_contacts or plan.body_bytes + 1 + size > self._max_bytes:
             plan = _Plan(offset=self._offset, length=0, count=0, body_bytes=self.empty_body_bytes - 1)
             self._plans.append(plan)
             self._open = plan
@@ -134,4 +130,3 @@ class BatchSpool:
 
     def close(self) -> None:
         self._file.close()
-

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from .bootstrap import build_edges
 from .errors import ConfigError, ConsentError, ExportError, SettingsError
-from .export import ExportOptions, exportable_destination, load_destinations, queue_run, run_export
+from .export import Edges, ExportOptions, exportable_destination, load_destinations, queue_run, run_export
 from .privacy import SecretRedactingFilter
 from .settings import Settings
 
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_USAGE
 
 
-def _export(edges, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+def _export(edges: Edges, args: argparse.Namespace) -> int:
     # Refuse a destination that cannot run before a record is written for it.
     exportable_destination(edges, args.name)
     options = ExportOptions(dry_run=args.dry_run, full=args.full, force_removals=args.force_removals)

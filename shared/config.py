@@ -157,8 +157,7 @@ def parse_destinations(text: str | bytes, source: str = "destinations.json") -> 
         label = entry.get("name") if isinstance(entry, dict) else None
         label = label if isinstance(label, str) and label else f"#{index}"
         if label in valid or label in invalid:
-            invalid[label] = ConfigError("name is used by more than one destination.",
-                                         destination=label, field="name")
+            invalid[label] = ConfigError("name is used by more than one destination.", destination=label, field="name")
             valid.pop(label, None)
             continue
         try:
@@ -169,8 +168,19 @@ def parse_destinations(text: str | bytes, source: str = "destinations.json") -> 
 
 
 _DESTINATION_KEYS = {
-    "name", "display_name", "enabled", "data_privacy_consent", "api_key_secret", "region",
-    "list", "lists", "segments", "mapping", "mode", "max_profiles", "max_removal_fraction",
+    "name",
+    "display_name",
+    "enabled",
+    "data_privacy_consent",
+    "api_key_secret",
+    "region",
+    "list",
+    "lists",
+    "segments",
+    "mapping",
+    "mode",
+    "max_profiles",
+    "max_removal_fraction",
     "schedule_enabled",
 }
 
@@ -280,8 +290,7 @@ def _parse_segments(raw: Any, fail: Any) -> tuple[SegmentRef, ...]:
         if path.startswith("/") or "\\" in path or "://" in path or ".." in path.split("/"):
             raise fail(
                 f"{where}.path",
-                "must be a blob name or prefix inside the segments container "
-                "(no leading '/', no '..', no URL).",
+                "must be a blob name or prefix inside the segments container (no leading '/', no '..', no URL).",
             )
         table = item.get("table")
         if table is not None and (not isinstance(table, str) or not table.strip()):
@@ -333,7 +342,8 @@ def _parse_mapping(raw: Any, fail: Any) -> FieldMapping | None:
         if key not in RESERVED_FIELDS:
             raise fail(
                 f"mapping.{key}",
-                "is not a writable SendGrid reserved field (allowed: " + ", ".join(RESERVED_FIELDS)
+                "is not a writable SendGrid reserved field (allowed: "
+                + ", ".join(RESERVED_FIELDS)
                 + "; put other fields under custom_fields).",
             )
         if not isinstance(value, str) or not value.strip():

@@ -89,7 +89,7 @@ def exportable_destination(edges: Edges, name: str) -> Destination:
     destination = load_destinations(edges).get(name)
     if not destination.enabled:
         raise DestinationDisabledError(
-            "is disabled; set \"enabled\": true to export it.", destination=name, field="enabled"
+            'is disabled; set "enabled": true to export it.', destination=name, field="enabled"
         )
     destination.require_consent()
     return destination
@@ -177,7 +177,9 @@ class _Run:
         self.store.save(record)
         log.info(
             "run %s of %s: %s; %s",
-            record.run_id, record.destination, record.status,
+            record.run_id,
+            record.destination,
+            record.status,
             ", ".join(f"{k}={v}" for k, v in counts.items()),
         )
 
@@ -248,9 +250,7 @@ class _Run:
             return client.get_list(ref.id)
         return next((item for item in client.iter_lists() if item.get("name") == ref.name), None)
 
-    def resolve_custom_fields(
-        self, client: SendGridClient, destination: Destination
-    ) -> dict[str, CustomFieldDef]:
+    def resolve_custom_fields(self, client: SendGridClient, destination: Destination) -> dict[str, CustomFieldDef]:
         wanted = dict(destination.mapping.custom_fields) if destination.mapping else {}
         if not wanted:
             return {}
@@ -261,7 +261,8 @@ class _Run:
             raise ConfigError(
                 f"SendGrid has no custom field named {', '.join(repr(m) for m in missing)}: create "
                 "it in SendGrid (Marketing > Custom Fields) or fix the mapping.",
-                destination=destination.name, field="mapping.custom_fields",
+                destination=destination.name,
+                field="mapping.custom_fields",
             )
         return {
             name: CustomFieldDef(name=name, id=str(by_name[name]["id"]), field_type=str(by_name[name]["field_type"]))
@@ -277,7 +278,7 @@ class _Run:
         # Resolve every segment before reading any, so a missing one fails the run up front.
         plan = [(segment, resolve_segment(self.edges.segments, segment)) for segment in destination.segments]
         for segment, blobs in plan:
-            summary = {"path": segment.path, "files": len(blobs), "rows": 0}
+            summary: dict[str, Any] = {"path": segment.path, "files": len(blobs), "rows": 0}
             self.record.segments.append(summary)
             for blob in blobs:
                 table = open_segment_file(self.edges.segments, blob.name, segment.csv)
@@ -323,8 +324,12 @@ class _Run:
         abort: str | None = None
         for batch in spool.batches():
             entry: dict[str, Any] = {
-                "index": batch.index, "contacts": batch.count, "bytes": len(batch.body),
-                "attempts": 0, "job_id": None, "status": None,
+                "index": batch.index,
+                "contacts": batch.count,
+                "bytes": len(batch.body),
+                "attempts": 0,
+                "job_id": None,
+                "status": None,
             }
             batches.append(entry)
             if self.options.dry_run:
@@ -349,18 +354,26 @@ class _Run:
                 self._batch_errored(batch, entry, "undelivered", str(exc))
                 self.fail(abort)
                 continue
-            entry.update(attempts=stats.attempts, rate_limited=stats.rate_limited,
-                         job_id=job_id, status="pending")
+            entry.update(attempts=stats.attempts, rate_limited=stats.rate_limited, job_id=job_id, status="pending")
             jobs.append((batch.index, job_id))
-            log.info("sent batch %d: %d contacts, %d bytes, %d attempt(s)",
-                     batch.index, batch.count, len(batch.body), stats.attempts)
+            log.info(
+                "sent batch %d: %d contacts, %d bytes, %d attempt(s)",
+                batch.index,
+                batch.count,
+                len(batch.body),
+                stats.attempts,
+            )
         if self.options.dry_run:
             return []
         self.store.save(self.record)
         return jobs
 
     def _batch_errored(
-        self, batch: Any, entry: dict[str, Any], status: str, message: str,
+        self,
+        batch: Any,
+        entry: dict[str, Any],
+        status: str,
+        message: str,
         errors: list[dict[str, Any]] | None = None,
     ) -> None:
         entry["status"] = status
@@ -385,8 +398,10 @@ class _Run:
                 entry["error"] = mask_emails(str(exc))[:1000]
             entry["status"] = result.status
             entry["job"] = {
-                "requested": result.requested, "created": result.created,
-                "updated": result.updated, "errored": result.errored,
+                "requested": result.requested,
+                "created": result.created,
+                "updated": result.updated,
+                "errored": result.errored,
             }
             if result.errors_url:
                 entry["job"]["errors_url"] = result.errors_url
@@ -413,7 +428,7 @@ def _errors_by_position(errors: list[dict[str, Any]]) -> dict[int, str]:
         field_name = str(error.get("field") or "")
         if field_name.startswith("contacts[") and "]" in field_name:
             try:
-                position = int(field_name[len("contacts["):field_name.index("]")])
+                position = int(field_name[len("contacts[") : field_name.index("]")])
             except ValueError:
                 continue
             found[position] = f"{field_name}: {error.get('message', '')}"

@@ -69,13 +69,8 @@ def plan_columns(mapping: FieldMapping | None, columns: list[str], file_name: st
         return found
 
     fields = {target: column_of(target, column) for target, column in mapping.fields.items()}
-    custom = tuple(
-        (name, column_of(f"custom_fields.{name}", column))
-        for name, column in mapping.custom_fields.items()
-    )
-    return ColumnPlan(
-        email=fields.pop("email"), fields=tuple(fields.items()), custom_fields=custom, width=len(columns)
-    )
+    custom = tuple((name, column_of(f"custom_fields.{name}", column)) for name, column in mapping.custom_fields.items())
+    return ColumnPlan(email=fields.pop("email"), fields=tuple(fields.items()), custom_fields=custom, width=len(columns))
 
 
 def _case_insensitive_index(columns: list[str]) -> dict[str, int]:

@@ -14,7 +14,7 @@ import json
 import secrets
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .storage import BlobNotFound, BlobStore
@@ -22,23 +22,33 @@ from .storage import BlobNotFound, BlobStore
 RUN_STATUSES = ("queued", "running", "succeeded", "completed_with_errors", "failed", "skipped")
 FINAL_STATUSES = frozenset({"succeeded", "completed_with_errors", "failed", "skipped"})
 COUNT_NAMES = (
-    "read", "invalid", "duplicate", "unchanged", "sent", "accepted", "created", "updated",
-    "errored", "truncated", "fields_rejected", "removed",
+    "read",
+    "invalid",
+    "duplicate",
+    "unchanged",
+    "sent",
+    "accepted",
+    "created",
+    "updated",
+    "errored",
+    "truncated",
+    "fields_rejected",
+    "removed",
 )
 REJECT_COLUMNS = ("source", "line", "email", "category", "field", "reason")
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None
 
 
 def new_run_id(now: datetime | None = None) -> str:
     """Sorts by time: ``20261123T031500Z-1a2b3c4d``."""
-    moment = (now or utc_now()).astimezone(timezone.utc)
+    moment = (now or utc_now()).astimezone(UTC)
     return f"{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
 
 
@@ -56,9 +66,7 @@ class RunRecord:
     destination: str
     trigger: str
     requested_by: str | None = None
-    options: dict[str, bool] = field(
-        default_factory=lambda: {"dry_run": False, "full": False, "force_removals": False}
-    )
+    options: dict[str, bool] = field(default_factory=lambda: {"dry_run": False, "full": False, "force_removals": False})
     status: str = "queued"
     queued_at: str | None = None
     started_at: str | None = None
@@ -141,7 +149,7 @@ class RejectsWriter:
     """Rejected rows, spooled (memory first, then disk) and uploaded once at the end of the run."""
 
     def __init__(self) -> None:
-        self._file = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024, mode="w+b")
+        self._file = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024, mode="w+b")  # noqa: SIM115 - lives until close()
         self._text = io.TextIOWrapper(self._file, encoding="utf-8", newline="", write_through=True)
         self._csv = csv.writer(self._text)
         self._csv.writerow(REJECT_COLUMNS)
@@ -154,7 +162,7 @@ class RejectsWriter:
     def upload(self, exports: BlobStore, blob_name: str) -> None:
         self._text.flush()
         self._file.seek(0)
-        exports.write_stream(blob_name, self._file, content_type="text/csv; charset=utf-8")  # type: ignore[arg-type]
+        exports.write_stream(blob_name, self._file, content_type="text/csv; charset=utf-8")
 
     def close(self) -> None:
         self._text.close()

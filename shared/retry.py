@@ -25,9 +25,7 @@ class RetryPolicy:
         ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
         return (rng or random).uniform(ceiling / 2, ceiling)
 
-    def rate_limit_wait(
-        self, headers: Mapping[str, str], now: float, rng: random.Random | None = None
-    ) -> float:
+    def rate_limit_wait(self, headers: Mapping[str, str], now: float, rng: random.Random | None = None) -> float:
         """Seconds to wait after a 429: until ``X-RateLimit-Reset``, else ``Retry-After``."""
         wait: float | None = None
         reset = _number(headers.get("X-RateLimit-Reset"))

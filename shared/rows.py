@@ -67,9 +67,7 @@ class RowRules:
         defs = custom_fields or {}
         self._custom = [(defs[name], idx) for name, idx in plan.custom_fields if name in defs]
 
-    def apply(
-        self, fields: list[str]
-    ) -> tuple[dict[str, Any] | None, str, bool, list[tuple[str, str]]]:
+    def apply(self, fields: list[str]) -> tuple[dict[str, Any] | None, str, bool, list[tuple[str, str]]]:
         """``(contact, reason, truncated, field_rejects)``; contact is None when the row is invalid."""
         if len(fields) != self._width:
             return None, f"ragged row: {len(fields)} fields where the header has {self._width}", False, []

@@ -41,13 +41,18 @@ class KeyVaultSecretProvider:
                 f"{_first_line(exc)}. The app's identity needs the 'Key Vault Secrets User' role."
             ) from None
         except HttpResponseError as exc:
+            if exc.status_code is not None and exc.status_code >= 500:
+                raise SecretError(
+                    f"Key Vault {self._vault_url} is unavailable (HTTP {exc.status_code}) while reading "
+                    f"secret '{name}'; nothing was sent. Try again later."
+                ) from None
             hint = (
                 " The app's identity needs the 'Key Vault Secrets User' role on the vault."
-                if exc.status_code == 403 else ""
+                if exc.status_code == 403
+                else ""
             )
             raise SecretError(
-                f"Key Vault {self._vault_url} refused to return secret '{name}' "
-                f"(HTTP {exc.status_code}).{hint}"
+                f"Key Vault {self._vault_url} refused to return secret '{name}' (HTTP {exc.status_code}).{hint}"
             ) from None
         except ServiceRequestError as exc:
             raise SecretError(

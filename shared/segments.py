@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
@@ -41,14 +43,12 @@ def resolve_segment(store: BlobStore, segment: SegmentRef) -> list[BlobInfo]:
         blobs = [b for b in store.list_blobs(segment.path) if _is_readable(b.name)]
         if not blobs:
             raise SegmentError(
-                f"segment '{segment.path}': no .csv, .txt or .gz files under this prefix in the "
-                "segments container."
+                f"segment '{segment.path}': no .csv, .txt or .gz files under this prefix in the segments container."
             )
         return sorted(blobs, key=lambda b: b.name)
     if not _is_readable(segment.path):
         raise SegmentError(
-            f"segment '{segment.path}': unsupported file type (supported: "
-            + ", ".join(CSV_SUFFIXES) + ")."
+            f"segment '{segment.path}': unsupported file type (supported: " + ", ".join(CSV_SUFFIXES) + ")."
         )
     found = [b for b in store.list_blobs(segment.path) if b.name == segment.path]
     if not found:
@@ -70,17 +70,20 @@ def open_segment_file(store: BlobStore, name: str, options: CsvOptions) -> Tabul
 
 def read_csv(chunks: Iterable[bytes], name: str, options: CsvOptions) -> TabularFile:
     """Open a CSV stream; the header (if any) is read now, the rows lazily."""
-    binary: IO[bytes] = io.BufferedReader(ChunkStream(chunks), buffer_size=_BUFFER_BYTES)
+    source: IO[bytes] = io.BufferedReader(ChunkStream(chunks), buffer_size=_BUFFER_BYTES)
     if name.lower().endswith(".gz"):
-        binary = io.BufferedReader(gzip.GzipFile(fileobj=binary, mode="rb"), buffer_size=_BUFFER_BYTES)  # type: ignore[arg-type]
+        source = gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[assignment]
     encoding = "utf-8-sig" if options.encoding in ("utf-8", "utf-8-sig") else options.encoding
     try:
-        head = binary.peek(_SNIFF_BYTES)[:_SNIFF_BYTES]  # type: ignore[attr-defined]
-    except (OSError, EOFError) as exc:
+        head = source.read(_SNIFF_BYTES)
+    except (OSError, EOFError, zlib.error) as exc:
         raise SegmentError(f"segment file '{name}' cannot be read: {exc}") from None
     if not head.strip():
         raise SegmentError(f"segment file '{name}' is empty.")
     delimiter = options.delimiter or detect_delimiter(head.decode(encoding, errors="replace"))
+    # The head was read to look at; put it back in front of the rest of the stream.
+    rest = iter(lambda: source.read(_BUFFER_BYTES), b"")
+    binary = io.BufferedReader(ChunkStream(itertools.chain([head], rest)), buffer_size=_BUFFER_BYTES)
     # surrogateescape keeps undecodable bytes as lone surrogates: the row that holds them is
     # rejected by the row rules instead of the whole file failing.
     text = io.TextIOWrapper(binary, encoding=encoding, errors="surrogateescape", newline="")
@@ -110,7 +113,7 @@ def _numbered_rows(reader: Iterator[list[str]], name: str) -> Iterator[tuple[int
             row = next(reader)
         except StopIteration:
             return
-        except (csv.Error, OSError, EOFError) as exc:
+        except (csv.Error, OSError, EOFError, zlib.error) as exc:
             raise SegmentError(f"segment file '{name}', line {start}: {exc}") from None
         line_num = reader.line_num  # type: ignore[attr-defined]
         if row:  # a blank line is not a row

@@ -164,7 +164,11 @@ class SendGridClient:
             stats.attempts += 1
             try:
                 response = self._session.request(
-                    method, self._base + path, params=params, data=data, headers=headers,
+                    method,
+                    self._base + path,
+                    params=params,
+                    data=data,
+                    headers=headers,
                     timeout=self._timeout,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
@@ -197,8 +201,7 @@ class SendGridClient:
                 failures += 1
                 if failures >= self._policy.max_attempts:
                     raise SendGridError(
-                        f"{method} {path}: SendGrid answered {status} {failures} times: "
-                        f"{_error_text(response)}",
+                        f"{method} {path}: SendGrid answered {status} {failures} times: {_error_text(response)}",
                         status=status,
                         errors=_errors(response),
                     )

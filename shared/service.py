@@ -38,7 +38,7 @@ def reset_app_edges(edges: Edges | None = None) -> None:
 def scheduled_destinations(edges: Edges) -> list[str]:
     """Destinations the timer exports: enabled, consenting, ``schedule_enabled``."""
     config = load_destinations(edges)
-    for name, error in sorted(config.invalid.items()):
+    for error in config.invalid.values():
         log.error("destinations.json: %s (skipped by the schedule)", error)
     due = []
     for name, destination in sorted(config.destinations.items()):

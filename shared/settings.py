@@ -59,9 +59,7 @@ class Settings:
         storage = _storage_settings(env)
         secrets_source = _get(env, "SECRETS_SOURCE", "keyvault").lower()
         if secrets_source not in ("keyvault", "environment"):
-            raise SettingsError(
-                f"SECRETS_SOURCE must be 'keyvault' or 'environment', not '{secrets_source}'."
-            )
+            raise SettingsError(f"SECRETS_SOURCE must be 'keyvault' or 'environment', not '{secrets_source}'.")
         key_vault_url = _get(env, "KEY_VAULT_URL", "") or None
         if secrets_source == "keyvault":
             if key_vault_url is None:

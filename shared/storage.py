@@ -49,9 +49,7 @@ class BlobStore(Protocol):
 
     def iter_chunks(self, name: str) -> Iterator[bytes]: ...
 
-    def write_bytes(
-        self, name: str, data: bytes, *, content_type: str, overwrite: bool = True
-    ) -> None: ...
+    def write_bytes(self, name: str, data: bytes, *, content_type: str, overwrite: bool = True) -> None: ...
 
     def write_stream(self, name: str, stream: IO[bytes], *, content_type: str) -> None: ...
 
@@ -70,10 +68,7 @@ class AzureBlobStore:
 
     def list_blobs(self, prefix: str) -> list[BlobInfo]:
         try:
-            return [
-                BlobInfo(b.name, b.size or 0)
-                for b in self._container.list_blobs(name_starts_with=prefix)
-            ]
+            return [BlobInfo(b.name, b.size or 0) for b in self._container.list_blobs(name_starts_with=prefix)]
         except ResourceNotFoundError:
             raise BlobNotFound(f"container '{self.container_name}' does not exist.") from None
 
@@ -84,22 +79,16 @@ class AzureBlobStore:
         try:
             return bytes(self._container.download_blob(name).readall())
         except ResourceNotFoundError:
-            raise BlobNotFound(
-                f"blob '{name}' not found in container '{self.container_name}'."
-            ) from None
+            raise BlobNotFound(f"blob '{name}' not found in container '{self.container_name}'.") from None
 
     def iter_chunks(self, name: str) -> Iterator[bytes]:
         try:
             downloader = self._container.download_blob(name)
         except ResourceNotFoundError:
-            raise BlobNotFound(
-                f"blob '{name}' not found in container '{self.container_name}'."
-            ) from None
+            raise BlobNotFound(f"blob '{name}' not found in container '{self.container_name}'.") from None
         yield from downloader.chunks()
 
-    def write_bytes(
-        self, name: str, data: bytes, *, content_type: str, overwrite: bool = True
-    ) -> None:
+    def write_bytes(self, name: str, data: bytes, *, content_type: str, overwrite: bool = True) -> None:
         try:
             self._container.upload_blob(
                 name,

@@ -43,13 +43,22 @@ class Emulator:
         )
 
     def start(self, timeout: float = 30.0) -> Emulator:
-        args = [str(BIN_DIR / "azurite"), "--disableTelemetry", "--skipApiVersionCheck", "--silent", "--loose", "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1"]
-        args += ["--blobPort", str(self.blob_port), "--queuePort", str(self.queue_port), "--tablePort", str(self.table_port)]
+        # One line, so that no start of the emulator can ever lose the telemetry flag.
+        args = [str(BIN_DIR / "azurite"), "--disableTelemetry", "--skipApiVersionCheck", "--silent", "--loose"]
+        for service, port in (("blob", self.blob_port), ("queue", self.queue_port), ("table", self.table_port)):
+            args += [f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port)]
         args += ["--inMemoryPersistence"] if self._in_memory else ["--location", self._dir.name]
         if not Path(args[0]).exists():
             raise RuntimeError(f"{args[0]} is missing: run 'npm ci' (make install does) first.")
-        log = open(self._log, "wb")
-        self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, "AZURITE_ACCOUNTS": ""}, start_new_session=True)
+        with open(self._log, "wb") as log:  # the child keeps its own handle
+            self._proc = subprocess.Popen(
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "AZURITE_ACCOUNTS": ""},
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         for port in (self.blob_port, self.queue_port):
             while True:

@@ -48,7 +48,12 @@ def main() -> int:
         started = time.monotonic()
         proc = subprocess.run(
             [sys.executable, "-m", "shared", "export", DESTINATION],
-            env=env, cwd=REPO, stdout=subprocess.PIPE, text=True, check=False, timeout=600,
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+            check=False,
+            timeout=600,
         )
         elapsed = time.monotonic() - started
         if not proc.stdout.strip():
@@ -71,8 +76,7 @@ def upload_inputs(connection_string: str) -> None:
     segments.upload_blob("demo/newsletter.csv", (SAMPLES / "segments" / "newsletter.csv").read_bytes())
     segments.upload_blob("demo/vip/vip.csv", (SAMPLES / "segments" / "vip.csv").read_bytes())
     exports.upload_blob("destinations.json", (SAMPLES / "destinations.json").read_bytes())
-    print("Uploaded segments/demo/newsletter.csv, segments/demo/vip/vip.csv and "
-          "sendgrid-exports/destinations.json.")
+    print("Uploaded segments/demo/newsletter.csv, segments/demo/vip/vip.csv and sendgrid-exports/destinations.json.")
 
 
 def summarize(record: dict, exit_code: int, elapsed: float, connection_string: str, sim_url: str) -> bool:
@@ -82,12 +86,16 @@ def summarize(record: dict, exit_code: int, elapsed: float, connection_string: s
         print(f"  segment {segment['path']}: {segment['files']} file(s), {segment['rows']} rows")
     print("  counts: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     conserved = counts["read"] == counts["invalid"] + counts["duplicate"] + counts["unchanged"] + counts["sent"]
-    print(f"  read = invalid + duplicate + unchanged + sent: "
-          f"{counts['read']} = {counts['invalid']} + {counts['duplicate']} + {counts['unchanged']} + "
-          f"{counts['sent']}  {'holds' if conserved else 'DOES NOT HOLD'}")
+    print(
+        f"  read = invalid + duplicate + unchanged + sent: "
+        f"{counts['read']} = {counts['invalid']} + {counts['duplicate']} + {counts['unchanged']} + "
+        f"{counts['sent']}  {'holds' if conserved else 'DOES NOT HOLD'}"
+    )
     for batch in record["batches"]:
-        print(f"  batch {batch['index']}: {batch['contacts']} contacts, {batch['bytes']} bytes, "
-              f"{batch['attempts']} attempt(s), job {batch['status']}")
+        print(
+            f"  batch {batch['index']}: {batch['contacts']} contacts, {batch['bytes']} bytes, "
+            f"{batch['attempts']} attempt(s), job {batch['status']}"
+        )
     print("  timings (s): " + ", ".join(f"{k}={v}" for k, v in record["timings"].items()))
     for item in record["lists"]:
         print(f"  list '{item['name']}' ({item['id']}): {item['action']}")
@@ -108,8 +116,9 @@ def summarize(record: dict, exit_code: int, elapsed: float, connection_string: s
         members_ok = item["contact_count"] == counts["accepted"]
         for email in item["members"][:3]:
             contact = state["contacts"][email]
-            fields = sorted(k for k in contact if k not in ("id", "email", "list_ids", "custom_fields",
-                                                             "created_at", "updated_at"))
+            fields = sorted(
+                k for k in contact if k not in ("id", "email", "list_ids", "custom_fields", "created_at", "updated_at")
+            )
             print(f"    {contact['id'][:8]}...: email + {', '.join(fields)}")
         if item["contact_count"] > 3:
             print(f"    ... and {item['contact_count'] - 3} more")

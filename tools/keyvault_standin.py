@@ -41,7 +41,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _VaultServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -55,27 +55,43 @@ class _Handler(BaseHTTPRequestHandler):
         if auth != f"Bearer {state.token}":
             port = self.server.server_address[1]
             challenge = (
-                f'Bearer authorization="https://login.microsoftonline.com/{TENANT}", '
-                f'resource="https://0.0.1:{port}"'
+                f'Bearer authorization="https://login.microsoftonline.com/{TENANT}", resource="https://0.0.1:{port}"'
             )
-            self._send(401, {"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer or PoP token."}},
-                       {"WWW-Authenticate": challenge})
+            self._send(
+                401,
+                {"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer or PoP token."}},
+                {"WWW-Authenticate": challenge},
+            )
             return
         parts = path.strip("/").split("/")
         if len(parts) in (2, 3) and parts[0] == "secrets":
             name = parts[1]
             if name not in state.secrets:
-                self._send(404, {"error": {"code": "SecretNotFound",
-                                           "message": f"A secret with (name/id) {name} was not found in this key vault."}})
+                self._send(
+                    404,
+                    {
+                        "error": {
+                            "code": "SecretNotFound",
+                            "message": f"A secret with (name/id) {name} was not found in this key vault.",
+                        }
+                    },
+                )
                 return
             version = parts[2] if len(parts) == 3 and parts[2] else uuid.uuid4().hex
             now = int(time.time())
-            self._send(200, {
-                "value": state.secrets[name],
-                "id": f"https://{self.headers.get('Host')}/secrets/{name}/{version}",
-                "attributes": {"enabled": True, "created": now, "updated": now,
-                               "recoveryLevel": "Recoverable+Purgeable"},
-            })
+            self._send(
+                200,
+                {
+                    "value": state.secrets[name],
+                    "id": f"https://{self.headers.get('Host')}/secrets/{name}/{version}",
+                    "attributes": {
+                        "enabled": True,
+                        "created": now,
+                        "updated": now,
+                        "recoveryLevel": "Recoverable+Purgeable",
+                    },
+                },
+            )
             return
         self._send(404, {"error": {"code": "NotFound", "message": "not found"}})
 

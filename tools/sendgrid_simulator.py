@@ -13,6 +13,7 @@ Control endpoints live under ``/__sim/`` and need no key. Run it alone with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
@@ -32,25 +33,51 @@ SEARCH_EMAILS_MAX = 100
 DELETE_CONTACT_IDS_MAX = 100
 # ContactRequest maxLength values from tsg_mc_contacts_v3.json (checked by a contract test).
 CONTACT_STRING_LIMITS = {
-    "address_line_1": 100, "address_line_2": 100, "city": 60, "country": 50, "email": 254,
-    "external_id": 254, "anonymous_id": 254, "first_name": 50, "last_name": 50,
-    "state_province_region": 50, "postal_code": None, "phone_number_id": None,
+    "address_line_1": 100,
+    "address_line_2": 100,
+    "city": 60,
+    "country": 50,
+    "email": 254,
+    "external_id": 254,
+    "anonymous_id": 254,
+    "first_name": 50,
+    "last_name": 50,
+    "state_province_region": 50,
+    "postal_code": None,
+    "phone_number_id": None,
 }
 CONTACT_KEYS = frozenset([*CONTACT_STRING_LIMITS, "alternate_emails", "custom_fields"])
 IDENTIFIERS = ("email", "phone_number_id", "external_id", "anonymous_id")
 RESERVED_FIELDS = [
-    {"name": n, "field_type": "Text"} for n in (
-        "first_name", "last_name", "email", "alternate_emails", "address_line_1", "address_line_2",
-        "city", "state_province_region", "postal_code", "country", "phone_number_id",
-        "external_id", "anonymous_id",
+    {"name": n, "field_type": "Text"}
+    for n in (
+        "first_name",
+        "last_name",
+        "email",
+        "alternate_emails",
+        "address_line_1",
+        "address_line_2",
+        "city",
+        "state_province_region",
+        "postal_code",
+        "country",
+        "phone_number_id",
+        "external_id",
+        "anonymous_id",
     )
-] + [{"name": "created_at", "field_type": "Date", "read_only": True},
-     {"name": "updated_at", "field_type": "Date", "read_only": True}]
+] + [
+    {"name": "created_at", "field_type": "Date", "read_only": True},
+    {"name": "updated_at", "field_type": "Date", "read_only": True},
+]
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 DATE_RE = re.compile(r"^(0[1-9]|1[0-2])/(0[1-9]|[12][0-9]|3[01])/[0-9]{4}$")
 ALL_SCOPES = [
-    "marketing.read", "marketing.contacts.read", "marketing.contacts.write",
-    "marketing.lists.read", "marketing.lists.write", "marketing.field_definitions.read",
+    "marketing.read",
+    "marketing.contacts.read",
+    "marketing.contacts.write",
+    "marketing.lists.read",
+    "marketing.lists.write",
+    "marketing.field_definitions.read",
 ]
 
 
@@ -123,8 +150,12 @@ class SimState:
             return {
                 "contacts": {e: _public_contact(c) for e, c in self.contacts.items()},
                 "lists": [
-                    {"id": lid, "name": meta["name"], "contact_count": len(members.get(lid, [])),
-                     "members": sorted(members.get(lid, []))}
+                    {
+                        "id": lid,
+                        "name": meta["name"],
+                        "contact_count": len(members.get(lid, [])),
+                        "members": sorted(members.get(lid, [])),
+                    }
                     for lid, meta in self.lists.items()
                 ],
                 "custom_fields": list(self.custom_fields.values()),
@@ -172,8 +203,13 @@ class SimState:
                     continue
                 existing = self.contacts.get(email)
                 if existing is None:
-                    existing = {"id": str(uuid.uuid4()), "email": email, "list_ids": set(),
-                                "custom_fields": {}, "created_at": stamp}
+                    existing = {
+                        "id": str(uuid.uuid4()),
+                        "email": email,
+                        "list_ids": set(),
+                        "custom_fields": {},
+                        "created_at": stamp,
+                    }
                     self.contacts[email] = existing
                     created += 1
                 else:
@@ -186,8 +222,13 @@ class SimState:
                 existing["list_ids"].update(job.list_ids)
                 existing["updated_at"] = stamp
         job.status = job.forced_status or ("errored" if errored else "completed")
-        job.results = {"requested_count": len(job.contacts), "created_count": created,
-                       "updated_count": updated, "deleted_count": deleted, "errored_count": errored}
+        job.results = {
+            "requested_count": len(job.contacts),
+            "created_count": created,
+            "updated_count": updated,
+            "deleted_count": deleted,
+            "errored_count": errored,
+        }
         if errored and job.job_type == "upsert":
             job.results["errors_url"] = f"/__sim/jobs/{job.id}/errors"
         job.finished_at = _now_iso()
@@ -199,8 +240,7 @@ class SimState:
         limit = self.rate_limit
         if limit is None:
             reset = math.ceil(now + 1)
-            return True, {"X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "999",
-                          "X-RateLimit-Reset": str(reset)}
+            return True, {"X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "999", "X-RateLimit-Reset": str(reset)}
         start, used = self._windows.get(route, (now, 0))
         if now - start >= self.rate_window:
             start, used = now, 0
@@ -209,8 +249,11 @@ class SimState:
         if allowed:
             used += 1
         self._windows[route] = (start, used)
-        return allowed, {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(max(0, limit - used)),
-                         "X-RateLimit-Reset": str(reset)}
+        return allowed, {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(max(0, limit - used)),
+            "X-RateLimit-Reset": str(reset),
+        }
 
     def take_fault(self, method: str, path: str) -> Fault | None:
         for fault in self.faults:
@@ -243,7 +286,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: SimServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: the simulator never prints request lines (they can hold addresses)
 
     def do_GET(self) -> None:
@@ -289,8 +332,11 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(fault.seconds)
             elif fault.kind == "rate_limit":
                 reset = str(math.ceil(time.time() + fault.reset_in))
-                self._send(429, {"errors": [{"field": None, "message": "too many requests"}]},
-                           {"X-RateLimit-Limit": "1", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
+                self._send(
+                    429,
+                    {"errors": [{"field": None, "message": "too many requests"}]},
+                    {"X-RateLimit-Limit": "1", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset},
+                )
                 return
             elif fault.kind == "status":
                 self._send(fault.status, {"errors": [{"field": None, "message": fault.message}]}, headers)
@@ -299,7 +345,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(429, {"errors": [{"field": None, "message": "too many requests"}]}, headers)
             return
         auth = self.headers.get("Authorization", "")
-        key = auth[len("Bearer "):] if auth.startswith("Bearer ") else None
+        key = auth[len("Bearer ") :] if auth.startswith("Bearer ") else None
         if key is None or key not in state.api_keys:
             self._send(401, {"errors": [{"field": None, "message": "authorization required"}]}, headers)
             return
@@ -323,8 +369,13 @@ class Handler(BaseHTTPRequestHandler):
     # -- SendGrid's API -------------------------------------------------------------------------
 
     def _api(
-        self, method: str, path: str, query: dict[str, list[str]], body: bytes,
-        state: SimState, scopes: list[str],
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        body: bytes,
+        state: SimState,
+        scopes: list[str],
     ) -> tuple[int, Any]:
         parts = path.strip("/").split("/")
         if path == "/v3/scopes" and method == "GET":
@@ -340,9 +391,14 @@ class Handler(BaseHTTPRequestHandler):
                 job = state.jobs.get(rest[2])
                 if job is None:
                     raise ApiError(404, "job not found")
-                return 200, {"id": job.id, "status": job.status, "job_type": job.job_type,
-                             "results": job.results, "started_at": job.started_at,
-                             **({"finished_at": job.finished_at} if job.finished_at else {})}
+                return 200, {
+                    "id": job.id,
+                    "status": job.status,
+                    "job_type": job.job_type,
+                    "results": job.results,
+                    "started_at": job.started_at,
+                    **({"finished_at": job.finished_at} if job.finished_at else {}),
+                }
         if rest == ["contacts", "search", "emails"] and method == "POST":
             return self._search_emails(body, state)
         if rest == ["lists"] and method == "GET":
@@ -356,8 +412,11 @@ class Handler(BaseHTTPRequestHandler):
                 if any(meta["name"] == name for meta in state.lists.values()):
                     raise ApiError(400, [{"field": "name", "message": "list name already exists"}])
                 created = state.add_list(name)
-            return 201, {**created, "contact_count": 0,
-                         "_metadata": {"self": f"{self._base()}/v3/marketing/lists/{created['id']}"}}
+            return 201, {
+                **created,
+                "contact_count": 0,
+                "_metadata": {"self": f"{self._base()}/v3/marketing/lists/{created['id']}"},
+            }
         if len(rest) == 2 and rest[0] == "lists" and method == "GET":
             with state.lock:
                 state.process_jobs()
@@ -370,14 +429,16 @@ class Handler(BaseHTTPRequestHandler):
             return self._remove_from_list(rest[1], query, state)
         if rest == ["field_definitions"] and method == "GET":
             with state.lock:
-                return 200, {"custom_fields": list(state.custom_fields.values()),
-                             "reserved_fields": RESERVED_FIELDS,
-                             "_metadata": {"self": f"{self._base()}/v3/marketing/field_definitions"}}
+                return 200, {
+                    "custom_fields": list(state.custom_fields.values()),
+                    "reserved_fields": RESERVED_FIELDS,
+                    "_metadata": {"self": f"{self._base()}/v3/marketing/field_definitions"},
+                }
         raise ApiError(404, f"{method} {path} is not simulated")
 
     def _base(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def _upsert(self, body: bytes, state: SimState) -> tuple[int, Any]:
         if len(body) > MAX_BODY_BYTES:
@@ -408,8 +469,13 @@ class Handler(BaseHTTPRequestHandler):
         if errors:
             raise ApiError(400, errors)
         with state.lock:
-            job = Job(id=str(uuid.uuid4()), ready_at=time.time() + state.job_delay,
-                      contacts=contacts, list_ids=list_ids, started_at=_now_iso())
+            job = Job(
+                id=str(uuid.uuid4()),
+                ready_at=time.time() + state.job_delay,
+                contacts=contacts,
+                list_ids=list_ids,
+                started_at=_now_iso(),
+            )
             for fault in state.faults:
                 if fault.kind == "job_status" and fault.times > 0 and fault.matches("PUT", "/v3/marketing/contacts"):
                     fault.times -= 1
@@ -460,9 +526,11 @@ class Handler(BaseHTTPRequestHandler):
             for contact in state.contacts.values():
                 for lid in contact["list_ids"]:
                     counts[lid] = counts.get(lid, 0) + 1
-        page = [{**m, "contact_count": counts.get(m["id"], 0)} for m in items[start:start + size]]
-        metadata: dict[str, Any] = {"self": f"{self._base()}/v3/marketing/lists?page_size={size}&page_token={start}",
-                                    "count": len(items)}
+        page = [{**m, "contact_count": counts.get(m["id"], 0)} for m in items[start : start + size]]
+        metadata: dict[str, Any] = {
+            "self": f"{self._base()}/v3/marketing/lists?page_size={size}&page_token={start}",
+            "count": len(items),
+        }
         if start + size < len(items):
             metadata["next"] = f"{self._base()}/v3/marketing/lists?page_size={size}&page_token={start + size}"
         return 200, {"result": page, "_metadata": metadata}
@@ -482,8 +550,15 @@ class Handler(BaseHTTPRequestHandler):
             for contact in state.contacts.values():
                 if contact["id"] in wanted:
                     contact["list_ids"].discard(list_id)
-            job = Job(id=str(uuid.uuid4()), ready_at=time.time(), contacts=[], list_ids=[list_id],
-                      job_type="list_removal", status="completed", started_at=_now_iso())
+            job = Job(
+                id=str(uuid.uuid4()),
+                ready_at=time.time(),
+                contacts=[],
+                list_ids=[list_id],
+                job_type="list_removal",
+                status="completed",
+                started_at=_now_iso(),
+            )
             job.results = {"removed_count": len(wanted)}
             state.jobs[job.id] = job
         return 202, {"job_id": job.id}
@@ -561,7 +636,9 @@ def _contact_errors(
     for key in contact.keys() - CONTACT_KEYS:
         errors.append({"field": f"{where}.{key}", "message": "unknown field"})
     if not any(isinstance(contact.get(k), str) and contact[k] for k in IDENTIFIERS):
-        errors.append({"field": where, "message": "a contact needs an email, phone_number_id, external_id or anonymous_id"})
+        errors.append(
+            {"field": where, "message": "a contact needs an email, phone_number_id, external_id or anonymous_id"}
+        )
     for key, limit in CONTACT_STRING_LIMITS.items():
         if key not in contact:
             continue
@@ -577,11 +654,12 @@ def _contact_errors(
         elif email.lower() in rejected:
             errors.append({"field": f"{where}.email", "message": "email address is not deliverable"})
     alternates = contact.get("alternate_emails")
-    if alternates is not None:
-        if not isinstance(alternates, list) or len(alternates) > 5 or not all(
-            isinstance(a, str) and len(a) <= 254 and EMAIL_RE.match(a) for a in alternates
-        ):
-            errors.append({"field": f"{where}.alternate_emails", "message": "at most 5 valid emails"})
+    if alternates is not None and (
+        not isinstance(alternates, list)
+        or len(alternates) > 5
+        or not all(isinstance(a, str) and len(a) <= 254 and EMAIL_RE.match(a) for a in alternates)
+    ):
+        errors.append({"field": f"{where}.alternate_emails", "message": "at most 5 valid emails"})
     custom = contact.get("custom_fields")
     if custom is not None:
         if not isinstance(custom, dict):
@@ -589,8 +667,12 @@ def _contact_errors(
         else:
             unknown = [k for k in custom if k not in custom_defs]
             if unknown:
-                errors.append({"field": f"{where}.custom_fields",
-                               "message": "invalid custom field ids supplied - " + ",".join(unknown)})
+                errors.append(
+                    {
+                        "field": f"{where}.custom_fields",
+                        "message": "invalid custom field ids supplied - " + ",".join(unknown),
+                    }
+                )
             for key, value in custom.items():
                 definition = custom_defs.get(key)
                 if definition is None:
@@ -617,7 +699,7 @@ class SimServer(ThreadingHTTPServer):
     @property
     def base_url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
 
 def start(state: SimState, host: str = "127.0.0.1", port: int = 0) -> SimServer:
@@ -638,10 +720,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the simulator only listens on loopback")
     server = SimServer((args.host, args.port), SimState(args.api_key, args.job_delay))
     print(f"PORT={server.server_address[1]}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

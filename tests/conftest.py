@@ -1,0 +1,163 @@
+"""Fixtures: the real local stand-ins (storage emulator, SendGrid simulator, Key Vault stand-in).
+
+The storage emulator starts once per session; every test gets its own containers and its own
+simulator, so tests never see each other's state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from shared.bootstrap import build_edges
+from shared.export import Edges
+from shared.retry import RetryPolicy
+from shared.sendgrid import SendGridClient
+from shared.settings import Settings
+from tools import sendgrid_simulator
+from tools.azurite import Emulator
+from tools.keyvault_standin import KeyVaultStandIn
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DIR = REPO.parent / "shared"
+API_KEY = "test-api-key-" + "x" * 24
+# Fast but real backoff for tests: the delays are waited, just short.
+FAST_RETRY = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.05, max_rate_limit_wait=3.0)
+
+
+def shared_folder(*parts: str) -> Path:
+    """A folder in ../shared; skipped with a reason where absent, a failure in CI."""
+    path = SHARED_DIR.joinpath(*parts)
+    if not path.exists():
+        message = f"{path} is absent: it sits beside the repo in CI and on the team's machines"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: required)")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    with Emulator() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def blob_service(emulator: Emulator) -> BlobServiceClient:
+    return BlobServiceClient.from_connection_string(emulator.connection_string)
+
+
+class Simulator:
+    def __init__(self) -> None:
+        self.state = sendgrid_simulator.SimState([API_KEY], job_delay=0.05)
+        self.server = sendgrid_simulator.start(self.state)
+        self.url = self.server.base_url
+
+    def fault(self, **spec: Any) -> None:
+        requests.post(f"{self.url}/__sim/faults", json=spec, timeout=5).raise_for_status()
+
+    def config(self, **spec: Any) -> None:
+        requests.post(f"{self.url}/__sim/config", json=spec, timeout=5).raise_for_status()
+
+    def snapshot(self) -> dict[str, Any]:
+        return requests.get(f"{self.url}/__sim/state", timeout=10).json()
+
+    def members(self, list_name: str) -> list[str]:
+        for item in self.snapshot()["lists"]:
+            if item["name"] == list_name:
+                return list(item["members"])
+        raise AssertionError(f"no list named {list_name!r} in the simulator")
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def simulator() -> Iterator[Simulator]:
+    sim = Simulator()
+    yield sim
+    sim.stop()
+
+
+@dataclass
+class Workspace:
+    """Containers of one test in the emulator, and the settings that point at them."""
+
+    connection_string: str
+    segments: ContainerClient
+    exports: ContainerClient
+    env: dict[str, str] = field(default_factory=dict)
+
+    def put_segment(self, name: str, data: bytes | str) -> None:
+        self.segments.upload_blob(name, data.encode("utf-8") if isinstance(data, str) else data, overwrite=True)
+
+    def put_destinations(self, *destinations: dict[str, Any]) -> None:
+        self.exports.upload_blob("destinations.json", json.dumps({"destinations": list(destinations)}), overwrite=True)
+
+    def read_export(self, name: str) -> bytes:
+        return bytes(self.exports.download_blob(name).readall())
+
+    def export_names(self, prefix: str = "") -> list[str]:
+        return sorted(b.name for b in self.exports.list_blobs(name_starts_with=prefix))
+
+
+@pytest.fixture
+def workspace(emulator: Emulator, blob_service: BlobServiceClient, simulator: Simulator) -> Iterator[Workspace]:
+    suffix = secrets.token_hex(4)
+    segments = blob_service.create_container(f"segments-{suffix}")
+    exports = blob_service.create_container(f"exports-{suffix}")
+    env = {
+        "EXPORT_STORAGE": emulator.connection_string,
+        "AzureWebJobsStorage": emulator.connection_string,
+        "SEGMENTS_CONTAINER": segments.container_name,
+        "EXPORTS_CONTAINER": exports.container_name,
+        "SECRETS_SOURCE": "environment",
+        "SENDGRID_SECRET_SENDGRID_API_KEY": API_KEY,
+        "SENDGRID_API_BASE_URL": simulator.url,
+    }
+    yield Workspace(emulator.connection_string, segments, exports, env)
+    segments.delete_container()
+    exports.delete_container()
+
+
+def make_edges(workspace: Workspace, **overrides: Any) -> Edges:
+    """Real edges over the test's containers; SendGrid calls use short (real) retry delays."""
+    settings = Settings.from_env(workspace.env)
+    edges = build_edges(settings, environ=workspace.env)
+    edges.sendgrid = lambda base_url, key: SendGridClient(base_url, key, policy=FAST_RETRY, timeout=(2.0, 5.0))
+    edges.job_poll_interval = 0.02
+    for name, value in overrides.items():
+        setattr(edges, name, value)
+    return edges
+
+
+def destination(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "name": "newsletter",
+        "enabled": True,
+        "data_privacy_consent": True,
+        "api_key_secret": "sendgrid-api-key",
+        "list": {"name": "Newsletter", "create_if_missing": True},
+        "segments": [{"path": "people.csv"}],
+    }
+    if "lists" in overrides:
+        del base["list"]
+    base.update(overrides)
+    return base
+
+
+@pytest.fixture
+def keyvault() -> Iterator[KeyVaultStandIn]:
+    vault = KeyVaultStandIn({"sendgrid-api-key": API_KEY}).start()
+    yield vault
+    vault.stop()

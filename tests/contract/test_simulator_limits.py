@@ -1,0 +1,80 @@
+"""The simulator refuses what SendGrid refuses: the limits and shapes are enforced, not assumed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from tests.conftest import API_KEY
+
+
+def put(simulator, body, key=API_KEY):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return requests.put(
+        f"{simulator.url}/v3/marketing/contacts",
+        data=data,
+        timeout=30,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"contacts": []}, "contacts"),
+        ({"contacts": [{"email": f"p{i}@example.com"} for i in range(30_001)]}, "contacts"),
+        ({"contacts": [{"first_name": "No identifier"}]}, "contacts[0]"),
+        ({"contacts": [{"email": "a@example.com", "first_name": "x" * 51}]}, "contacts[0].first_name"),
+        ({"contacts": [{"email": "a@example.com", "city": "x" * 61}]}, "contacts[0].city"),
+        ({"contacts": [{"email": "not-an-email"}]}, "contacts[0].email"),
+        ({"contacts": [{"email": "a@example.com", "nickname": "x"}]}, "contacts[0].nickname"),
+        ({"contacts": [{"email": "a@example.com", "custom_fields": {"w99": "x"}}]}, "contacts[0].custom_fields"),
+        ({"contacts": [{"email": "a@example.com"}], "list_ids": ["no-such-list"]}, "list_ids[0]"),
+        ({"contacts": [{"email": "a@example.com"}], "surprise": 1}, "surprise"),
+    ],
+)
+def test_shapes_and_limits_are_refused_with_the_field_named(simulator, body, field):
+    response = put(simulator, body)
+    assert response.status_code == 400
+    assert field in [e["field"] for e in response.json()["errors"]]
+
+
+def test_bodies_over_6_mb_are_refused(simulator):
+    contacts = [
+        {"email": f"p{i}@example.com", "address_line_1": "x" * 95, "address_line_2": "y" * 95} for i in range(29_000)
+    ]
+    body = json.dumps({"contacts": contacts}).encode()
+    assert len(body) > 6_000_000
+    assert put(simulator, body).status_code == 413
+
+
+def test_a_bad_key_is_401_and_rate_limit_headers_are_sent(simulator):
+    response = put(simulator, {"contacts": [{"email": "a@example.com"}]}, key="nope")
+    assert response.status_code == 401
+    ok = put(simulator, {"contacts": [{"email": "a@example.com"}]})
+    assert ok.status_code == 202 and "job_id" in ok.json()
+    assert {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} <= set(ok.headers)
+
+
+def test_rate_limit_answers_429_until_the_window_resets(simulator):
+    simulator.config(rate_limit=1, rate_window=60)
+    assert put(simulator, {"contacts": [{"email": "a@example.com"}]}).status_code == 202
+    limited = put(simulator, {"contacts": [{"email": "a@example.com"}]})
+    assert limited.status_code == 429 and limited.headers["X-RateLimit-Remaining"] == "0"
+    assert int(limited.headers["X-RateLimit-Reset"]) > 0
+
+
+def test_import_jobs_finish_after_a_delay(simulator):
+    simulator.config(job_delay=0.3)
+    job_id = put(simulator, {"contacts": [{"email": "a@example.com"}]}).json()["job_id"]
+    url = f"{simulator.url}/v3/marketing/contacts/imports/{job_id}"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    assert requests.get(url, headers=headers, timeout=5).json()["status"] == "pending"
+    assert simulator.snapshot()["contacts"] == {}
+    import time
+
+    time.sleep(0.35)
+    done = requests.get(url, headers=headers, timeout=5).json()
+    assert done["status"] == "completed" and done["results"]["created_count"] == 1

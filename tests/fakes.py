@@ -1,0 +1,54 @@
+"""Fakes of the core's edges, for unit tests that must not touch a network or a disk service."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import IO
+
+from shared.storage import BlobAlreadyExists, BlobInfo, BlobNotFound
+
+
+class InMemoryBlobStore:
+    def __init__(self, blobs: dict[str, bytes] | None = None, chunk_size: int = 7):
+        self.blobs: dict[str, bytes] = dict(blobs or {})
+        self.chunk_size = chunk_size  # tiny chunks: readers must cope with any boundary
+
+    @property
+    def container_url(self) -> str:
+        return "https://fake.blob.core.windows.net/fake"
+
+    def list_blobs(self, prefix: str) -> list[BlobInfo]:
+        return [BlobInfo(n, len(d)) for n, d in sorted(self.blobs.items()) if n.startswith(prefix)]
+
+    def exists(self, name: str) -> bool:
+        return name in self.blobs
+
+    def read_bytes(self, name: str) -> bytes:
+        if name not in self.blobs:
+            raise BlobNotFound(f"blob '{name}' not found")
+        return self.blobs[name]
+
+    def iter_chunks(self, name: str) -> Iterator[bytes]:
+        data = self.read_bytes(name)
+        for i in range(0, len(data), self.chunk_size):
+            yield data[i : i + self.chunk_size]
+
+    def write_bytes(self, name: str, data: bytes, *, content_type: str, overwrite: bool = True) -> None:
+        if not overwrite and name in self.blobs:
+            raise BlobAlreadyExists(name)
+        self.blobs[name] = bytes(data)
+
+    def write_stream(self, name: str, stream: IO[bytes], *, content_type: str) -> None:
+        self.blobs[name] = stream.read()
+
+
+class DictSecrets:
+    def __init__(self, secrets: dict[str, str]):
+        self.secrets = secrets
+
+    def get_secret(self, name: str) -> str:
+        from shared.errors import SecretError
+
+        if name not in self.secrets:
+            raise SecretError(f"secret '{name}' not found")
+        return self.secrets[name]

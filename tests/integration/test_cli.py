@@ -1,0 +1,116 @@
+"""``python -m shared`` as a user runs it: exit codes, the record on stdout, nothing secret printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import API_KEY, REPO, destination
+
+pytestmark = pytest.mark.integration
+
+
+def cli(workspace, *args: str, env_overrides: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SENDGRID_", "EXPORT_", "KEY_VAULT"))}
+    env.update(workspace.env)
+    env.update(env_overrides or {})
+    return subprocess.run(
+        [sys.executable, "-m", "shared", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def assert_private(proc: subprocess.CompletedProcess[str], *emails: str) -> None:
+    output = proc.stdout + proc.stderr
+    assert API_KEY not in output
+    for email in emails:
+        assert email not in proc.stderr  # the record (stdout) holds counts; the log holds none
+
+
+def test_a_clean_export_exits_0_and_prints_the_final_record(workspace, simulator):
+    workspace.put_segment("people.csv", "Email,FirstName\na@example.com,Ann\nb@example.com,Bo\n")
+    workspace.put_destinations(destination())
+    proc = cli(workspace, "export", "newsletter")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["status"] == "succeeded" and record["trigger"] == "cli"
+    assert record["counts"]["accepted"] == 2
+    stored = json.loads(workspace.read_export(f"runs/newsletter/{record['run_id']}.json"))
+    assert stored == record
+    assert "sent batch 0: 2 contacts" in proc.stderr
+    assert_private(proc, "a@example.com", "b@example.com", "Ann")
+
+
+def test_rejected_rows_exit_3(workspace, simulator):
+    workspace.put_segment("people.csv", "Email\na@example.com\nnot-an-email\n")
+    workspace.put_destinations(destination())
+    proc = cli(workspace, "export", "newsletter")
+    assert proc.returncode == 3, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "completed_with_errors"
+    assert_private(proc, "a@example.com", "not-an-email")
+
+
+def test_a_failed_run_exits_1_with_its_record(workspace, simulator):
+    workspace.put_destinations(destination(segments=[{"path": "absent.csv"}]))
+    proc = cli(workspace, "export", "newsletter")
+    assert proc.returncode == 1
+    record = json.loads(proc.stdout)
+    assert record["status"] == "failed" and "absent.csv" in record["errors"][0]
+
+
+def test_dry_run_sends_nothing(workspace, simulator):
+    workspace.put_segment("people.csv", "Email\na@example.com\n")
+    workspace.put_destinations(destination())
+    proc = cli(workspace, "export", "newsletter", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["options"]["dry_run"] and record["counts"]["sent"] == 1
+    assert simulator.snapshot()["upserted_contacts"] == 0 and simulator.snapshot()["lists"] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "overrides", "message"),
+    [
+        (("export", "nobody"), {}, "no destination named 'nobody'"),
+        (("export",), {}, "the following arguments are required: name"),
+        (("export", "newsletter"), {"SECRETS_SOURCE": "vault"}, "SECRETS_SOURCE"),
+        (("export", "newsletter"), {"EXPORT_SCHEDULE": "daily"}, "EXPORT_SCHEDULE"),
+        (("bogus",), {}, "invalid choice"),
+    ],
+)
+def test_bad_usage_or_configuration_exits_2_naming_the_fault(workspace, simulator, args, overrides, message):
+    workspace.put_destinations(destination())
+    proc = cli(workspace, *args, env_overrides=overrides)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_no_consent_exits_2_and_sends_nothing(workspace, simulator):
+    workspace.put_segment("people.csv", "Email\na@example.com\n")
+    workspace.put_destinations(destination(data_privacy_consent=False))
+    proc = cli(workspace, "export", "newsletter")
+    assert proc.returncode == 2 and "data_privacy_consent" in proc.stderr
+    assert simulator.state.requests == []
+
+
+def test_destinations_and_runs(workspace, simulator):
+    workspace.put_segment("people.csv", "Email\na@example.com\n")
+    workspace.put_destinations(destination(), destination(name="broken", region="mars"))
+    listed = cli(workspace, "destinations")
+    assert listed.returncode == 0
+    entries = {d["name"]: d for d in json.loads(listed.stdout)["destinations"]}
+    assert entries["newsletter"]["enabled"] and "field 'region'" in entries["broken"]["error"]
+    first = json.loads(cli(workspace, "export", "newsletter").stdout)["run_id"]
+    second = json.loads(cli(workspace, "export", "newsletter").stdout)["run_id"]
+    runs = json.loads(cli(workspace, "runs", "newsletter").stdout)["runs"]
+    assert [r["run_id"] for r in runs] == sorted([first, second], reverse=True)

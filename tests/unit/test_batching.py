@@ -1,0 +1,56 @@
+import itertools
+import json
+
+import pytest
+
+from shared.batching import MAX_BATCH_BYTES, MAX_CONTACTS_PER_BATCH, BatchSpool, ContactTooLarge, encode_contact
+
+LIST_ID = "ca7a3796-e8a8-4029-9ccb-df8937940562"
+
+
+def spool_of(contacts, **limits):
+    spool = BatchSpool([LIST_ID], **limits)
+    for i, contact in enumerate(contacts):
+        spool.add(encode_contact(contact), "f.csv", i + 2)
+    return spool
+
+
+def test_limits_are_sendgrids():
+    assert (MAX_CONTACTS_PER_BATCH, MAX_BATCH_BYTES) == (30_000, 6_000_000)
+
+
+def test_batches_respect_the_contact_limit_and_keep_every_contact_once():
+    contacts = [{"email": f"p{i}@example.com"} for i in range(25)]
+    spool = spool_of(contacts, max_contacts=10)
+    batches = list(spool.batches())
+    assert [b.count for b in batches] == [10, 10, 5]
+    sent = [c for b in batches for c in json.loads(b.body)["contacts"]]
+    assert sent == contacts
+    assert all(json.loads(b.body)["list_ids"] == [LIST_ID] for b in batches)
+
+
+def test_batches_respect_the_byte_limit_exactly():
+    contacts = [{"email": f"p{i}@example.com", "first_name": "Zoë" * 10} for i in range(200)]
+    limit = 2_000
+    batches = list(spool_of(contacts, max_bytes=limit).batches())
+    assert all(len(b.body) <= limit for b in batches)
+    # Each batch is as full as it can be: the next contact would not have fitted.
+    for this, following in itertools.pairwise(batches):
+        first_next = json.loads(following.body)["contacts"][0]
+        assert len(this.body) + 1 + len(encode_contact(first_next)) > limit
+    assert sum(b.count for b in batches) == 200
+
+
+def test_origins_point_back_at_the_source_line():
+    batch = next(spool_of([{"email": "a@example.com"}, {"email": "b@example.com"}]).batches())
+    assert batch.origin(1).source == "f.csv" and batch.origin(1).line == 3 and batch.origin(1).email == "b@example.com"
+
+
+def test_a_contact_that_can_never_fit_is_refused():
+    spool = BatchSpool([LIST_ID], max_bytes=100)
+    with pytest.raises(ContactTooLarge):
+        spool.add(encode_contact({"email": "a@example.com", "city": "x" * 200}), "f.csv", 2)
+
+
+def test_no_contacts_no_batches():
+    assert list(BatchSpool([LIST_ID]).batches()) == []

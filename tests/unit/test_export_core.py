@@ -1,0 +1,169 @@
+"""The orchestrator with fake edges: no network, no storage service."""
+
+import json
+
+import pytest
+
+from shared.errors import SendGridAuthError, SendGridError
+from shared.export import Edges, ExportOptions, queue_run, run_export
+from shared.sendgrid import CallStats, JobResult
+from shared.settings import Settings
+from tests.fakes import DictSecrets, InMemoryBlobStore
+
+LIST_ID = "ca7a3796-e8a8-4029-9ccb-df8937940562"
+
+
+class FakeSendGrid:
+    def __init__(self, fail_batches: dict[int, Exception] | None = None, job_status: str = "completed"):
+        self.bodies: list[dict] = []
+        self.fail_batches = fail_batches or {}
+        self.job_status = job_status
+        self.lists = [{"id": LIST_ID, "name": "Newsletter"}]
+        self.created_lists: list[str] = []
+        self.closed = False
+
+    def upsert_contacts(self, body: bytes):
+        index = len(self.bodies)
+        self.bodies.append(json.loads(body))
+        if index in self.fail_batches:
+            raise self.fail_batches[index]
+        return f"job-{index}", CallStats(attempts=1)
+
+    def wait_for_job(self, job_id, *, timeout, interval):
+        count = len(self.bodies[int(job_id.split("-")[1])]["contacts"])
+        return JobResult(job_id, self.job_status, requested=count, created=count)
+
+    def iter_lists(self):
+        return iter(self.lists)
+
+    def get_list(self, list_id):
+        return next((item for item in self.lists if item["id"] == list_id), None)
+
+    def create_list(self, name):
+        self.created_lists.append(name)
+        created = {"id": f"new-{name}", "name": name}
+        self.lists.append(created)
+        return created
+
+    def field_definitions(self):
+        return {"custom_fields": []}
+
+    def close(self):
+        self.closed = True
+
+
+def setup(destination_overrides=None, csv_text=None, sendgrid=None):
+    destination = {
+        "name": "newsletter",
+        "data_privacy_consent": True,
+        "list": {"id": LIST_ID},
+        "segments": [{"path": "people.csv"}],
+    }
+    destination.update(destination_overrides or {})
+    exports = InMemoryBlobStore({"destinations.json": json.dumps({"destinations": [destination]}).encode()})
+    rows = csv_text or "Email,FirstName\na@example.com,Ann\nb@example.com,Bo\nbad,Cy\nA@example.com,Dup\n"
+    segments = InMemoryBlobStore({"people.csv": rows.encode()})
+    fake = sendgrid or FakeSendGrid()
+    settings = Settings.from_env({"EXPORT_STORAGE": "UseDevelopmentStorage=true", "SECRETS_SOURCE": "environment"})
+    edges = Edges(
+        settings=settings,
+        segments=segments,
+        exports=exports,
+        secrets=DictSecrets({"sendgrid-api-key": "k" * 20}),
+        sendgrid=lambda url, key: fake,
+    )
+    return edges, fake
+
+
+def run(edges, **options):
+    return run_export(edges, queue_run(edges, "newsletter", trigger="cli", options=ExportOptions(**options)))
+
+
+def stored(edges, record):
+    return json.loads(edges.exports.blobs[f"runs/newsletter/{record.run_id}.json"])
+
+
+def test_a_run_sends_valid_unique_contacts_and_records_everything():
+    edges, fake = setup()
+    record = run(edges)
+    assert [c["email"] for c in fake.bodies[0]["contacts"]] == ["a@example.com", "b@example.com"]
+    assert fake.bodies[0]["list_ids"] == [LIST_ID]
+    assert record.counts | {} == stored(edges, record)["counts"]
+    c = record.counts
+    assert (c["read"], c["invalid"], c["duplicate"], c["sent"], c["accepted"]) == (4, 1, 1, 2, 2)
+    assert record.conservation_holds()
+    assert record.status == "completed_with_errors"
+    rejects = edges.exports.blobs[record.rejects_blob].decode()
+    assert rejects.splitlines()[1] == "people.csv,4,bad,invalid,,invalid email address"
+    assert fake.closed
+
+
+def test_without_consent_nothing_is_sent_and_the_record_says_why():
+    edges, fake = setup({"data_privacy_consent": False})
+    record = run(edges)
+    assert record.status == "failed" and fake.bodies == []
+    assert "data_privacy_consent" in record.errors[0]
+    assert stored(edges, record)["status"] == "failed"
+
+
+def test_more_valid_profiles_than_max_profiles_fails_before_sending():
+    edges, fake = setup({"max_profiles": 1})
+    record = run(edges)
+    assert record.status == "failed" and fake.bodies == []
+    assert "max_profiles (1)" in record.errors[0]
+    assert record.conservation_holds()
+
+
+def test_a_dry_run_sends_nothing_but_counts_what_would_be_sent():
+    edges, fake = setup({"list": {"name": "Fresh", "create_if_missing": True}})
+    record = run(edges, dry_run=True)
+    assert fake.bodies == [] and fake.created_lists == []
+    assert record.counts["sent"] == 2 and record.conservation_holds()
+    assert record.lists == [{"id": None, "name": "Fresh", "action": "would_create"}]
+    assert record.batches[0]["status"] == "dry_run"
+
+
+def test_a_missing_list_without_create_fails_naming_it():
+    edges, fake = setup({"list": {"name": "Nope"}})
+    record = run(edges)
+    assert record.status == "failed" and "list named 'Nope'" in record.errors[0]
+    assert fake.bodies == []
+
+
+def test_a_refused_batch_is_errored_with_sendgrids_message_and_the_run_goes_on():
+    rows = "Email\n" + "".join(f"p{i}@example.com\n" for i in range(5))
+    error = SendGridError(
+        "PUT /v3/marketing/contacts: SendGrid answered 400: contacts[1].email: email is invalid",
+        status=400,
+        errors=[{"field": "contacts[1].email", "message": "email is invalid"}],
+    )
+    edges, _ = setup(csv_text=rows, sendgrid=FakeSendGrid(fail_batches={0: error}))
+    edges.max_batch_contacts = 2
+    record = run(edges)
+    assert record.counts["errored"] == 2 and record.counts["accepted"] == 3
+    assert record.status == "completed_with_errors" and record.conservation_holds()
+    lines = edges.exports.blobs[record.rejects_blob].decode().splitlines()
+    assert "contacts[1].email: email is invalid" in lines[2] and "p1@example.com" in lines[2]
+
+
+@pytest.mark.parametrize("error", [SendGridAuthError("401", status=401), SendGridError("down", status=503)])
+def test_an_unreachable_or_refusing_sendgrid_stops_sending_and_fails_the_run(error):
+    rows = "Email\n" + "".join(f"p{i}@example.com\n" for i in range(6))
+    edges, fake = setup(csv_text=rows, sendgrid=FakeSendGrid(fail_batches={0: error}))
+    edges.max_batch_contacts = 2
+    record = run(edges)
+    assert len(fake.bodies) == 1  # the later batches were not attempted
+    assert record.status == "failed"
+    assert record.counts["errored"] == 6 and record.counts["sent"] == 6 and record.conservation_holds()
+    assert [b["status"] for b in record.batches] == [
+        "refused" if error.status == 401 else "undelivered",
+        "not_sent",
+        "not_sent",
+    ]
+
+
+def test_a_failed_import_job_counts_its_contacts_errored():
+    edges, _ = setup(sendgrid=FakeSendGrid(job_status="failed"))
+    record = run(edges)
+    assert record.counts["accepted"] == 0 and record.counts["errored"] == 2
+    assert record.status == "completed_with_errors"
