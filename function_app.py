@@ -1,23 +1,69 @@
-"""Azure Functions entry points. Thin on purpose: each trigger hands its input to one core
-function in ``shared.service`` and maps the outcome to its binding. No export logic lives here.
+"""Azure Functions entry points. Thin on purpose: each trigger reads its input, hands it to one
+core function (``shared.service`` or ``shared.http_api``), and maps the outcome to its binding.
+No export logic lives here, and no export ever runs inside an HTTP request.
 """
 
 import logging
 
 import azure.functions as func
 
-from shared import service
+from shared import http_api, service
 
-app = func.FunctionApp()
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 
-@app.timer_trigger(
-    arg_name="timer",
-    schedule="%EXPORT_SCHEDULE%",
-    run_on_startup=False,
-    use_monitor=True,
-)
+def _http(handler: http_api.Handler, req: func.HttpRequest) -> func.HttpResponse:
+    request = http_api.ApiRequest(
+        method=req.method,
+        url=req.url,
+        route=dict(req.route_params),
+        query=dict(req.params),
+        headers=dict(req.headers),
+        body=req.get_body() or b"",
+    )
+    response = http_api.handle(handler, service.app_edges, request)
+    return func.HttpResponse(
+        response.json_bytes(), status_code=response.status, headers=response.headers, mimetype="application/json"
+    )
+
+
+@app.timer_trigger(arg_name="timer", schedule="%EXPORT_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def scheduled_export(timer: func.TimerRequest) -> None:
-    records = service.on_schedule(service.app_edges(), past_due=timer.past_due)
-    for record in records:
-        logging.info("scheduled export %s of %s: %s", record.run_id, record.destination, record.status)
+    queued = service.on_schedule(service.app_edges(), past_due=timer.past_due)
+    logging.info("schedule: queued %d export(s)", len(queued))
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%EXPORT_QUEUE%", connection="AzureWebJobsStorage")
+def export_worker(msg: func.QueueMessage) -> None:
+    service.on_job(service.app_edges(), msg.get_body(), dequeue_count=msg.dequeue_count or 1)
+
+
+@app.route(route="destinations", methods=["GET"])
+def list_destinations(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(http_api.list_destinations, req)
+
+
+@app.route(route="destinations/{name}/exports", methods=["POST"])
+def start_export(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(http_api.start_export, req)
+
+
+@app.route(route="destinations/{name}/exports", methods=["GET"])
+def list_exports(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(http_api.list_exports, req)
+
+
+@app.route(route="destinations/{name}/exports/{run_id}", methods=["GET"])
+def get_export(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(http_api.get_export, req)
+
+
+@app.route(route="destinations/{name}/check", methods=["POST"])
+def check_destination(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(http_api.check_destination, req)
+
+
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    # A bare liveness probe: it reads nothing and says nothing about the configuration.
+    return func.HttpResponse('{"status": "ok"}', status_code=200, mimetype="application/json")

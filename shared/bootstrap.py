@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .export import Edges
+from .jobs import AzureJobQueue, queue_client
+from .locks import BlobLeaseLock
 from .secrets import EnvironmentSecretProvider, KeyVaultSecretProvider, SecretProvider
 from .sendgrid import SendGridClient
 from .settings import Settings
@@ -27,7 +29,11 @@ def build_edges(
     environ: Mapping[str, str] | None = None,
     key_vault_options: Mapping[str, Any] | None = None,
 ) -> Edges:
-    needs_identity = settings.export_storage.uses_identity or settings.secrets_source == "keyvault"
+    needs_identity = (
+        settings.export_storage.uses_identity
+        or settings.host_storage.uses_identity
+        or settings.secrets_source == "keyvault"
+    )
     if credential is None and needs_identity:
         credential = default_credential(settings)
     service = blob_service_client(settings.export_storage, credential)
@@ -37,10 +43,13 @@ def build_edges(
         secrets = KeyVaultSecretProvider(settings.key_vault_url, credential, **dict(key_vault_options or {}))
     else:
         secrets = EnvironmentSecretProvider(environ)
+    exports = service.get_container_client(settings.exports_container)
     return Edges(
         settings=settings,
         segments=AzureBlobStore(service.get_container_client(settings.segments_container)),
-        exports=AzureBlobStore(service.get_container_client(settings.exports_container)),
+        exports=AzureBlobStore(exports),
         secrets=secrets,
         sendgrid=lambda base_url, api_key: SendGridClient(base_url, api_key),
+        lock=BlobLeaseLock(exports),
+        jobs=AzureJobQueue(queue_client(settings.host_storage, settings.export_queue, credential)),
     )

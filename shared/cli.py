@@ -14,8 +14,10 @@ from collections.abc import Sequence
 
 from .bootstrap import build_edges
 from .errors import ConfigError, ConsentError, ExportError, SettingsError
-from .export import Edges, ExportOptions, exportable_destination, load_destinations, queue_run, run_export
+from .export import Edges, ExportOptions, load_destinations
+from .preflight import run_checks
 from .privacy import SecretRedactingFilter
+from .service import run_now
 from .settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -40,6 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             out += [{"name": n, "error": str(e)} for n, e in sorted(config.invalid.items())]
             _print_json({"destinations": out})
             return EXIT_OK
+        if args.command == "check":
+            checks = run_checks(edges, args.name)
+            ok = all(c.ok for c in checks)
+            _print_json({"ok": ok, "checks": [c.as_dict() for c in checks]})
+            for c in checks:
+                print(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}", file=sys.stderr)
+            return EXIT_OK if ok else EXIT_FAILED
         if args.command == "runs":
             load_destinations(edges).get(args.name)
             records = edges.records.recent(args.name, args.limit)
@@ -56,12 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _export(edges: Edges, args: argparse.Namespace) -> int:
-    # Refuse a destination that cannot run before a record is written for it.
-    exportable_destination(edges, args.name)
     options = ExportOptions(dry_run=args.dry_run, full=args.full, force_removals=args.force_removals)
-    record = queue_run(edges, args.name, trigger="cli", requested_by=_whoami(), options=options)
-    print(f"run {record.run_id} of {args.name} started", file=sys.stderr)
-    final = run_export(edges, record)
+    final = run_now(edges, args.name, options=options, requested_by=_whoami())
     _print_json(final.to_dict())
     print(f"run {final.run_id}: {final.status}", file=sys.stderr)
     return STATUS_EXIT.get(final.status, EXIT_FAILED)
@@ -76,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--dry-run", action="store_true", help="read and check everything, send nothing")
     export.add_argument("--full", action="store_true", help="send every contact, changed or not")
     export.add_argument("--force-removals", action="store_true", help="mirror mode: override the removal guard")
+    check = commands.add_parser("check", help="preflight: can this destination export now? (sends nothing)")
+    check.add_argument("name")
     commands.add_parser("destinations", help="list the configured destinations")
     runs = commands.add_parser("runs", help="recent run records of a destination, newest first")
     runs.add_argument("name")

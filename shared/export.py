@@ -24,6 +24,8 @@ from .errors import (
     SendGridAuthError,
     SendGridError,
 )
+from .jobs import JobQueue
+from .locks import RunLock
 from .mapping import plan_columns
 from .privacy import mask_emails
 from .records import RejectsWriter, RunRecord, RunRecordStore, iso, new_run_id, rejects_blob_name, utc_now
@@ -58,6 +60,8 @@ class Edges:
     exports: BlobStore
     secrets: SecretProvider
     sendgrid: SendGridFactory
+    lock: RunLock
+    jobs: JobQueue
     job_timeout: float = 900.0
     job_poll_interval: float = 0.25
     max_batch_contacts: int = MAX_CONTACTS_PER_BATCH
@@ -126,11 +130,15 @@ def run_export(edges: Edges, record: RunRecord) -> RunRecord:
     except ExportError as exc:
         run.fail(str(exc))
     except Exception as exc:  # a bug or an unforeseen fault: recorded, then surfaced to the host
-        run.fail(f"unexpected error ({type(exc).__name__}): {mask_emails(str(exc))[:500]}")
+        run.fail(describe_unexpected(exc))
         run.finish()
         raise
     run.finish()
     return run.record
+
+
+def describe_unexpected(exc: BaseException) -> str:
+    return mask_emails(f"unexpected error ({type(exc).__name__}): {exc}")[:500]
 
 
 class _Run:
@@ -187,6 +195,11 @@ class _Run:
 
     def execute(self) -> None:
         record = self.record
+        # A retried job starts again from nothing; only the notes of earlier attempts remain.
+        fresh = RunRecord(record.run_id, record.destination, record.trigger)
+        record.lists, record.segments, record.counts = fresh.lists, fresh.segments, fresh.counts
+        record.batches, record.removals, record.timings = fresh.batches, fresh.removals, fresh.timings
+        record.rejects_blob = None
         record.status = "running"
         record.started_at = iso(utc_now())
         self.store.save(record)

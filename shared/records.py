@@ -47,9 +47,13 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def new_run_id(now: datetime | None = None) -> str:
-    """Sorts by time: ``20261123T031500Z-1a2b3c4d``."""
+    """Sorts by time to the millisecond: ``20261123T031500Z-1a2b3c4d``.
+
+    The first three hex digits after the dash are the millisecond (000-3e7), the last five are
+    random, so two runs started in the same second still sort in the order they started.
+    """
     moment = (now or utc_now()).astimezone(UTC)
-    return f"{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+    return f"{moment:%Y%m%dT%H%M%SZ}-{moment.microsecond // 1000:03x}{secrets.token_hex(3)[:5]}"
 
 
 def record_blob_name(destination: str, run_id: str) -> str:

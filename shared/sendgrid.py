@@ -139,6 +139,9 @@ class SendGridClient:
     def create_list(self, name: str) -> dict[str, Any]:
         return self._call("POST", "/v3/marketing/lists", json_body={"name": name}, expect=(200, 201))
 
+    def scopes(self) -> list[str]:
+        return [str(s) for s in self._call("GET", "/v3/scopes", expect=(200,)).get("scopes") or []]
+
     def field_definitions(self) -> dict[str, Any]:
         return self._call("GET", "/v3/marketing/field_definitions", expect=(200,))
 

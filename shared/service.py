@@ -1,19 +1,36 @@
 """What the triggers ask of the core: one function per trigger, no framework types.
 
-The Functions app (``function_app.py``) and the CLI are thin shells over these.
+The Functions app (``function_app.py``), the HTTP API (:mod:`shared.http_api`) and the CLI are
+thin shells over these. An export never runs inside an HTTP request or a timer: both enqueue a
+job, and the queue worker runs it, one run at a time per destination.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
 from .bootstrap import build_edges
-from .export import Edges, load_destinations, queue_run, run_export
-from .records import RunRecord
+from .errors import ExportError
+from .export import (
+    Edges,
+    ExportOptions,
+    describe_unexpected,
+    exportable_destination,
+    load_destinations,
+    queue_run,
+    run_export,
+)
+from .jobs import ExportJob, MalformedJob
+from .locks import LockHeld
+from .records import FINAL_STATUSES, RunRecord, iso, new_run_id, utc_now
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+# host.json extensions.queues.maxDequeueCount: the attempt after which a job goes to the poison queue.
+MAX_DEQUEUE_COUNT = 3
 
 _edges: Edges | None = None
 _edges_lock = threading.Lock()
@@ -35,6 +52,30 @@ def reset_app_edges(edges: Edges | None = None) -> None:
         _edges = edges
 
 
+def enqueue_export(
+    edges: Edges,
+    destination: str,
+    *,
+    trigger: str,
+    requested_by: str | None = None,
+    options: ExportOptions | None = None,
+) -> RunRecord:
+    """Check the destination may run, store a ``queued`` record, and put its job on the queue."""
+    exportable_destination(edges, destination)
+    options = options or ExportOptions()
+    record = queue_run(edges, destination, trigger=trigger, requested_by=requested_by, options=options)
+    job = ExportJob(record.run_id, destination, trigger, requested_by, options.as_dict())
+    try:
+        edges.jobs.enqueue(job)
+    except Exception as exc:
+        record.status = "failed"
+        record.finished_at = iso(utc_now())
+        record.errors.append(f"the job could not be queued ({type(exc).__name__}); nothing ran.")
+        edges.records.save(record)
+        raise ExportError(f"the export of '{destination}' could not be queued: {type(exc).__name__}") from exc
+    return record
+
+
 def scheduled_destinations(edges: Edges) -> list[str]:
     """Destinations the timer exports: enabled, consenting, ``schedule_enabled``."""
     config = load_destinations(edges)
@@ -52,11 +93,80 @@ def scheduled_destinations(edges: Edges) -> list[str]:
 
 
 def on_schedule(edges: Edges, *, past_due: bool = False) -> list[RunRecord]:
-    """Run every scheduled destination once; each run's outcome is in its own record."""
+    """Enqueue one job per scheduled destination; one that cannot be queued does not stop the rest."""
     if past_due:
-        log.warning("the export schedule is running late (past due); running now")
-    records = []
+        log.warning("the export schedule is running late (past due); enqueuing now")
+    queued = []
     for name in scheduled_destinations(edges):
-        record = queue_run(edges, name, trigger="schedule", requested_by="schedule")
-        records.append(run_export(edges, record))
-    return records
+        try:
+            queued.append(enqueue_export(edges, name, trigger="schedule", requested_by="schedule"))
+        except ExportError as exc:
+            log.error("scheduled export of %s not queued: %s", name, exc)
+    return queued
+
+
+def on_job(edges: Edges, body: str | bytes, *, dequeue_count: int = 1) -> RunRecord | None:
+    """The queue worker: run one job. Raises only to have the host retry (then poison) it."""
+    try:
+        job = ExportJob.from_json(body)
+    except MalformedJob as exc:
+        _record_malformed(edges, body, str(exc))
+        return None  # dropped: a malformed message would fail the same way every time
+    record = edges.records.load(job.destination, job.run_id)
+    if record is None:  # enqueued by something other than this app: give it a record now
+        record = RunRecord(
+            run_id=job.run_id,
+            destination=job.destination,
+            trigger=job.trigger,
+            requested_by=job.requested_by,
+            options=dict(job.options),
+            queued_at=iso(utc_now()),
+        )
+    elif record.status in FINAL_STATUSES:
+        log.info(
+            "job %s of %s is already %s; a repeated delivery is ignored", job.run_id, job.destination, record.status
+        )
+        return record
+    return run_locked(edges, record, attempt=dequeue_count)
+
+
+def run_locked(edges: Edges, record: RunRecord, *, attempt: int = 1) -> RunRecord:
+    """Run under the destination's lock; a held lock ends the run ``skipped``, naming the holder."""
+    try:
+        with edges.lock.hold(record.destination, record.run_id):
+            return run_export(edges, record)
+    except LockHeld as exc:
+        record.status = "skipped"
+        record.errors.append(str(exc))
+        record.finished_at = iso(utc_now())
+        edges.records.save(record)
+        log.warning("run %s of %s skipped: lock held by %s", record.run_id, record.destination, exc.holder)
+        return record
+    except Exception as exc:
+        reason = describe_unexpected(exc)
+        if not record.errors or record.errors[-1] != reason:  # the run may have recorded it already
+            record.errors.append(reason)
+        if attempt < MAX_DEQUEUE_COUNT:
+            record.status = "queued"
+            record.errors.append(f"attempt {attempt} of {MAX_DEQUEUE_COUNT} failed; the job will be retried.")
+        else:
+            record.status = "failed"
+            record.errors.append(f"attempt {attempt} failed; gave up after {attempt} attempts.")
+        record.finished_at = iso(utc_now()) if record.status == "failed" else None
+        edges.records.save(record)
+        raise
+
+
+def run_now(edges: Edges, destination: str, *, options: ExportOptions, requested_by: str | None) -> RunRecord:
+    """The CLI's export: no queue, but the same records and the same lock as the worker."""
+    exportable_destination(edges, destination)
+    record = queue_run(edges, destination, trigger="cli", requested_by=requested_by, options=options)
+    return run_locked(edges, record, attempt=MAX_DEQUEUE_COUNT)
+
+
+def _record_malformed(edges: Edges, body: str | bytes, reason: str) -> None:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    name = f"runs/_malformed/{new_run_id()}.json"
+    document = {"reason": reason, "received_at": iso(utc_now()), "message": text[:2000]}
+    edges.exports.write_bytes(name, json.dumps(document, indent=2).encode(), content_type="application/json")
+    log.error("dropped a malformed export job (%s); recorded as %s", reason, name)

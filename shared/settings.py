@@ -44,6 +44,7 @@ class StorageSettings:
 @dataclass(frozen=True)
 class Settings:
     export_storage: StorageSettings
+    host_storage: StorageSettings  # AzureWebJobsStorage: the Functions host's, and the job queue's
     segments_container: str
     exports_container: str
     destinations_blob: str
@@ -56,7 +57,8 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        storage = _storage_settings(env)
+        storage = _storage_settings(env, ("EXPORT_STORAGE", "AzureWebJobsStorage"))
+        host_storage = _storage_settings(env, ("AzureWebJobsStorage", "EXPORT_STORAGE"))
         secrets_source = _get(env, "SECRETS_SOURCE", "keyvault").lower()
         if secrets_source not in ("keyvault", "environment"):
             raise SettingsError(f"SECRETS_SOURCE must be 'keyvault' or 'environment', not '{secrets_source}'.")
@@ -75,6 +77,7 @@ class Settings:
             base_url = base_url.rstrip("/")
         return cls(
             export_storage=storage,
+            host_storage=host_storage,
             segments_container=_container(env, "SEGMENTS_CONTAINER", DEFAULT_SEGMENTS_CONTAINER),
             exports_container=_container(env, "EXPORTS_CONTAINER", DEFAULT_EXPORTS_CONTAINER),
             destinations_blob=_blob_name(env, "DESTINATIONS_BLOB", DEFAULT_DESTINATIONS_BLOB),
@@ -91,9 +94,9 @@ def _get(env: Mapping[str, str], name: str, default: str) -> str:
     return default if value is None or value.strip() == "" else value.strip()
 
 
-def _storage_settings(env: Mapping[str, str]) -> StorageSettings:
-    """EXPORT_STORAGE as a connection string or as ``__blobServiceUri`` etc.; else the host's."""
-    for name in ("EXPORT_STORAGE", "AzureWebJobsStorage"):
+def _storage_settings(env: Mapping[str, str], names: tuple[str, ...]) -> StorageSettings:
+    """The first of ``names`` that is set: a connection string, or ``__blobServiceUri`` etc."""
+    for name in names:
         conn = (env.get(name) or "").strip()
         blob_uri = (env.get(f"{name}__blobServiceUri") or "").strip()
         queue_uri = (env.get(f"{name}__queueServiceUri") or "").strip()

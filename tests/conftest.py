@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 import requests
 from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.queue import QueueClient
 
 from shared.bootstrap import build_edges
 from shared.export import Edges
+from shared.jobs import queue_client
 from shared.retry import RetryPolicy
 from shared.sendgrid import SendGridClient
 from shared.settings import Settings
@@ -96,6 +98,7 @@ class Workspace:
     connection_string: str
     segments: ContainerClient
     exports: ContainerClient
+    queue: QueueClient
     env: dict[str, str] = field(default_factory=dict)
 
     def put_segment(self, name: str, data: bytes | str) -> None:
@@ -110,13 +113,23 @@ class Workspace:
     def export_names(self, prefix: str = "") -> list[str]:
         return sorted(b.name for b in self.exports.list_blobs(name_starts_with=prefix))
 
+    def take_jobs(self) -> list[str]:
+        """Receive and delete every job on the queue (as the host would hand them to the worker)."""
+        bodies = []
+        for message in self.queue.receive_messages(max_messages=32, visibility_timeout=30):
+            bodies.append(message.content)
+            self.queue.delete_message(message)
+        return bodies
+
 
 @pytest.fixture
 def workspace(emulator: Emulator, blob_service: BlobServiceClient, simulator: Simulator) -> Iterator[Workspace]:
     suffix = secrets.token_hex(4)
     segments = blob_service.create_container(f"segments-{suffix}")
     exports = blob_service.create_container(f"exports-{suffix}")
+    queue_name = f"jobs-{suffix}"
     env = {
+        "EXPORT_QUEUE": queue_name,
         "EXPORT_STORAGE": emulator.connection_string,
         "AzureWebJobsStorage": emulator.connection_string,
         "SEGMENTS_CONTAINER": segments.container_name,
@@ -125,9 +138,12 @@ def workspace(emulator: Emulator, blob_service: BlobServiceClient, simulator: Si
         "SENDGRID_SECRET_SENDGRID_API_KEY": API_KEY,
         "SENDGRID_API_BASE_URL": simulator.url,
     }
-    yield Workspace(emulator.connection_string, segments, exports, env)
+    queue = queue_client(Settings.from_env(env).host_storage, queue_name)
+    queue.create_queue()
+    yield Workspace(emulator.connection_string, segments, exports, queue, env)
     segments.delete_container()
     exports.delete_container()
+    queue.delete_queue()
 
 
 def make_edges(workspace: Workspace, **overrides: Any) -> Edges:

@@ -52,3 +52,40 @@ class DictSecrets:
         if name not in self.secrets:
             raise SecretError(f"secret '{name}' not found")
         return self.secrets[name]
+
+
+class InMemoryLock:
+    """The one-run-per-destination rule, in a process (the real one is a blob lease)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._mutex = threading.Lock()
+        self.holders: dict[str, str] = {}
+
+    def hold(self, destination: str, run_id: str):  # type: ignore[no-untyped-def]
+        from contextlib import contextmanager
+
+        from shared.locks import LockHeld
+
+        @contextmanager
+        def held():  # type: ignore[no-untyped-def]
+            with self._mutex:
+                if destination in self.holders:
+                    raise LockHeld(destination, self.holders[destination])
+                self.holders[destination] = run_id
+            try:
+                yield
+            finally:
+                with self._mutex:
+                    del self.holders[destination]
+
+        return held()
+
+
+class ListQueue:
+    def __init__(self) -> None:
+        self.jobs: list = []
+
+    def enqueue(self, job) -> None:  # type: ignore[no-untyped-def]
+        self.jobs.append(job)

@@ -114,3 +114,27 @@ def test_destinations_and_runs(workspace, simulator):
     second = json.loads(cli(workspace, "export", "newsletter").stdout)["run_id"]
     runs = json.loads(cli(workspace, "runs", "newsletter").stdout)["runs"]
     assert [r["run_id"] for r in runs] == sorted([first, second], reverse=True)
+
+
+def test_the_cli_takes_the_same_lock_as_the_worker(workspace, simulator):
+    from shared.locks import BlobLeaseLock
+
+    workspace.put_segment("people.csv", "Email\na@example.com\n")
+    workspace.put_destinations(destination())
+    with BlobLeaseLock(workspace.exports).hold("newsletter", "20261123T000000Z-0000beef"):
+        proc = cli(workspace, "export", "newsletter")
+    assert proc.returncode == 3
+    record = json.loads(proc.stdout)
+    assert record["status"] == "skipped" and "run 20261123T000000Z-0000beef" in record["errors"][0]
+    assert simulator.state.requests == []
+
+
+def test_check_exits_0_when_ready_and_1_naming_what_is_not(workspace, simulator):
+    workspace.put_segment("people.csv", "Email\na@example.com\n")
+    workspace.put_destinations(destination(), destination(name="nolist", list={"name": "Absent"}))
+    ready = cli(workspace, "check", "newsletter")
+    assert ready.returncode == 0 and json.loads(ready.stdout)["ok"]
+    missing = cli(workspace, "check", "nolist")
+    assert missing.returncode == 1
+    assert "FAIL list:Absent" in missing.stderr
+    assert_private(missing)

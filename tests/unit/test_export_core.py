@@ -1,6 +1,7 @@
 """The orchestrator with fake edges: no network, no storage service."""
 
 import json
+from datetime import UTC
 
 import pytest
 
@@ -8,7 +9,7 @@ from shared.errors import SendGridAuthError, SendGridError
 from shared.export import Edges, ExportOptions, queue_run, run_export
 from shared.sendgrid import CallStats, JobResult
 from shared.settings import Settings
-from tests.fakes import DictSecrets, InMemoryBlobStore
+from tests.fakes import DictSecrets, InMemoryBlobStore, InMemoryLock, ListQueue
 
 LIST_ID = "ca7a3796-e8a8-4029-9ccb-df8937940562"
 
@@ -71,6 +72,8 @@ def setup(destination_overrides=None, csv_text=None, sendgrid=None):
         exports=exports,
         secrets=DictSecrets({"sendgrid-api-key": "k" * 20}),
         sendgrid=lambda url, key: fake,
+        lock=InMemoryLock(),
+        jobs=ListQueue(),
     )
     return edges, fake
 
@@ -167,3 +170,15 @@ def test_a_failed_import_job_counts_its_contacts_errored():
     record = run(edges)
     assert record.counts["accepted"] == 0 and record.counts["errored"] == 2
     assert record.status == "completed_with_errors"
+
+
+def test_run_ids_sort_by_time_even_within_one_second():
+    from datetime import datetime, timedelta
+
+    from shared.jobs import RUN_ID_PATTERN
+    from shared.records import new_run_id
+
+    start = datetime(2026, 11, 23, 3, 15, 0, tzinfo=UTC)
+    ids = [new_run_id(start + timedelta(milliseconds=ms)) for ms in (0, 1, 250, 999, 1000)]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    assert all(RUN_ID_PATTERN.match(i) for i in ids) and ids[0].startswith("20261123T031500Z-000")

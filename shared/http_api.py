@@ -1,0 +1,178 @@
+"""The HTTP API, without the Functions framework: plain requests in, plain responses out.
+
+``function_app.py`` turns a ``func.HttpRequest`` into an :class:`ApiRequest` and an
+:class:`ApiResponse` back into a ``func.HttpResponse``; everything else is here, and testable
+without a host. Errors are ``{"error": {"code", "message"}}`` and never echo a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+from .config import NAME_PATTERN
+from .errors import ConfigError, ConsentError, ExportError, SettingsError, UnknownDestinationError
+from .export import DestinationDisabledError, Edges, ExportOptions, load_destinations
+from .jobs import OPTION_NAMES, RUN_ID_PATTERN
+from .preflight import run_checks
+from .privacy import mask_emails
+from .service import enqueue_export
+
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    method: str
+    url: str
+    route: Mapping[str, str] = field(default_factory=dict)
+    query: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == lowered), None)
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def json_bytes(self) -> bytes:
+        return json.dumps(self.body).encode("utf-8")
+
+
+class BadRequest(Exception):
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+def error(status: int, code: str, message: str) -> ApiResponse:
+    return ApiResponse(status, {"error": {"code": code, "message": mask_emails(message)}})
+
+
+Handler = Callable[[Edges, ApiRequest], ApiResponse]
+
+
+def handle(handler: Handler, edges_factory: Callable[[], Edges], request: ApiRequest) -> ApiResponse:
+    """Run a handler; every failure becomes a clear JSON error, never a traceback."""
+    try:
+        return handler(edges_factory(), request)
+    except BadRequest as exc:
+        return error(400, exc.code, str(exc))
+    except UnknownDestinationError as exc:
+        return error(404, "destination_not_found", str(exc))
+    except DestinationDisabledError as exc:
+        return error(409, "destination_disabled", str(exc))
+    except ConsentError as exc:
+        return error(409, "consent_required", str(exc))
+    except ConfigError as exc:
+        if exc.destination is not None:
+            return error(409, "destination_invalid", str(exc))
+        return error(500, "configuration_error", str(exc))
+    except SettingsError as exc:
+        return error(500, "configuration_error", str(exc))
+    except ExportError as exc:
+        return error(503, "unavailable", str(exc))
+    except Exception as exc:
+        log.exception("unexpected error in %s", getattr(handler, "__name__", "handler"))
+        return error(500, "internal_error", f"unexpected error ({type(exc).__name__}); see the app's logs.")
+
+
+def _name(request: ApiRequest) -> str:
+    name = request.route.get("name", "")
+    if not NAME_PATTERN.match(name):
+        raise BadRequest("invalid_name", "destination names match ^[a-z0-9][a-z0-9-]{0,62}$.")
+    return name
+
+
+def _options(body: bytes) -> ExportOptions:
+    if not body.strip():
+        return ExportOptions()
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("invalid_body", "the body must be JSON.") from None
+    if not isinstance(data, dict):
+        raise BadRequest("invalid_body", 'the body must be a JSON object, e.g. {"dry_run": true}.')
+    unknown = sorted(set(data) - set(OPTION_NAMES))
+    if unknown:
+        raise BadRequest("invalid_body", f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(OPTION_NAMES)}.")
+    wrong = sorted(k for k, v in data.items() if not isinstance(v, bool))
+    if wrong:
+        raise BadRequest("invalid_body", f"{', '.join(wrong)} must be true or false.")
+    return ExportOptions(**data)
+
+
+def _limit(request: ApiRequest) -> int:
+    raw = request.query.get("limit")
+    if raw is None or raw == "":
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise BadRequest("invalid_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}.")
+    return int(raw)
+
+
+def list_destinations(edges: Edges, request: ApiRequest) -> ApiResponse:
+    config = load_destinations(edges)
+    out: list[dict[str, Any]] = []
+    for name in config.names():
+        if name in config.invalid:
+            out.append({"name": name, "error": str(config.invalid[name])})
+            continue
+        view = config.destinations[name].public_view()
+        last = edges.records.recent(name, 1)
+        view["last_run"] = _summary(last[0].to_dict()) if last else None
+        out.append(view)
+    return ApiResponse(200, {"destinations": out})
+
+
+def start_export(edges: Edges, request: ApiRequest) -> ApiResponse:
+    name = _name(request)
+    options = _options(request.body)
+    requested_by = request.header("X-MS-CLIENT-PRINCIPAL-NAME")
+    record = enqueue_export(edges, name, trigger="on_demand", requested_by=requested_by, options=options)
+    parsed = urlparse(request.url)
+    status_url = f"{parsed.scheme}://{parsed.netloc}/api/destinations/{name}/exports/{record.run_id}"
+    body = {"run_id": record.run_id, "status": record.status, "status_url": status_url}
+    return ApiResponse(202, body, {"Location": status_url})
+
+
+def list_exports(edges: Edges, request: ApiRequest) -> ApiResponse:
+    name = _name(request)
+    limit = _limit(request)
+    load_destinations(edges).get(name)
+    return ApiResponse(200, {"runs": [r.to_dict() for r in edges.records.recent(name, limit)]})
+
+
+def get_export(edges: Edges, request: ApiRequest) -> ApiResponse:
+    name = _name(request)
+    run_id = request.route.get("run_id", "")
+    if not RUN_ID_PATTERN.match(run_id):
+        raise BadRequest("invalid_run_id", "run ids look like 20261123T031500Z-1a2b3c4d.")
+    record = edges.records.load(name, run_id)
+    if record is None:
+        return error(404, "run_not_found", f"no run {run_id} of destination '{name}'.")
+    return ApiResponse(200, record.to_dict())
+
+
+def check_destination(edges: Edges, request: ApiRequest) -> ApiResponse:
+    name = _name(request)
+    checks = run_checks(edges, name)
+    return ApiResponse(200, {"ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks]})
+
+
+def _summary(record: dict[str, Any]) -> dict[str, Any]:
+    keys = ("run_id", "trigger", "status", "queued_at", "started_at", "finished_at", "counts")
+    return {k: record.get(k) for k in keys}

@@ -1,0 +1,113 @@
+"""Export jobs on a Storage queue: what the timer and the HTTP API enqueue, and the worker runs.
+
+Messages are base64-encoded text, as the Functions queue trigger expects by default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+from .config import NAME_PATTERN
+from .errors import ExportError, SettingsError
+from .settings import StorageSettings
+
+RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+TRIGGERS = ("schedule", "on_demand", "cli")
+OPTION_NAMES = ("dry_run", "full", "force_removals")
+
+
+class MalformedJob(ExportError):
+    pass
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    run_id: str
+    destination: str
+    trigger: str
+    requested_by: str | None
+    options: dict[str, bool]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "run_id": self.run_id,
+                "destination": self.destination,
+                "trigger": self.trigger,
+                "requested_by": self.requested_by,
+                "options": self.options,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ExportJob:
+        try:
+            data: Any = json.loads(text)
+        except (ValueError, UnicodeDecodeError):
+            raise MalformedJob("the message is not JSON") from None
+        if not isinstance(data, dict):
+            raise MalformedJob("the message is not a JSON object")
+        run_id, destination = data.get("run_id"), data.get("destination")
+        if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id):
+            raise MalformedJob("run_id is missing or malformed")
+        if not isinstance(destination, str) or not NAME_PATTERN.match(destination):
+            raise MalformedJob("destination is missing or malformed")
+        trigger = data.get("trigger")
+        if trigger not in TRIGGERS:
+            raise MalformedJob(f"trigger must be one of {', '.join(TRIGGERS)}")
+        options = data.get("options") or {}
+        if (
+            not isinstance(options, dict)
+            or set(options) - set(OPTION_NAMES)
+            or not all(isinstance(v, bool) for v in options.values())
+        ):
+            raise MalformedJob("options must be an object of dry_run, full, force_removals booleans")
+        requested_by = data.get("requested_by")
+        if requested_by is not None and not isinstance(requested_by, str):
+            raise MalformedJob("requested_by must be a string")
+        return cls(run_id, destination, trigger, requested_by, {k: bool(options.get(k, False)) for k in OPTION_NAMES})
+
+
+class JobQueue(Protocol):
+    def enqueue(self, job: ExportJob) -> None: ...
+
+
+class AzureJobQueue:
+    def __init__(self, client: QueueClient):
+        self._client = client
+
+    def enqueue(self, job: ExportJob) -> None:
+        try:
+            self._client.send_message(job.to_json())
+        except ResourceNotFoundError:
+            # Deployments create the queue; a fresh local emulator may not have it yet.
+            with contextlib.suppress(ResourceExistsError):
+                self._client.create_queue()
+            self._client.send_message(job.to_json())
+
+
+def queue_client(storage: StorageSettings, queue_name: str, credential: Any | None = None) -> QueueClient:
+    """The one place the job QueueClient is built, encoding as the Functions trigger decodes."""
+    encode, decode = TextBase64EncodePolicy(), TextBase64DecodePolicy()
+    if storage.connection_string:
+        return QueueClient.from_connection_string(
+            storage.connection_string, queue_name, message_encode_policy=encode, message_decode_policy=decode
+        )
+    if not storage.queue_service_uri:
+        raise SettingsError(
+            f"{storage.setting_name}__queueServiceUri is required for the job queue with identity-based storage."
+        )
+    return QueueClient(
+        storage.queue_service_uri,
+        queue_name,
+        credential=credential,
+        message_encode_policy=encode,
+        message_decode_policy=decode,
+    )

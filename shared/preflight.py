@@ -1,0 +1,143 @@
+"""``check``: can this destination export now? Each check has a verdict and a detail to act on.
+
+Only read calls reach SendGrid: nothing is created, nothing is sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .config import Destination
+from .errors import ConfigError, ExportError, SendGridAuthError, SendGridError, UnknownDestinationError
+from .export import Edges, load_destinations
+from .mapping import plan_columns
+from .segments import open_segment_file, resolve_segment
+from .sendgrid import SendGridClient
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_checks(edges: Edges, name: str) -> list[Check]:
+    """Raises :class:`UnknownDestinationError` only; every other fault is a failed check."""
+    try:
+        destination = load_destinations(edges).get(name)
+    except UnknownDestinationError:
+        raise
+    except ConfigError as exc:
+        return [Check("config", False, str(exc))]
+    checks = [
+        Check("config", True, "the destinations.json entry is valid."),
+        Check(
+            "enabled",
+            destination.enabled,
+            "enabled." if destination.enabled else 'disabled: set "enabled": true to export it.',
+        ),
+        Check(
+            "consent",
+            destination.data_privacy_consent,
+            "data_privacy_consent is given."
+            if destination.data_privacy_consent
+            else "data_privacy_consent is not given: nothing will be sent until it is true.",
+        ),
+    ]
+    checks += _segment_checks(edges, destination)
+    try:
+        api_key = edges.secrets.get_secret(destination.api_key_secret)
+    except ExportError as exc:
+        checks.append(Check("secret", False, str(exc)))
+        return [*checks, Check("api_key", False, "not checked: the secret could not be read.")]
+    checks.append(Check("secret", True, f"secret '{destination.api_key_secret}' is readable."))
+    client = edges.sendgrid(destination.api_base_url(edges.settings.sendgrid_api_base_url), api_key)
+    del api_key
+    try:
+        checks += _sendgrid_checks(client, destination)
+    finally:
+        client.close()
+    return checks
+
+
+def _sendgrid_checks(client: SendGridClient, destination: Destination) -> list[Check]:
+    checks: list[Check] = []
+    try:
+        scopes = client.scopes()
+    except SendGridAuthError as exc:
+        return [Check("api_key", False, str(exc))]
+    except SendGridError as exc:
+        return [Check("api_key", False, f"SendGrid could not be asked: {exc}")]
+    marketing = [s for s in scopes if s.startswith("marketing")]
+    checks.append(
+        Check(
+            "api_key",
+            bool(marketing),
+            f"accepted; {len(marketing)} Marketing scope(s)."
+            if marketing
+            else "accepted, but the key has no Marketing scopes: give it Marketing access in SendGrid.",
+        )
+    )
+    try:
+        lists = {item.get("name"): item.get("id") for item in client.iter_lists()}
+        for ref in destination.lists:
+            if ref.id is not None:
+                found = client.get_list(ref.id) is not None
+                checks.append(
+                    Check(f"list:{ref.id}", found, "found." if found else "no list with this id in SendGrid.")
+                )
+            elif ref.name in lists:
+                checks.append(Check(f"list:{ref.name}", True, f"found (id {lists[ref.name]})."))
+            else:
+                creatable = ref.create_if_missing
+                checks.append(
+                    Check(
+                        f"list:{ref.name}",
+                        creatable,
+                        "not found; the first run creates it."
+                        if creatable
+                        else 'not found, and "create_if_missing" is not set.',
+                    )
+                )
+        wanted = destination.mapping.custom_fields if destination.mapping else {}
+        if wanted:
+            defined = {d.get("name"): d for d in client.field_definitions().get("custom_fields") or []}
+            for field_name in wanted:
+                d = defined.get(field_name)
+                checks.append(
+                    Check(
+                        f"custom_field:{field_name}",
+                        d is not None,
+                        f"exists, type {d.get('field_type')}."
+                        if d
+                        else "no custom field of this name in SendGrid: create it first.",
+                    )
+                )
+    except SendGridError as exc:
+        checks.append(Check("sendgrid", False, str(exc)))
+    return checks
+
+
+def _segment_checks(edges: Edges, destination: Destination) -> list[Check]:
+    checks = []
+    for segment in destination.segments:
+        try:
+            blobs = resolve_segment(edges.segments, segment)
+            for blob in blobs:
+                table = open_segment_file(edges.segments, blob.name, segment.csv)
+                plan_columns(destination.mapping, table.columns, blob.name)
+            checks.append(
+                Check(
+                    f"segment:{segment.path}",
+                    True,
+                    f"{len(blobs)} file(s) found; their columns map to SendGrid fields.",
+                )
+            )
+        except ExportError as exc:
+            checks.append(Check(f"segment:{segment.path}", False, str(exc)))
+    return checks
