@@ -18,8 +18,12 @@ MAX_CONTACTS_PER_BATCH = 30_000
 MAX_BATCH_BYTES = 6_000_000
 
 
+# One encoder for every contact: json.dumps with non-default options builds a new one per call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+
+
 def encode_contact(contact: dict[str, Any]) -> bytes:
-    return json.dumps(contact, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _ENCODE(contact).encode("utf-8")
 
 
 def envelope(list_ids: list[str]) -> tuple[bytes, bytes]:
@@ -39,20 +43,32 @@ class Origin:
 
 @dataclass
 class Batch:
+    """One request's worth of spooled contacts; ``body`` is the exact request body."""
+
     index: int
     body: bytes
     count: int
     _records: list[bytes]
     _sources: list[str]
+    _head: bytes
+    _tail: bytes
+
+    def _fields(self, position: int) -> list[bytes]:
+        return self._records[position].split(b"\t", 4)
 
     def origin(self, position: int) -> Origin:
         """Decoded only when needed (for rejects): the hot path never parses a record back."""
-        src, line, encoded = self._records[position].split(b"\t", 2)
-        email = json.loads(encoded)["email"]
-        return Origin(self._sources[int(src)], int(line), email)
+        src, line, _, _, encoded = self._fields(position)
+        return Origin(self._sources[int(src)], int(line), json.loads(encoded)["email"])
 
-    def origins(self) -> list[Origin]:
-        return [self.origin(i) for i in range(self.count)]
+    def state_entry(self, position: int) -> tuple[int, int, bytes]:
+        """``(email key, fingerprint, encoded contact)`` of one contact."""
+        _, _, key, fp, encoded = self._fields(position)
+        return int(key), int(fp), encoded
+
+    def body_for(self, positions: list[int]) -> bytes:
+        """The request body of only these contacts (to resend a batch without its refused rows)."""
+        return self._head + b",".join(self._fields(p)[4] for p in positions) + self._tail
 
 
 @dataclass
@@ -92,7 +108,7 @@ class BatchSpool:
     def empty_body_bytes(self) -> int:
         return len(self._head) + len(self._tail)
 
-    def add(self, encoded: bytes, source: str, line: int) -> None:
+    def add(self, encoded: bytes, source: str, line: int, key: int = 0, fp: int = 0) -> None:
         """Spool one encoded contact; raises :class:`ContactTooLarge` if it can never fit."""
         size = len(encoded)
         if self.empty_body_bytes + size > self._max_bytes:
@@ -106,7 +122,7 @@ class BatchSpool:
         if src is None:
             src = self._source_index[source] = len(self._sources)
             self._sources.append(source)
-        record = b"%d\t%d\t%s\n" % (src, line, encoded)
+        record = b"%d\t%d\t%d\t%d\t%s\n" % (src, line, key, fp, encoded)
         self._file.write(record)
         self._offset += len(record)
         plan.length += len(record)
@@ -119,14 +135,18 @@ class BatchSpool:
         return len(self._plans)
 
     def batches(self) -> Iterator[Batch]:
+        for index in range(len(self._plans)):
+            yield self.batch(index)
+
+    def batch(self, index: int) -> Batch:
+        plan = self._plans[index]
         self._file.flush()
-        for index, plan in enumerate(self._plans):
-            self._file.seek(plan.offset)
-            records = self._file.read(plan.length).split(b"\n")[:-1]
-            parts = [record.split(b"\t", 2)[2] for record in records]
-            body = self._head + b",".join(parts) + self._tail
-            assert len(body) == plan.body_bytes, "batch size bookkeeping is off"
-            yield Batch(index, body, plan.count, records, self._sources)
+        self._file.seek(plan.offset)
+        records = self._file.read(plan.length).split(b"\n")[:-1]
+        body = self._head + b",".join(record.split(b"\t", 4)[4] for record in records) + self._tail
+        assert len(body) == plan.body_bytes, "batch size bookkeeping is off"
+        self._file.seek(0, 2)  # back to the end, where add() writes
+        return Batch(index, body, plan.count, records, self._sources, self._head, self._tail)
 
     def close(self) -> None:
         self._file.close()

@@ -8,14 +8,15 @@ stage, and at the end; whatever happens, it is final and its counts add up.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .batching import MAX_BATCH_BYTES, MAX_CONTACTS_PER_BATCH, BatchSpool, ContactTooLarge, encode_contact
+from .batching import MAX_BATCH_BYTES, MAX_CONTACTS_PER_BATCH, Batch, BatchSpool, ContactTooLarge, encode_contact
 from .config import Destination, DestinationsConfig, ListRef, parse_destinations
 from .errors import (
     ConfigError,
@@ -35,10 +36,13 @@ from .segments import open_segment_file, resolve_segment
 from .sendgrid import JobResult, SendGridClient
 from .settings import Settings
 from .storage import BlobNotFound, BlobStore
+from .sync_state import StateUpdates, SyncState, email_key, fingerprint, journal_prefix, list_salt
 
 log = logging.getLogger(__name__)
 
 SendGridFactory = Callable[[str, str], SendGridClient]
+MAX_ISOLATION_ROUNDS = 5  # times a batch is sent again without the contacts a 400 named
+SEARCH_BATCH = 100  # emails per search, ids per list removal: SendGrid's limits
 
 
 @dataclass(frozen=True)
@@ -206,6 +210,8 @@ class _Run:
         with self.stage("config"):
             destination = exportable_destination(self.edges, record.destination)
             base_url = destination.api_base_url(self.edges.settings.sendgrid_api_base_url)
+        self.destination = destination
+        self.mirror = destination.mode == "mirror"
         with self.stage("secret"):
             api_key = self.edges.secrets.get_secret(destination.api_key_secret)
         client = self.edges.sendgrid(base_url, api_key)
@@ -215,23 +221,36 @@ class _Run:
                 list_ids = self.resolve_lists(client, destination)
                 custom_fields = self.resolve_custom_fields(client, destination)
             self.store.save(record)
+            with self.stage("state"):
+                state = SyncState.load(self.edges.exports, destination.name, with_emails=self.mirror)
             spool = BatchSpool(
                 list_ids, max_contacts=self.edges.max_batch_contacts, max_bytes=self.edges.max_batch_bytes
             )
             try:
                 with self.stage("read"):
-                    self.read_segments(destination, custom_fields, spool)
+                    present = self.read_segments(destination, custom_fields, spool, state, list_salt(list_ids))
                 self.store.save(record)
                 if spool.count > destination.max_profiles:
                     raise ProfileLimitError(
-                        f"the segments hold {spool.count} valid profiles, more than max_profiles "
+                        f"the segments hold {spool.count} valid profiles to send, more than max_profiles "
                         f"({destination.max_profiles}) for destination '{destination.name}'; nothing "
                         "was sent. Raise max_profiles in destinations.json if this is expected."
                     )
                 with self.stage("send"):
-                    jobs = self.send(client, spool)
+                    pending = self.send(client, spool)
+                updates = StateUpdates()
                 with self.stage("jobs"):
-                    self.wait_for_jobs(client, jobs)
+                    self.wait_for_jobs(client, spool, pending, updates)
+                removed: set[int] = set()
+                if self.mirror:
+                    with self.stage("removals"):
+                        removed = self.remove_departed(client, list_ids, state, present)
+                if not self.options.dry_run:
+                    with self.stage("state"):
+                        new_state = state.merged(updates, removed=removed, keep_emails=self.mirror)
+                        new_state.save(self.edges.exports, destination.name)
+                        for name in [b.name for b in self.edges.exports.list_blobs(journal_prefix(destination.name))]:
+                            self.edges.exports.delete(name)
             finally:
                 spool.close()
         finally:
@@ -283,10 +302,17 @@ class _Run:
         }
 
     def read_segments(
-        self, destination: Destination, custom_fields: dict[str, CustomFieldDef], spool: BatchSpool
-    ) -> None:
+        self,
+        destination: Destination,
+        custom_fields: dict[str, CustomFieldDef],
+        spool: BatchSpool,
+        state: SyncState,
+        salt: bytes,
+    ) -> set[int]:
+        """Read every row into the spool; returns the keys of every valid contact (sent or not)."""
         counts = self.record.counts
         rejects = self.rejects
+        full = self.options.full
         seen: set[int] = set()
         # Resolve every segment before reading any, so a missing one fails the run up front.
         plan = [(segment, resolve_segment(self.edges.segments, segment)) for segment in destination.segments]
@@ -308,17 +334,23 @@ class _Run:
                         rejects.add(name, line, email, "invalid", reason)
                         continue
                     email = contact["email"]
-                    key = hash(email)
+                    key = email_key(email)
                     if key in seen:
                         counts["duplicate"] += 1
                         continue
+                    encoded = encode_contact(contact)
+                    fp = fingerprint(encoded, salt)
+                    seen.add(key)
+                    if not full and state.fingerprint_of(key) == fp:
+                        counts["unchanged"] += 1
+                        continue
                     try:
-                        spool.add(encode_contact(contact), name, line)
+                        spool.add(encoded, name, line, key, fp)
                     except ContactTooLarge as exc:
+                        seen.discard(key)
                         counts["invalid"] += 1
                         rejects.add(name, line, email, "invalid", str(exc))
                         continue
-                    seen.add(key)
                     counts["sent"] += 1
                     if truncated:
                         counts["truncated"] += 1
@@ -328,11 +360,12 @@ class _Run:
                             rejects.add(name, line, email, "field_rejected", problem, field_name)
                 counts["read"] += rows
                 summary["rows"] += rows
-                log.info("read %s: %d rows (%d valid so far)", name, rows, spool.count)
+                log.info("read %s: %d rows (%d to send so far)", name, rows, spool.count)
+        return seen
 
-    def send(self, client: SendGridClient, spool: BatchSpool) -> list[tuple[int, str]]:
-        """Send every batch; returns ``(batch index, job id)`` of those SendGrid took."""
-        jobs: list[tuple[int, str]] = []
+    def send(self, client: SendGridClient, spool: BatchSpool) -> list[_Pending]:
+        """Send every batch; a 400 that names contacts sends the batch again without them."""
+        pending: list[_Pending] = []
         batches = self.record.batches
         abort: str | None = None
         for batch in spool.batches():
@@ -349,41 +382,59 @@ class _Run:
                 entry["status"] = "dry_run"
                 continue
             if abort is not None:
-                self._batch_errored(batch, entry, "not_sent", abort)
+                self._errored(batch, range(batch.count), entry, "not_sent", abort)
                 continue
-            try:
-                job_id, stats = client.upsert_contacts(batch.body)
-            except SendGridAuthError as exc:
-                abort = str(exc)
-                self._batch_errored(batch, entry, "refused", abort)
-                self.fail(abort)
-                continue
-            except SendGridError as exc:
-                if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
-                    self._batch_errored(batch, entry, "refused", str(exc), exc.errors)
-                    continue
-                # SendGrid is unreachable or failing: the rest would fail the same way.
-                abort = f"batch {batch.index} could not be delivered: {exc}"
-                self._batch_errored(batch, entry, "undelivered", str(exc))
-                self.fail(abort)
-                continue
-            entry.update(attempts=stats.attempts, rate_limited=stats.rate_limited, job_id=job_id, status="pending")
-            jobs.append((batch.index, job_id))
-            log.info(
-                "sent batch %d: %d contacts, %d bytes, %d attempt(s)",
-                batch.index,
-                batch.count,
-                len(batch.body),
-                stats.attempts,
-            )
-        if self.options.dry_run:
-            return []
-        self.store.save(self.record)
-        return jobs
+            positions = list(range(batch.count))
+            body = batch.body
+            for _ in range(MAX_ISOLATION_ROUNDS):
+                try:
+                    job_id, stats = client.upsert_contacts(body)
+                except SendGridAuthError as exc:
+                    abort = str(exc)
+                    self._errored(batch, positions, entry, "refused", abort)
+                    self.fail(abort)
+                    break
+                except SendGridError as exc:
+                    named = _errors_by_position(exc.errors) if exc.status == 400 else {}
+                    if named and all(p < len(positions) for p in named) and len(named) < len(positions):
+                        # Isolate the contacts SendGrid named; send the rest again.
+                        refused = [positions[p] for p in sorted(named)]
+                        for p in sorted(named):
+                            origin = batch.origin(positions[p])
+                            self.rejects.add(origin.source, origin.line, origin.email, "errored", named[p])
+                        self.record.counts["errored"] += len(refused)
+                        entry["isolated"] = entry.get("isolated", 0) + len(refused)
+                        entry["error"] = mask_emails(str(exc))[:1000]
+                        entry["attempts"] += 1
+                        positions = [q for i, q in enumerate(positions) if i not in named]
+                        body = batch.body_for(positions)
+                        continue
+                    if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
+                        self._errored(batch, positions, entry, "refused", str(exc), exc.errors)
+                        break
+                    # SendGrid is unreachable or failing: the rest would fail the same way.
+                    abort = f"batch {batch.index} could not be delivered: {exc}"
+                    self._errored(batch, positions, entry, "undelivered", str(exc))
+                    self.fail(abort)
+                    break
+                entry["attempts"] += stats.attempts
+                entry.update(rate_limited=stats.rate_limited, job_id=job_id, status="pending")
+                pending.append(_Pending(batch.index, job_id, positions))
+                log.info(
+                    "sent batch %d: %d contacts, %d bytes, %d attempt(s)",
+                    batch.index, len(positions), len(body), entry["attempts"],
+                )
+                break
+            else:
+                self._errored(batch, positions, entry, "refused", "SendGrid kept refusing contacts of this batch")
+        if not self.options.dry_run:
+            self.store.save(self.record)
+        return pending
 
-    def _batch_errored(
+    def _errored(
         self,
-        batch: Any,
+        batch: Batch,
+        positions: Iterable[int],
         entry: dict[str, Any],
         status: str,
         message: str,
@@ -391,23 +442,27 @@ class _Run:
     ) -> None:
         entry["status"] = status
         entry["error"] = mask_emails(message)[:1000]
-        self.record.counts["errored"] += batch.count
         per_contact = _errors_by_position(errors or [])
-        for position in range(batch.count):
+        count = 0
+        for i, position in enumerate(positions):
             origin = batch.origin(position)
-            reason = per_contact.get(position, message)
-            self.rejects.add(origin.source, origin.line, origin.email, "errored", reason)
+            self.rejects.add(origin.source, origin.line, origin.email, "errored", per_contact.get(i, message))
+            count += 1
+        self.record.counts["errored"] += count
 
-    def wait_for_jobs(self, client: SendGridClient, jobs: list[tuple[int, str]]) -> None:
+    def wait_for_jobs(
+        self, client: SendGridClient, spool: BatchSpool, pending: list[_Pending], updates: StateUpdates
+    ) -> None:
         counts = self.record.counts
-        for index, job_id in jobs:
-            entry = self.record.batches[index]
+        journal = journal_prefix(self.record.destination) + self.record.run_id
+        for item in pending:
+            entry = self.record.batches[item.index]
             try:
                 result = client.wait_for_job(
-                    job_id, timeout=self.edges.job_timeout, interval=self.edges.job_poll_interval
+                    item.job_id, timeout=self.edges.job_timeout, interval=self.edges.job_poll_interval
                 )
             except SendGridError as exc:
-                result = JobResult(job_id=job_id, status="unknown")
+                result = JobResult(job_id=item.job_id, status="unknown")
                 entry["error"] = mask_emails(str(exc))[:1000]
             entry["status"] = result.status
             entry["job"] = {
@@ -418,20 +473,91 @@ class _Run:
             }
             if result.errors_url:
                 entry["job"]["errors_url"] = result.errors_url
+            sent = len(item.positions)
             if result.status in ("completed", "errored"):
-                errored = min(result.errored, entry["contacts"])
-                counts["accepted"] += entry["contacts"] - errored
+                errored = min(result.errored, sent)
+                counts["accepted"] += sent - errored
                 counts["errored"] += errored
                 counts["created"] += result.created
                 counts["updated"] += result.updated
+                if errored == 0:
+                    self._confirm(spool, item, updates, f"{journal}-{item.index:05d}.bin")
+                # An errored job does not say which contacts failed: none of the batch is
+                # recorded as confirmed, and the next run sends it again (upserts are idempotent).
             else:
                 # failed, or not finished in time: nothing of this batch is confirmed.
-                counts["errored"] += entry["contacts"]
+                counts["errored"] += sent
                 if result.status == "timeout":
                     self.record.errors.append(
-                        f"import job of batch {index} did not finish within {self.edges.job_timeout:.0f}s; "
+                        f"import job of batch {item.index} did not finish within {self.edges.job_timeout:.0f}s; "
                         "its contacts are counted errored and will be sent again by the next run."
                     )
+
+    def _confirm(self, spool: BatchSpool, item: _Pending, updates: StateUpdates, journal_name: str) -> None:
+        batch = spool.batch(item.index)
+        start = len(updates)
+        for position in item.positions:
+            key, fp, encoded = batch.state_entry(position)
+            updates.add(key, fp, json.loads(encoded)["email"] if self.mirror else None)
+        # Written before the next job is looked at: if the run dies now, this batch stays confirmed.
+        self.edges.exports.write_bytes(
+            journal_name, updates.journal_bytes(start), content_type="application/octet-stream"
+        )
+
+    def remove_departed(
+        self, client: SendGridClient, list_ids: list[str], state: SyncState, present: set[int]
+    ) -> set[int]:
+        """Mirror mode: take off the lists the contacts this app added that no segment holds now."""
+        removals = self.record.removals
+        previous = len(state)
+        departed = list(state.keys_not_in(present))
+        removals["planned"] = len(departed)
+        if not departed:
+            return set()
+        limit = self.destination.max_removal_fraction
+        refusal = None
+        if not present:
+            refusal = "the segments hold no valid contacts; an empty input never empties the list(s)"
+        elif len(departed) > limit * previous:
+            refusal = (
+                f"{len(departed)} of {previous} contacts ({len(departed) / previous:.0%}) would be removed, "
+                f"more than max_removal_fraction ({limit:.0%})"
+            )
+        if refusal and not self.options.force_removals:
+            removals.update(refused=True, reason=refusal + "; nobody was removed (force_removals overrides).")
+            log.warning("run %s: removals refused: %s", self.record.run_id, refusal)
+            return set()
+        if self.options.dry_run:
+            removals["reason"] = "dry run: nothing was removed"
+            return set()
+        unknown = [i for i in departed if not state.email_at(i)]
+        if unknown:
+            removals["unknown"] = len(unknown)
+            removals["reason"] = (
+                f"{len(unknown)} contact(s) were added before this destination was in mirror mode; "
+                "their emails were not kept, so they stay on the list(s)."
+            )
+        done: set[int] = set()
+        knowable = [i for i in departed if state.email_at(i)]
+        for start in range(0, len(knowable), SEARCH_BATCH):
+            chunk = knowable[start : start + SEARCH_BATCH]
+            emails = {state.email_at(i): int(state.keys[i]) for i in chunk}
+            ids = client.search_emails([e for e in emails if e])
+            for list_id in list_ids:
+                for id_start in range(0, len(ids), SEARCH_BATCH):
+                    client.remove_from_list(list_id, list(ids.values())[id_start : id_start + SEARCH_BATCH])
+            # Whether SendGrid still knew them or not, they are no longer on this app's lists.
+            done.update(emails.values())
+        removals["done"] = len(done)
+        self.record.counts["removed"] = len(done)
+        return done
+
+
+@dataclass
+class _Pending:
+    index: int
+    job_id: str
+    positions: list[int]
 
 
 def _errors_by_position(errors: list[dict[str, Any]]) -> dict[int, str]:

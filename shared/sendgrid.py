@@ -139,6 +139,32 @@ class SendGridClient:
     def create_list(self, name: str) -> dict[str, Any]:
         return self._call("POST", "/v3/marketing/lists", json_body={"name": name}, expect=(200, 201))
 
+    def search_emails(self, emails: list[str]) -> dict[str, str]:
+        """Contact ids by email, for up to 100 emails (``POST /v3/marketing/contacts/search/emails``)."""
+        try:
+            answer = self._call(
+                "POST", "/v3/marketing/contacts/search/emails", json_body={"emails": emails}, expect=(200,)
+            )
+        except SendGridError as exc:
+            if exc.status == 404:  # none of them is a contact
+                return {}
+            raise
+        found: dict[str, str] = {}
+        for email, item in (answer.get("result") or {}).items():
+            contact = item.get("contact") if isinstance(item, dict) else None
+            if isinstance(contact, dict) and contact.get("id"):
+                found[email.lower()] = str(contact["id"])
+        return found
+
+    def remove_from_list(self, list_id: str, contact_ids: list[str]) -> str | None:
+        """``DELETE /v3/marketing/lists/{id}/contacts``: the contacts stay, only the membership goes."""
+        answer = self._call(
+            "DELETE", f"/v3/marketing/lists/{list_id}/contacts", params={"contact_ids": ",".join(contact_ids)},
+            expect=(200, 202, 204),
+        )
+        job_id = answer.get("job_id")
+        return str(job_id) if job_id else None
+
     def scopes(self) -> list[str]:
         return [str(s) for s in self._call("GET", "/v3/scopes", expect=(200,)).get("scopes") or []]
 

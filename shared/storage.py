@@ -6,6 +6,7 @@ one; tests hand the core an in-memory fake for unit tests and Azurite for integr
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ class BlobStore(Protocol):
     def write_bytes(self, name: str, data: bytes, *, content_type: str, overwrite: bool = True) -> None: ...
 
     def write_stream(self, name: str, stream: IO[bytes], *, content_type: str) -> None: ...
+
+    def delete(self, name: str) -> None: ...
 
 
 class AzureBlobStore:
@@ -111,6 +114,11 @@ class AzureBlobStore:
             )
         except ResourceNotFoundError:
             raise BlobNotFound(f"container '{self.container_name}' does not exist.") from None
+
+
+    def delete(self, name: str) -> None:
+        with contextlib.suppress(ResourceNotFoundError):  # already gone: the aim is met
+            self._container.delete_blob(name)
 
 
 def blob_service_client(storage: StorageSettings, credential: Any | None = None) -> BlobServiceClient:

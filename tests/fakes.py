@@ -41,6 +41,9 @@ class InMemoryBlobStore:
     def write_stream(self, name: str, stream: IO[bytes], *, content_type: str) -> None:
         self.blobs[name] = stream.read()
 
+    def delete(self, name: str) -> None:
+        self.blobs.pop(name, None)
+
 
 class DictSecrets:
     def __init__(self, secrets: dict[str, str]):

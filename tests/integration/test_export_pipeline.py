@@ -170,22 +170,34 @@ def test_retries_are_bounded(workspace, simulator):
     assert simulator.members("Newsletter") == []
 
 
-def test_a_400_is_reported_with_sendgrids_message(workspace, simulator):
+def test_a_400_naming_a_contact_isolates_it_with_sendgrids_message(workspace, simulator):
     rows = people(0, 5)
     workspace.put_segment("people.csv", to_csv(rows))
     workspace.put_destinations(destination())
     simulator.fault(kind="reject_email", emails=[rows[2][0]], times=1)
     record = run(make_edges(workspace))
     assert record.status == "completed_with_errors"
-    assert record.counts["errored"] == 5 and record.counts["accepted"] == 0 and record.conservation_holds()
+    assert record.counts["errored"] == 1 and record.counts["accepted"] == 4 and record.conservation_holds()
     batch = record.batches[0]
-    assert batch["status"] == "refused"
+    assert batch["status"] == "completed" and batch["isolated"] == 1
     assert "SendGrid answered 400: contacts[2].email: email address is not deliverable" in batch["error"]
+    assert sorted(simulator.members("Newsletter")) == sorted(r[0] for i, r in enumerate(rows) if i != 2)
     assert rows[2][0] not in json.dumps(stored_record(workspace, record))  # the record holds no address
-    rejects = rejects_of(workspace, record)
-    assert len(rejects) == 5
-    named = next(r for r in rejects if r["email"] == rows[2][0])
-    assert named["reason"] == "contacts[2].email: email address is not deliverable" and named["line"] == "4"
+    (rejected,) = rejects_of(workspace, record)
+    assert rejected["email"] == rows[2][0] and rejected["line"] == "4"
+    assert rejected["reason"] == "contacts[2].email: email address is not deliverable"
+
+
+def test_a_400_that_names_no_contact_fails_the_batch_with_sendgrids_message(workspace, simulator):
+    workspace.put_segment("people.csv", to_csv(people(0, 3)))
+    workspace.put_destinations(destination())
+    simulator.fault(kind="status", status=400, message="contacts could not be processed", method="PUT",
+                    path="/v3/marketing/contacts", times=1)
+    record = run(make_edges(workspace))
+    assert record.batches[0]["status"] == "refused"
+    assert "SendGrid answered 400: contacts could not be processed" in record.batches[0]["error"]
+    assert record.counts["errored"] == 3 and record.conservation_holds()
+    assert {r["reason"] for r in rejects_of(workspace, record)} == {record.batches[0]["error"]}
 
 
 def test_a_wrong_api_key_fails_the_run_with_a_clear_message(workspace, simulator):

@@ -133,20 +133,35 @@ def test_a_missing_list_without_create_fails_naming_it():
     assert fake.bodies == []
 
 
-def test_a_refused_batch_is_errored_with_sendgrids_message_and_the_run_goes_on():
+def test_a_400_naming_contacts_isolates_them_and_sends_the_rest():
     rows = "Email\n" + "".join(f"p{i}@example.com\n" for i in range(5))
     error = SendGridError(
         "PUT /v3/marketing/contacts: SendGrid answered 400: contacts[1].email: email is invalid",
         status=400,
         errors=[{"field": "contacts[1].email", "message": "email is invalid"}],
     )
-    edges, _ = setup(csv_text=rows, sendgrid=FakeSendGrid(fail_batches={0: error}))
+    edges, fake = setup(csv_text=rows, sendgrid=FakeSendGrid(fail_batches={0: error}))
     edges.max_batch_contacts = 2
     record = run(edges)
-    assert record.counts["errored"] == 2 and record.counts["accepted"] == 3
+    assert [[c["email"] for c in b["contacts"]] for b in fake.bodies] == [
+        ["p0@example.com", "p1@example.com"], ["p0@example.com"], ["p2@example.com", "p3@example.com"],
+        ["p4@example.com"],
+    ]
+    assert record.counts["errored"] == 1 and record.counts["accepted"] == 4
+    assert record.batches[0]["isolated"] == 1 and record.batches[0]["status"] == "completed"
     assert record.status == "completed_with_errors" and record.conservation_holds()
     lines = edges.exports.blobs[record.rejects_blob].decode().splitlines()
-    assert "contacts[1].email: email is invalid" in lines[2] and "p1@example.com" in lines[2]
+    assert lines[1] == "people.csv,3,p1@example.com,errored,,contacts[1].email: email is invalid"
+
+
+def test_a_400_naming_no_contact_fails_the_whole_batch_with_sendgrids_message():
+    rows = "Email\n" + "".join(f"p{i}@example.com\n" for i in range(3))
+    error = SendGridError("PUT /v3/marketing/contacts: SendGrid answered 400: list_ids[0]: list does not exist",
+                          status=400, errors=[{"field": "list_ids[0]", "message": "list does not exist"}])
+    edges, _ = setup(csv_text=rows, sendgrid=FakeSendGrid(fail_batches={0: error}))
+    record = run(edges)
+    assert record.counts["errored"] == 3 and record.batches[0]["status"] == "refused"
+    assert "list does not exist" in record.batches[0]["error"]
 
 
 @pytest.mark.parametrize("error", [SendGridAuthError("401", status=401), SendGridError("down", status=503)])
