@@ -422,7 +422,10 @@ class _Run:
                 pending.append(_Pending(batch.index, job_id, positions))
                 log.info(
                     "sent batch %d: %d contacts, %d bytes, %d attempt(s)",
-                    batch.index, len(positions), len(body), entry["attempts"],
+                    batch.index,
+                    len(positions),
+                    len(body),
+                    entry["attempts"],
                 )
                 break
             else:

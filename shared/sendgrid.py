@@ -159,7 +159,9 @@ class SendGridClient:
     def remove_from_list(self, list_id: str, contact_ids: list[str]) -> str | None:
         """``DELETE /v3/marketing/lists/{id}/contacts``: the contacts stay, only the membership goes."""
         answer = self._call(
-            "DELETE", f"/v3/marketing/lists/{list_id}/contacts", params={"contact_ids": ",".join(contact_ids)},
+            "DELETE",
+            f"/v3/marketing/lists/{list_id}/contacts",
+            params={"contact_ids": ",".join(contact_ids)},
             expect=(200, 202, 204),
         )
         job_id = answer.get("job_id")

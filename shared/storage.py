@@ -115,7 +115,6 @@ class AzureBlobStore:
         except ResourceNotFoundError:
             raise BlobNotFound(f"container '{self.container_name}' does not exist.") from None
 
-
     def delete(self, name: str) -> None:
         with contextlib.suppress(ResourceNotFoundError):  # already gone: the aim is met
             self._container.delete_blob(name)

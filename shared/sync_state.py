@@ -204,7 +204,8 @@ class StateUpdates:
         keys_of = self.keys.__getitem__
         ordered = sorted(range(len(self.keys)), key=keys_of)  # stable: equal keys keep their order
         order = [
-            index for position, index in enumerate(ordered)
+            index
+            for position, index in enumerate(ordered)
             if position + 1 == len(ordered) or keys_of(ordered[position + 1]) != keys_of(index)
         ]
         keys = array("Q", (self.keys[i] for i in order))

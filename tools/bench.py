@@ -34,14 +34,62 @@ from tools.azurite import Emulator
 REPO = Path(__file__).resolve().parent.parent
 KEY = "bench-key-for-the-local-simulator"
 ROWS_PER_FILE = 250_000
-FIRST = ["Ada", "Bruno", "Chloé", "Dmitri", "Elif", "Farah", "Gustav", "Hana", "Ivo", "Jonas", "Kaia", "Luca",
-         "María José", "Nuno", "Olga", "Priya", "Quinn", "Rafael", "Sofía", "Tariq", "Uma", "Viktor", "Wen", "Zoë"]
-LAST = ["Andersen", "Bianchi", "Costa", "Dubois", "Eriksen", "Fischer", "García López", "Horvat", "Ivanova",
-        "Jensen", "Kowalski", "Lindqvist", "Moreau", "Nakamura", "Oliveira", "Petrov", "Rossi", "Van der Berg"]
-PLACES = [("Lisbon", "Lisboa", "Portugal", "1100-148"), ("Lyon", "Auvergne-Rhône-Alpes", "France", "69002"),
-          ("Malmö", "Skåne", "Sweden", "211 22"), ("Austin", "Texas", "United States", "78701"),
-          ("Osaka", "Osaka", "Japan", "530-0001"), ("Cork", "Munster", "Ireland", "T12 X2E8"),
-          ("São Paulo", "São Paulo", "Brazil", "01310-100"), ("Toronto", "Ontario", "Canada", "M5H 2N2")]
+FIRST = [
+    "Ada",
+    "Bruno",
+    "Chloé",
+    "Dmitri",
+    "Elif",
+    "Farah",
+    "Gustav",
+    "Hana",
+    "Ivo",
+    "Jonas",
+    "Kaia",
+    "Luca",
+    "María José",
+    "Nuno",
+    "Olga",
+    "Priya",
+    "Quinn",
+    "Rafael",
+    "Sofía",
+    "Tariq",
+    "Uma",
+    "Viktor",
+    "Wen",
+    "Zoë",
+]
+LAST = [
+    "Andersen",
+    "Bianchi",
+    "Costa",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "García López",
+    "Horvat",
+    "Ivanova",
+    "Jensen",
+    "Kowalski",
+    "Lindqvist",
+    "Moreau",
+    "Nakamura",
+    "Oliveira",
+    "Petrov",
+    "Rossi",
+    "Van der Berg",
+]
+PLACES = [
+    ("Lisbon", "Lisboa", "Portugal", "1100-148"),
+    ("Lyon", "Auvergne-Rhône-Alpes", "France", "69002"),
+    ("Malmö", "Skåne", "Sweden", "211 22"),
+    ("Austin", "Texas", "United States", "78701"),
+    ("Osaka", "Osaka", "Japan", "530-0001"),
+    ("Cork", "Munster", "Ireland", "T12 X2E8"),
+    ("São Paulo", "São Paulo", "Brazil", "01310-100"),
+    ("Toronto", "Ontario", "Canada", "M5H 2N2"),
+]
 HEADER = "CustomerId,PrimaryEmail,FirstName,LastName,City,StateOrProvince,Country,PostalCode\r\n"
 
 
@@ -53,7 +101,7 @@ def profile(i: int, version: int = 0) -> str:
         city = f"{city} {version}"
     local = unicodedata.normalize("NFKD", first.split()[0].lower()).encode("ascii", "ignore").decode()
     email = f"{local}.{i}@{rng.choice(['example.com', 'example.org', 'example.net'])}"
-    return f"C{i:08d},{email},{first},\"{last}\",{city},{state},{country},{postal}\r\n"
+    return f'C{i:08d},{email},{first},"{last}",{city},{state},{country},{postal}\r\n'
 
 
 def partition(start: int, stop: int, changed: set[int]) -> Iterator[bytes]:
@@ -81,8 +129,14 @@ def run_cli(env: dict[str, str], *args: str) -> tuple[dict, float, float]:
     """Run the export CLI; returns its record, wall seconds and peak RSS in MB."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "shared", "export", "bench", *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "shared", "export", "bench", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     wall = time.monotonic() - started
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if proc.returncode not in (0, 3):
@@ -96,9 +150,21 @@ def baseline(service: BlobServiceClient, sim_url: str, list_id: str, n: int) -> 
     """Stream the same blobs and send pre-built payloads (built before the clock starts)."""
     spool = BatchSpool([list_id])
     for i in range(n):
-        spool.add(encode_contact({"email": f"baseline.{i}@example.com", "first_name": "Ada", "last_name": "Lee",
-                                  "city": "Lisbon", "state_province_region": "Lisboa", "country": "Portugal",
-                                  "postal_code": "1100-148"}), "b", i)
+        spool.add(
+            encode_contact(
+                {
+                    "email": f"baseline.{i}@example.com",
+                    "first_name": "Ada",
+                    "last_name": "Lee",
+                    "city": "Lisbon",
+                    "state_province_region": "Lisboa",
+                    "country": "Portugal",
+                    "postal_code": "1100-148",
+                }
+            ),
+            "b",
+            i,
+        )
     bodies = [b.body for b in spool.batches()]
     session = requests.Session()
     session.headers.update({"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
@@ -120,22 +186,44 @@ def main() -> int:
     n = parser.parse_args().n
     print(f"Benchmark: {n:,} profiles; storage emulator and SendGrid simulator on 127.0.0.1")
     emulator = Emulator().start()
-    sim = subprocess.Popen([sys.executable, "-m", "tools.sendgrid_simulator", "--port", "0", "--api-key", KEY,
-                            "--job-delay", "0.2"], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "tools.sendgrid_simulator", "--port", "0", "--api-key", KEY, "--job-delay", "0.2"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert sim.stdout is not None
         sim_url = f"http://127.0.0.1:{sim.stdout.readline().strip().split('=')[1]}"
         service = BlobServiceClient.from_connection_string(emulator.connection_string)
         service.create_container("segments")
         exports = service.create_container("sendgrid-exports")
-        exports.upload_blob("destinations.json", json.dumps({"destinations": [{
-            "name": "bench", "data_privacy_consent": True, "list": {"name": "Bench", "create_if_missing": True},
-            "segments": [{"path": "bench/"}], "max_profiles": n + 1,
-        }]}))
+        exports.upload_blob(
+            "destinations.json",
+            json.dumps(
+                {
+                    "destinations": [
+                        {
+                            "name": "bench",
+                            "data_privacy_consent": True,
+                            "list": {"name": "Bench", "create_if_missing": True},
+                            "segments": [{"path": "bench/"}],
+                            "max_profiles": n + 1,
+                        }
+                    ]
+                }
+            ),
+        )
         generated = upload(service, n, set())
         print(f"  generated and uploaded in {generated:.1f}s")
-        env = {**os.environ, "EXPORT_STORAGE": emulator.connection_string, "AzureWebJobsStorage": emulator.connection_string,
-               "SECRETS_SOURCE": "environment", "SENDGRID_SECRET_SENDGRID_API_KEY": KEY, "SENDGRID_API_BASE_URL": sim_url}
+        env = {
+            **os.environ,
+            "EXPORT_STORAGE": emulator.connection_string,
+            "AzureWebJobsStorage": emulator.connection_string,
+            "SECRETS_SOURCE": "environment",
+            "SENDGRID_SECRET_SENDGRID_API_KEY": KEY,
+            "SENDGRID_API_BASE_URL": sim_url,
+        }
         full, full_wall, full_rss = run_cli(env)
         changed = set(random.Random(1).sample(range(n), max(1, n // 100)))
         upload(service, n, changed)
@@ -150,24 +238,39 @@ def main() -> int:
     return 0
 
 
-def report(n: int, full: dict, full_wall: float, full_rss: float, delta: dict, delta_wall: float,
-           delta_rss: float, base: float, changed: int) -> None:
+def report(
+    n: int,
+    full: dict,
+    full_wall: float,
+    full_rss: float,
+    delta: dict,
+    delta_wall: float,
+    delta_rss: float,
+    base: float,
+    changed: int,
+) -> None:
     def stages(record: dict) -> str:
         return ", ".join(f"{k} {v:.2f}s" for k, v in record["timings"].items() if k != "total")
 
     print()
-    print(f"| run | contacts sent | wall (s) | contacts/s | peak RSS (MB) | status |")
+    print("| run | contacts sent | wall (s) | contacts/s | peak RSS (MB) | status |")
     print("|---|---:|---:|---:|---:|---|")
-    print(f"| full export | {full['counts']['sent']:,} | {full_wall:.2f} | {n / full_wall:,.0f} | {full_rss:.0f} | {full['status']} |")
-    print(f"| delta ({changed:,} changed) | {delta['counts']['sent']:,} | {delta_wall:.2f} | {n / delta_wall:,.0f} | {delta_rss:.0f} | {delta['status']} |")
+    print(
+        f"| full export | {full['counts']['sent']:,} | {full_wall:.2f} | {n / full_wall:,.0f} | {full_rss:.0f} | {full['status']} |"
+    )
+    print(
+        f"| delta ({changed:,} changed) | {delta['counts']['sent']:,} | {delta_wall:.2f} | {n / delta_wall:,.0f} | {delta_rss:.0f} | {delta['status']} |"
+    )
     print(f"| raw baseline | {n:,} | {base:.2f} | {n / base:,.0f} | - | - |")
     print()
     print(f"full export stages: {stages(full)}")
     print(f"delta export stages: {stages(delta)} (unchanged {delta['counts']['unchanged']:,})")
     print(f"full export / raw baseline: {full_wall / base:.2f}x the baseline's time")
-    print(f"targets: >= 50,000 contacts/s end to end: {'met' if n / full_wall >= 50_000 else 'NOT met'}; "
-          f"peak RSS < 300 MB: {'met' if full_rss < 300 else 'NOT met'}; "
-          f"delta < 5 s: {'met' if delta_wall < 5 else 'NOT met'}")
+    print(
+        f"targets: >= 50,000 contacts/s end to end: {'met' if n / full_wall >= 50_000 else 'NOT met'}; "
+        f"peak RSS < 300 MB: {'met' if full_rss < 300 else 'NOT met'}; "
+        f"delta < 5 s: {'met' if delta_wall < 5 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

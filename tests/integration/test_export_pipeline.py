@@ -191,8 +191,14 @@ def test_a_400_naming_a_contact_isolates_it_with_sendgrids_message(workspace, si
 def test_a_400_that_names_no_contact_fails_the_batch_with_sendgrids_message(workspace, simulator):
     workspace.put_segment("people.csv", to_csv(people(0, 3)))
     workspace.put_destinations(destination())
-    simulator.fault(kind="status", status=400, message="contacts could not be processed", method="PUT",
-                    path="/v3/marketing/contacts", times=1)
+    simulator.fault(
+        kind="status",
+        status=400,
+        message="contacts could not be processed",
+        method="PUT",
+        path="/v3/marketing/contacts",
+        times=1,
+    )
     record = run(make_edges(workspace))
     assert record.batches[0]["status"] == "refused"
     assert "SendGrid answered 400: contacts could not be processed" in record.batches[0]["error"]

@@ -144,7 +144,9 @@ def test_a_400_naming_contacts_isolates_them_and_sends_the_rest():
     edges.max_batch_contacts = 2
     record = run(edges)
     assert [[c["email"] for c in b["contacts"]] for b in fake.bodies] == [
-        ["p0@example.com", "p1@example.com"], ["p0@example.com"], ["p2@example.com", "p3@example.com"],
+        ["p0@example.com", "p1@example.com"],
+        ["p0@example.com"],
+        ["p2@example.com", "p3@example.com"],
         ["p4@example.com"],
     ]
     assert record.counts["errored"] == 1 and record.counts["accepted"] == 4
@@ -156,8 +158,11 @@ def test_a_400_naming_contacts_isolates_them_and_sends_the_rest():
 
 def test_a_400_naming_no_contact_fails_the_whole_batch_with_sendgrids_message():
     rows = "Email\n" + "".join(f"p{i}@example.com\n" for i in range(3))
-    error = SendGridError("PUT /v3/marketing/contacts: SendGrid answered 400: list_ids[0]: list does not exist",
-                          status=400, errors=[{"field": "list_ids[0]", "message": "list does not exist"}])
+    error = SendGridError(
+        "PUT /v3/marketing/contacts: SendGrid answered 400: list_ids[0]: list does not exist",
+        status=400,
+        errors=[{"field": "list_ids[0]", "message": "list does not exist"}],
+    )
     edges, _ = setup(csv_text=rows, sendgrid=FakeSendGrid(fail_batches={0: error}))
     record = run(edges)
     assert record.counts["errored"] == 3 and record.batches[0]["status"] == "refused"
