@@ -255,12 +255,12 @@ def report(
     print()
     print("| run | contacts sent | wall (s) | contacts/s | peak RSS (MB) | status |")
     print("|---|---:|---:|---:|---:|---|")
-    print(
-        f"| full export | {full['counts']['sent']:,} | {full_wall:.2f} | {n / full_wall:,.0f} | {full_rss:.0f} | {full['status']} |"
-    )
-    print(
-        f"| delta ({changed:,} changed) | {delta['counts']['sent']:,} | {delta_wall:.2f} | {n / delta_wall:,.0f} | {delta_rss:.0f} | {delta['status']} |"
-    )
+    def row(label: str, record: dict, wall: float, rss: float) -> str:
+        sent = record["counts"]["sent"]
+        return f"| {label} | {sent:,} | {wall:.2f} | {n / wall:,.0f} | {rss:.0f} | {record['status']} |"
+
+    print(row("full export", full, full_wall, full_rss))
+    print(row(f"delta ({changed:,} changed)", delta, delta_wall, delta_rss))
     print(f"| raw baseline | {n:,} | {base:.2f} | {n / base:,.0f} | - | - |")
     print()
     print(f"full export stages: {stages(full)}")
