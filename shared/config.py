@@ -56,6 +56,8 @@ class CsvOptions:
     header: bool = True
     columns: tuple[str, ...] | None = None
     encoding: str = "utf-8"
+    quoted: bool = True  # False: quotes are plain characters (CDM QuoteStyle.None)
+    skip_repeated_header: bool = False  # headerless CDM partitions: a first row of the column names is skipped
 
 
 @dataclass(frozen=True)

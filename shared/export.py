@@ -319,14 +319,18 @@ class _Run:
         for segment, blobs in plan:
             summary: dict[str, Any] = {"path": segment.path, "files": len(blobs), "rows": 0}
             self.record.segments.append(summary)
-            for blob in blobs:
-                table = open_segment_file(self.edges.segments, blob.name, segment.csv)
-                columns = plan_columns(destination.mapping, table.columns, blob.name)
+            for file in blobs:
+                table = open_segment_file(self.edges.segments, file, destination.mapping)
+                columns = plan_columns(destination.mapping, table.columns, file.name)
                 rules = RowRules(columns, custom_fields)
-                name = blob.name
+                name = file.name
                 rows = 0
                 for line, fields in table.rows:
                     rows += 1
+                    if fields is None:  # a row the reader could not make fields of
+                        counts["invalid"] += 1
+                        rejects.add(name, line, "", "invalid", table.problem)
+                        continue
                     contact, reason, truncated, field_rejects = rules.apply(fields)
                     if contact is None:
                         counts["invalid"] += 1

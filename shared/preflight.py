@@ -128,9 +128,9 @@ def _segment_checks(edges: Edges, destination: Destination) -> list[Check]:
     for segment in destination.segments:
         try:
             blobs = resolve_segment(edges.segments, segment)
-            for blob in blobs:
-                table = open_segment_file(edges.segments, blob.name, segment.csv)
-                plan_columns(destination.mapping, table.columns, blob.name)
+            for file in blobs:
+                table = open_segment_file(edges.segments, file, destination.mapping)
+                plan_columns(destination.mapping, table.columns, file.name)
             checks.append(
                 Check(
                     f"segment:{segment.path}",

@@ -51,7 +51,10 @@ class CustomFieldDef:
 class RowRules:
     """Apply PRODUCT.md's row rules for one file's column plan."""
 
-    def __init__(self, plan: ColumnPlan, custom_fields: dict[str, CustomFieldDef] | None = None):
+    def __init__(
+        self, plan: ColumnPlan, custom_fields: dict[str, CustomFieldDef] | None = None, encoding: str = "UTF-8"
+    ):
+        self._encoding = encoding
         self._email = plan.email
         self._width = plan.width
         self._plain: list[tuple[str, int, int]] = []
@@ -71,21 +74,20 @@ class RowRules:
         """``(contact, reason, truncated, field_rejects)``; contact is None when the row is invalid."""
         if len(fields) != self._width:
             return None, f"ragged row: {len(fields)} fields where the header has {self._width}", False, []
+        for index, value in enumerate(fields):
+            if not value.isascii() and _UNDECODABLE.search(value):
+                return None, f"undecodable bytes (not {self._encoding}) in column {index + 1}", False, []
         email = fields[self._email].strip().lower()
         if not email:
             return None, "missing email", False, []
         if len(email) > EMAIL_MAX or not EMAIL_PATTERN.match(email):
-            reason = "undecodable bytes in email" if _UNDECODABLE.search(email) else "invalid email address"
-            return None, reason, False, []
+            return None, "invalid email address", False, []
         contact: dict[str, Any] = {"email": email}
         truncated = False
         rejects: list[tuple[str, str]] = []
         for name, idx, limit in self._plain:
             value = fields[idx].strip()
             if not value:
-                continue
-            if not value.isascii() and _UNDECODABLE.search(value):
-                rejects.append((name, "undecodable bytes"))
                 continue
             if limit and len(value) > limit:
                 value = value[:limit].rstrip()
@@ -95,8 +97,8 @@ class RowRules:
             value = fields[idx].strip()
             if not value:
                 continue
-            if len(value) > limit or (not value.isascii() and _UNDECODABLE.search(value)):
-                rejects.append((name, f"longer than {limit} characters or undecodable; not sent"))
+            if len(value) > limit:
+                rejects.append((name, f"longer than {limit} characters; not sent"))
                 continue
             contact[name] = value
         if self._alternate is not None:
@@ -145,8 +147,6 @@ def coerce_custom_value(definition: CustomFieldDef, value: str) -> tuple[Any, st
     Dates are sent as ``MM/DD/YYYY``: the format SendGrid's contact import documents for Date
     custom fields, and the one its UI shows back.
     """
-    if _UNDECODABLE.search(value):
-        return None, "undecodable bytes", False
     kind = definition.field_type
     if kind == "Number":
         try:

@@ -11,9 +11,10 @@ import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
+from urllib.parse import urlparse
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings
 
 from .errors import ExportError
 from .settings import StorageSettings
@@ -48,7 +49,9 @@ class BlobStore(Protocol):
 
     def read_bytes(self, name: str) -> bytes: ...
 
-    def iter_chunks(self, name: str) -> Iterator[bytes]: ...
+    def iter_chunks(self, name: str, snapshot: str | None = None) -> Iterator[bytes]: ...
+
+    def blob_name_from_url(self, url: str) -> tuple[str, str | None] | None: ...
 
     def write_bytes(self, name: str, data: bytes, *, content_type: str, overwrite: bool = True) -> None: ...
 
@@ -78,15 +81,33 @@ class AzureBlobStore:
     def exists(self, name: str) -> bool:
         return bool(self._container.get_blob_client(name).exists())
 
+    def blob_name_from_url(self, url: str) -> tuple[str, str | None] | None:
+        """``(blob name, snapshot)`` if the URL names a blob of this container, else None.
+
+        Parsed by the storage SDK; an ADLS Gen2 (``dfs``) URL of the same account counts too.
+        """
+        try:
+            blob = BlobClient.from_blob_url(url.replace(".dfs.core.windows.net", ".blob.core.windows.net", 1))
+        except (ValueError, TypeError):
+            return None
+        same_account = (blob.account_name or "").lower() == (self._container.account_name or "").lower()
+        if not same_account or blob.container_name != self._container.container_name:
+            return None
+        ours = urlparse(self._container.url)
+        theirs = urlparse(url.replace(".dfs.core.windows.net", ".blob.core.windows.net", 1))
+        if (theirs.hostname or "").lower() != (ours.hostname or "").lower() or (theirs.port != ours.port):
+            return None
+        return blob.blob_name, blob.snapshot
+
     def read_bytes(self, name: str) -> bytes:
         try:
             return bytes(self._container.download_blob(name).readall())
         except ResourceNotFoundError:
             raise BlobNotFound(f"blob '{name}' not found in container '{self.container_name}'.") from None
 
-    def iter_chunks(self, name: str) -> Iterator[bytes]:
+    def iter_chunks(self, name: str, snapshot: str | None = None) -> Iterator[bytes]:
         try:
-            downloader = self._container.download_blob(name)
+            downloader = self._container.get_blob_client(name, snapshot=snapshot).download_blob()
         except ResourceNotFoundError:
             raise BlobNotFound(f"blob '{name}' not found in container '{self.container_name}'.") from None
         yield from downloader.chunks()

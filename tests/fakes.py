@@ -28,7 +28,15 @@ class InMemoryBlobStore:
             raise BlobNotFound(f"blob '{name}' not found")
         return self.blobs[name]
 
-    def iter_chunks(self, name: str) -> Iterator[bytes]:
+    def blob_name_from_url(self, url: str) -> tuple[str, str | None] | None:
+        prefix = self.container_url + "/"
+        if not url.startswith(prefix):
+            return None
+        name, _, query = url[len(prefix) :].partition("?")
+        snapshot = query.split("snapshot=", 1)[1] if "snapshot=" in query else None
+        return name, snapshot
+
+    def iter_chunks(self, name: str, snapshot: str | None = None) -> Iterator[bytes]:
         data = self.read_bytes(name)
         for i in range(0, len(data), self.chunk_size):
             yield data[i : i + self.chunk_size]

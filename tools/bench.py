@@ -255,6 +255,7 @@ def report(
     print()
     print("| run | contacts sent | wall (s) | contacts/s | peak RSS (MB) | status |")
     print("|---|---:|---:|---:|---:|---|")
+
     def row(label: str, record: dict, wall: float, rss: float) -> str:
         sent = record["counts"]["sent"]
         return f"| {label} | {sent:,} | {wall:.2f} | {n / wall:,.0f} | {rss:.0f} | {record['status']} |"

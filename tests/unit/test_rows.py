@@ -65,7 +65,7 @@ def test_a_good_row_becomes_a_trimmed_lower_cased_contact_without_empty_fields()
         ("a@@example.com", "invalid email address"),
         ("a b@example.com", "invalid email address"),
         ("x" * 250 + "@example.com", "invalid email address"),
-        ("j\udce9@example.com", "undecodable bytes in email"),
+        ("j\udce9@example.com", "undecodable bytes (not UTF-8) in column 2"),
     ],
 )
 def test_bad_emails_are_rejected_with_a_reason(email, reason):
@@ -83,10 +83,13 @@ def test_over_long_values_are_cut_to_sendgrids_limits_and_flagged():
     assert truncated and len(contact["first_name"]) == 50 and len(contact["city"]) == 60
 
 
-def test_an_undecodable_optional_value_rejects_that_field_only():
-    contact, _, _, rejects = rules().apply(row(city="Tr\udcf8ndelag"))
-    assert contact is not None and "city" not in contact
-    assert rejects == [("city", "undecodable bytes")]
+def test_undecodable_bytes_anywhere_reject_the_row_naming_the_column():
+    contact, reason, _, _ = rules().apply(row(city="Tr\udcf8ndelag"))
+    assert contact is None and reason == "undecodable bytes (not UTF-8) in column 5"
+    contact, reason, _, _ = RowRules(plan_columns(None, COLUMNS, "f.csv"), encoding="cp1252").apply(
+        [*row()[:7], "\udcff"]
+    )
+    assert contact is None and reason == "undecodable bytes (not cp1252) in column 8"
 
 
 def test_identifiers_are_never_cut():

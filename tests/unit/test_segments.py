@@ -71,15 +71,32 @@ def test_an_empty_file_is_a_clear_error(data):
 
 
 def test_segment_resolution():
-    store = InMemoryBlobStore({"ci/a.csv": b"x", "ci/b.csv.gz": b"x", "ci/model.json": b"{}", "one.csv": b"x"})
-    assert [b.name for b in resolve_segment(store, SegmentRef("ci/"))] == ["ci/a.csv", "ci/b.csv.gz"]
+    store = InMemoryBlobStore(
+        {
+            "ci/a.csv": b"x",
+            "ci/b.csv.gz": b"x",
+            "ci/c.jsonl": b"x",
+            "ci/notes.md": b"x",
+            "one.csv": b"x",
+            "cdm/model.json": b"{}",
+        }
+    )
+    assert [(b.name, b.format) for b in resolve_segment(store, SegmentRef("ci/"))] == [
+        ("ci/a.csv", "csv"),
+        ("ci/b.csv.gz", "csv"),
+        ("ci/c.jsonl", "jsonl"),
+    ]
     assert [b.name for b in resolve_segment(store, SegmentRef("one.csv"))] == ["one.csv"]
     with pytest.raises(SegmentError, match=r"'missing\.csv' not found"):
         resolve_segment(store, SegmentRef("missing.csv"))
     with pytest.raises(SegmentError, match=r"no \.csv"):
         resolve_segment(store, SegmentRef("empty/"))
     with pytest.raises(SegmentError, match="unsupported file type"):
-        resolve_segment(store, SegmentRef("ci/model.json"))
+        resolve_segment(store, SegmentRef("cdm/model.json"))
+    with pytest.raises(SegmentError, match='no "entities" array'):
+        resolve_segment(store, SegmentRef("cdm/"))
+    with pytest.raises(SegmentError, match=r'"table" is set but the prefix holds no model\.json'):
+        resolve_segment(store, SegmentRef("ci/", table="People"))
 
 
 cell = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30)

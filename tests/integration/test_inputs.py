@@ -1,0 +1,257 @@
+"""Real-world inputs in the storage emulator: CDM folders, snapshots, JSON Lines, bad files."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+
+import pytest
+
+from shared.export import queue_run, run_export
+from tests.conftest import destination, make_edges
+
+pytestmark = pytest.mark.integration
+
+ATTRIBUTES = ["CustomerId", "PrimaryEmail", "FirstName", "LastName", "City", "StateOrProvince", "Country", "PostalCode"]
+
+
+def run(workspace, **overrides):
+    edges = make_edges(workspace, **overrides)
+    return run_export(edges, queue_run(edges, "newsletter", trigger="cli"))
+
+
+def rejects_of(workspace, record) -> list[dict[str, str]]:
+    if not record.rejects_blob:
+        return []
+    return list(csv.DictReader(io.StringIO(workspace.read_export(record.rejects_blob).decode("utf-8"))))
+
+
+def headerless(rows: list[list[str]], *, repeat_header: bool = False) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    if repeat_header:
+        writer.writerow(ATTRIBUTES)
+    writer.writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def profile(i: int, city: str = "Oslo") -> list[str]:
+    return [f"C{i}", f"p{i}@example.com", f"First{i}", f"Last{i}", city, "", "Norway", "0150"]
+
+
+def model_json(workspace, folder: str, partitions: dict[str, dict], entity: str = "NewsletterSegment") -> bytes:
+    """A model.json as Customer Insights writes it: attributes in order, absolute partition URLs."""
+    base = workspace.segments.url
+    return json.dumps(
+        {
+            "name": "CustomerInsights",
+            "version": "1.0",
+            "entities": [
+                {
+                    "$type": "LocalEntity",
+                    "name": entity,
+                    "attributes": [{"name": a, "dataType": "string"} for a in ATTRIBUTES],
+                    "partitions": [
+                        {
+                            "name": name,
+                            "location": f"{base}/{folder}{path}",
+                            **({"fileFormatSettings": fmt} if fmt else {}),
+                        }
+                        for name, (path, fmt) in partitions.items()
+                    ],
+                }
+            ],
+        }
+    ).encode()
+
+
+def test_a_customer_insights_folder_exports_its_newest_snapshot_with_default_mapping(workspace, simulator):
+    folder = "ci/CustomerInsights_1/Newsletter/"
+    old, new = "NewsletterSegment/2024/01/01/0300/", "NewsletterSegment/2024/01/02/0300/"
+    workspace.put_segment(f"{folder}{old}NewsletterSegment_1.csv", headerless([profile(i) for i in range(5)]))
+    workspace.put_segment(
+        f"{folder}{new}NewsletterSegment_1.csv",
+        headerless([profile(i, "Bergen") for i in range(3, 8)], repeat_header=True),
+    )
+    workspace.put_segment(
+        f"{folder}{new}NewsletterSegment_2.csv", headerless([profile(i, "Bergen") for i in range(8, 10)])
+    )
+    workspace.put_segment(
+        f"{folder}model.json",
+        model_json(
+            workspace,
+            folder,
+            {
+                "p1-old": (f"{old}NewsletterSegment_1.csv", None),
+                "p1": (
+                    f"{new}NewsletterSegment_1.csv",
+                    {"$type": "CsvFormatSettings", "columnHeaders": "false", "delimiter": ","},
+                ),
+                "p2": (f"{new}NewsletterSegment_2.csv", None),
+            },
+        ),
+    )
+    workspace.put_destinations(destination(segments=[{"path": folder, "table": "NewsletterSegment"}]))
+    record = run(workspace)
+    assert record.status == "succeeded", record.errors
+    assert record.segments == [{"path": folder, "files": 2, "rows": 7}]  # the repeated header is no row
+    assert simulator.members("Newsletter") == sorted(f"p{i}@example.com" for i in range(3, 10))
+    contact = simulator.snapshot()["contacts"]["p9@example.com"]
+    assert (contact["first_name"], contact["city"], contact["country"], contact["postal_code"]) == (
+        "First9",
+        "Bergen",
+        "Norway",
+        "0150",
+    )
+
+
+def test_an_entity_without_partitions_is_read_from_its_snapshot_folders(workspace, simulator):
+    folder = "ci/Export/"
+    workspace.put_segment(f"{folder}Seg/2024/03/01/0900/Seg_1.csv.gz", gzip.compress(headerless([profile(1)])))
+    workspace.put_segment(f"{folder}Seg/2024/03/02/0900/Seg_1.csv", headerless([profile(2), profile(3)]))
+    workspace.put_segment(
+        f"{folder}model.json",
+        json.dumps(
+            {"entities": [{"$type": "LocalEntity", "name": "Seg", "attributes": [{"name": a} for a in ATTRIBUTES]}]}
+        ),
+    )
+    workspace.put_destinations(destination(segments=[{"path": folder}]))
+    record = run(workspace)
+    assert record.status == "succeeded", record.errors
+    assert simulator.members("Newsletter") == ["p2@example.com", "p3@example.com"]
+
+
+@pytest.mark.parametrize(
+    ("partitions", "table", "message"),
+    [
+        ({"p": ("Seg_1.csv", None)}, "Other", "has no entity 'Other' (entities: NewsletterSegment)"),
+        ({"p": ("Seg_missing.csv", None)}, None, "partition ci/x/Seg_missing.csv is missing"),
+        (
+            {"p": ("Seg_1.csv", {"$type": "CsvFormatSettings", "delimiter": "#"})},
+            None,
+            "delimiter '#' is not supported",
+        ),
+    ],
+)
+def test_bad_cdm_folders_fail_before_anything_is_sent(workspace, simulator, partitions, table, message):
+    folder = "ci/x/"
+    workspace.put_segment(f"{folder}Seg_1.csv", headerless([profile(1)]))
+    workspace.put_segment(f"{folder}model.json", model_json(workspace, folder, partitions))
+    workspace.put_destinations(destination(segments=[{"path": folder, **({"table": table} if table else {})}]))
+    record = run(workspace)
+    assert record.status == "failed" and message in record.errors[0], record.errors
+    assert simulator.snapshot()["upserted_contacts"] == 0 and record.counts["read"] == 0
+
+
+def test_a_partition_outside_the_segments_container_is_refused(workspace, simulator, blob_service):
+    other = blob_service.create_container(f"other-{workspace.segments.container_name}")
+    try:
+        other.upload_blob("Seg_1.csv", headerless([profile(1)]))
+        model = json.dumps(
+            {
+                "entities": [
+                    {
+                        "$type": "LocalEntity",
+                        "name": "Seg",
+                        "attributes": [{"name": a} for a in ATTRIBUTES],
+                        "partitions": [{"name": "p", "location": f"{other.url}/Seg_1.csv"}],
+                    }
+                ]
+            }
+        )
+        workspace.put_segment("ci/model.json", model)
+        workspace.put_destinations(destination(segments=[{"path": "ci/"}]))
+        record = run(workspace)
+        assert record.status == "failed" and "not a blob in the segments container" in record.errors[0]
+        assert simulator.snapshot()["upserted_contacts"] == 0
+    finally:
+        other.delete_container()
+
+
+def test_a_malformed_model_json_fails_naming_it(workspace, simulator):
+    workspace.put_segment("ci/model.json", b'{"entities": [ oops')
+    workspace.put_destinations(destination(segments=[{"path": "ci/"}]))
+    record = run(workspace)
+    assert record.status == "failed" and "ci/model.json is not valid JSON" in record.errors[0]
+
+
+def test_json_lines_flattened_with_bad_lines_rejected_and_counted(workspace, simulator):
+    lines = [
+        json.dumps({"contact": {"email": "a@example.com", "name": {"first": "Ann"}}, "alts": ["a2@example.com"]}),
+        "",
+        json.dumps({"contact": {"email": "b@example.com", "name": {"first": "Bo"}}, "points": 3}),
+        "[1, 2]",
+        "{broken",
+        json.dumps({"contact": {"email": "c@example.com"}, "late_column": "x"}),
+    ]
+    workspace.put_segment("people.jsonl.gz", gzip.compress("\n".join(lines).encode()))
+    mapping = {"email": "contact.email", "first_name": "contact.name.first", "alternate_emails": "alts"}
+    workspace.put_destinations(destination(segments=[{"path": "people.jsonl.gz"}], mapping=mapping))
+    record = run(workspace)
+    c = record.counts
+    assert (c["read"], c["invalid"], c["sent"]) == (5, 2, 3) and record.conservation_holds()
+    contacts = simulator.snapshot()["contacts"]
+    assert contacts["a@example.com"]["first_name"] == "Ann"
+    assert contacts["a@example.com"]["alternate_emails"] == ["a2@example.com"]
+    assert [(r["line"], r["reason"]) for r in rejects_of(workspace, record)] == [
+        ("4", "not a JSON object"),
+        ("5", "not valid JSON (Expecting property name enclosed in double quotes at column 2)"),
+    ]
+
+
+def test_json_lines_with_the_default_mapping(workspace, simulator):
+    workspace.put_segment("p.ndjson", '{"EmailAddress": "a@example.com", "FirstName": "Ann", "City": "Oslo"}\n')
+    workspace.put_destinations(destination(segments=[{"path": "p.ndjson"}]))
+    record = run(workspace)
+    assert record.status == "succeeded" and simulator.snapshot()["contacts"]["a@example.com"]["city"] == "Oslo"
+
+
+def test_ragged_and_undecodable_rows_are_rejected_with_their_lines(workspace, simulator):
+    data = (
+        b"Email,FirstName,City\r\n"
+        b"a@example.com,Ann,Oslo\r\n"
+        b"b@example.com,Bo\r\n"  # too few fields
+        b"c@example.com,Cy,Oslo,extra\r\n"  # too many
+        b"d@example.com,J\xe9r\xf4me,Lyon\r\n"  # Latin-1 in a UTF-8 file
+        b'e@example.com,"Multi\r\nline",Oslo\r\n'
+        b"f@example.com,Fay,Oslo\r\n"
+    )
+    workspace.put_segment("people.csv", data)
+    workspace.put_destinations(destination())
+    record = run(workspace)
+    assert (record.counts["read"], record.counts["invalid"], record.counts["sent"]) == (6, 3, 3)
+    assert record.conservation_holds()
+    assert [(r["line"], r["reason"]) for r in rejects_of(workspace, record)] == [
+        ("3", "ragged row: 2 fields where the header has 3"),
+        ("4", "ragged row: 4 fields where the header has 3"),
+        ("5", "undecodable bytes (not UTF-8) in column 2"),
+    ]
+    assert simulator.members("Newsletter") == ["a@example.com", "e@example.com", "f@example.com"]
+
+
+def test_a_declared_encoding_is_honoured(workspace, simulator):
+    workspace.put_segment("latin.csv", "Email;FirstName\na@example.com;Jérôme\n".encode("cp1252"))
+    workspace.put_destinations(destination(segments=[{"path": "latin.csv", "csv": {"encoding": "cp1252"}}]))
+    record = run(workspace)
+    assert record.status == "succeeded"
+    assert simulator.snapshot()["contacts"]["a@example.com"]["first_name"] == "Jérôme"
+
+
+@pytest.mark.parametrize(
+    ("blobs", "segment", "message"),
+    [
+        ({"empty.csv": b""}, "empty.csv", "segment file 'empty.csv' is empty"),
+        ({"blank.csv": b"\r\n\r\n"}, "blank.csv", "segment file 'blank.csv' is empty"),
+        ({"only/notes.md": b"x"}, "only/", "no .csv"),
+        ({"bad.csv.gz": b"not gzip at all"}, "bad.csv.gz", "segment file 'bad.csv.gz' cannot be read"),
+    ],
+)
+def test_unreadable_segments_fail_the_run_before_anything_is_sent(workspace, simulator, blobs, segment, message):
+    for name, data in blobs.items():
+        workspace.put_segment(name, data)
+    workspace.put_destinations(destination(segments=[{"path": segment}]))
+    record = run(workspace)
+    assert record.status == "failed" and message in record.errors[0], record.errors
+    assert simulator.snapshot()["upserted_contacts"] == 0
