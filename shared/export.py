@@ -37,6 +37,7 @@ from .sendgrid import JobResult, SendGridClient
 from .settings import Settings
 from .storage import BlobNotFound, BlobStore
 from .sync_state import StateUpdates, SyncState, email_key, fingerprint, journal_prefix, list_salt
+from .telemetry import emit_run_event
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ class _Run:
         record.finished_at = iso(utc_now())
         record.timings["total"] = time.monotonic() - self._t0
         self.store.save(record)
+        emit_run_event(record)
         log.info(
             "run %s of %s: %s; %s",
             record.run_id,

@@ -26,6 +26,7 @@ from .jobs import ExportJob, MalformedJob
 from .locks import LockHeld
 from .records import FINAL_STATUSES, RunRecord, iso, new_run_id, utc_now
 from .settings import Settings
+from .telemetry import emit_run_event
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ def run_locked(edges: Edges, record: RunRecord, *, attempt: int = 1) -> RunRecor
         record.errors.append(str(exc))
         record.finished_at = iso(utc_now())
         edges.records.save(record)
+        emit_run_event(record)
         log.warning("run %s of %s skipped: lock held by %s", record.run_id, record.destination, exc.holder)
         return record
     except Exception as exc:
@@ -154,6 +156,8 @@ def run_locked(edges: Edges, record: RunRecord, *, attempt: int = 1) -> RunRecor
             record.errors.append(f"attempt {attempt} failed; gave up after {attempt} attempts.")
         record.finished_at = iso(utc_now()) if record.status == "failed" else None
         edges.records.save(record)
+        if record.status == "failed":
+            emit_run_event(record)
         raise
 
 

@@ -19,6 +19,9 @@ DEFAULT_DESTINATIONS_BLOB = "destinations.json"
 DEFAULT_EXPORT_SCHEDULE = "0 0 3 * * *"
 DEFAULT_EXPORT_QUEUE = "sendgrid-export-jobs"
 
+# Identity-based storage settings: NAME__blobServiceUri etc., as the Functions host reads them.
+STORAGE_SUFFIXES = ("__blobServiceUri", "__queueServiceUri", "__accountName", "__clientId")
+
 _CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 # Queue names follow the same rules as container names.
 _QUEUE_NAME = _CONTAINER_NAME
@@ -98,10 +101,8 @@ def _storage_settings(env: Mapping[str, str], names: tuple[str, ...]) -> Storage
     """The first of ``names`` that is set: a connection string, or ``__blobServiceUri`` etc."""
     for name in names:
         conn = (env.get(name) or "").strip()
-        blob_uri = (env.get(f"{name}__blobServiceUri") or "").strip()
-        queue_uri = (env.get(f"{name}__queueServiceUri") or "").strip()
-        account = (env.get(f"{name}__accountName") or "").strip()
-        client_id = (env.get(f"{name}__clientId") or "").strip() or None
+        blob_uri, queue_uri, account, client_id_raw = ((env.get(name + s) or "").strip() for s in STORAGE_SUFFIXES)
+        client_id = client_id_raw or None
         if conn:
             if "=" not in conn:
                 raise SettingsError(

@@ -7,7 +7,9 @@ simulator, so tests never see each other's state.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,6 +47,24 @@ def shared_folder(*parts: str) -> Path:
             pytest.fail(message + " (CI=true: required)")
         pytest.skip(message)
     return path
+
+
+EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# Names the privacy test puts through a whole run; no log line may ever hold them.
+SENTINEL_NAMES = ("Zebedee", "Quixotica")
+
+
+@pytest.fixture(autouse=True)
+def no_personal_data_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every log line of every test, the SDKs' debug lines included: no address, name or key."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    for record in caplog.records:
+        message = record.getMessage()
+        where = f"{record.name} logged"
+        assert API_KEY not in message, f"{where} the API key"
+        assert not EMAIL_IN_TEXT.search(message), f"{where} an email address: {EMAIL_IN_TEXT.sub('<email>', message)}"
+        assert not any(name in message for name in SENTINEL_NAMES), f"{where} a person's name"
 
 
 @pytest.fixture(scope="session")

@@ -240,3 +240,20 @@ def test_a_job_that_ends_errored_counts_its_errored_contacts(workspace, simulato
     assert (record.counts["accepted"], record.counts["errored"]) == (8, 2)
     assert record.status == "completed_with_errors" and record.conservation_holds()
     assert len(simulator.members("Newsletter")) == 8
+
+
+def test_names_and_addresses_reach_sendgrid_but_no_log_line(workspace, simulator, caplog):
+    # The autouse privacy fixture checks every log line of this run for these names and addresses.
+    workspace.put_segment(
+        "people.csv",
+        to_csv(
+            [["zebedee@example.com", "Zebedee", "Quixotica", "Oslo"], ["bad-address", "Zebedee", "Quixotica", "Oslo"]]
+        ),
+    )
+    workspace.put_destinations(destination())
+    simulator.fault(kind="status", status=503, method="PUT", path="/v3/marketing/contacts", times=1)
+    record = run(make_edges(workspace))
+    assert record.counts["accepted"] == 1 and record.counts["invalid"] == 1
+    assert simulator.snapshot()["contacts"]["zebedee@example.com"]["last_name"] == "Quixotica"
+    assert len(caplog.records) > 5  # the run did log: progress, the retry, the event
+    assert "bad-address" in workspace.read_export(record.rejects_blob).decode()  # the one place a row goes

@@ -1,0 +1,136 @@
+@description('Name of the function app.')
+param name string
+
+@description('Name of the Flex Consumption plan.')
+param planName string
+
+@description('Region of the plan and the app.')
+param location string
+
+@description('Tags of the plan and the app.')
+param tags object = {}
+
+@description('Resource id of the user-assigned identity the app runs as.')
+param identityId string
+
+@description('Client id of that identity (picked by DefaultAzureCredential and the Functions host).')
+param identityClientId string
+
+@description('Storage account of the host, the job queue, the segments and the exports.')
+param storageAccountName string
+
+@description('Container the app package is deployed to.')
+param deploymentContainerName string
+
+@description('Application Insights component the app reports to.')
+param applicationInsightsName string
+
+@description('URI of the Key Vault that holds the SendGrid API key(s).')
+param keyVaultUri string
+
+@description('Memory of each instance, in MB.')
+param instanceMemoryMB int
+
+@description('Most instances the app may scale out to.')
+param maximumInstanceCount int
+
+@description('NCRONTAB schedule of the scheduled export (EXPORT_SCHEDULE).')
+param exportSchedule string
+
+@description('Container the segment files land in (SEGMENTS_CONTAINER).')
+param segmentsContainerName string
+
+@description('Container for destinations.json and run records (EXPORTS_CONTAINER).')
+param exportsContainerName string
+
+@description('Queue of export jobs (EXPORT_QUEUE).')
+param exportQueueName string
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: { name: 'FC1', tier: 'FlexConsumption' }
+  // checkov:skip=CKV_AZURE_225: zone redundancy of Flex Consumption depends on the region; exports are batch jobs that a later run repeats safely
+  properties: { reserved: true }
+}
+
+resource app 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: union(tags, { 'azd-service-name': 'api' })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: { '${identityId}': {} }
+  }
+  // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero by design; a lost instance's job is retried from the queue
+  // checkov:skip=CKV_AZURE_213: App Service health checks do not apply to Flex Consumption; GET /api/health is the liveness probe
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false // checkov:skip=CKV_AZURE_17: callers authenticate with function keys (auth level function) or App Service authentication, not client certificates
+    publicNetworkAccess: 'Enabled' // checkov:skip=CKV_AZURE_222: the on-demand export API is called from outside; every route but the bare health probe needs a function key
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+      runtime: { name: 'python', version: '3.11' }
+    }
+  }
+
+  resource settings 'config' = {
+    name: 'appsettings'
+    // checkov reads this app settings resource as a site and applies site checks to it; each skip is justified on the setting it concerns.
+    // checkov:skip=CKV_AZURE_80: not a .NET app (Python 3.11)
+    properties: {
+      // The Functions host's storage, and the job queue: by identity, no keys.
+      AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob // checkov:skip=CKV_AZURE_88: Flex Consumption uses no Azure Files share; the package and host state are in blob storage, read by identity
+      AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
+      AzureWebJobsStorage__credential: 'managedidentity'
+      AzureWebJobsStorage__clientId: identityClientId
+      // The export's own storage (segments, exports): the same account, also by identity.
+      EXPORT_STORAGE__blobServiceUri: storage.properties.primaryEndpoints.blob
+      EXPORT_STORAGE__queueServiceUri: storage.properties.primaryEndpoints.queue
+      EXPORT_STORAGE__clientId: identityClientId
+      SEGMENTS_CONTAINER: segmentsContainerName
+      EXPORTS_CONTAINER: exportsContainerName
+      DESTINATIONS_BLOB: 'destinations.json'
+      EXPORT_SCHEDULE: exportSchedule
+      EXPORT_QUEUE: exportQueueName // checkov:skip=CKV_AZURE_13: the HTTP API uses function keys (auth level function); App Service authentication may be added on top
+      SECRETS_SOURCE: 'keyvault' // checkov:skip=CKV_AZURE_222: the on-demand export API is called from outside; every route but the bare health probe needs a function key
+      KEY_VAULT_URL: keyVaultUri // checkov:skip=CKV_AZURE_66: requests are traced in Application Insights, not App Service failed request tracing
+      AZURE_CLIENT_ID: identityClientId
+      APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString // checkov:skip=CKV_AZURE_63: HTTP and app logs go to Application Insights
+      APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD' // checkov:skip=CKV_AZURE_65: errors are traced in Application Insights, not web error pages
+    }
+  }
+}
+
+output name string = app.name
+output url string = 'https://${app.properties.defaultHostName}'

@@ -1,0 +1,226 @@
+"""Checks of infra/ and azure.yaml that need no Azure: they run in their own venv (make iac).
+
+The Bicep is parsed with pycep; the code is read as text (ast), so nothing here imports the app.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pycep import BicepParser
+
+REPO = Path(__file__).resolve().parents[2]  # infra/tests/ -> the repo
+INFRA = REPO / "infra"
+BICEP_FILES = sorted(INFRA.rglob("*.bicep"))
+
+# Settings the Functions host itself reads (not the app's code), which the Bicep may set.
+HOST_SETTINGS = {
+    "AzureWebJobsStorage__credential",
+    "AZURE_CLIENT_ID",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+}
+# Read by the code but deliberately not deployed: a test and simulator override.
+NOT_DEPLOYED = {"SENDGRID_API_BASE_URL"}
+
+ROLE_IDS = {
+    "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+    "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Monitoring Metrics Publisher": "3913510d-42f4-4b42-8039-f8f8b2b60d10",
+}
+# Each data-plane call the code makes (an SDK method, found in the source), and the roles that allow it.
+DATA_PLANE = {
+    "list_blobs": ("blob", {"Storage Blob Data Owner", "Storage Blob Data Contributor"}),
+    "download_blob": ("blob", {"Storage Blob Data Owner", "Storage Blob Data Contributor"}),
+    "upload_blob": ("blob", {"Storage Blob Data Owner", "Storage Blob Data Contributor"}),
+    "delete_blob": ("blob", {"Storage Blob Data Owner", "Storage Blob Data Contributor"}),
+    "acquire_lease": ("blob", {"Storage Blob Data Owner", "Storage Blob Data Contributor"}),
+    "set_blob_metadata": ("blob", {"Storage Blob Data Owner", "Storage Blob Data Contributor"}),
+    "get_blob_properties": ("blob", {"Storage Blob Data Owner", "Storage Blob Data Contributor"}),
+    "send_message": ("queue", {"Storage Queue Data Contributor"}),
+    "create_queue": ("queue", {"Storage Queue Data Contributor"}),
+    "get_secret": ("vault", {"Key Vault Secrets User"}),
+}
+
+
+@cache
+def parsed(path: Path) -> dict[str, Any]:
+    return BicepParser().parse(text=path.read_text())
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
+def test_every_bicep_file_parses_and_describes_every_parameter(path):
+    tree = parsed(path)
+    undocumented = [
+        name
+        for name, param in tree.get("parameters", {}).items()
+        if not any(d.get("type") == "description" for d in param.get("decorators", []))
+    ]
+    assert undocumented == []
+
+
+def test_main_is_at_subscription_scope_with_a_resource_group_and_a_token():
+    text = (INFRA / "main.bicep").read_text()
+    assert parsed(INFRA / "main.bicep")["globals"]["scope"]["value"] == "subscription"
+    assert "Microsoft.Resources/resourceGroups" in text
+    assert "var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))" in text
+    assert "loadJsonContent('./abbreviations.json')" in text
+    outputs = parsed(INFRA / "main.bicep")["outputs"]
+    assert all(re.fullmatch(r"[A-Z][A-Z0-9_]*", name) for name in outputs), list(outputs)
+    assert {"AZURE_FUNCTION_APP_NAME", "KEY_VAULT_NAME", "AZURE_STORAGE_ACCOUNT_NAME", "FUNCTION_APP_URL"} <= set(
+        outputs
+    )
+
+
+def settings_code_reads() -> set[str]:
+    """Every app setting name the code reads, found in shared/settings.py and function_app.py."""
+    source = (REPO / "shared" / "settings.py").read_text()
+    tree = ast.parse(source)
+    names: set[str] = set()
+    suffixes: tuple[str, ...] = ()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "STORAGE_SUFFIXES" for t in node.targets):
+            suffixes = tuple(ast.literal_eval(node.value))
+        is_text = isinstance(node, ast.Constant) and isinstance(node.value, str)
+        if is_text and re.fullmatch(r"(AzureWebJobsStorage|[A-Z][A-Z0-9_]{3,})", node.value):
+            names.add(node.value)
+    assert suffixes, "shared/settings.py defines STORAGE_SUFFIXES"
+    for storage in ("EXPORT_STORAGE", "AzureWebJobsStorage"):
+        names.update(storage + suffix for suffix in suffixes)
+    app = (REPO / "function_app.py").read_text()
+    names.update(re.findall(r'"%([A-Za-z_]+)%"', app))
+    names.update(re.findall(r'connection="([A-Za-z_]+)"', app))
+    return names
+
+
+def deployed_settings() -> dict[str, Any]:
+    return parsed(INFRA / "modules" / "functionapp.bicep")["resources"]["app__settings"]["config"]["properties"]
+
+
+def test_the_bicep_sets_every_setting_the_code_reads_and_nothing_it_does_not():
+    code = settings_code_reads()
+    deployed = set(deployed_settings())
+    assert {"SEGMENTS_CONTAINER", "EXPORT_SCHEDULE", "EXPORT_QUEUE", "KEY_VAULT_URL"} <= code  # the scan works
+    # Storage is identity-based in Azure: the plain connection-string names and accountName stay unset.
+    identity_forms = {n for n in code if n.endswith(("__blobServiceUri", "__queueServiceUri", "__clientId"))}
+    needed = {n for n in code if "__" not in n and n not in ("EXPORT_STORAGE", "AzureWebJobsStorage")}
+    missing = (needed - NOT_DEPLOYED) | identity_forms
+    assert sorted(missing - deployed) == []
+    assert sorted(deployed - code - HOST_SETTINGS) == []
+    assert "SENDGRID_API_BASE_URL" not in deployed
+    assert deployed_settings()["SECRETS_SOURCE"] == "keyvault"
+
+
+def role_assignments() -> list[dict[str, Any]]:
+    tree = parsed(INFRA / "modules" / "rbac.bicep")
+    text = (INFRA / "modules" / "rbac.bicep").read_text()
+    roles = dict(re.findall(r"^\s+(\w+): '([0-9a-f-]{36})'", text, flags=re.M))
+    found = []
+    for name, resource in tree["resources"].items():
+        if resource["type"] != "Microsoft.Authorization/roleAssignments":
+            continue
+        config = resource["config"]
+        config = config.get("config", config)  # a conditional resource nests its body one level down
+        role_key = config["properties"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]["operator"][
+            "operands"
+        ]["operand_2"]
+        found.append(
+            {
+                "name": name,
+                "scope": config["scope"],
+                "principal": config["properties"]["principalId"],
+                "role": roles[role_key],
+                "named_by_guid": config["name"]["function"]["type"] == "guid",
+            }
+        )
+    return found
+
+
+def test_each_data_plane_call_of_the_code_has_its_role_assignment():
+    source = "\n".join(p.read_text() for p in (REPO / "shared").glob("*.py"))
+    calls = {name for name in DATA_PLANE if re.search(rf"\.{name}\(", source)}
+    assert {"download_blob", "upload_blob", "acquire_lease", "send_message", "get_secret"} <= calls  # the scan works
+    granted = {(a["scope"], a["role"]) for a in role_assignments() if a["principal"] == "appPrincipalId"}
+    scopes = {"blob": "storage", "queue": "storage", "vault": "vault"}
+    for call in sorted(calls):
+        service, allowed = DATA_PLANE[call]
+        assert any((scopes[service], ROLE_IDS[role]) in granted for role in allowed), f"{call} has no role assignment"
+    # App Insights with local auth off needs the identity to publish.
+    assert ("appInsights", ROLE_IDS["Monitoring Metrics Publisher"]) in granted
+
+
+def test_role_assignments_are_named_by_guid_and_the_least_that_work():
+    assignments = role_assignments()
+    assert all(a["named_by_guid"] for a in assignments)
+    app_roles = sorted(a["role"] for a in assignments if a["principal"] == "appPrincipalId")
+    assert app_roles == sorted(
+        ROLE_IDS[r]
+        for r in (
+            "Storage Blob Data Owner",
+            "Storage Queue Data Contributor",
+            "Key Vault Secrets User",
+            "Monitoring Metrics Publisher",
+        )
+    )
+
+
+def test_nothing_uses_a_key_where_an_identity_can_serve():
+    text = "\n".join(p.read_text() for p in BICEP_FILES)
+    for forbidden in ("listKeys(", "AccountKey=", "InstrumentationKey", "listSecrets(", "primaryKey"):
+        assert forbidden not in text, forbidden
+    storage = parsed(INFRA / "modules" / "storage.bicep")["resources"]["account"]["config"]["properties"]
+    assert storage["allowSharedKeyAccess"] is False and storage["allowBlobPublicAccess"] is False
+    assert storage["minimumTlsVersion"] == "TLS1_2" and storage["supportsHttpsTrafficOnly"] is True
+    vault = parsed(INFRA / "modules" / "keyvault.bicep")["resources"]["vault"]["config"]["properties"]
+    assert vault["enableRbacAuthorization"] is True and vault["enablePurgeProtection"] is True
+    assert vault["enableSoftDelete"] is True
+    monitoring = parsed(INFRA / "modules" / "monitoring.bicep")["resources"]
+    assert monitoring["appInsights"]["config"]["properties"]["DisableLocalAuth"] is True
+    assert monitoring["workspace"]["config"]["properties"]["features"]["disableLocalAuth"] is True
+    app = parsed(INFRA / "modules" / "functionapp.bicep")["resources"]["app"]["config"]
+    assert app["properties"]["httpsOnly"] is True and app["properties"]["siteConfig"]["ftpsState"] == "Disabled"
+    assert app["identity"]["type"] == "UserAssigned"
+    assert app["properties"]["functionAppConfig"]["runtime"] == {"name": "python", "version": "3.11"}
+    deployment = app["properties"]["functionAppConfig"]["deployment"]["storage"]["authentication"]
+    assert deployment["type"] == "UserAssignedIdentity"
+
+
+def test_storage_holds_the_containers_and_queue_the_settings_name():
+    main = parsed(INFRA / "main.bicep")["parameters"]
+    resources = parsed(INFRA / "modules" / "storage.bicep")["resources"]
+    kinds = {r["type"] for r in resources.values()}
+    assert "Microsoft.Storage/storageAccounts/queueServices/queues" in kinds
+    assert main["segmentsContainerName"]["default"] == "segments"
+    assert main["exportsContainerName"]["default"] == "sendgrid-exports"
+    assert main["exportQueueName"]["default"] == "sendgrid-export-jobs"
+    assert main["exportSchedule"]["default"] == "0 0 3 * * *"
+
+
+def test_the_alert_and_workbook_read_the_run_event():
+    telemetry = (REPO / "shared" / "telemetry.py").read_text()
+    event = re.search(r'RUN_EVENT = "(\w+)"', telemetry)[1]
+    for module in ("monitoring.bicep", "workbook.bicep"):
+        text = (INFRA / "modules" / module).read_text()
+        assert f'startswith "{event} "' in text and f"substring(message, {len(event) + 1})" in text
+
+
+def test_azure_yaml_is_valid_for_azd():
+    doc = yaml.safe_load((REPO / "azure.yaml").read_text())
+    assert re.fullmatch(r"[a-z0-9-]+", doc["name"])
+    (service,) = doc["services"].values()
+    assert service["host"] == "function" and service["language"] == "python"
+    assert (REPO / service["project"] / "function_app.py").exists()
+    assert (REPO / service["project"] / "requirements.txt").exists()
+    assert doc["infra"]["provider"] == "bicep" and (REPO / doc["infra"]["path"] / "main.bicep").exists()
+    tag = re.search(r"'azd-service-name': '(\w+)'", (INFRA / "modules" / "functionapp.bicep").read_text())
+    assert tag and tag[1] in doc["services"]
+    params = (INFRA / "main.parameters.json").read_text()
+    assert "${AZURE_ENV_NAME}" in params and "${AZURE_LOCATION}" in params
