@@ -8,10 +8,13 @@ stage, and at the end; whatever happens, it is final and its counts add up.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -33,10 +36,10 @@ from .records import RejectsWriter, RunRecord, RunRecordStore, iso, new_run_id, 
 from .rows import CustomFieldDef, RowRules
 from .secrets import SecretProvider
 from .segments import open_segment_file, resolve_segment
-from .sendgrid import JobResult, SendGridClient
+from .sendgrid import CallStats, JobResult, SendGridClient
 from .settings import Settings
 from .storage import BlobNotFound, BlobStore
-from .sync_state import StateUpdates, SyncState, email_key, fingerprint, journal_prefix, list_salt
+from .sync_state import RowFingerprinter, StateUpdates, SyncState, email_key, journal_prefix
 from .telemetry import emit_run_event
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,8 @@ class Edges:
     job_poll_interval: float = 0.25
     max_batch_contacts: int = MAX_CONTACTS_PER_BATCH
     max_batch_bytes: int = MAX_BATCH_BYTES
+    # Batches in flight at once: the next body travels while SendGrid parses the last.
+    send_concurrency: int = 3
 
     @property
     def records(self) -> RunRecordStore:
@@ -230,7 +235,7 @@ class _Run:
             )
             try:
                 with self.stage("read"):
-                    present = self.read_segments(destination, custom_fields, spool, state, list_salt(list_ids))
+                    present = self.read_segments(destination, custom_fields, spool, state, list_ids)
                 self.store.save(record)
                 if spool.count > destination.max_profiles:
                     raise ProfileLimitError(
@@ -309,22 +314,33 @@ class _Run:
         custom_fields: dict[str, CustomFieldDef],
         spool: BatchSpool,
         state: SyncState,
-        salt: bytes,
+        list_ids: list[str],
     ) -> set[int]:
-        """Read every row into the spool; returns the keys of every valid contact (sent or not)."""
+        """Read every row into the spool. Returns, in mirror mode, the keys of every valid contact.
+
+        A row whose fingerprint SendGrid already has costs one hash: no rules, no encoding.
+        """
         counts = self.record.counts
         rejects = self.rejects
-        full = self.options.full
-        seen: set[int] = set()
+        mirror = self.mirror
+        # Fingerprints of rows SendGrid already has; --full compares against nothing.
+        known = set() if self.options.full else state.fingerprint_set()
+        seen: set[int] = set()  # hash() of each email this run: de-duplication, first wins
+        present: set[int] = set()  # stable keys of this run's valid contacts (mirror mode)
+        customs = ";".join(f"{d.name}:{d.id}:{d.field_type}" for d in custom_fields.values())
         # Resolve every segment before reading any, so a missing one fails the run up front.
         plan = [(segment, resolve_segment(self.edges.segments, segment)) for segment in destination.segments]
-        for segment, blobs in plan:
-            summary: dict[str, Any] = {"path": segment.path, "files": len(blobs), "rows": 0}
+        for segment, files in plan:
+            summary: dict[str, Any] = {"path": segment.path, "files": len(files), "rows": 0}
             self.record.segments.append(summary)
-            for file in blobs:
+            for file in files:
                 table = open_segment_file(self.edges.segments, file, destination.mapping)
                 columns = plan_columns(destination.mapping, table.columns, file.name)
-                rules = RowRules(columns, custom_fields)
+                rules = RowRules(columns, custom_fields, encoding=file.csv.encoding.upper())
+                fingerprint = RowFingerprinter(
+                    ",".join(sorted(list_ids)), repr(columns), customs, "\x1f".join(table.columns)
+                )
+                email_at = columns.email
                 name = file.name
                 rows = 0
                 for line, fields in table.rows:
@@ -333,30 +349,39 @@ class _Run:
                         counts["invalid"] += 1
                         rejects.add(name, line, "", "invalid", table.problem)
                         continue
+                    fp = fingerprint(fields)
+                    if fp in known:
+                        # The very row SendGrid accepted last time: valid, and unchanged.
+                        email = fields[email_at].strip().lower()
+                        hashed = hash(email)
+                        if hashed in seen:
+                            counts["duplicate"] += 1
+                            continue
+                        seen.add(hashed)
+                        if mirror:
+                            present.add(email_key(email))
+                        counts["unchanged"] += 1
+                        continue
                     contact, reason, truncated, field_rejects = rules.apply(fields)
                     if contact is None:
                         counts["invalid"] += 1
-                        email = fields[columns.email] if columns.email < len(fields) else ""
-                        rejects.add(name, line, email, "invalid", reason)
+                        rejects.add(name, line, fields[email_at] if email_at < len(fields) else "", "invalid", reason)
                         continue
                     email = contact["email"]
-                    key = email_key(email)
-                    if key in seen:
+                    hashed = hash(email)
+                    if hashed in seen:
                         counts["duplicate"] += 1
                         continue
-                    encoded = encode_contact(contact)
-                    fp = fingerprint(encoded, salt)
-                    seen.add(key)
-                    if not full and state.fingerprint_of(key) == fp:
-                        counts["unchanged"] += 1
-                        continue
+                    key = email_key(email)
                     try:
-                        spool.add(encoded, name, line, key, fp)
+                        spool.add(encode_contact(contact), name, line, key, fp)
                     except ContactTooLarge as exc:
-                        seen.discard(key)
                         counts["invalid"] += 1
                         rejects.add(name, line, email, "invalid", str(exc))
                         continue
+                    seen.add(hashed)
+                    if mirror:
+                        present.add(key)
                     counts["sent"] += 1
                     if truncated:
                         counts["truncated"] += 1
@@ -367,78 +392,89 @@ class _Run:
                 counts["read"] += rows
                 summary["rows"] += rows
                 log.info("read %s: %d rows (%d to send so far)", name, rows, spool.count)
-        return seen
+        return present
 
     def send(self, client: SendGridClient, spool: BatchSpool) -> list[_Pending]:
-        """Send every batch; a 400 that names contacts sends the batch again without them."""
+        """Send every batch, a few in flight at once; results are settled in order, here."""
         pending: list[_Pending] = []
-        batches = self.record.batches
-        abort: str | None = None
-        for batch in spool.batches():
-            entry: dict[str, Any] = {
-                "index": batch.index,
-                "contacts": batch.count,
-                "bytes": len(batch.body),
-                "attempts": 0,
-                "job_id": None,
-                "status": None,
-            }
-            batches.append(entry)
-            if self.options.dry_run:
-                entry["status"] = "dry_run"
-                continue
-            if abort is not None:
-                self._errored(batch, range(batch.count), entry, "not_sent", abort)
-                continue
-            positions = list(range(batch.count))
-            body = batch.body
-            for _ in range(MAX_ISOLATION_ROUNDS):
-                try:
-                    job_id, stats = client.upsert_contacts(body)
-                except SendGridAuthError as exc:
-                    abort = str(exc)
-                    self._errored(batch, positions, entry, "refused", abort)
-                    self.fail(abort)
-                    break
-                except SendGridError as exc:
-                    named = _errors_by_position(exc.errors) if exc.status == 400 else {}
-                    if named and all(p < len(positions) for p in named) and len(named) < len(positions):
-                        # Isolate the contacts SendGrid named; send the rest again.
-                        refused = [positions[p] for p in sorted(named)]
-                        for p in sorted(named):
-                            origin = batch.origin(positions[p])
-                            self.rejects.add(origin.source, origin.line, origin.email, "errored", named[p])
-                        self.record.counts["errored"] += len(refused)
-                        entry["isolated"] = entry.get("isolated", 0) + len(refused)
-                        entry["error"] = mask_emails(str(exc))[:1000]
-                        entry["attempts"] += 1
-                        positions = [q for i, q in enumerate(positions) if i not in named]
-                        body = batch.body_for(positions)
-                        continue
-                    if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
-                        self._errored(batch, positions, entry, "refused", str(exc), exc.errors)
-                        break
-                    # SendGrid is unreachable or failing: the rest would fail the same way.
-                    abort = f"batch {batch.index} could not be delivered: {exc}"
-                    self._errored(batch, positions, entry, "undelivered", str(exc))
-                    self.fail(abort)
-                    break
-                entry["attempts"] += stats.attempts
-                entry.update(rate_limited=stats.rate_limited, job_id=job_id, status="pending")
-                pending.append(_Pending(batch.index, job_id, positions))
-                log.info(
-                    "sent batch %d: %d contacts, %d bytes, %d attempt(s)",
-                    batch.index,
-                    len(positions),
-                    len(body),
-                    entry["attempts"],
-                )
-                break
-            else:
-                self._errored(batch, positions, entry, "refused", "SendGrid kept refusing contacts of this batch")
-        if not self.options.dry_run:
-            self.store.save(self.record)
+        self._abort: str | None = None
+        if self.options.dry_run:
+            for batch in spool.batches():
+                self.record.batches.append(self._batch_entry(batch) | {"status": "dry_run"})
+            return pending
+        with ThreadPoolExecutor(max_workers=self.edges.send_concurrency, thread_name_prefix="send") as pool:
+            in_flight: deque[tuple[Batch, dict[str, Any], Future[tuple[str, CallStats]]]] = deque()
+            for batch in spool.batches():
+                entry = self._batch_entry(batch)
+                self.record.batches.append(entry)
+                if self._abort is not None:
+                    self._errored(batch, range(batch.count), entry, "not_sent", self._abort)
+                    continue
+                in_flight.append((batch, entry, pool.submit(client.upsert_contacts, batch.body)))
+                if len(in_flight) >= self.edges.send_concurrency:
+                    self._settle(client, *in_flight.popleft(), pending)
+            while in_flight:
+                self._settle(client, *in_flight.popleft(), pending)
+        self.store.save(self.record)
         return pending
+
+    @staticmethod
+    def _batch_entry(batch: Batch) -> dict[str, Any]:
+        return {"index": batch.index, "contacts": batch.count, "bytes": len(batch.body), "attempts": 0,
+                "job_id": None, "status": None}
+
+    def _settle(
+        self,
+        client: SendGridClient,
+        batch: Batch,
+        entry: dict[str, Any],
+        first_try: Future[tuple[str, CallStats]],
+        pending: list[_Pending],
+    ) -> None:
+        """The outcome of one batch; a 400 that names contacts sends it again without them."""
+        positions = list(range(batch.count))
+        body = batch.body
+        attempt: Callable[[], tuple[str, CallStats]] = first_try.result
+        for _ in range(MAX_ISOLATION_ROUNDS):
+            try:
+                job_id, stats = attempt()
+            except SendGridAuthError as exc:
+                self._abort = str(exc)
+                self._errored(batch, positions, entry, "refused", str(exc))
+                self.fail(str(exc))
+                return
+            except SendGridError as exc:
+                named = _errors_by_position(exc.errors) if exc.status == 400 else {}
+                if named and all(p < len(positions) for p in named) and len(named) < len(positions):
+                    for p in sorted(named):
+                        origin = batch.origin(positions[p])
+                        self.rejects.add(origin.source, origin.line, origin.email, "errored", named[p])
+                    self.record.counts["errored"] += len(named)
+                    entry["isolated"] = entry.get("isolated", 0) + len(named)
+                    entry["error"] = mask_emails(str(exc))[:1000]
+                    entry["attempts"] += 1
+                    positions = [q for i, q in enumerate(positions) if i not in named]
+                    body = batch.body_for(positions)
+                    attempt = functools.partial(client.upsert_contacts, body)
+                    continue
+                if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
+                    self._errored(batch, positions, entry, "refused", str(exc), exc.errors)
+                    return
+                # SendGrid is unreachable or failing: the batches after this one would fail too.
+                self._errored(batch, positions, entry, "undelivered", str(exc))
+                if self._abort is None:
+                    self._abort = f"batch {batch.index} could not be delivered: {exc}"
+                    self.fail(self._abort)
+                return
+            entry["attempts"] += stats.attempts
+            entry.update(rate_limited=stats.rate_limited, job_id=job_id, status="pending")
+            pending.append(_Pending(batch.index, job_id, positions))
+            log.info(
+                "sent batch %d: %d contacts, %d bytes, %d attempt(s)",
+                batch.index, len(positions), len(body), entry["attempts"],
+            )
+            return
+        self._errored(batch, positions, entry, "refused", "SendGrid kept refusing contacts of this batch")
 
     def _errored(
         self,
@@ -519,7 +555,7 @@ class _Run:
         """Mirror mode: take off the lists the contacts this app added that no segment holds now."""
         removals = self.record.removals
         previous = len(state)
-        departed = list(state.keys_not_in(present))
+        departed = list(state.indexes_not_in(present))
         removals["planned"] = len(departed)
         if not departed:
             return set()

@@ -1,14 +1,18 @@
 """Per-destination sync state: what SendGrid has accepted from this app, and in what shape.
 
-For each contact SendGrid confirmed, the state keeps a 64-bit key (BLAKE2b of the email) and a
-64-bit fingerprint (BLAKE2b of the exact JSON sent plus the list ids), in two sorted ``array('Q')``
-columns: 16 bytes a contact, 16 MB at a million, searched with ``bisect``. Destinations in
-``mirror`` mode also keep each contact's email (the only way to remove it from a list later).
+For each contact SendGrid confirmed, the state keeps two 64-bit numbers in ``array('Q')``
+columns (16 bytes a contact, 16 MB at a million): the contact's key (BLAKE2b of its email) and
+the fingerprint of the source row that produced what was sent (BLAKE2b of the row's fields,
+salted with everything else that shapes the payload: lists, column plan, custom fields, the row
+rules' version). A row whose fingerprint is in the state maps to exactly what SendGrid already
+has, so it is skipped without being mapped or encoded: that is what makes a delta run fast.
+Destinations in ``mirror`` mode also keep each contact's email, the only way to find it again
+to take it off a list.
 
 Crash safety: as each import job is confirmed, its contacts are written to a journal blob of the
-run (``state/{destination}/journal-{run_id}-{batch}.bin``). The full state is written once at the end
-of a run, then the journals are deleted. A run that dies leaves its journal, and the next run's
-load applies it: only what SendGrid did not confirm is sent again.
+run (``state/{destination}/journal-{run_id}-{batch}.bin``). The full state is written once at the
+end of a run, then the journals are deleted. A run that dies leaves its journals, and the next
+run's load applies them: only what SendGrid did not confirm is sent again.
 """
 
 from __future__ import annotations
@@ -17,30 +21,38 @@ import gzip
 import hashlib
 import struct
 from array import array
-from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from .errors import ExportError
 from .storage import BlobNotFound, BlobStore
 
-MAGIC = b"SGSYNC01"
+MAGIC = b"SGSYNC02"
 _HEADER = struct.Struct("<8sBQ")  # magic, flags, count
 _HAS_EMAILS = 1
 _JOURNAL_RECORD = struct.Struct("<QQH")  # key, fingerprint, email length; then the email bytes
+# Bump when the row rules change what a row maps to: every fingerprint then differs, and the
+# next run sends everyone once with the new rules.
+RULES_VERSION = b"rules-1"
 
 
 def email_key(email: str) -> int:
     return int.from_bytes(hashlib.blake2b(email.encode("utf-8"), digest_size=8).digest(), "little")
 
 
-def fingerprint(encoded_contact: bytes, list_salt: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(encoded_contact, digest_size=8, key=list_salt[:64]).digest(), "little")
+class RowFingerprinter:
+    """Fingerprints of source rows under one payload-shaping context (see the module doc)."""
 
+    def __init__(self, *context: str | bytes):
+        seed = hashlib.blake2b(RULES_VERSION, digest_size=32)
+        for part in context:
+            seed.update(b"\x00" + (part.encode("utf-8", "surrogateescape") if isinstance(part, str) else part))
+        self._proto = hashlib.blake2b(seed.digest(), digest_size=8)
 
-def list_salt(list_ids: Iterable[str]) -> bytes:
-    """Lists are part of what was sent: adding a list to a destination resends everyone."""
-    return hashlib.blake2b(",".join(sorted(list_ids)).encode(), digest_size=32).digest()
+    def __call__(self, fields: list[str]) -> int:
+        h = self._proto.copy()
+        h.update("\x1f".join(fields).encode("utf-8", "surrogateescape"))
+        return int.from_bytes(h.digest(), "little")
 
 
 def state_blob_name(destination: str) -> str:
@@ -64,11 +76,8 @@ class SyncState:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def fingerprint_of(self, key: int) -> int | None:
-        i = bisect_left(self.keys, key)
-        if i < len(self.keys) and self.keys[i] == key:
-            return int(self.fingerprints[i])
-        return None
+    def fingerprint_set(self) -> set[int]:
+        return set(self.fingerprints)
 
     def email_at(self, index: int) -> str | None:
         return self.emails[index] if self.emails is not None else None
@@ -93,17 +102,18 @@ class SyncState:
 
     @classmethod
     def from_bytes(cls, raw: bytes, *, with_emails: bool, source: str) -> SyncState:
+        hint = "; delete it to resend everything once"
         if len(raw) < _HEADER.size:
-            raise SyncStateError(f"sync state {source} is truncated; delete it to resend everything once.")
+            raise SyncStateError(f"sync state {source} is truncated{hint}.")
         magic, flags, count = _HEADER.unpack_from(raw)
         if magic != MAGIC:
-            raise SyncStateError(f"sync state {source} is not in a known format; delete it to resend everything once.")
+            raise SyncStateError(f"sync state {source} is not in a known format{hint}.")
         start = _HEADER.size
         keys, fps = array("Q"), array("Q")
         keys.frombytes(raw[start : start + 8 * count])
         fps.frombytes(raw[start + 8 * count : start + 16 * count])
         if len(keys) != count or len(fps) != count:
-            raise SyncStateError(f"sync state {source} is truncated; delete it to resend everything once.")
+            raise SyncStateError(f"sync state {source} is truncated{hint}.")
         emails: list[str] | None = None
         if with_emails:
             if flags & _HAS_EMAILS:
@@ -126,34 +136,32 @@ class SyncState:
     # -- change ---------------------------------------------------------------------------------
 
     def merged(self, updates: StateUpdates, *, removed: set[int], keep_emails: bool) -> SyncState:
-        """A new state: this one, less ``removed`` keys, with ``updates`` applied (newest wins)."""
-        upd_keys, upd_fps, upd_emails = updates.sorted_unique()
+        """A new state: this one, less ``removed`` keys and the keys ``updates`` supersede, plus
+        ``updates`` (for a key confirmed twice, the last one)."""
         keys, fps = array("Q"), array("Q")
         emails: list[str] | None = [] if keep_emails else None
-        i = j = 0
-        old_keys, old_fps, old_emails = self.keys, self.fingerprints, self.emails
-        n_old, n_upd = len(old_keys), len(upd_keys)
-        while i < n_old or j < n_upd:
-            if j >= n_upd or (i < n_old and old_keys[i] < upd_keys[j]):
-                key = old_keys[i]
-                if key not in removed:
-                    keys.append(key)
-                    fps.append(old_fps[i])
-                    if emails is not None:
-                        emails.append(old_emails[i] if old_emails is not None else "")
-                i += 1
+        # Newest first, so that of a key confirmed twice (journals of several runs) the last wins.
+        updated: set[int] = set()
+        for index in range(len(updates.keys) - 1, -1, -1):
+            key = updates.keys[index]
+            if key in updated or key in removed:
                 continue
-            key = upd_keys[j]
-            if i < n_old and old_keys[i] == key:
-                i += 1  # replaced by the update
+            updated.add(key)
             keys.append(key)
-            fps.append(upd_fps[j])
+            fps.append(updates.fingerprints[index])
             if emails is not None:
-                emails.append(upd_emails[j] if upd_emails is not None else "")
-            j += 1
+                emails.append(updates.emails[index] if updates.emails is not None else "")
+        old_emails = self.emails
+        for index, key in enumerate(self.keys):
+            if key in updated or key in removed:
+                continue
+            keys.append(key)
+            fps.append(self.fingerprints[index])
+            if emails is not None:
+                emails.append(old_emails[index] if old_emails is not None else "")
         return SyncState(keys, fps, emails)
 
-    def keys_not_in(self, present: set[int]) -> Iterator[int]:
+    def indexes_not_in(self, present: set[int]) -> Iterator[int]:
         """Indexes of entries whose key is not in ``present`` (mirror mode's removal candidates)."""
         for index, key in enumerate(self.keys):
             if key not in present:
@@ -181,6 +189,10 @@ class StateUpdates:
         elif self.emails is not None:
             self.emails.append("")
 
+    def extend(self, entries: Iterable[tuple[int, int, str | None]]) -> None:
+        for key, fp, email in entries:
+            self.add(key, fp, email)
+
     def journal_bytes(self, start: int = 0) -> bytes:
         """The records from ``start`` on, in the journal's binary form."""
         out = bytearray()
@@ -198,17 +210,3 @@ class StateUpdates:
             email = raw[offset : offset + length].decode("utf-8")
             offset += length
             self.add(key, fp, email or None)
-
-    def sorted_unique(self) -> tuple[array, array, list[str] | None]:
-        """Sorted by key; where a key repeats, the last confirmed entry wins."""
-        keys_of = self.keys.__getitem__
-        ordered = sorted(range(len(self.keys)), key=keys_of)  # stable: equal keys keep their order
-        order = [
-            index
-            for position, index in enumerate(ordered)
-            if position + 1 == len(ordered) or keys_of(ordered[position + 1]) != keys_of(index)
-        ]
-        keys = array("Q", (self.keys[i] for i in order))
-        fps = array("Q", (self.fingerprints[i] for i in order))
-        emails = [self.emails[i] for i in order] if self.emails is not None else None
-        return keys, fps, emails

@@ -629,62 +629,63 @@ def _json_object(body: bytes) -> dict[str, Any]:
 def _contact_errors(
     i: int, contact: Any, custom_defs: dict[str, dict[str, Any]], rejected: set[str]
 ) -> list[dict[str, Any]]:
-    where = f"contacts[{i}]"
-    if not isinstance(contact, dict):
-        return [{"field": where, "message": "contact must be an object"}]
-    errors = []
-    for key in contact.keys() - CONTACT_KEYS:
-        errors.append({"field": f"{where}.{key}", "message": "unknown field"})
-    if not any(isinstance(contact.get(k), str) and contact[k] for k in IDENTIFIERS):
-        errors.append(
-            {"field": where, "message": "a contact needs an email, phone_number_id, external_id or anonymous_id"}
-        )
-    for key, limit in CONTACT_STRING_LIMITS.items():
-        if key not in contact:
-            continue
-        value = contact[key]
-        if not isinstance(value, str):
-            errors.append({"field": f"{where}.{key}", "message": "must be a string"})
-        elif limit is not None and len(value) > limit:
-            errors.append({"field": f"{where}.{key}", "message": f"must be at most {limit} characters"})
-    email = contact.get("email")
-    if isinstance(email, str) and email:
-        if not EMAIL_RE.match(email):
-            errors.append({"field": f"{where}.email", "message": "email is invalid"})
-        elif email.lower() in rejected:
-            errors.append({"field": f"{where}.email", "message": "email address is not deliverable"})
-    alternates = contact.get("alternate_emails")
-    if alternates is not None and (
-        not isinstance(alternates, list)
-        or len(alternates) > 5
-        or not all(isinstance(a, str) and len(a) <= 254 and EMAIL_RE.match(a) for a in alternates)
-    ):
-        errors.append({"field": f"{where}.alternate_emails", "message": "at most 5 valid emails"})
-    custom = contact.get("custom_fields")
-    if custom is not None:
-        if not isinstance(custom, dict):
-            errors.append({"field": f"{where}.custom_fields", "message": "must be an object"})
+    # Called for every contact of every batch: only the fields a contact has are looked at.
+    if type(contact) is not dict:
+        return [{"field": f"contacts[{i}]", "message": "contact must be an object"}]
+    errors: list[dict[str, Any]] = []
+    has_identifier = False
+    for key, value in contact.items():
+        if key in CONTACT_STRING_LIMITS:
+            if type(value) is not str:
+                errors.append({"field": f"contacts[{i}].{key}", "message": "must be a string"})
+                continue
+            limit = CONTACT_STRING_LIMITS[key]
+            if limit is not None and len(value) > limit:
+                errors.append({"field": f"contacts[{i}].{key}", "message": f"must be at most {limit} characters"})
+            if key in IDENTIFIERS and value:
+                has_identifier = True
+        elif key == "alternate_emails":
+            if not isinstance(value, list) or len(value) > 5 or not all(
+                isinstance(a, str) and len(a) <= 254 and EMAIL_RE.match(a) for a in value
+            ):
+                errors.append({"field": f"contacts[{i}].alternate_emails", "message": "at most 5 valid emails"})
+        elif key == "custom_fields":
+            errors.extend(_custom_field_errors(i, value, custom_defs))
         else:
-            unknown = [k for k in custom if k not in custom_defs]
-            if unknown:
-                errors.append(
-                    {
-                        "field": f"{where}.custom_fields",
-                        "message": "invalid custom field ids supplied - " + ",".join(unknown),
-                    }
-                )
-            for key, value in custom.items():
-                definition = custom_defs.get(key)
-                if definition is None:
-                    continue
-                kind = definition["field_type"]
-                ok = (
-                    (kind == "Text" and isinstance(value, str) and len(value) <= 1000)
-                    or (kind == "Number" and isinstance(value, (int, float)) and not isinstance(value, bool))
-                    or (kind == "Date" and isinstance(value, str) and DATE_RE.match(value) is not None)
-                )
-                if not ok:
-                    errors.append({"field": f"{where}.custom_fields.{key}", "message": f"value is not a valid {kind}"})
+            errors.append({"field": f"contacts[{i}].{key}", "message": "unknown field"})
+    if not has_identifier:
+        errors.append(
+            {"field": f"contacts[{i}]", "message": "a contact needs an email, phone_number_id, external_id or anonymous_id"}
+        )
+    email = contact.get("email")
+    if type(email) is str and email:
+        if not EMAIL_RE.match(email):
+            errors.append({"field": f"contacts[{i}].email", "message": "email is invalid"})
+        elif rejected and email.lower() in rejected:
+            errors.append({"field": f"contacts[{i}].email", "message": "email address is not deliverable"})
+    return errors
+
+
+def _custom_field_errors(i: int, custom: Any, custom_defs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    where = f"contacts[{i}].custom_fields"
+    if not isinstance(custom, dict):
+        return [{"field": where, "message": "must be an object"}]
+    errors = []
+    unknown = [k for k in custom if k not in custom_defs]
+    if unknown:
+        errors.append({"field": where, "message": "invalid custom field ids supplied - " + ",".join(unknown)})
+    for key, value in custom.items():
+        definition = custom_defs.get(key)
+        if definition is None:
+            continue
+        kind = definition["field_type"]
+        ok = (
+            (kind == "Text" and isinstance(value, str) and len(value) <= 1000)
+            or (kind == "Number" and isinstance(value, (int, float)) and not isinstance(value, bool))
+            or (kind == "Date" and isinstance(value, str) and DATE_RE.match(value) is not None)
+        )
+        if not ok:
+            errors.append({"field": f"{where}.{key}", "message": f"value is not a valid {kind}"})
     return errors
 
 

@@ -1,6 +1,7 @@
 """The orchestrator with fake edges: no network, no storage service."""
 
 import json
+import threading
 from datetime import UTC
 
 import pytest
@@ -22,10 +23,12 @@ class FakeSendGrid:
         self.lists = [{"id": LIST_ID, "name": "Newsletter"}]
         self.created_lists: list[str] = []
         self.closed = False
+        self.lock = threading.Lock()
 
     def upsert_contacts(self, body: bytes):
-        index = len(self.bodies)
-        self.bodies.append(json.loads(body))
+        with self.lock:  # called from the sender threads
+            index = len(self.bodies)
+            self.bodies.append(json.loads(body))
         if index in self.fail_batches:
             raise self.fail_batches[index]
         return f"job-{index}", CallStats(attempts=1)
@@ -74,6 +77,7 @@ def setup(destination_overrides=None, csv_text=None, sendgrid=None):
         sendgrid=lambda url, key: fake,
         lock=InMemoryLock(),
         jobs=ListQueue(),
+        send_concurrency=1,  # strict order for the assertions; concurrency has its own test
     )
     return edges, fake
 
@@ -202,3 +206,17 @@ def test_run_ids_sort_by_time_even_within_one_second():
     ids = [new_run_id(start + timedelta(milliseconds=ms)) for ms in (0, 1, 250, 999, 1000)]
     assert ids == sorted(ids) and len(set(ids)) == 5
     assert all(RUN_ID_PATTERN.match(i) for i in ids) and ids[0].startswith("20261123T031500Z-000")
+
+
+def test_with_batches_in_flight_an_outage_stops_the_rest_and_every_row_is_counted():
+    rows = "Email\n" + "".join(f"p{i}@example.com\n" for i in range(20))
+    edges, fake = setup(csv_text=rows, sendgrid=FakeSendGrid(fail_batches={0: SendGridError("down", status=503)}))
+    edges.max_batch_contacts = 2
+    edges.send_concurrency = 3
+    record = run(edges)
+    assert record.status == "failed"
+    assert 1 <= len(fake.bodies) <= 3  # at most the batches already in flight went out
+    statuses = [b["status"] for b in record.batches]
+    assert statuses[0] == "undelivered" and statuses.count("not_sent") >= 7
+    assert record.counts["sent"] == 20 and record.counts["accepted"] + record.counts["errored"] == 20
+    assert record.conservation_holds()

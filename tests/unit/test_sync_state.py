@@ -1,6 +1,8 @@
 import random
 
-from shared.sync_state import StateUpdates, SyncState, email_key, fingerprint, list_salt
+import pytest
+
+from shared.sync_state import RowFingerprinter, StateUpdates, SyncState, SyncStateError, email_key
 from tests.fakes import InMemoryBlobStore
 
 
@@ -11,20 +13,29 @@ def updates_of(pairs, with_emails=False):
     return updates
 
 
+def entries(state: SyncState) -> dict[int, int]:
+    return dict(zip(state.keys, state.fingerprints, strict=True))
+
+
 def test_keys_and_fingerprints_are_stable_64_bit_values():
     assert email_key("a@example.com") == email_key("a@example.com") != email_key("b@example.com")
     assert 0 <= email_key("a@example.com") < 2**64
-    salt = list_salt(["l2", "l1"])
-    assert salt == list_salt(["l1", "l2"]) != list_salt(["l1"])
-    assert fingerprint(b'{"email":"a"}', salt) != fingerprint(b'{"email":"a"}', list_salt(["l1"]))
+    row = ["a@example.com", "Ann", "Oslo"]
+    same = RowFingerprinter("list-1", "plan", "")
+    assert same(row) == RowFingerprinter("list-1", "plan", "")(row)
+    assert same(row) != same(["a@example.com", "Ann", "Bergen"])
+    # Anything that shapes the payload is in the context: another list, plan or field set differs.
+    assert same(row) != RowFingerprinter("list-2", "plan", "")(row)
+    assert same(row) != RowFingerprinter("list-1", "other plan", "")(row)
+    assert same(["a", "bc"]) != same(["ab", "c"])  # field boundaries count
 
 
-def test_merge_updates_replaces_and_removes_in_key_order():
+def test_merge_supersedes_by_key_removes_and_keeps_the_rest():
     state = SyncState().merged(updates_of([(5, 50), (1, 10), (3, 30)]), removed=set(), keep_emails=False)
-    assert list(state.keys) == [1, 3, 5] and list(state.fingerprints) == [10, 30, 50]
+    assert entries(state) == {1: 10, 3: 30, 5: 50}
     state = state.merged(updates_of([(3, 31), (4, 40), (3, 32)]), removed={1}, keep_emails=False)
-    assert list(state.keys) == [3, 4, 5] and list(state.fingerprints) == [32, 40, 50]  # the last update wins
-    assert state.fingerprint_of(4) == 40 and state.fingerprint_of(2) is None
+    assert entries(state) == {3: 32, 4: 40, 5: 50}  # the last confirmation of a key wins
+    assert len(state) == 3 and state.fingerprint_set() == {32, 40, 50}
 
 
 def test_round_trip_with_and_without_emails():
@@ -51,25 +62,20 @@ def test_a_state_from_upsert_mode_loads_for_mirror_with_unknown_emails():
 def test_journals_of_a_dead_run_are_applied_at_load():
     store = InMemoryBlobStore()
     SyncState().merged(updates_of([(1, 10), (2, 20)]), removed=set(), keep_emails=False).save(store, "d")
-    store.write_bytes(
-        "state/d/journal-run1-00000.bin", updates_of([(2, 21), (3, 30)]).journal_bytes(), content_type="x"
-    )
+    store.write_bytes("state/d/journal-run1-00000.bin", updates_of([(2, 21), (3, 30)]).journal_bytes(),
+                      content_type="x")
     store.write_bytes("state/d/journal-run1-00001.bin", updates_of([(4, 40)]).journal_bytes(), content_type="x")
     state = SyncState.load(store, "d", with_emails=False)
-    assert list(state.keys) == [1, 2, 3, 4] and list(state.fingerprints) == [10, 21, 30, 40]
+    assert entries(state) == {1: 10, 2: 21, 3: 30, 4: 40}
 
 
 def test_a_corrupt_state_is_a_clear_error():
-    import pytest
-
-    from shared.sync_state import SyncStateError
-
-    for raw in (b"", b"XXXXXXXX" + bytes(9), b"SGSYNC01" + bytes([0]) + (5).to_bytes(8, "little")):
+    for raw in (b"", b"XXXXXXXX" + bytes(9), b"SGSYNC02" + bytes([0]) + (5).to_bytes(8, "little")):
         with pytest.raises(SyncStateError, match="delete it to resend everything once"):
             SyncState.from_bytes(raw, with_emails=False, source="state/d/state.bin")
 
 
-def test_a_million_entries_stay_compact():
+def test_entries_stay_compact():
     rng = random.Random(1)
     updates = StateUpdates()
     for _ in range(200_000):
