@@ -213,10 +213,10 @@ def _parse_destination(entry: Any, label: str) -> Destination:
     if not isinstance(secret, str) or not _SECRET_NAME.match(secret):
         raise fail("api_key_secret", "must be a Key Vault secret name (letters, digits, hyphens).")
     region = entry.get("region", "global")
-    if region not in REGION_BASE_URLS:
+    if not isinstance(region, str) or region not in REGION_BASE_URLS:
         raise fail("region", "must be 'global' or 'eu'.")
     mode = entry.get("mode", "upsert")
-    if mode not in ("upsert", "mirror"):
+    if not isinstance(mode, str) or mode not in ("upsert", "mirror"):
         raise fail("mode", "must be 'upsert' or 'mirror'.")
     max_profiles = entry.get("max_profiles", DEFAULT_MAX_PROFILES)
     if isinstance(max_profiles, bool) or not isinstance(max_profiles, int) or max_profiles < 1:
@@ -307,7 +307,7 @@ def _parse_csv(raw: Any, where: str, fail: Any) -> CsvOptions:
     if not isinstance(raw, dict) or set(raw) - {"delimiter", "header", "columns", "encoding"}:
         raise fail(where, "allowed keys: delimiter, header, columns, encoding.")
     delimiter = raw.get("delimiter")
-    if delimiter is not None and delimiter not in CSV_DELIMITERS:
+    if delimiter is not None and (not isinstance(delimiter, str) or delimiter not in CSV_DELIMITERS):
         raise fail(f"{where}.delimiter", "must be one of ',', ';', tab, '|'.")
     header = raw.get("header", True)
     if not isinstance(header, bool):
@@ -320,7 +320,7 @@ def _parse_csv(raw: Any, where: str, fail: Any) -> CsvOptions:
     elif not header:
         raise fail(f"{where}.columns", 'is required when "header" is false.')
     encoding = raw.get("encoding", "utf-8")
-    if encoding not in ("utf-8", "utf-8-sig", "latin-1", "cp1252", "utf-16"):
+    if not isinstance(encoding, str) or encoding not in ("utf-8", "utf-8-sig", "latin-1", "cp1252", "utf-16"):
         raise fail(f"{where}.encoding", "must be one of utf-8, utf-8-sig, latin-1, cp1252, utf-16.")
     return CsvOptions(delimiter=delimiter, header=header, columns=columns, encoding=encoding)
 

@@ -420,8 +420,14 @@ class _Run:
 
     @staticmethod
     def _batch_entry(batch: Batch) -> dict[str, Any]:
-        return {"index": batch.index, "contacts": batch.count, "bytes": len(batch.body), "attempts": 0,
-                "job_id": None, "status": None}
+        return {
+            "index": batch.index,
+            "contacts": batch.count,
+            "bytes": len(batch.body),
+            "attempts": 0,
+            "job_id": None,
+            "status": None,
+        }
 
     def _settle(
         self,
@@ -471,7 +477,10 @@ class _Run:
             pending.append(_Pending(batch.index, job_id, positions))
             log.info(
                 "sent batch %d: %d contacts, %d bytes, %d attempt(s)",
-                batch.index, len(positions), len(body), entry["attempts"],
+                batch.index,
+                len(positions),
+                len(body),
+                entry["attempts"],
             )
             return
         self._errored(batch, positions, entry, "refused", "SendGrid kept refusing contacts of this batch")

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # host.json extensions.queues.maxDequeueCount: the attempt after which a job goes to the poison queue.
 MAX_DEQUEUE_COUNT = 3
+# How many recent runs a new run looks through for ones a dead process left "running".
+ABANDONED_SCAN = 20
 
 _edges: Edges | None = None
 _edges_lock = threading.Lock()
@@ -135,6 +137,7 @@ def run_locked(edges: Edges, record: RunRecord, *, attempt: int = 1) -> RunRecor
     """Run under the destination's lock; a held lock ends the run ``skipped``, naming the holder."""
     try:
         with edges.lock.hold(record.destination, record.run_id):
+            _close_abandoned_runs(edges, record)
             return run_export(edges, record)
     except LockHeld as exc:
         record.status = "skipped"
@@ -159,6 +162,22 @@ def run_locked(edges: Edges, record: RunRecord, *, attempt: int = 1) -> RunRecor
         if record.status == "failed":
             emit_run_event(record)
         raise
+
+
+def _close_abandoned_runs(edges: Edges, current: RunRecord) -> None:
+    """Only the lock holder runs: another record still ``running`` now belongs to a dead process."""
+    for other in edges.records.recent(current.destination, ABANDONED_SCAN):
+        if other.run_id == current.run_id or other.status != "running":
+            continue
+        other.status = "failed"
+        other.finished_at = iso(utc_now())
+        other.errors.append(
+            f"the run stopped without finishing (its process died or was stopped); found by run {current.run_id}. "
+            "Contacts SendGrid had confirmed were kept in the sync state; the rest were sent again."
+        )
+        edges.records.save(other)
+        emit_run_event(other)
+        log.warning("run %s of %s was abandoned; marked failed", other.run_id, other.destination)
 
 
 def run_now(edges: Edges, destination: str, *, options: ExportOptions, requested_by: str | None) -> RunRecord:

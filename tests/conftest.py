@@ -100,8 +100,7 @@ class Simulator:
         raise AssertionError(f"no list named {list_name!r} in the simulator")
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 @pytest.fixture

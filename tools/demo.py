@@ -63,8 +63,7 @@ def main() -> int:
         ok = summarize(record, proc.returncode, elapsed, emulator.connection_string, simulator.base_url)
         return 0 if ok else 1
     finally:
-        simulator.shutdown()
-        simulator.server_close()
+        simulator.stop()
         emulator.stop()
         print("\nStopped the local stand-ins.")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import re
@@ -131,14 +132,44 @@ class SimState:
         self.record_bodies = False
         self.requests: list[dict[str, Any]] = []
         self.upserted_contacts = 0  # contacts in accepted PUT bodies, over the life of the state
+        self._ids = itertools.count(1)
+        self._closed = False
+        # Jobs are applied as they come due, off the request threads, as SendGrid does.
+        self._due = threading.Condition(self.lock)
+        threading.Thread(target=self._apply_jobs, name="sim-jobs", daemon=True).start()
+
+    def close(self) -> None:
+        with self._due:
+            self._closed = True
+            self._due.notify()
+
+    def _apply_jobs(self) -> None:
+        with self._due:
+            while not self._closed:
+                pending = [j for j in self.jobs.values() if j.status == "pending"]
+                if not pending:
+                    self._due.wait()
+                    continue
+                wait = min(j.ready_at for j in pending) - time.time()
+                if wait > 0:
+                    self._due.wait(wait)
+                    continue
+                self.process_jobs()
+
+    def new_contact_id(self) -> str:
+        return str(uuid.UUID(int=next(self._ids) | (4 << 76) | (2 << 62)))
 
     # -- control ------------------------------------------------------------------------------
 
     def reset(self) -> None:
         with self.lock:
-            keys, delay = self.api_keys, self.job_delay
-            self.__init__()  # type: ignore[misc]
-            self.api_keys, self.job_delay = keys, delay
+            self.contacts.clear()
+            self.lists.clear()
+            self.custom_fields.clear()
+            self.jobs.clear()
+            self.faults.clear()
+            self.requests.clear()
+            self.upserted_contacts = 0
 
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
@@ -204,7 +235,7 @@ class SimState:
                 existing = self.contacts.get(email)
                 if existing is None:
                     existing = {
-                        "id": str(uuid.uuid4()),
+                        "id": self.new_contact_id(),
                         "email": email,
                         "list_ids": set(),
                         "custom_fields": {},
@@ -486,6 +517,7 @@ class Handler(BaseHTTPRequestHandler):
                     break
             state.jobs[job.id] = job
             state.upserted_contacts += len(contacts)
+            state._due.notify()
         return 202, {"job_id": job.id}
 
     def _search_emails(self, body: bytes, state: SimState) -> tuple[int, Any]:
@@ -645,8 +677,10 @@ def _contact_errors(
             if key in IDENTIFIERS and value:
                 has_identifier = True
         elif key == "alternate_emails":
-            if not isinstance(value, list) or len(value) > 5 or not all(
-                isinstance(a, str) and len(a) <= 254 and EMAIL_RE.match(a) for a in value
+            if (
+                not isinstance(value, list)
+                or len(value) > 5
+                or not all(isinstance(a, str) and len(a) <= 254 and EMAIL_RE.match(a) for a in value)
             ):
                 errors.append({"field": f"contacts[{i}].alternate_emails", "message": "at most 5 valid emails"})
         elif key == "custom_fields":
@@ -655,7 +689,10 @@ def _contact_errors(
             errors.append({"field": f"contacts[{i}].{key}", "message": "unknown field"})
     if not has_identifier:
         errors.append(
-            {"field": f"contacts[{i}]", "message": "a contact needs an email, phone_number_id, external_id or anonymous_id"}
+            {
+                "field": f"contacts[{i}]",
+                "message": "a contact needs an email, phone_number_id, external_id or anonymous_id",
+            }
         )
     email = contact.get("email")
     if type(email) is str and email:
@@ -697,6 +734,11 @@ class SimServer(ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.state = state
 
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self.state.close()
+
     @property
     def base_url(self) -> str:
         host, port = self.server_address[:2]
@@ -704,7 +746,7 @@ class SimServer(ThreadingHTTPServer):
 
 
 def start(state: SimState, host: str = "127.0.0.1", port: int = 0) -> SimServer:
-    """Start a simulator on a background thread; ``server.shutdown()`` stops it."""
+    """Start a simulator on a background thread; ``server.stop()`` stops it."""
     server = SimServer((host, port), state)
     threading.Thread(target=server.serve_forever, name="sendgrid-simulator", daemon=True).start()
     return server

@@ -62,8 +62,9 @@ def test_a_state_from_upsert_mode_loads_for_mirror_with_unknown_emails():
 def test_journals_of_a_dead_run_are_applied_at_load():
     store = InMemoryBlobStore()
     SyncState().merged(updates_of([(1, 10), (2, 20)]), removed=set(), keep_emails=False).save(store, "d")
-    store.write_bytes("state/d/journal-run1-00000.bin", updates_of([(2, 21), (3, 30)]).journal_bytes(),
-                      content_type="x")
+    store.write_bytes(
+        "state/d/journal-run1-00000.bin", updates_of([(2, 21), (3, 30)]).journal_bytes(), content_type="x"
+    )
     store.write_bytes("state/d/journal-run1-00001.bin", updates_of([(4, 40)]).journal_bytes(), content_type="x")
     state = SyncState.load(store, "d", with_emails=False)
     assert entries(state) == {1: 10, 2: 21, 3: 30, 4: 40}

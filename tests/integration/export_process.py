@@ -1,0 +1,34 @@
+"""A stand-alone export process for the kill -9 test: the real edges, a 15 s lock lease.
+
+Usage: python -m tests.integration.export_process  (settings in the environment)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from shared.bootstrap import build_edges
+from shared.export import ExportOptions
+from shared.locks import BlobLeaseLock
+from shared.service import run_now
+from shared.settings import Settings
+from shared.storage import AzureBlobStore
+
+
+def main() -> int:
+    settings = Settings.from_env()
+    edges = build_edges(settings)
+    edges.job_poll_interval = 0.05
+    edges.max_batch_contacts = int(os.environ.get("TEST_BATCH_CONTACTS", "100"))
+    edges.send_concurrency = 1
+    assert isinstance(edges.exports, AzureBlobStore)
+    # The shortest lease Blob Storage allows, so the test need not wait a minute for it to expire.
+    edges.lock = BlobLeaseLock(edges.exports._container, lease_seconds=15, renew_every=5)
+    record = run_now(edges, "newsletter", options=ExportOptions(), requested_by="test")
+    print(record.status, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
