@@ -1,0 +1,54 @@
+"""Memory does not grow with a file's size: a few hundred MB streamed through the reader and rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from shared.config import CsvOptions
+from shared.mapping import plan_columns
+from shared.rows import RowRules
+from shared.segments import read_csv
+
+ROW = (
+    b'C%08d,person.%d@example.com,"Mar\xc3\xada Jos\xc3\xa9","Garc\xc3\xada L\xc3\xb3pez, Jr.",'
+    b"S\xc3\xa3o Paulo,S\xc3\xa3o Paulo,Brazil,01310-100,%s\r\n"
+)
+FILLER = b"x" * 40  # a free-text column, so that rows are realistic in size
+
+
+def generated(megabytes: int) -> Iterator[bytes]:
+    """A CSV of about ``megabytes`` MB, made chunk by chunk: never held whole anywhere."""
+    yield b"CustomerId,PrimaryEmail,FirstName,LastName,City,StateOrProvince,Country,PostalCode,Notes\r\n"
+    produced, i = 0, 0
+    while produced < megabytes * 1_000_000:
+        chunk = b"".join(ROW % (n, n, FILLER) for n in range(i, i + 5000))
+        i += 5000
+        produced += len(chunk)
+        yield chunk
+
+
+def resident_mb() -> float:
+    """This process's resident memory now (Linux), sampled as the rows stream past."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    pytest.skip("no /proc/self/status on this system")
+    return 0.0
+
+
+@pytest.mark.slow
+def test_a_300_mb_file_streams_in_bounded_memory():
+    table = read_csv(generated(300), "huge.csv", CsvOptions())
+    rules = RowRules(plan_columns(None, table.columns, "huge.csv"))
+    rows = valid = 0
+    samples: list[float] = []
+    for _, fields in table.rows:
+        rows += 1
+        valid += rules.apply(fields)[0] is not None
+        if rows % 100_000 == 0:
+            samples.append(resident_mb())
+    assert rows == valid > 1_900_000  # about 300 MB of rows, every one read and mapped
+    settled = samples[1]  # after the first 200,000 rows every buffer has its size
+    assert max(samples) - settled < 16, f"resident memory grew from {settled:.0f} to {max(samples):.0f} MB"
