@@ -1,9 +1,11 @@
 """One export run, start to end. The only module that knows the order of the stages.
 
-Stages: configuration and consent, the API key, the lists (and custom fields), reading every
-segment row through the row rules into a spool of batches, the ``max_profiles`` check, sending,
-and waiting for SendGrid's import jobs. The run record is saved when the run starts, after each
-stage, and at the end; whatever happens, it is final and its counts add up.
+Stages: configuration and consent, the API key, the lists (and custom fields), the sync state,
+reading every segment row through the row rules into a spool of batches (unchanged rows skipped),
+the ``max_profiles`` check, sending, waiting for SendGrid's import jobs (each confirmed batch
+journaled at once), mirror-mode removals, and saving the new sync state. The run record is saved
+when the run starts, after each stage, and at the end; whatever happens, it is final and its
+counts add up.
 """
 
 from __future__ import annotations
@@ -568,6 +570,9 @@ class _Run:
         removals["planned"] = len(departed)
         if not departed:
             return set()
+        if self.failed:
+            removals.update(refused=True, reason="the run failed; removals wait for a run that does not.")
+            return set()
         limit = self.destination.max_removal_fraction
         refusal = None
         if not present:
@@ -595,13 +600,13 @@ class _Run:
         knowable = [i for i in departed if state.email_at(i)]
         for start in range(0, len(knowable), SEARCH_BATCH):
             chunk = knowable[start : start + SEARCH_BATCH]
-            emails = {state.email_at(i): int(state.keys[i]) for i in chunk}
-            ids = client.search_emails([e for e in emails if e])
-            for list_id in list_ids:
-                for id_start in range(0, len(ids), SEARCH_BATCH):
-                    client.remove_from_list(list_id, list(ids.values())[id_start : id_start + SEARCH_BATCH])
+            # At most 100 emails a search, so at most 100 ids: one removal call per list.
+            ids = list(client.search_emails([state.email_at(i) or "" for i in chunk]).values())
+            if ids:
+                for list_id in list_ids:
+                    client.remove_from_list(list_id, ids)
             # Whether SendGrid still knew them or not, they are no longer on this app's lists.
-            done.update(emails.values())
+            done.update(int(state.keys[i]) for i in chunk)
         removals["done"] = len(done)
         self.record.counts["removed"] = len(done)
         return done

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol
 from urllib.parse import urlparse
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings
 
 from .errors import ExportError
@@ -25,10 +25,6 @@ READ_CHUNK_BYTES = 4 * 1024 * 1024
 
 class BlobNotFound(ExportError):
     """The blob (or its container) does not exist."""
-
-
-class BlobAlreadyExists(ExportError):
-    """A create-only write found the blob already there."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +49,7 @@ class BlobStore(Protocol):
 
     def blob_name_from_url(self, url: str) -> tuple[str, str | None] | None: ...
 
-    def write_bytes(self, name: str, data: bytes, *, content_type: str, overwrite: bool = True) -> None: ...
+    def write_bytes(self, name: str, data: bytes, *, content_type: str) -> None: ...
 
     def write_stream(self, name: str, stream: IO[bytes], *, content_type: str) -> None: ...
 
@@ -112,26 +108,16 @@ class AzureBlobStore:
             raise BlobNotFound(f"blob '{name}' not found in container '{self.container_name}'.") from None
         yield from downloader.chunks()
 
-    def write_bytes(self, name: str, data: bytes, *, content_type: str, overwrite: bool = True) -> None:
-        try:
-            self._container.upload_blob(
-                name,
-                data,
-                overwrite=overwrite,
-                content_settings=ContentSettings(content_type=content_type),
-            )
-        except ResourceExistsError:
-            raise BlobAlreadyExists(f"blob '{name}' already exists.") from None
-        except ResourceNotFoundError:
-            raise BlobNotFound(f"container '{self.container_name}' does not exist.") from None
+    def write_bytes(self, name: str, data: bytes, *, content_type: str) -> None:
+        self._upload(name, data, content_type)
 
     def write_stream(self, name: str, stream: IO[bytes], *, content_type: str) -> None:
+        self._upload(name, stream, content_type)
+
+    def _upload(self, name: str, data: bytes | IO[bytes], content_type: str) -> None:
         try:
             self._container.upload_blob(
-                name,
-                stream,
-                overwrite=True,
-                content_settings=ContentSettings(content_type=content_type),
+                name, data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
             )
         except ResourceNotFoundError:
             raise BlobNotFound(f"container '{self.container_name}' does not exist.") from None

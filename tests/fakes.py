@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO
 
-from shared.storage import BlobAlreadyExists, BlobInfo, BlobNotFound
+from shared.storage import BlobInfo, BlobNotFound
 
 
 class InMemoryBlobStore:
@@ -41,9 +41,7 @@ class InMemoryBlobStore:
         for i in range(0, len(data), self.chunk_size):
             yield data[i : i + self.chunk_size]
 
-    def write_bytes(self, name: str, data: bytes, *, content_type: str, overwrite: bool = True) -> None:
-        if not overwrite and name in self.blobs:
-            raise BlobAlreadyExists(name)
+    def write_bytes(self, name: str, data: bytes, *, content_type: str) -> None:
         self.blobs[name] = bytes(data)
 
     def write_stream(self, name: str, stream: IO[bytes], *, content_type: str) -> None:

@@ -87,6 +87,18 @@ def test_mirror_refuses_a_mass_removal_unless_forced(workspace, simulator):
     assert simulator.members("Newsletter") == sorted(f"p{i}@example.com" for i in range(5, 10))
 
 
+def test_mirror_removes_nobody_when_the_run_failed(workspace, simulator):
+    workspace.put_destinations(destination(mode="mirror", max_removal_fraction=1.0))
+    workspace.put_segment("people.csv", csv_of(people(4)))
+    run(workspace)
+    workspace.put_segment("people.csv", csv_of(people(3, start=1, city="Bergen")))  # p0 left, the rest changed
+    simulator.fault(kind="status", status=503, method="PUT", path="/v3/marketing/contacts", times=10)
+    record = run(workspace)
+    assert record.status == "failed" and record.removals["refused"]
+    assert "the run failed" in record.removals["reason"]
+    assert len(simulator.members("Newsletter")) == 4
+
+
 def test_mirror_never_empties_a_list_from_an_empty_input(workspace, simulator):
     workspace.put_destinations(destination(mode="mirror", max_removal_fraction=1.0))
     workspace.put_segment("people.csv", csv_of(people(4)))

@@ -7,7 +7,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.config import parse_destinations
+from shared.config import _DESTINATION_KEYS, parse_destinations
 from shared.errors import ConfigError
 from shared.http_api import ApiRequest, check_destination, get_export, handle, list_exports, start_export
 from tests.unit.test_export_core import setup
@@ -17,25 +17,7 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
     max_leaves=20,
 )
-fields = st.sampled_from(
-    [
-        "name",
-        "display_name",
-        "enabled",
-        "data_privacy_consent",
-        "api_key_secret",
-        "region",
-        "list",
-        "lists",
-        "segments",
-        "mapping",
-        "mode",
-        "max_profiles",
-        "max_removal_fraction",
-        "schedule_enabled",
-        "other",
-    ]
-)
+fields = st.sampled_from(sorted(_DESTINATION_KEYS | {"an_unknown_key"}))
 GOOD = {"name": "newsletter", "data_privacy_consent": True, "list": {"name": "L"}, "segments": [{"path": "a.csv"}]}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,11 +32,11 @@ def generated(megabytes: int) -> Iterator[bytes]:
 
 def resident_mb() -> float:
     """This process's resident memory now (Linux), sampled as the rows stream past."""
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    pytest.skip("no /proc/self/status on this system")
-    return 0.0
+    status = Path("/proc/self/status")
+    if not status.exists():
+        pytest.skip("no /proc/self/status on this system")
+    line = next(line for line in status.read_text().splitlines() if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
 
 
 @pytest.mark.slow
