@@ -12,11 +12,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from azure.core.exceptions import AzureError
+
 from .bootstrap import build_edges
 from .errors import ConfigError, ConsentError, ExportError, SettingsError
 from .export import Edges, ExportOptions, load_destinations
 from .preflight import run_checks
-from .privacy import SecretRedactingFilter
+from .privacy import SecretRedactingFilter, redact
 from .service import run_now
 from .settings import Settings
 
@@ -59,6 +61,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except AzureError as exc:
+        # Storage unreachable or refusing this identity: say so in a line, not a traceback.
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        print(
+            f"error: Azure Storage ({type(exc).__name__}): {redact(first)}. Check EXPORT_STORAGE and that "
+            "this identity has the Storage Blob Data roles.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    except Exception as exc:
+        if args.verbose:
+            raise
+        print(
+            f"error: unexpected {type(exc).__name__}: {redact(str(exc))[:300]} (run with -v for the traceback)",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     parser.error(f"unknown command {args.command}")
     return EXIT_USAGE

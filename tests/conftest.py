@@ -28,7 +28,7 @@ from shared.retry import RetryPolicy
 from shared.sendgrid import SendGridClient
 from shared.settings import Settings
 from tools import sendgrid_simulator
-from tools.azurite import Emulator
+from tools.storage_emulator import Emulator
 from tools.keyvault_standin import KeyVaultStandIn
 
 REPO = Path(__file__).resolve().parent.parent

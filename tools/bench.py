@@ -29,7 +29,7 @@ import requests
 from azure.storage.blob import BlobServiceClient
 
 from shared.batching import BatchSpool, encode_contact
-from tools.azurite import Emulator
+from tools.storage_emulator import Emulator
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "bench-key-for-the-local-simulator"

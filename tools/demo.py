@@ -22,7 +22,7 @@ import requests
 from azure.storage.blob import BlobServiceClient
 
 from tools import sendgrid_simulator
-from tools.azurite import Emulator
+from tools.storage_emulator import Emulator
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"

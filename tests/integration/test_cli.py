@@ -138,3 +138,19 @@ def test_check_exits_0_when_ready_and_1_naming_what_is_not(workspace, simulator)
     assert missing.returncode == 1
     assert "FAIL list:Absent" in missing.stderr
     assert_private(missing)
+
+
+def test_storage_that_refuses_is_one_clear_line_not_a_traceback(workspace, simulator):
+    from tools.storage_emulator import ACCOUNT, ACCOUNT_KEY
+
+    # An endpoint that answers every storage call with 401, as an account refusing this identity does.
+    refusing = (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+        f"BlobEndpoint={simulator.url}/{ACCOUNT};QueueEndpoint={simulator.url}/{ACCOUNT};"
+    )
+    proc = cli(
+        workspace, "export", "newsletter", env_overrides={"EXPORT_STORAGE": refusing, "AzureWebJobsStorage": refusing}
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "error: Azure Storage (ClientAuthenticationError)" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
