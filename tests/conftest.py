@@ -28,8 +28,8 @@ from shared.retry import RetryPolicy
 from shared.sendgrid import SendGridClient
 from shared.settings import Settings
 from tools import sendgrid_simulator
-from tools.storage_emulator import Emulator
 from tools.keyvault_standin import KeyVaultStandIn
+from tools.storage_emulator import Emulator
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO.parent / "shared"
