@@ -7,7 +7,6 @@ secret registered with :func:`register_secret` should one ever reach a message.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import threading
@@ -19,11 +18,6 @@ _secrets: set[str] = set()
 
 def mask_emails(text: str) -> str:
     return _EMAIL_LIKE.sub("<email>", text)
-
-
-def masked_id(value: str) -> str:
-    """A stable, non-reversible short id for a person's email, for correlating without exposing."""
-    return "c-" + hashlib.blake2b(value.encode("utf-8"), digest_size=6).hexdigest()
 
 
 def register_secret(secret: str) -> None:

@@ -19,7 +19,6 @@ from typing import Any
 
 from .storage import BlobNotFound, BlobStore
 
-RUN_STATUSES = ("queued", "running", "succeeded", "completed_with_errors", "failed", "skipped")
 FINAL_STATUSES = frozenset({"succeeded", "completed_with_errors", "failed", "skipped"})
 COUNT_NAMES = (
     "read",

@@ -36,12 +36,7 @@ class BlobInfo:
 class BlobStore(Protocol):
     """One container, as the core uses it."""
 
-    @property
-    def container_url(self) -> str: ...
-
     def list_blobs(self, prefix: str) -> list[BlobInfo]: ...
-
-    def exists(self, name: str) -> bool: ...
 
     def read_bytes(self, name: str) -> bytes: ...
 
@@ -61,10 +56,6 @@ class AzureBlobStore:
         self._container = container
 
     @property
-    def container_url(self) -> str:
-        return str(self._container.url)
-
-    @property
     def container_name(self) -> str:
         return str(self._container.container_name)
 
@@ -73,9 +64,6 @@ class AzureBlobStore:
             return [BlobInfo(b.name, b.size or 0) for b in self._container.list_blobs(name_starts_with=prefix)]
         except ResourceNotFoundError:
             raise BlobNotFound(f"container '{self.container_name}' does not exist.") from None
-
-    def exists(self, name: str) -> bool:
-        return bool(self._container.get_blob_client(name).exists())
 
     def blob_name_from_url(self, url: str) -> tuple[str, str | None] | None:
         """``(blob name, snapshot)`` if the URL names a blob of this container, else None.

@@ -21,7 +21,7 @@ import gzip
 import hashlib
 import struct
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .errors import ExportError
@@ -188,10 +188,6 @@ class StateUpdates:
             self.emails.append(email)
         elif self.emails is not None:
             self.emails.append("")
-
-    def extend(self, entries: Iterable[tuple[int, int, str | None]]) -> None:
-        for key, fp, email in entries:
-            self.add(key, fp, email)
 
     def journal_bytes(self, start: int = 0) -> bytes:
         """The records from ``start`` on, in the journal's binary form."""

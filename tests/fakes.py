@@ -13,15 +13,10 @@ class InMemoryBlobStore:
         self.blobs: dict[str, bytes] = dict(blobs or {})
         self.chunk_size = chunk_size  # tiny chunks: readers must cope with any boundary
 
-    @property
-    def container_url(self) -> str:
-        return "https://fake.blob.core.windows.net/fake"
+    container_url = "https://fake.blob.core.windows.net/fake"
 
     def list_blobs(self, prefix: str) -> list[BlobInfo]:
         return [BlobInfo(n, len(d)) for n, d in sorted(self.blobs.items()) if n.startswith(prefix)]
-
-    def exists(self, name: str) -> bool:
-        return name in self.blobs
 
     def read_bytes(self, name: str) -> bytes:
         if name not in self.blobs:
