@@ -2,15 +2,16 @@
 
 Each contact is encoded to JSON once, and its exact byte length decides where batches end, so the
 limit is measured, not guessed. Encoded contacts are spooled to a temporary file, not held in
-memory: a run reads and checks every row (``max_profiles`` fails a run *before* anything is sent)
-and only then sends.
+memory, so sending can lag reading (or wait for all of it) without memory growing.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
-from collections.abc import Iterator
+from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,13 @@ class Origin:
     email: str
 
 
+# Per contact, the spool keeps five numbers in columns (28 bytes, written to disk with the
+# batch): where its JSON ends in the batch's region, its source file, its line, its email key and
+# its row fingerprint.
+_COLUMNS = (("ends", "I"), ("sources", "I"), ("lines", "I"), ("keys", "Q"), ("fps", "Q"))
+_CONTACT_META_BYTES = sum(array(code).itemsize for _, code in _COLUMNS)
+
+
 @dataclass
 class Batch:
     """One request's worth of spooled contacts; ``body`` is the exact request body."""
@@ -48,35 +56,38 @@ class Batch:
     index: int
     body: bytes
     count: int
-    _records: list[bytes]
+    columns: dict[str, array]
     _sources: list[str]
     _head: bytes
     _tail: bytes
 
-    def _fields(self, position: int) -> list[bytes]:
-        return self._records[position].split(b"\t", 4)
+    def encoded(self, position: int) -> bytes:
+        """The JSON of one contact, sliced from the body."""
+        ends = self.columns["ends"]
+        start = ends[position - 1] + 1 if position else 0
+        offset = len(self._head)
+        return self.body[offset + start : offset + ends[position]]
 
     def origin(self, position: int) -> Origin:
-        """Decoded only when needed (for rejects): the hot path never parses a record back."""
-        src, line, _, _, encoded = self._fields(position)
-        return Origin(self._sources[int(src)], int(line), json.loads(encoded)["email"])
+        """Decoded only when needed (for rejects): the hot path never parses a contact back."""
+        source = self._sources[self.columns["sources"][position]]
+        return Origin(source, self.columns["lines"][position], json.loads(self.encoded(position))["email"])
 
-    def state_entry(self, position: int) -> tuple[int, int, bytes]:
-        """``(email key, fingerprint, encoded contact)`` of one contact."""
-        _, _, key, fp, encoded = self._fields(position)
-        return int(key), int(fp), encoded
+    def state_entry(self, position: int) -> tuple[int, int]:
+        """``(email key, fingerprint)`` of one contact."""
+        return self.columns["keys"][position], self.columns["fps"][position]
 
     def body_for(self, positions: list[int]) -> bytes:
         """The request body of only these contacts (to resend a batch without its refused rows)."""
-        return self._head + b",".join(self._fields(p)[4] for p in positions) + self._tail
+        return self._head + b",".join(self.encoded(p) for p in positions) + self._tail
 
 
 @dataclass
 class _Plan:
-    offset: int  # where the batch's first spooled record starts in the spool file
-    length: int  # bytes of spooled records
+    offset: int  # where the batch's contacts start in the spool file
+    length: int  # bytes of contacts, each followed by a comma
+    meta_offset: int  # where its columns start in the column file
     count: int
-    body_bytes: int
 
 
 class ContactTooLarge(ValueError):
@@ -84,7 +95,13 @@ class ContactTooLarge(ValueError):
 
 
 class BatchSpool:
-    """Collects encoded contacts on disk and cuts them into request-sized batches."""
+    """Collects encoded contacts on disk and cuts them into request-sized batches.
+
+    A batch's contacts are written as one region, each followed by a comma, so its request body is
+    the envelope around that region: sending builds nothing per contact. A closed batch can be
+    read (from any thread) while later ones are still being filled; ``on_ready`` is told the
+    index of each batch as it closes.
+    """
 
     def __init__(
         self,
@@ -92,16 +109,21 @@ class BatchSpool:
         *,
         max_contacts: int = MAX_CONTACTS_PER_BATCH,
         max_bytes: int = MAX_BATCH_BYTES,
+        on_ready: Callable[[int], None] | None = None,
     ):
         self._head, self._tail = envelope(list_ids)
         self._max_contacts = max_contacts
         self._max_bytes = max_bytes
+        self._on_ready = on_ready
         self._file = tempfile.TemporaryFile(prefix="sendgrid-spool-")  # noqa: SIM115 - lives until close()
+        self._meta = tempfile.TemporaryFile(prefix="sendgrid-spool-meta-")  # noqa: SIM115
         self._plans: list[_Plan] = []
-        self._offset = 0
+        self._offset = self._meta_offset = 0
         self._sources: list[str] = []
         self._source_index: dict[str, int] = {}
-        self._open: _Plan | None = None
+        # The open batch: its contacts (each followed by a comma) and its columns.
+        self._buffer = bytearray()
+        self._columns = {name: array(code) for name, code in _COLUMNS}
         self.count = 0
 
     @property
@@ -113,40 +135,72 @@ class BatchSpool:
         size = len(encoded)
         if self.empty_body_bytes + size > self._max_bytes:
             raise ContactTooLarge(f"contact is {size} bytes of JSON, over the batch limit")
-        plan = self._open
-        if plan is None or plan.count >= self._max_contacts or plan.body_bytes + 1 + size > self._max_bytes:
-            plan = _Plan(offset=self._offset, length=0, count=0, body_bytes=self.empty_body_bytes - 1)
-            self._plans.append(plan)
-            self._open = plan
+        # The body is the envelope plus the region less its last comma.
+        if (
+            len(self._columns["ends"]) >= self._max_contacts
+            or self.empty_body_bytes + len(self._buffer) + size > self._max_bytes
+        ):
+            self._close_batch()
+        buffer, columns = self._buffer, self._columns
         src = self._source_index.get(source)
         if src is None:
             src = self._source_index[source] = len(self._sources)
             self._sources.append(source)
-        record = b"%d\t%d\t%d\t%d\t%s\n" % (src, line, key, fp, encoded)
-        self._file.write(record)
-        self._offset += len(record)
-        plan.length += len(record)
-        plan.count += 1
-        plan.body_bytes += 1 + size  # the comma before it (the first one's is paid by the -1)
+        buffer += encoded
+        columns["ends"].append(len(buffer))
+        buffer += b","
+        columns["sources"].append(src)
+        columns["lines"].append(line)
+        columns["keys"].append(key)
+        columns["fps"].append(fp)
         self.count += 1
+
+    def _close_batch(self) -> None:
+        count = len(self._columns["ends"])
+        if not count:
+            return
+        plan = _Plan(self._offset, len(self._buffer), self._meta_offset, count)
+        self._file.write(self._buffer)
+        self._file.flush()
+        meta = b"".join(column.tobytes() for column in self._columns.values())
+        self._meta.write(meta)
+        self._meta.flush()
+        self._offset += plan.length
+        self._meta_offset += len(meta)
+        self._buffer = bytearray()
+        self._columns = {name: array(code) for name, code in _COLUMNS}
+        self._plans.append(plan)
+        if self._on_ready is not None:
+            self._on_ready(len(self._plans) - 1)
+
+    def finish(self) -> None:
+        """Close the last, partly filled batch (no more contacts come)."""
+        self._close_batch()
 
     @property
     def batch_count(self) -> int:
         return len(self._plans)
 
     def batches(self) -> Iterator[Batch]:
+        self.finish()
         for index in range(len(self._plans)):
             yield self.batch(index)
 
     def batch(self, index: int) -> Batch:
         plan = self._plans[index]
-        self._file.flush()
-        self._file.seek(plan.offset)
-        records = self._file.read(plan.length).split(b"\n")[:-1]
-        body = self._head + b",".join(record.split(b"\t", 4)[4] for record in records) + self._tail
-        assert len(body) == plan.body_bytes, "batch size bookkeeping is off"
-        self._file.seek(0, 2)  # back to the end, where add() writes
-        return Batch(index, body, plan.count, records, self._sources, self._head, self._tail)
+        # pread: no shared file position, so a batch can be read while the next one is written.
+        region = os.pread(self._file.fileno(), plan.length, plan.offset)
+        meta = os.pread(self._meta.fileno(), plan.count * _CONTACT_META_BYTES, plan.meta_offset)
+        columns: dict[str, array] = {}
+        at = 0
+        for name, code in _COLUMNS:
+            column = array(code)
+            column.frombytes(meta[at : at + plan.count * column.itemsize])
+            at += plan.count * column.itemsize
+            columns[name] = column
+        body = self._head + region[:-1] + self._tail
+        return Batch(index, body, plan.count, columns, self._sources, self._head, self._tail)
 
     def close(self) -> None:
         self._file.close()
+        self._meta.close()

@@ -553,8 +553,8 @@ class _Run:
         batch = spool.batch(item.index)
         start = len(updates)
         for position in item.positions:
-            key, fp, encoded = batch.state_entry(position)
-            updates.add(key, fp, json.loads(encoded)["email"] if self.mirror else None)
+            key, fp = batch.state_entry(position)
+            updates.add(key, fp, json.loads(batch.encoded(position))["email"] if self.mirror else None)
         # Written before the next job is looked at: if the run dies now, this batch stays confirmed.
         self.edges.exports.write_bytes(
             journal_name, updates.journal_bytes(start), content_type="application/octet-stream"
