@@ -114,7 +114,7 @@ class BatchSpool:
         self._head, self._tail = envelope(list_ids)
         self._max_contacts = max_contacts
         self._max_bytes = max_bytes
-        self._on_ready = on_ready
+        self.on_ready = on_ready
         self._file = tempfile.TemporaryFile(prefix="sendgrid-spool-")  # noqa: SIM115 - lives until close()
         self._meta = tempfile.TemporaryFile(prefix="sendgrid-spool-meta-")  # noqa: SIM115
         self._plans: list[_Plan] = []
@@ -170,8 +170,8 @@ class BatchSpool:
         self._buffer = bytearray()
         self._columns = {name: array(code) for name, code in _COLUMNS}
         self._plans.append(plan)
-        if self._on_ready is not None:
-            self._on_ready(len(self._plans) - 1)
+        if self.on_ready is not None:
+            self.on_ready(len(self._plans) - 1)
 
     def finish(self) -> None:
         """Close the last, partly filled batch (no more contacts come)."""

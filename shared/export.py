@@ -10,24 +10,21 @@ counts add up.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
+import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .batching import MAX_BATCH_BYTES, MAX_CONTACTS_PER_BATCH, Batch, BatchSpool, ContactTooLarge, encode_contact
-from .config import Destination, DestinationsConfig, ListRef, parse_destinations
+from .batching import MAX_BATCH_BYTES, MAX_CONTACTS_PER_BATCH, BatchSpool, ContactTooLarge, encode_contact
+from .config import Destination, DestinationsConfig, ListRef, SegmentRef, parse_destinations
 from .errors import (
     ConfigError,
     ExportError,
     ProfileLimitError,
-    SendGridAuthError,
     SendGridError,
 )
 from .jobs import JobQueue
@@ -37,8 +34,9 @@ from .privacy import mask_emails
 from .records import RejectsWriter, RunRecord, RunRecordStore, iso, new_run_id, rejects_blob_name, utc_now
 from .rows import CustomFieldDef, RowRules
 from .secrets import SecretProvider
-from .segments import open_segment_file, resolve_segment
-from .sendgrid import CallStats, JobResult, SendGridClient
+from .segments import SegmentFile, open_segment_file, record_bound, resolve_segment
+from .sendgrid import JobResult, SendGridClient
+from .sending import BatchSender, PendingJob, SendOutcome, batch_entry
 from .settings import Settings
 from .storage import BlobNotFound, BlobStore
 from .sync_state import RowFingerprinter, StateUpdates, SyncState, email_key, journal_prefix
@@ -47,7 +45,6 @@ from .telemetry import emit_run_event
 log = logging.getLogger(__name__)
 
 SendGridFactory = Callable[[str, str], SendGridClient]
-MAX_ISOLATION_ROUNDS = 5  # times a batch is sent again without the contacts a 400 named
 SEARCH_BATCH = 100  # emails per search, ids per list removal: SendGrid's limits
 
 
@@ -162,6 +159,9 @@ class _Run:
         self.store = edges.records
         self.failed = False
         self._t0 = time.monotonic()
+        self._scan: threading.Thread | None = None
+        self._scan_cancelled = threading.Event()
+        self._sent = False
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -232,21 +232,30 @@ class _Run:
             self.store.save(record)
             with self.stage("state"):
                 state = SyncState.load(self.edges.exports, destination.name, with_emails=self.mirror)
+            # Resolve every segment before reading any, so a missing one fails the run up front.
+            plan = [(segment, resolve_segment(self.edges.segments, segment)) for segment in destination.segments]
             spool = BatchSpool(
                 list_ids, max_contacts=self.edges.max_batch_contacts, max_bytes=self.edges.max_batch_bytes
             )
+            sender = None
             try:
+                if not self.options.dry_run:
+                    sender = BatchSender(client, spool, concurrency=self.edges.send_concurrency)
+                    spool.on_ready = sender.ready
+                    self._start_scan(plan, destination, sender)
                 with self.stage("read"):
-                    present = self.read_segments(destination, custom_fields, spool, state, list_ids)
+                    present = self.read_segments(destination, plan, custom_fields, spool, state, list_ids)
+                    spool.finish()
                 self.store.save(record)
                 if spool.count > destination.max_profiles:
                     raise ProfileLimitError(
                         f"the segments hold {spool.count} valid profiles to send, more than max_profiles "
-                        f"({destination.max_profiles}) for destination '{destination.name}'; nothing "
-                        "was sent. Raise max_profiles in destinations.json if this is expected."
+                        f"({destination.max_profiles}) for destination '{destination.name}'; "
+                        + ("nothing was sent. " if sender is None or not sender.released else "")
+                        + "Raise max_profiles in destinations.json if this is expected."
                     )
                 with self.stage("send"):
-                    pending = self.send(client, spool)
+                    pending = self.send(spool, sender)
                 updates = StateUpdates()
                 with self.stage("jobs"):
                     self.wait_for_jobs(client, spool, pending, updates)
@@ -261,6 +270,12 @@ class _Run:
                         for name in [b.name for b in self.edges.exports.list_blobs(journal_prefix(destination.name))]:
                             self.edges.exports.delete(name)
             finally:
+                if sender is not None and self._scan is not None:
+                    self._scan_cancelled.set()
+                    self._scan.join()
+                if sender is not None and not self._sent:
+                    # The run stopped before sending ended: what was sent stays recorded.
+                    self._take_outcome(sender.stop("the run stopped before this batch was sent"))
                 spool.close()
         finally:
             client.close()
@@ -313,6 +328,7 @@ class _Run:
     def read_segments(
         self,
         destination: Destination,
+        plan: list[tuple[SegmentRef, list[SegmentFile]]],
         custom_fields: dict[str, CustomFieldDef],
         spool: BatchSpool,
         state: SyncState,
@@ -330,8 +346,6 @@ class _Run:
         seen: set[int] = set()  # hash() of each email this run: de-duplication, first wins
         present: set[int] = set()  # stable keys of this run's valid contacts (mirror mode)
         customs = ";".join(f"{d.name}:{d.id}:{d.field_type}" for d in custom_fields.values())
-        # Resolve every segment before reading any, so a missing one fails the run up front.
-        plan = [(segment, resolve_segment(self.edges.segments, segment)) for segment in destination.segments]
         for segment, files in plan:
             summary: dict[str, Any] = {"path": segment.path, "files": len(files), "rows": 0}
             self.record.segments.append(summary)
@@ -396,118 +410,59 @@ class _Run:
                 log.info("read %s: %d rows (%d to send so far)", name, rows, spool.count)
         return present
 
-    def send(self, client: SendGridClient, spool: BatchSpool) -> list[_Pending]:
-        """Send every batch, a few in flight at once; results are settled in order, here."""
-        pending: list[_Pending] = []
-        self._abort: str | None = None
-        if self.options.dry_run:
-            for batch in spool.batches():
-                self.record.batches.append(self._batch_entry(batch) | {"status": "dry_run"})
-            return pending
-        with ThreadPoolExecutor(max_workers=self.edges.send_concurrency, thread_name_prefix="send") as pool:
-            in_flight: deque[tuple[Batch, dict[str, Any], Future[tuple[str, CallStats]]]] = deque()
-            for batch in spool.batches():
-                entry = self._batch_entry(batch)
-                self.record.batches.append(entry)
-                if self._abort is not None:
-                    self._errored(batch, range(batch.count), entry, "not_sent", self._abort)
-                    continue
-                in_flight.append((batch, entry, pool.submit(client.upsert_contacts, batch.body)))
-                if len(in_flight) >= self.edges.send_concurrency:
-                    self._settle(client, *in_flight.popleft(), pending)
-            while in_flight:
-                self._settle(client, *in_flight.popleft(), pending)
-        self.store.save(self.record)
-        return pending
-
-    @staticmethod
-    def _batch_entry(batch: Batch) -> dict[str, Any]:
-        return {
-            "index": batch.index,
-            "contacts": batch.count,
-            "bytes": len(batch.body),
-            "attempts": 0,
-            "job_id": None,
-            "status": None,
-        }
-
-    def _settle(
-        self,
-        client: SendGridClient,
-        batch: Batch,
-        entry: dict[str, Any],
-        first_try: Future[tuple[str, CallStats]],
-        pending: list[_Pending],
+    def _start_scan(
+        self, plan: list[tuple[SegmentRef, list[SegmentFile]]], destination: Destination, sender: BatchSender
     ) -> None:
-        """The outcome of one batch; a 400 that names contacts sends it again without them."""
-        positions = list(range(batch.count))
-        body = batch.body
-        attempt: Callable[[], tuple[str, CallStats]] = first_try.result
-        for _ in range(MAX_ISOLATION_ROUNDS):
+        """Let sending start while reading goes on, once it is safe to: a thread reads every file
+        through without parsing it, checks each opens and carries the mapping, and counts its line
+        breaks. If all is well and the lines cannot hold more than ``max_profiles`` contacts,
+        sending opens. Otherwise it opens only after the whole read (or never)."""
+        files = [file for _, found in plan for file in found]
+        cancelled = self._scan_cancelled
+
+        def scan() -> None:
+            bound = 0
             try:
-                job_id, stats = attempt()
-            except SendGridAuthError as exc:
-                self._abort = str(exc)
-                self._errored(batch, positions, entry, "refused", str(exc))
-                self.fail(str(exc))
+                for file in files:
+                    if cancelled.is_set():
+                        return
+                    table = open_segment_file(self.edges.segments, file, destination.mapping)
+                    plan_columns(destination.mapping, table.columns, file.name)
+                    bound += record_bound(self.edges.segments, file)
+                    if bound > destination.max_profiles:
+                        return
+            except Exception as exc:  # the read meets the same fault and reports it
+                log.info("sending waits for the whole read: a segment file did not scan (%s)", type(exc).__name__)
                 return
-            except SendGridError as exc:
-                named = _errors_by_position(exc.errors) if exc.status == 400 else {}
-                if named and all(p < len(positions) for p in named) and len(named) < len(positions):
-                    for p in sorted(named):
-                        origin = batch.origin(positions[p])
-                        self.rejects.add(origin.source, origin.line, origin.email, "errored", named[p])
-                    self.record.counts["errored"] += len(named)
-                    entry["isolated"] = entry.get("isolated", 0) + len(named)
-                    entry["error"] = mask_emails(str(exc))[:1000]
-                    entry["attempts"] += 1
-                    positions = [q for i, q in enumerate(positions) if i not in named]
-                    body = batch.body_for(positions)
-                    attempt = functools.partial(client.upsert_contacts, body)
-                    continue
-                if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
-                    self._errored(batch, positions, entry, "refused", str(exc), exc.errors)
-                    return
-                # SendGrid is unreachable or failing: the batches after this one would fail too.
-                self._errored(batch, positions, entry, "undelivered", str(exc))
-                if self._abort is None:
-                    self._abort = f"batch {batch.index} could not be delivered: {exc}"
-                    self.fail(self._abort)
-                return
-            entry["attempts"] += stats.attempts
-            entry.update(rate_limited=stats.rate_limited, job_id=job_id, status="pending")
-            pending.append(_Pending(batch.index, job_id, positions))
-            log.info(
-                "sent batch %d: %d contacts, %d bytes, %d attempt(s)",
-                batch.index,
-                len(positions),
-                len(body),
-                entry["attempts"],
-            )
-            return
-        self._errored(batch, positions, entry, "refused", "SendGrid kept refusing contacts of this batch")
+            sender.open()
+            log.info("%d segment file(s) scanned, at most %d rows: sending while reading", len(files), bound)
 
-    def _errored(
-        self,
-        batch: Batch,
-        positions: Iterable[int],
-        entry: dict[str, Any],
-        status: str,
-        message: str,
-        errors: list[dict[str, Any]] | None = None,
-    ) -> None:
-        entry["status"] = status
-        entry["error"] = mask_emails(message)[:1000]
-        per_contact = _errors_by_position(errors or [])
-        count = 0
-        for i, position in enumerate(positions):
-            origin = batch.origin(position)
-            self.rejects.add(origin.source, origin.line, origin.email, "errored", per_contact.get(i, message))
-            count += 1
-        self.record.counts["errored"] += count
+        self._scan = threading.Thread(target=scan, name="segment-scan", daemon=True)
+        self._scan.start()
+
+    def send(self, spool: BatchSpool, sender: BatchSender | None) -> list[PendingJob]:
+        """Send what is left to send (a dry run only records the batches it would send)."""
+        if sender is None:
+            for batch in spool.batches():
+                self.record.batches.append(batch_entry(batch) | {"status": "dry_run"})
+            return []
+        sender.open()
+        outcome = sender.finish()
+        self._take_outcome(outcome)
+        self.store.save(self.record)
+        return outcome.pending
+
+    def _take_outcome(self, outcome: SendOutcome) -> None:
+        self._sent = True
+        self.record.batches.extend(outcome.entries)
+        self.record.counts["errored"] += outcome.errored
+        for source, line, email, kind, why in outcome.rejects:
+            self.rejects.add(source, line, email, kind, why)
+        for message in outcome.failures:
+            self.fail(message)
 
     def wait_for_jobs(
-        self, client: SendGridClient, spool: BatchSpool, pending: list[_Pending], updates: StateUpdates
+        self, client: SendGridClient, spool: BatchSpool, pending: list[PendingJob], updates: StateUpdates
     ) -> None:
         counts = self.record.counts
         journal = journal_prefix(self.record.destination) + self.record.run_id
@@ -549,7 +504,7 @@ class _Run:
                         "its contacts are counted errored and will be sent again by the next run."
                     )
 
-    def _confirm(self, spool: BatchSpool, item: _Pending, updates: StateUpdates, journal_name: str) -> None:
+    def _confirm(self, spool: BatchSpool, item: PendingJob, updates: StateUpdates, journal_name: str) -> None:
         batch = spool.batch(item.index)
         start = len(updates)
         for position in item.positions:
@@ -610,24 +565,3 @@ class _Run:
         removals["done"] = len(done)
         self.record.counts["removed"] = len(done)
         return done
-
-
-@dataclass
-class _Pending:
-    index: int
-    job_id: str
-    positions: list[int]
-
-
-def _errors_by_position(errors: list[dict[str, Any]]) -> dict[int, str]:
-    """SendGrid names bad contacts as ``contacts[12].email``: map position -> its message."""
-    found: dict[int, str] = {}
-    for error in errors:
-        field_name = str(error.get("field") or "")
-        if field_name.startswith("contacts[") and "]" in field_name:
-            try:
-                position = int(field_name[len("contacts[") : field_name.index("]")])
-            except ValueError:
-                continue
-            found[position] = f"{field_name}: {error.get('message', '')}"
-    return found

@@ -115,6 +115,26 @@ def open_segment_file(store: BlobStore, file: SegmentFile, mapping: FieldMapping
         raise SegmentError(f"segment file '{file.name}': {exc}") from None
 
 
+def record_bound(store: BlobStore, file: SegmentFile) -> int:
+    """At least as many as the records the file holds, without parsing it: its line breaks.
+
+    Reads the whole file (decompressed), so a file that cannot be read fails here too.
+    """
+    try:
+        binary, _ = _binary(store.iter_chunks(file.name, file.snapshot), file.name)
+        breaks, last = 0, b""
+        while chunk := binary.read(_BUFFER_BYTES):
+            breaks += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+            last = chunk
+    except BlobNotFound as exc:
+        raise SegmentError(f"segment file '{file.name}': {exc}") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise SegmentError(f"segment file '{file.name}' cannot be read: {exc}") from None
+    # A last line with no break after it is a record too; a header row is not.
+    bound = breaks + (0 if last.endswith((b"\n", b"\r")) else 1)
+    return max(0, bound - (1 if file.format == "csv" and file.csv.header else 0))
+
+
 def _binary(chunks: Iterable[bytes], name: str) -> tuple[IO[bytes], bytes]:
     """A streamed, decompressed byte stream of the file, and its first bytes (already in it)."""
     source: IO[bytes] = io.BufferedReader(ChunkStream(chunks), buffer_size=_BUFFER_BYTES)

@@ -255,3 +255,21 @@ def test_unreadable_segments_fail_the_run_before_anything_is_sent(workspace, sim
     record = run(workspace)
     assert record.status == "failed" and message in record.errors[0], record.errors
     assert simulator.snapshot()["upserted_contacts"] == 0
+
+
+@pytest.mark.parametrize(
+    ("second", "message"),
+    [
+        (gzip.compress(b"PrimaryEmail\r\np9@example.com\r\n")[:-12], "segment file 'ci/b.csv.gz' cannot be read"),
+        (b"Name,City\r\nAnn,Oslo\r\n", "segment file 'ci/b.csv.gz': no email column"),
+    ],
+)
+def test_a_bad_later_file_fails_the_run_before_the_good_earlier_one_is_sent(workspace, simulator, second, message):
+    # Sending may start while reading, but only once every file has been read through once.
+    good = "PrimaryEmail,FirstName\r\n" + "".join(f"p{i}@example.com,N{i}\r\n" for i in range(300))
+    workspace.put_segment("ci/a.csv", good.encode())
+    workspace.put_segment("ci/b.csv.gz", second if second.startswith(b"\x1f\x8b") else gzip.compress(second))
+    workspace.put_destinations(destination(segments=[{"path": "ci/"}]))
+    record = run(workspace, max_batch_contacts=50)
+    assert record.status == "failed" and message in record.errors[0], record.errors
+    assert simulator.snapshot()["upserted_contacts"] == 0

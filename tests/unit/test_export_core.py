@@ -220,3 +220,41 @@ def test_with_batches_in_flight_an_outage_stops_the_rest_and_every_row_is_counte
     assert statuses[0] == "undelivered" and statuses.count("not_sent") >= 7
     assert record.counts["sent"] == 20 and record.counts["accepted"] + record.counts["errored"] == 20
     assert record.conservation_holds()
+
+
+class WatchingStore(InMemoryBlobStore):
+    """Notes, as the run's own read reaches the last file, whether any batch was sent yet."""
+
+    def __init__(self, blobs, fake, last: str):
+        super().__init__(blobs, chunk_size=4096)
+        self.fake, self.last = fake, last
+        self.sent_before_last_file: bool | None = None
+
+    def iter_chunks(self, name, snapshot=None):
+        if name == self.last and threading.current_thread() is threading.main_thread():
+            for _ in range(200):  # up to 2 s for the sender to catch up
+                if self.fake.bodies:
+                    break
+                threading.Event().wait(0.01)
+            self.sent_before_last_file = bool(self.fake.bodies)
+        yield from super().iter_chunks(name, snapshot)
+
+
+def many_rows(start: int, count: int) -> str:
+    return "Email,FirstName\n" + "".join(f"p{i}@example.com,N{i}\n" for i in range(start, start + count))
+
+
+@pytest.mark.parametrize(("max_profiles", "overlaps"), [(1000, True), (550, False)])
+def test_sending_starts_while_reading_only_when_the_rows_cannot_exceed_max_profiles(max_profiles, overlaps):
+    # 600 rows, 50 of them duplicates: 550 valid. With max_profiles 550 the rows could hold more,
+    # so sending waits for the whole read; with 1000 it starts as soon as the scan has passed.
+    edges, fake = setup({"max_profiles": max_profiles, "segments": [{"path": "in/"}]})
+    blobs = {"in/a.csv": many_rows(0, 300).encode(), "in/b.csv": many_rows(250, 300).encode()}
+    edges.segments = WatchingStore(blobs, fake, last="in/b.csv")
+    edges.max_batch_contacts = 100
+    record = run(edges)
+    assert record.status == "succeeded", record.errors
+    assert edges.segments.sent_before_last_file is overlaps
+    sent = [c["email"] for body in fake.bodies for c in body["contacts"]]
+    assert sorted(sent) == sorted(f"p{i}@example.com" for i in range(550))
+    assert record.counts["duplicate"] == 50 and record.conservation_holds()
