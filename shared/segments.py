@@ -1,21 +1,25 @@
 """Segment inputs: which blobs a segment names, and how each is read as rows, streamed.
 
 A segment is a blob, a prefix of blobs, or a CDM folder (a prefix holding ``model.json``). Each
-file is read as a :class:`TabularFile`: its column names and a stream of ``(line, fields)``,
-where ``line`` is the physical line the record starts on. A row that cannot be read at all (a JSON
-line that is not an object) comes as ``(line, None)`` with the reason in ``TabularFile.problem``,
-so it is counted and rejected, never dropped.
+file is read as a :class:`TabularFile`: its column names and a stream of :class:`RecordChunk`,
+the file's records as raw text, each with the physical line it starts on. Records are split
+without being parsed (a record spans lines only inside a quoted field), so a run can recognise a
+record it sent before by its text alone; ``TabularFile.parse`` makes fields of the records that
+need them. A record that cannot be parsed (a JSON line that is not an object, a broken CSV
+quote) gets ``None`` and its reason, so it is counted and rejected, never dropped.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 import itertools
 import json
+import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -29,6 +33,9 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
 # How much of a file's start is looked at to detect its delimiter (and JSON Lines' keys).
 _SNIFF_BYTES = 64 * 1024
 _BUFFER_BYTES = 1024 * 1024
+_TEXT_CHUNK_CHARS = 1024 * 1024
+# The longest record read (a quoted field that never closes stops the file here).
+MAX_RECORD_CHARS = 16 * 1024 * 1024
 _JSONL_SNIFF_ROWS = 1000
 
 # Rows may hold long free-text fields; the csv module's default of 128 KiB would stop a run.
@@ -46,13 +53,40 @@ class SegmentFile:
 
 
 @dataclass
+class RecordChunk:
+    """Consecutive records of a file, each its raw text without its line break."""
+
+    first_line: int
+    records: list[str]
+    lines: list[int] | None = None  # where each record starts, when not simply first_line + index
+
+    def line_of(self, index: int) -> int:
+        return self.lines[index] if self.lines is not None else self.first_line + index
+
+
+# Fields of each record, or None when it cannot be parsed, with its reason by index.
+Parsed = tuple[list[list[str] | None], dict[int, str]]
+
+
+@dataclass
 class TabularFile:
-    """One segment file opened for reading: its column names and a stream of its rows."""
+    """One segment file opened for reading: its column names and a stream of its records."""
 
     name: str
     columns: list[str]
-    rows: Iterator[tuple[int, list[str] | None]]
+    chunks: Iterator[RecordChunk]
+    parse: Callable[[list[str]], Parsed]
     problem: str = ""
+
+    @property
+    def rows(self) -> Iterator[tuple[int, list[str] | None]]:
+        """Every record parsed, as ``(line, fields)``; ``problem`` says why when fields is None."""
+        for chunk in self.chunks:
+            parsed, problems = self.parse(chunk.records)
+            for index, fields in enumerate(parsed):
+                if fields is None:
+                    self.problem = problems.get(index, "unreadable record")
+                yield chunk.line_of(index), fields
 
 
 def resolve_segment(store: BlobStore, segment: SegmentRef) -> list[SegmentFile]:
@@ -152,62 +186,182 @@ def _binary(chunks: Iterable[bytes], name: str) -> tuple[IO[bytes], bytes]:
 
 
 def read_csv(chunks: Iterable[bytes], name: str, options: CsvOptions) -> TabularFile:
-    """Open a CSV stream; the header (if any) is read now, the rows lazily."""
+    """Open a CSV stream; the header (if any) is read now, the records lazily."""
     binary, head = _binary(chunks, name)
     encoding = "utf-8-sig" if options.encoding in ("utf-8", "utf-8-sig") else options.encoding
-    delimiter = options.delimiter or detect_delimiter(head.decode(encoding, errors="replace"))
+    sample = head.decode(encoding, errors="replace")
+    delimiter = options.delimiter or detect_delimiter(sample)
     # surrogateescape keeps undecodable bytes as lone surrogates: the row that holds them is
     # rejected by the row rules instead of the whole file failing.
     text = io.TextIOWrapper(binary, encoding=encoding, errors="surrogateescape", newline="")
     if options.quoted:
-        reader = csv.reader(text, delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
+        dialect: dict[str, Any] = {"delimiter": delimiter, "quotechar": '"', "doublequote": True, "strict": False}
     else:
-        reader = csv.reader(text, delimiter=delimiter, quoting=csv.QUOTE_NONE)
-    rows: Iterator[tuple[int, list[str] | None]] = _numbered_rows(reader, name)
+        dialect = {"delimiter": delimiter, "quoting": csv.QUOTE_NONE}
+    # Lines end with "\n" (or "\r\n"); a file with only "\r" uses that.
+    separator = "\r" if "\n" not in sample and "\r" in sample else "\n"
+    ends_open = _open_quote_test(delimiter) if options.quoted else None
+    records = _split_records(text, name, separator, ends_open, _is_blank_csv, _has_blank_csv)
+
+    def parse(batch: list[str]) -> Parsed:
+        return _parse_csv(batch, dialect)
+
     if options.header:
-        try:
-            _, header = next(rows)
-        except StopIteration:
-            raise SegmentError(f"segment file '{name}' is empty: no header row.") from None
-        columns = [c.strip() for c in header or []]
+        first = next(records, None)
+        if first is None:
+            raise SegmentError(f"segment file '{name}' is empty: no header row.")
+        header, problems = parse(first.records[:1])
+        if header[0] is None:
+            raise SegmentError(f"segment file '{name}': the header row cannot be read ({problems[0]}).")
+        columns = [c.strip() for c in header[0]]
         if options.columns:
             columns = list(options.columns)
+        records = itertools.chain([_drop_first(first)], records)
     else:
         assert options.columns is not None  # config validation guarantees it
         columns = list(options.columns)
         if options.skip_repeated_header:
-            rows = _skip_repeated_header(rows, columns)
+            records = _skip_repeated_header(records, columns, parse)
     if not any(columns):
         raise SegmentError(f"segment file '{name}': the header row has no column names.")
-    return TabularFile(name=name, columns=columns, rows=rows)
+    return TabularFile(name=name, columns=columns, chunks=records, parse=parse)
 
 
-def _numbered_rows(reader: Iterator[list[str]], name: str) -> Iterator[tuple[int, list[str] | None]]:
-    line_num = 0
-    while True:
-        start = line_num + 1
+def _parse_csv(batch: list[str], dialect: dict[str, Any]) -> Parsed:
+    try:
+        rows: list[list[str] | None] = list(csv.reader(batch, **dialect))
+        if len(rows) == len(batch):
+            return rows, {}
+    except csv.Error:
+        pass
+    # Rare: a record the csv module refuses. Parse one at a time to name it and keep the rest.
+    rows, problems = [], {}
+    for index, record in enumerate(batch):
         try:
-            row = next(reader)
-        except StopIteration:
+            rows.append(next(csv.reader([record], **dialect), []))
+        except csv.Error as exc:
+            rows.append(None)
+            problems[index] = f"unreadable CSV record ({exc})"
+    return rows, problems
+
+
+def _is_blank_csv(piece: str) -> bool:
+    return not piece or piece == "\r"
+
+
+def _has_blank_csv(pieces: list[str]) -> bool:
+    return "" in pieces or "\r" in pieces  # list containment: a C loop, not a Python one
+
+
+def _split_records(
+    text: IO[str],
+    name: str,
+    separator: str,
+    ends_open: Callable[[str], bool] | None,
+    is_blank: Callable[[str], bool],
+    has_blank: Callable[[list[str]], bool],
+) -> Iterator[RecordChunk]:
+    """The records of a text stream, a chunk at a time. A line that ends inside a quoted field
+    (``ends_open``) continues on the next; blank lines are not records."""
+    carry = ""
+    line = 1  # the line the next piece is on
+    pending: list[str] = []  # the lines so far of a record whose quoted field is still open
+    pending_line = pending_chars = 0
+    while True:
+        try:
+            chunk = text.read(_TEXT_CHUNK_CHARS)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise SegmentError(f"segment file '{name}', line {line}: {exc}") from None
+        if chunk:
+            pieces = (carry + chunk).split(separator)
+            carry = pieces.pop()
+        elif carry:
+            pieces, carry = [carry], ""
+        elif pending:
+            pieces = []
+        else:
             return
-        except (csv.Error, OSError, EOFError, zlib.error) as exc:
-            raise SegmentError(f"segment file '{name}', line {start}: {exc}") from None
-        line_num = reader.line_num  # type: ignore[attr-defined]
-        if row:  # a blank line is not a row
-            yield start, row
+        # The common case: no blank line, no record spanning lines, nothing to copy.
+        if (
+            not pending
+            and not has_blank(pieces)
+            and (ends_open is None or not any('"' in p and ends_open(p) for p in pieces))
+        ):
+            yield RecordChunk(line, pieces)
+            line += len(pieces)
+            continue
+        records: list[str] = []
+        lines: list[int] = []
+        for number, piece in enumerate(pieces, start=line):
+            if pending:
+                pending.append(piece)
+                pending_chars += len(piece)
+                joined = separator.join(pending)
+                if ends_open is not None and ends_open(joined):
+                    if pending_chars > MAX_RECORD_CHARS:
+                        raise SegmentError(
+                            f"segment file '{name}', line {pending_line}: a quoted field never ends "
+                            f"(over {MAX_RECORD_CHARS:,} characters)."
+                        )
+                    continue
+                records.append(joined)
+                lines.append(pending_line)
+                pending = []
+                continue
+            if is_blank(piece):
+                continue
+            if ends_open is not None and '"' in piece and ends_open(piece):
+                pending, pending_line, pending_chars = [piece], number, len(piece)
+                continue
+            records.append(piece)
+            lines.append(number)
+        if not chunk and pending:  # the file ended inside a quoted field: the csv module decides
+            records.append(separator.join(pending))
+            lines.append(pending_line)
+            pending = []
+        line += len(pieces)
+        if records:
+            yield RecordChunk(lines[0], records, lines)
+
+
+@functools.lru_cache(maxsize=16)
+def _open_quote_test(delimiter: str) -> Callable[[str], bool]:
+    """Whether text ends inside a quoted field, as the csv module reads it (``strict=False``).
+
+    A quote opens a quoted field only at a field's start, ``""`` inside one is a quote, and
+    after the closing quote the field goes on unquoted. An even number of quotes cannot leave a
+    field open unless a quote also stands inside an unquoted field: rare, so parity is asked
+    first and the full pattern only for odd counts.
+    """
+    d = re.escape(delimiter)
+    unquoted = rf'[^"{d}\r\n][^{d}\r\n]*+'
+    field = rf'(?:"(?:[^"]|"")*+"(?:{unquoted})?|{unquoted}|)'
+    complete = re.compile(rf"{field}(?:{d}{field})*+\r?")
+
+    def ends_open(text: str) -> bool:
+        return text.count('"') % 2 == 1 and complete.fullmatch(text) is None
+
+    return ends_open
+
+
+def _drop_first(chunk: RecordChunk) -> RecordChunk:
+    lines = chunk.lines[1:] if chunk.lines is not None else None
+    return RecordChunk(chunk.first_line + 1, chunk.records[1:], lines)
 
 
 def _skip_repeated_header(
-    rows: Iterator[tuple[int, list[str] | None]], columns: list[str]
-) -> Iterator[tuple[int, list[str] | None]]:
+    records: Iterator[RecordChunk], columns: list[str], parse: Callable[[list[str]], Parsed]
+) -> Iterator[RecordChunk]:
     """A headerless partition whose first row repeats the attribute names: that row is no data."""
-    first = next(rows, None)
+    first = next(records, None)
     if first is None:
         return
-    fields = first[1] or []
-    if [f.strip().lower() for f in fields] != [c.lower() for c in columns]:
-        yield first
-    yield from rows
+    parsed, _ = parse(first.records[:1])
+    fields = parsed[0] or []
+    if [f.strip().lower() for f in fields] == [c.lower() for c in columns]:
+        first = _drop_first(first)
+    yield first
+    yield from records
 
 
 def read_jsonl(chunks: Iterable[bytes], name: str, wanted: list[str]) -> TabularFile:
@@ -228,35 +382,41 @@ def read_jsonl(chunks: Iterable[bytes], name: str, wanted: list[str]) -> Tabular
             for key in _flatten(value):
                 columns.setdefault(key.lower(), key)
     names = list(columns.values())
-    table = TabularFile(name=name, columns=names, rows=iter(()))
-    table.rows = _jsonl_rows(text, name, [n.lower() for n in names], table)
-    return table
+    index = {column.lower(): i for i, column in enumerate(names)}
+    width = len(names)
+
+    def parse(batch: list[str]) -> Parsed:
+        rows: list[list[str] | None] = []
+        problems: dict[int, str] = {}
+        for position, line in enumerate(batch):
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems[position] = f"not valid JSON ({exc.msg} at column {exc.colno})"
+                rows.append(None)
+                continue
+            if not isinstance(value, dict):
+                problems[position] = "not a JSON object"
+                rows.append(None)
+                continue
+            fields = [""] * width
+            for key, item in _flatten(value).items():
+                at = index.get(key.lower())
+                if at is not None:
+                    fields[at] = item
+            rows.append(fields)
+        return rows, problems
+
+    records = _split_records(text, name, "\n", None, _is_blank_line, _has_blank_line)
+    return TabularFile(name=name, columns=names, chunks=records, parse=parse)
 
 
-def _jsonl_rows(
-    text: IO[str], name: str, order: list[str], table: TabularFile
-) -> Iterator[tuple[int, list[str] | None]]:
-    index = {column: i for i, column in enumerate(order)}
-    width = len(order)
-    for number, line in enumerate(text, start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            table.problem = f"not valid JSON ({exc.msg} at column {exc.colno})"
-            yield number, None
-            continue
-        if not isinstance(value, dict):
-            table.problem = "not a JSON object"
-            yield number, None
-            continue
-        fields = [""] * width
-        for key, item in _flatten(value).items():
-            position = index.get(key.lower())
-            if position is not None:
-                fields[position] = item
-        yield number, fields
+def _is_blank_line(piece: str) -> bool:
+    return not piece.strip()
+
+
+def _has_blank_line(pieces: list[str]) -> bool:
+    return any(not piece.strip() for piece in pieces)
 
 
 def _flatten(value: dict[str, Any], prefix: str = "") -> dict[str, str]:

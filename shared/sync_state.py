@@ -33,7 +33,7 @@ _HAS_EMAILS = 1
 _JOURNAL_RECORD = struct.Struct("<QQH")  # key, fingerprint, email length; then the email bytes
 # Bump when the row rules change what a row maps to: every fingerprint then differs, and the
 # next run sends everyone once with the new rules.
-RULES_VERSION = b"rules-1"
+RULES_VERSION = b"rules-2"
 
 
 def email_key(email: str) -> int:
@@ -49,10 +49,19 @@ class RowFingerprinter:
             seed.update(b"\x00" + (part.encode("utf-8", "surrogateescape") if isinstance(part, str) else part))
         self._proto = hashlib.blake2b(seed.digest(), digest_size=8)
 
-    def __call__(self, fields: list[str]) -> int:
+    def __call__(self, record: str) -> int:
         h = self._proto.copy()
-        h.update("\x1f".join(fields).encode("utf-8", "surrogateescape"))
+        h.update(record.encode("utf-8", "surrogateescape"))
         return int.from_bytes(h.digest(), "little")
+
+    def many(self, records: list[str]) -> list[int]:
+        copy, from_bytes = self._proto.copy, int.from_bytes
+        out = []
+        for record in records:
+            h = copy()
+            h.update(record.encode("utf-8", "surrogateescape"))
+            out.append(from_bytes(h.digest(), "little"))
+        return out
 
 
 def state_blob_name(destination: str) -> str:
@@ -76,8 +85,9 @@ class SyncState:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def fingerprint_set(self) -> set[int]:
-        return set(self.fingerprints)
+    def fingerprint_keys(self) -> dict[int, int]:
+        """Fingerprint -> email key, for every contact SendGrid confirmed."""
+        return dict(zip(self.fingerprints, self.keys, strict=True))
 
     def email_at(self, index: int) -> str | None:
         return self.emails[index] if self.emails is not None else None
