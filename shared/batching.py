@@ -8,6 +8,7 @@ memory, so sending can lag reading (or wait for all of it) without memory growin
 from __future__ import annotations
 
 import json
+import json.encoder
 import os
 import tempfile
 from array import array
@@ -19,12 +20,31 @@ MAX_CONTACTS_PER_BATCH = 30_000
 MAX_BATCH_BYTES = 6_000_000
 
 
-# One encoder for every contact: json.dumps with non-default options builds a new one per call.
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# One encoder for every contact. JSONEncoder.encode builds a new C encoder on each call; made once
+# here, it saves a third of the cost of a contact. Python's json module falls back the same way
+# where its C part is missing.
+_C_MAKE_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+_FALLBACK = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+_C_ENCODE = (
+    _C_MAKE_ENCODER(None, _not_json, json.encoder.encode_basestring, None, ":", ",", False, False, True)
+    if _C_MAKE_ENCODER is not None
+    else None
+)
+
+
+def _encode(contact: dict[str, Any]) -> str:
+    if _C_ENCODE is None:  # pragma: no cover - CPython always has the C encoder
+        return _FALLBACK.encode(contact)
+    return "".join(_C_ENCODE(contact, 0))
 
 
 def encode_contact(contact: dict[str, Any]) -> bytes:
-    return _ENCODE(contact).encode("utf-8")
+    """The contact's JSON, UTF-8; raises UnicodeEncodeError if a value holds undecodable bytes."""
+    return _encode(contact).encode("utf-8")
 
 
 def envelope(list_ids: list[str]) -> tuple[bytes, bytes]:
@@ -112,6 +132,7 @@ class BatchSpool:
         on_ready: Callable[[int], None] | None = None,
     ):
         self._head, self._tail = envelope(list_ids)
+        self.empty_body_bytes = len(self._head) + len(self._tail)
         self._max_contacts = max_contacts
         self._max_bytes = max_bytes
         self.on_ready = on_ready
@@ -125,10 +146,6 @@ class BatchSpool:
         self._buffer = bytearray()
         self._columns = {name: array(code) for name, code in _COLUMNS}
         self.count = 0
-
-    @property
-    def empty_body_bytes(self) -> int:
-        return len(self._head) + len(self._tail)
 
     def add(self, encoded: bytes, source: str, line: int, key: int = 0, fp: int = 0) -> None:
         """Spool one encoded contact; raises :class:`ContactTooLarge` if it can never fit."""

@@ -545,10 +545,10 @@ class _FileReader:
         for chunk in self.table.chunks:
             records = chunk.records
             rows += len(records)
-            fps = self.fingerprinter.many(records)
+            fps, undecodable = self.fingerprinter.many(records)
             if not known:
                 parsed, problems = parse(records)
-                self._add(chunk, range(len(records)), fps, parsed, problems, seen)
+                self._add(chunk, range(len(records)), fps, undecodable, parsed, problems, seen)
                 continue
             fresh: list[int] = []
             unchanged = duplicate = 0
@@ -566,7 +566,7 @@ class _FileReader:
             counts["duplicate"] += duplicate
             if fresh:
                 parsed, problems = parse([records[i] for i in fresh])
-                self._add(chunk, fresh, fps, parsed, problems, seen)
+                self._add(chunk, fresh, fps, undecodable, parsed, problems, seen)
         return rows
 
     def _add(
@@ -574,6 +574,7 @@ class _FileReader:
         chunk: RecordChunk,
         indexes: Sequence[int],
         fps: list[int],
+        undecodable: set[int],
         parsed: list[list[str] | None],
         problems: dict[int, str],
         seen: set[int],
@@ -585,7 +586,7 @@ class _FileReader:
                 counts["invalid"] += 1
                 rejects.add(name, chunk.line_of(index), "", "invalid", problems.get(position, "unreadable record"))
                 continue
-            contact, reason, truncated, field_rejects = apply(fields)
+            contact, reason, truncated, field_rejects = apply(fields, index in undecodable)
             if contact is None:
                 counts["invalid"] += 1
                 email = fields[email_at] if email_at < len(fields) else ""
@@ -599,9 +600,12 @@ class _FileReader:
             line = chunk.line_of(index)
             try:
                 spool.add(encode_contact(contact), name, line, key, fps[index])
-            except ContactTooLarge as exc:
+            except (ContactTooLarge, UnicodeEncodeError) as exc:
+                # Undecodable text can also come from a JSON escape, which the record's raw
+                # text does not show.
+                why = self.rules.undecodable(fields) if isinstance(exc, UnicodeEncodeError) else str(exc)
                 counts["invalid"] += 1
-                rejects.add(name, line, email, "invalid", str(exc))
+                rejects.add(name, line, email, "invalid", why or "text that cannot be sent as UTF-8")
                 continue
             seen.add(key)
             counts["sent"] += 1

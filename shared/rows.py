@@ -70,13 +70,18 @@ class RowRules:
         defs = custom_fields or {}
         self._custom = [(defs[name], idx) for name, idx in plan.custom_fields if name in defs]
 
-    def apply(self, fields: list[str]) -> tuple[dict[str, Any] | None, str, bool, list[tuple[str, str]]]:
-        """``(contact, reason, truncated, field_rejects)``; contact is None when the row is invalid."""
+    def apply(
+        self, fields: list[str], may_be_undecodable: bool = True
+    ) -> tuple[dict[str, Any] | None, str, bool, list[tuple[str, str]]]:
+        """``(contact, reason, truncated, field_rejects)``; contact is None when the row is invalid.
+
+        ``may_be_undecodable=False`` skips looking for undecodable bytes, for a reader that knows
+        its record has none.
+        """
         if len(fields) != self._width:
             return None, f"ragged row: {len(fields)} fields where the header has {self._width}", False, []
-        for index, value in enumerate(fields):
-            if not value.isascii() and _UNDECODABLE.search(value):
-                return None, f"undecodable bytes (not {self._encoding}) in column {index + 1}", False, []
+        if may_be_undecodable and (reason := self.undecodable(fields)):
+            return None, reason, False, []
         email = fields[self._email].strip().lower()
         if not email:
             return None, "missing email", False, []
@@ -122,6 +127,13 @@ class RowRules:
             if custom:
                 contact["custom_fields"] = custom
         return contact, "", truncated, rejects
+
+    def undecodable(self, fields: list[str]) -> str:
+        """Why the row is refused if a field holds undecodable bytes, else ``""``."""
+        for index, value in enumerate(fields):
+            if not value.isascii() and _UNDECODABLE.search(value):
+                return f"undecodable bytes (not {self._encoding}) in column {index + 1}"
+        return ""
 
 
 def _alternate_emails(raw: str, primary: str) -> tuple[list[str], bool, list[tuple[str, str]]]:

@@ -54,14 +54,21 @@ class RowFingerprinter:
         h.update(record.encode("utf-8", "surrogateescape"))
         return int.from_bytes(h.digest(), "little")
 
-    def many(self, records: list[str]) -> list[int]:
+    def many(self, records: list[str]) -> tuple[list[int], set[int]]:
+        """Fingerprints of the records, and the indexes of those holding undecodable bytes."""
         copy, from_bytes = self._proto.copy, int.from_bytes
         out = []
-        for record in records:
+        undecodable: set[int] = set()
+        for index, record in enumerate(records):
+            try:
+                data = record.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates: bytes the reader could not decode
+                data = record.encode("utf-8", "surrogateescape")
+                undecodable.add(index)
             h = copy()
-            h.update(record.encode("utf-8", "surrogateescape"))
+            h.update(data)
             out.append(from_bytes(h.digest(), "little"))
-        return out
+        return out, undecodable
 
 
 def state_blob_name(destination: str) -> str:

@@ -258,3 +258,13 @@ def test_sending_starts_while_reading_only_when_the_rows_cannot_exceed_max_profi
     sent = [c["email"] for body in fake.bodies for c in body["contacts"]]
     assert sorted(sent) == sorted(f"p{i}@example.com" for i in range(550))
     assert record.counts["duplicate"] == 50 and record.conservation_holds()
+
+
+def test_an_escaped_undecodable_character_in_json_lines_is_a_rejected_row_not_a_crash():
+    edges, fake = setup({"segments": [{"path": "people.jsonl"}]})
+    lines = '{"Email": "a@example.com", "FirstName": "\\udcff"}\n{"Email": "b@example.com", "FirstName": "Bo"}\n'
+    edges.segments = InMemoryBlobStore({"people.jsonl": lines.encode()})
+    record = run(edges)
+    assert [c["email"] for body in fake.bodies for c in body["contacts"]] == ["b@example.com"]
+    assert record.counts["invalid"] == 1 and record.conservation_holds()
+    assert "undecodable bytes (not UTF-8) in column 2" in edges.exports.blobs[record.rejects_blob].decode()

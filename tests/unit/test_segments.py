@@ -123,3 +123,40 @@ def test_any_csv_the_csv_writer_produces_reads_back_to_the_same_rows(rows, delim
     got = [fields for _, fields in table.rows]
     assert table.columns == ["Email", "First", "Last"]
     assert got == rows
+
+
+def test_a_quote_inside_an_unquoted_field_is_a_character_not_an_open_field():
+    # An odd number of quotes on a line does not by itself mean the record goes on.
+    _, rows = read_all(b'Email,Height\r\na@example.com,5\'9"\r\nb@example.com,"6\'1"""\r\n')
+    assert rows == [(2, ["a@example.com", "5'9\""]), (3, ["b@example.com", "6'1\""])]
+
+
+def test_a_quoted_field_may_hold_line_breaks_and_quotes_after_it_closes():
+    _, rows = read_all(b'Email,Note\na@example.com,"one\ntwo ""2""\nthree"x\nb@example.com,plain\n')
+    assert rows == [(2, ["a@example.com", 'one\ntwo "2"\nthreex']), (5, ["b@example.com", "plain"])]
+
+
+def test_lines_that_end_with_a_lone_carriage_return():
+    _, rows = read_all(b'Email,Name\ra@example.com,"A\rB"\rb@example.com,Bo\r')
+    assert rows == [(2, ["a@example.com", "A\rB"]), (4, ["b@example.com", "Bo"])]
+
+
+def test_a_record_the_csv_module_refuses_is_rejected_and_the_rest_is_read():
+    table = read_csv(chunks(b"Email,Name\na@example.com,A\rB\nb@example.com,Bo\n"), "s.csv", CsvOptions())
+    rows = []
+    for line, fields in table.rows:
+        rows.append((line, fields, table.problem if fields is None else ""))
+    assert rows[1] == (3, ["b@example.com", "Bo"], "")
+    assert rows[0][:2] == (2, None) and "unreadable CSV record" in rows[0][2]
+
+
+def test_a_quoted_field_that_never_closes_stops_the_file_with_its_line(monkeypatch):
+    monkeypatch.setattr("shared.segments.MAX_RECORD_CHARS", 1000)
+    data = b'Email,Note\na@example.com,ok\nb@example.com,"never closed\n' + b"more text\n" * 200
+    with pytest.raises(SegmentError, match=r"line 3: a quoted field never ends"):
+        read_all(data)
+
+
+def test_a_file_that_ends_inside_a_quoted_field_still_gives_its_last_record():
+    _, rows = read_all(b'Email,Note\na@example.com,"open\nstill open')
+    assert rows == [(2, ["a@example.com", "open\nstill open"])]

@@ -24,7 +24,10 @@ def test_keys_and_fingerprints_are_stable_64_bit_values():
     same = RowFingerprinter("list-1", "plan", "")
     assert same(row) == RowFingerprinter("list-1", "plan", "")(row)
     assert same(row) != same("a@example.com,Ann,Bergen")
-    assert same.many([row, "a@example.com,Ann,Bergen"]) == [same(row), same("a@example.com,Ann,Bergen")]
+    assert same.many([row, "a@example.com,Ann,Bergen", "\udcff"]) == (
+        [same(row), same("a@example.com,Ann,Bergen"), same("\udcff")],
+        {2},  # the record with undecodable bytes
+    )
     # Anything that shapes the payload is in the context: another list, plan or field set differs.
     assert same(row) != RowFingerprinter("list-2", "plan", "")(row)
     assert same(row) != RowFingerprinter("list-1", "other plan", "")(row)
