@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +15,26 @@ from .secrets import EnvironmentSecretProvider, KeyVaultSecretProvider, SecretPr
 from .sendgrid import SendGridClient
 from .settings import Settings
 from .storage import AzureBlobStore, blob_service_client
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt() parameter number
+_LARGE_BUFFER_BYTES = 256 * 1024
+
+
+def return_large_buffers_to_the_os() -> None:
+    """Allocate buffers over 256 KiB with mmap, always, so freeing them gives the memory back.
+
+    A run allocates and frees 6 MB request bodies in several threads. glibc raises its mmap
+    threshold each time such a buffer is freed, after which they come from the heap and stay
+    with the process: measured at a million contacts, peak RSS 357 MB with the default and
+    about 270 MB with this. Elsewhere than glibc this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, _LARGE_BUFFER_BYTES)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return
 
 
 def default_credential(settings: Settings) -> Any:
@@ -34,6 +57,7 @@ def build_edges(
         or settings.host_storage.uses_identity
         or settings.secrets_source == "keyvault"
     )
+    return_large_buffers_to_the_os()
     if credential is None and needs_identity:
         credential = default_credential(settings)
     service = blob_service_client(settings.export_storage, credential)

@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +39,7 @@ class PendingJob:
 
     index: int
     job_id: str
-    positions: list[int]
+    positions: Sequence[int]  # a range unless contacts were taken out
 
 
 @dataclass
@@ -149,7 +149,7 @@ class BatchSender:
 
     def _settle(self, batch: Batch, entry: dict[str, Any], first_try: Future[tuple[str, CallStats]]) -> None:
         """The outcome of one batch; a 400 that names contacts sends it again without them."""
-        positions = list(range(batch.count))
+        positions: Sequence[int] = range(batch.count)
         body = batch.body
         attempt: Callable[[], tuple[str, CallStats]] = first_try.result
         for _ in range(MAX_ISOLATION_ROUNDS):
