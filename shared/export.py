@@ -270,7 +270,7 @@ class _Run:
                         for name in [b.name for b in self.edges.exports.list_blobs(journal_prefix(destination.name))]:
                             self.edges.exports.delete(name)
             finally:
-                if sender is not None and self._scan is not None:
+                if self._scan is not None:
                     self._scan_cancelled.set()
                     self._scan.join()
                 if sender is not None and not self._sent:

@@ -50,9 +50,7 @@ class RowFingerprinter:
         self._proto = hashlib.blake2b(seed.digest(), digest_size=8)
 
     def __call__(self, record: str) -> int:
-        h = self._proto.copy()
-        h.update(record.encode("utf-8", "surrogateescape"))
-        return int.from_bytes(h.digest(), "little")
+        return self.many([record])[0][0]
 
     def many(self, records: list[str]) -> tuple[list[int], set[int]]:
         """Fingerprints of the records, and the indexes of those holding undecodable bytes."""
