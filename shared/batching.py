@@ -93,10 +93,6 @@ class Batch:
         source = self._sources[self.columns["sources"][position]]
         return Origin(source, self.columns["lines"][position], json.loads(self.encoded(position))["email"])
 
-    def state_entry(self, position: int) -> tuple[int, int]:
-        """``(email key, fingerprint)`` of one contact."""
-        return self.columns["keys"][position], self.columns["fps"][position]
-
     def body_for(self, positions: list[int]) -> bytes:
         """The request body of only these contacts (to resend a batch without its refused rows)."""
         return self._head + b",".join(self.encoded(p) for p in positions) + self._tail

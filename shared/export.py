@@ -14,10 +14,13 @@ import json
 import logging
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from itertools import compress, repeat
+from operator import is_
+from typing import Any, cast
 
 from .batching import MAX_BATCH_BYTES, MAX_CONTACTS_PER_BATCH, BatchSpool, ContactTooLarge, encode_contact
 from .config import Destination, DestinationsConfig, ListRef, SegmentRef, parse_destinations
@@ -34,7 +37,7 @@ from .privacy import mask_emails
 from .records import RejectsWriter, RunRecord, RunRecordStore, iso, new_run_id, rejects_blob_name, utc_now
 from .rows import CustomFieldDef, RowRules
 from .secrets import SecretProvider
-from .segments import RecordChunk, SegmentFile, TabularFile, open_segment_file, record_bound, resolve_segment
+from .segments import RecordChunk, SegmentFile, TabularFile, open_segment_file, resolve_segment, scan_segment_file
 from .sendgrid import JobResult, SendGridClient
 from .sending import BatchSender, PendingJob, SendOutcome, batch_entry
 from .settings import Settings
@@ -241,10 +244,11 @@ class _Run:
             try:
                 if not self.options.dry_run:
                     sender = BatchSender(client, spool, concurrency=self.edges.send_concurrency)
-                    spool.on_ready = sender.ready
-                    self._start_scan(plan, destination, sender)
+                    spool.on_ready = self._sending_gate(plan, destination, sender)
                 with self.stage("read"):
                     present = self.read_segments(destination, plan, custom_fields, spool, state, list_ids)
+                    # The read itself now vouches for every file: a scan still going has no use.
+                    self._scan_cancelled.set()
                     spool.finish()
                 self.store.save(record)
                 if spool.count > destination.max_profiles:
@@ -361,6 +365,20 @@ class _Run:
                 log.info("read %s: %d rows (%d to send so far)", file.name, rows, spool.count)
         return seen
 
+    def _sending_gate(
+        self, plan: list[tuple[SegmentRef, list[SegmentFile]]], destination: Destination, sender: BatchSender
+    ) -> Callable[[int], None]:
+        """The spool's ``on_ready``: each closed batch goes to the sender, and the first one
+        starts the scan that may open sending while reading goes on. A run whose contacts fit
+        in one batch (a small delta) never scans: nothing could be sent early anyway."""
+
+        def on_ready(index: int) -> None:
+            if self._scan is None and not self._scan_cancelled.is_set():
+                self._start_scan(plan, destination, sender)
+            sender.ready(index)
+
+        return on_ready
+
     def _start_scan(
         self, plan: list[tuple[SegmentRef, list[SegmentFile]]], destination: Destination, sender: BatchSender
     ) -> None:
@@ -377,9 +395,9 @@ class _Run:
                 for file in files:
                     if cancelled.is_set():
                         return
-                    table = open_segment_file(self.edges.segments, file, destination.mapping)
-                    plan_columns(destination.mapping, table.columns, file.name)
-                    bound += record_bound(self.edges.segments, file)
+                    columns, rows = scan_segment_file(self.edges.segments, file, destination.mapping)
+                    plan_columns(destination.mapping, columns, file.name)
+                    bound += rows
                     if bound > destination.max_profiles:
                         return
             except Exception as exc:  # the read meets the same fault and reports it
@@ -458,9 +476,12 @@ class _Run:
     def _confirm(self, spool: BatchSpool, item: PendingJob, updates: StateUpdates, journal_name: str) -> None:
         batch = spool.batch(item.index)
         start = len(updates)
-        for position in item.positions:
-            key, fp = batch.state_entry(position)
-            updates.add(key, fp, json.loads(batch.encoded(position))["email"] if self.mirror else None)
+        positions = item.positions
+        keys, fps = batch.columns["keys"], batch.columns["fps"]
+        if positions != range(batch.count):  # some contacts were refused: only the others
+            keys, fps = array("Q", map(keys.__getitem__, positions)), array("Q", map(fps.__getitem__, positions))
+        emails = [json.loads(batch.encoded(p))["email"] for p in positions] if self.mirror else None
+        updates.extend(keys, fps, emails)
         # Written before the next job is looked at: if the run dies now, this batch stays confirmed.
         self.edges.exports.write_bytes(
             journal_name, updates.journal_bytes(start), content_type="application/octet-stream"
@@ -539,7 +560,6 @@ class _FileReader:
         self.counts, self.rejects, self.spool = counts, rejects, spool
 
     def read(self, known: dict[int, int], seen: set[int]) -> int:
-        counts = self.counts
         parse = self.table.parse
         rows = 0
         for chunk in self.table.chunks:
@@ -550,24 +570,35 @@ class _FileReader:
                 parsed, problems = parse(records)
                 self._add(chunk, range(len(records)), fps, undecodable, parsed, problems, seen)
                 continue
-            fresh: list[int] = []
-            unchanged = duplicate = 0
-            for index, fp in enumerate(fps):
-                key = known.get(fp)
-                if key is None:
-                    fresh.append(index)
-                elif key in seen:
-                    duplicate += 1
-                else:
-                    # The very record SendGrid accepted last time: valid, and unchanged.
-                    seen.add(key)
-                    unchanged += 1
-            counts["unchanged"] += unchanged
-            counts["duplicate"] += duplicate
+            fresh = self._take_unchanged(fps, known, seen)
             if fresh:
-                parsed, problems = parse([records[i] for i in fresh])
+                parsed, problems = parse(records if len(fresh) == len(records) else [records[i] for i in fresh])
                 self._add(chunk, fresh, fps, undecodable, parsed, problems, seen)
         return rows
+
+    def _take_unchanged(self, fps: list[int], known: dict[int, int], seen: set[int]) -> Sequence[int]:
+        """Count the records SendGrid already has (the very records it accepted last time: valid,
+        and unchanged) and return the indexes of the others. In a delta run nearly every record
+        is one of these, so the usual chunk is settled with a few whole-list operations."""
+        keys: list[int | None] = list(map(known.get, fps))
+        missing = keys.count(None)
+        if missing == len(keys):
+            return range(len(keys))
+        found = cast(set[int], set(keys) - {None})
+        if len(found) == len(keys) - missing and found.isdisjoint(seen):  # no email twice
+            seen |= found
+            self.counts["unchanged"] += len(found)
+            return list(compress(range(len(keys)), map(is_, keys, repeat(None)))) if missing else ()
+        fresh: list[int] = []
+        for index, key in enumerate(keys):
+            if key is None:
+                fresh.append(index)
+            elif key in seen:
+                self.counts["duplicate"] += 1
+            else:
+                seen.add(key)
+                self.counts["unchanged"] += 1
+        return fresh
 
     def _add(
         self,

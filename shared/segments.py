@@ -140,13 +140,41 @@ def _cdm_files(store: BlobStore, segment: SegmentRef, model: str, names: set[str
 
 def open_segment_file(store: BlobStore, file: SegmentFile, mapping: FieldMapping | None = None) -> TabularFile:
     try:
-        chunks = store.iter_chunks(file.name, file.snapshot)
-        if file.format == "jsonl":
-            wanted = [*mapping.fields.values(), *mapping.custom_fields.values()] if mapping else []
-            return read_jsonl(chunks, file.name, wanted)
-        return read_csv(chunks, file.name, file.csv)
+        return _open(store.iter_chunks(file.name, file.snapshot), file, mapping)
     except BlobNotFound as exc:
         raise SegmentError(f"segment file '{file.name}': {exc}") from None
+
+
+def _open(chunks: Iterable[bytes], file: SegmentFile, mapping: FieldMapping | None) -> TabularFile:
+    if file.format == "jsonl":
+        wanted = [*mapping.fields.values(), *mapping.custom_fields.values()] if mapping else []
+        return read_jsonl(chunks, file.name, wanted)
+    return read_csv(chunks, file.name, file.csv)
+
+
+def scan_segment_file(
+    store: BlobStore, file: SegmentFile, mapping: FieldMapping | None = None
+) -> tuple[list[str], int]:
+    """Open a file as a run does and read it to its end without parsing it: its column names, and
+    at least as many as the records it holds (its line breaks, less a header).
+
+    A file that cannot be opened or read fails here as it would in the run. A plain file is
+    downloaded once: its bytes are counted as they pass. A compressed one is counted after
+    decompression, in a second download.
+    """
+    if file.name.lower().endswith(".gz"):
+        return open_segment_file(store, file, mapping).columns, record_bound(store, file)
+    counter = _LineBreaks()
+    try:
+        chunks = counter.count(store.iter_chunks(file.name, file.snapshot))
+        table = _open(chunks, file, mapping)
+        for _ in chunks:  # the rest of the file, past what opening it read
+            pass
+    except BlobNotFound as exc:
+        raise SegmentError(f"segment file '{file.name}': {exc}") from None
+    except OSError as exc:
+        raise SegmentError(f"segment file '{file.name}' cannot be read: {exc}") from None
+    return table.columns, _bound(counter.breaks, counter.ends_with_break, file)
 
 
 def record_bound(store: BlobStore, file: SegmentFile) -> int:
@@ -154,18 +182,37 @@ def record_bound(store: BlobStore, file: SegmentFile) -> int:
 
     Reads the whole file (decompressed), so a file that cannot be read fails here too.
     """
+    counter = _LineBreaks()
     try:
         binary, _ = _binary(store.iter_chunks(file.name, file.snapshot), file.name)
-        breaks, last = 0, b""
-        while chunk := binary.read(_BUFFER_BYTES):
-            breaks += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
-            last = chunk
+        for _ in counter.count(iter(lambda: binary.read(_BUFFER_BYTES), b"")):
+            pass
     except BlobNotFound as exc:
         raise SegmentError(f"segment file '{file.name}': {exc}") from None
     except (OSError, EOFError, zlib.error) as exc:
         raise SegmentError(f"segment file '{file.name}' cannot be read: {exc}") from None
+    return _bound(counter.breaks, counter.ends_with_break, file)
+
+
+class _LineBreaks:
+    """Counts the line breaks of bytes passing through. A "\r\n" cut in two by a chunk boundary
+    counts twice: the count is a bound, and may be one high there."""
+
+    def __init__(self) -> None:
+        self.breaks = 0
+        self.ends_with_break = False
+
+    def count(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            if chunk:
+                self.breaks += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+                self.ends_with_break = chunk.endswith((b"\n", b"\r"))
+            yield chunk
+
+
+def _bound(breaks: int, ends_with_break: bool, file: SegmentFile) -> int:
     # A last line with no break after it is a record too; a header row is not.
-    bound = breaks + (0 if last.endswith((b"\n", b"\r")) else 1)
+    bound = breaks + (0 if ends_with_break else 1)
     return max(0, bound - (1 if file.format == "csv" and file.csv.header else 0))
 
 

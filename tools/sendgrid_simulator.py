@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -135,6 +136,9 @@ class SimState:
         self.upserted_contacts = 0  # contacts in accepted PUT bodies, over the life of the state
         self._ids = itertools.count(1)
         self._memberships: dict[frozenset[str], frozenset[str]] = {}
+        # Contacts per combination of lists, kept as they change: a list's contact_count is
+        # then a sum over a few combinations, not a walk over every contact.
+        self._member_counts: Counter[frozenset[str]] = Counter()
         self._closed = False
         # Jobs are applied as they come due, off the request threads, as SendGrid does.
         self._due = threading.Condition(self.lock)
@@ -166,11 +170,25 @@ class SimState:
         """One shared set per combination of lists, not one per contact."""
         return self._memberships.setdefault(list_ids, list_ids)
 
+    def set_lists(self, contact: dict[str, Any], list_ids: frozenset[str]) -> None:
+        """Put a contact (new, or stored) on exactly these lists."""
+        if "list_ids" in contact:
+            self._member_counts[contact["list_ids"]] -= 1
+        contact["list_ids"] = self.membership(list_ids)
+        self._member_counts[contact["list_ids"]] += 1
+
+    def forget(self, email: str) -> None:
+        self._member_counts[self.contacts.pop(email)["list_ids"]] -= 1
+
+    def contact_count(self, list_id: str) -> int:
+        return sum(count for lists, count in self._member_counts.items() if list_id in lists)
+
     # -- control ------------------------------------------------------------------------------
 
     def reset(self) -> None:
         with self.lock:
             self.contacts.clear()
+            self._member_counts.clear()
             self.lists.clear()
             self.custom_fields.clear()
             self.jobs.clear()
@@ -230,13 +248,13 @@ class SimState:
             for cid in job.contacts:
                 email = next((e for e, c in self.contacts.items() if c["id"] == cid), None)
                 if email:
-                    del self.contacts[email]
+                    self.forget(email)
                     deleted += 1
         else:
             # A million contacts pass through here in a benchmark: the incoming dict (owned by
             # the job) becomes the stored contact, and list memberships are shared frozensets.
             stamp = _now_iso()
-            lists = self.membership(frozenset(job.list_ids))
+            lists = frozenset(job.list_ids)
             contacts = self.contacts
             error_emails = job.error_emails
             for incoming in job.contacts:
@@ -248,7 +266,7 @@ class SimState:
                 if existing is None:
                     incoming["email"] = email
                     incoming["id"] = self.new_contact_id()
-                    incoming["list_ids"] = lists
+                    self.set_lists(incoming, lists)
                     incoming["created_at"] = incoming["updated_at"] = stamp
                     contacts[email] = incoming
                     created += 1
@@ -260,7 +278,7 @@ class SimState:
                 incoming.pop("email", None)
                 existing.update(incoming)
                 if not lists <= existing["list_ids"]:
-                    existing["list_ids"] = self.membership(existing["list_ids"] | lists)
+                    self.set_lists(existing, existing["list_ids"] | lists)
                 existing["updated_at"] = stamp
         job.status = job.forced_status or ("errored" if errored else "completed")
         job.results = {
@@ -464,7 +482,7 @@ class Handler(BaseHTTPRequestHandler):
                 meta = state.lists.get(rest[1])
                 if meta is None:
                     raise ApiError(404, "list not found")
-                count = sum(1 for c in state.contacts.values() if rest[1] in c["list_ids"])
+                count = state.contact_count(rest[1])
             return 200, {**meta, "contact_count": count}
         if len(rest) == 3 and rest[0] == "lists" and rest[2] == "contacts" and method == "DELETE":
             return self._remove_from_list(rest[1], query, state)
@@ -564,11 +582,7 @@ class Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.process_jobs()
             items = list(state.lists.values())
-            counts = {lid: 0 for lid in state.lists}
-            for contact in state.contacts.values():
-                for lid in contact["list_ids"]:
-                    counts[lid] = counts.get(lid, 0) + 1
-        page = [{**m, "contact_count": counts.get(m["id"], 0)} for m in items[start : start + size]]
+            page = [{**m, "contact_count": state.contact_count(m["id"])} for m in items[start : start + size]]
         metadata: dict[str, Any] = {
             "self": f"{self._base()}/v3/marketing/lists?page_size={size}&page_token={start}",
             "count": len(items),
@@ -591,7 +605,7 @@ class Handler(BaseHTTPRequestHandler):
             wanted = set(ids)
             for contact in state.contacts.values():
                 if contact["id"] in wanted and list_id in contact["list_ids"]:
-                    contact["list_ids"] = state.membership(contact["list_ids"] - {list_id})
+                    state.set_lists(contact, contact["list_ids"] - {list_id})
             job = Job(
                 id=str(uuid.uuid4()),
                 ready_at=time.time(),

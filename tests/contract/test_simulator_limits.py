@@ -78,3 +78,28 @@ def test_import_jobs_finish_after_a_delay(simulator):
     time.sleep(0.35)
     done = requests.get(url, headers=headers, timeout=5).json()
     assert done["status"] == "completed" and done["results"]["created_count"] == 1
+
+
+def test_list_contact_counts_follow_upserts_and_removals(simulator):
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    a, b = simulator.state.add_list("A")["id"], simulator.state.add_list("B")["id"]
+
+    def counts():
+        simulator.state.process_jobs()
+        listed = requests.get(f"{simulator.url}/v3/marketing/lists", headers=auth, timeout=10).json()["result"]
+        one = requests.get(f"{simulator.url}/v3/marketing/lists/{b}", headers=auth, timeout=10).json()
+        return {item["name"]: item["contact_count"] for item in listed} | {"B alone": one["contact_count"]}
+
+    simulator.state.job_delay = 0
+    assert put(simulator, {"list_ids": [a], "contacts": [{"email": f"p{i}@example.com"} for i in range(5)]}).ok
+    assert put(simulator, {"list_ids": [a, b], "contacts": [{"email": f"p{i}@example.com"} for i in range(3, 7)]}).ok
+    assert counts() == {"A": 7, "B": 4, "B alone": 4}
+    ids = [simulator.state.contacts[f"p{i}@example.com"]["id"] for i in (3, 4)]
+    removal = requests.delete(
+        f"{simulator.url}/v3/marketing/lists/{b}/contacts",
+        params={"contact_ids": ",".join(ids)},
+        headers=auth,
+        timeout=10,
+    )
+    assert removal.status_code == 202
+    assert counts() == {"A": 7, "B": 2, "B alone": 2}

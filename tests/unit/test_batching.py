@@ -57,7 +57,7 @@ def test_no_contacts_no_batches():
 
 
 def test_the_encoding_is_compact_utf8_json_and_refuses_undecodable_text():
-    contact = {"email": "a@example.com", "first_name": "Zoë \"Z\"", "custom_fields": {"e1_N": 1.5, "e2_T": None}}
+    contact = {"email": "a@example.com", "first_name": 'Zoë "Z"', "custom_fields": {"e1_N": 1.5, "e2_T": None}}
     encoded = encode_contact(contact)
     assert json.loads(encoded) == contact and b" " not in encoded.replace(b"Zo\xc3\xab ", b"")
     assert "Zoë".encode() in encoded  # not \u-escaped

@@ -8,7 +8,14 @@ from hypothesis import strategies as st
 
 from shared.config import CsvOptions, SegmentRef
 from shared.errors import SegmentError
-from shared.segments import detect_delimiter, read_csv, resolve_segment
+from shared.segments import (
+    SegmentFile,
+    detect_delimiter,
+    open_segment_file,
+    read_csv,
+    resolve_segment,
+    scan_segment_file,
+)
 from tests.fakes import InMemoryBlobStore
 
 
@@ -160,3 +167,59 @@ def test_a_quoted_field_that_never_closes_stops_the_file_with_its_line(monkeypat
 def test_a_file_that_ends_inside_a_quoted_field_still_gives_its_last_record():
     _, rows = read_all(b'Email,Note\na@example.com,"open\nstill open')
     assert rows == [(2, ["a@example.com", "open\nstill open"])]
+
+
+class CountingStore(InMemoryBlobStore):
+    def __init__(self, blobs, chunk_size=7):
+        super().__init__(blobs, chunk_size)
+        self.downloads = 0
+
+    def iter_chunks(self, name, snapshot=None):
+        self.downloads += 1
+        yield from super().iter_chunks(name, snapshot)
+
+
+def records_read(store, file):
+    return sum(len(chunk.records) for chunk in open_segment_file(store, file).chunks)
+
+
+@pytest.mark.parametrize(
+    ("text", "records"),
+    [
+        ("Email,Name\r\na@x.io,A\r\nb@x.io,B\r\n", 2),
+        ("Email,Name\na@x.io,A\nb@x.io,B", 2),
+        ("Email,Name\ra@x.io,A\rb@x.io,B\r", 2),
+        ('Email,Name\na@x.io,"two\nlines"\n\n\nb@x.io,B\n', 2),
+        ("Email,Name\n", 0),
+    ],
+)
+def test_a_plain_file_is_scanned_in_one_download_and_its_bound_holds_its_records(text, records):
+    store = CountingStore({"s.csv": text.encode()})
+    file = SegmentFile("s.csv", "csv")
+    columns, bound = scan_segment_file(store, file)
+    assert columns == ["Email", "Name"] and store.downloads == 1
+    assert records_read(store, file) == records <= bound <= text.count("\n") + text.count("\r") + 1
+
+
+def test_a_compressed_file_is_counted_after_decompression():
+    store = CountingStore({"s.csv.gz": gzip.compress(b"Email\n" + b"".join(b"p%d@x.io\n" % i for i in range(500)))})
+    columns, bound = scan_segment_file(store, SegmentFile("s.csv.gz", "csv"))
+    assert columns == ["Email"] and bound == 500
+
+
+def test_a_scan_fails_as_the_run_would_on_a_file_that_cannot_be_opened():
+    with pytest.raises(SegmentError, match=r"segment file 's\.csv' is empty"):
+        scan_segment_file(CountingStore({"s.csv": b"  \n"}), SegmentFile("s.csv", "csv"))
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.text(alphabet='ab,"\r\n é', max_size=12), max_size=30),
+    st.integers(min_value=1, max_value=64),
+)
+def test_the_scan_bound_is_never_below_the_records_a_run_reads(lines, chunk_size):
+    text = "Email,Name\n" + "\n".join(lines)
+    store = CountingStore({"s.csv": text.encode()}, chunk_size=chunk_size)
+    file = SegmentFile("s.csv", "csv")
+    _, bound = scan_segment_file(store, file)
+    assert records_read(store, file) <= bound

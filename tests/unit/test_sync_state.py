@@ -1,6 +1,9 @@
 import random
+import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.sync_state import RowFingerprinter, StateUpdates, SyncState, SyncStateError, email_key
 from tests.fakes import InMemoryBlobStore
@@ -88,3 +91,44 @@ def test_entries_stay_compact():
         updates.add(rng.getrandbits(64), rng.getrandbits(64), None)
     state = SyncState().merged(updates, removed=set(), keep_emails=False)
     assert len(state.to_bytes()) == 17 + 16 * 200_000
+
+
+@pytest.mark.parametrize("with_emails", [False, True])
+def test_a_journal_round_trips_from_any_start(with_emails):
+    updates = updates_of([(1, 10), (2, 20), (3, 30)], with_emails)
+    again = StateUpdates()
+    again.extend_from_journal(updates.journal_bytes(1))
+    assert list(again.keys) == [2, 3] and list(again.fingerprints) == [20, 30]
+    assert again.emails == (["p2@example.com", "p3@example.com"] if with_emails else None)
+
+
+def test_a_journal_of_the_earlier_format_is_still_applied():
+    legacy = b"".join(
+        struct.pack("<QQH", key, fp, len(email)) + email for key, fp, email in [(7, 70, b"a@x.io"), (8, 80, b"")]
+    )
+    updates = StateUpdates()
+    updates.extend_from_journal(legacy)
+    assert list(updates.keys) == [7, 8] and list(updates.fingerprints) == [70, 80]
+    assert updates.emails == ["a@x.io", ""]
+
+
+def test_a_truncated_journal_is_a_clear_error():
+    with pytest.raises(SyncStateError, match="journal is truncated"):
+        StateUpdates().extend_from_journal(updates_of([(1, 10), (2, 20)]).journal_bytes()[:-3])
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 30), st.integers(0, 2**64 - 1)), max_size=40),
+    st.lists(st.tuples(st.integers(0, 30), st.integers(0, 2**64 - 1)), max_size=40),
+    st.sets(st.integers(0, 30)),
+    st.booleans(),
+)
+def test_a_merge_keeps_the_last_confirmation_of_each_key_less_the_removed(old, new, removed, with_emails):
+    base = SyncState(emails=[] if with_emails else None).merged(
+        updates_of(old, with_emails), removed=set(), keep_emails=with_emails
+    )
+    merged = base.merged(updates_of(new, with_emails), removed=removed, keep_emails=with_emails)
+    expected = {key: fp for key, fp in old + new if key not in removed}
+    assert entries(merged) == expected and len(merged) == len(expected)
+    if with_emails:
+        assert merged.emails == [f"p{key}@example.com" for key in merged.keys]
