@@ -12,8 +12,10 @@ import json.encoder
 import os
 import tempfile
 from array import array
-from collections.abc import Callable, Iterator
+from bisect import bisect_right
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, repeat
 from typing import Any
 
 MAX_CONTACTS_PER_BATCH = 30_000
@@ -67,6 +69,7 @@ class Origin:
 # its row fingerprint.
 _COLUMNS = (("ends", "I"), ("sources", "I"), ("lines", "I"), ("keys", "Q"), ("fps", "Q"))
 _CONTACT_META_BYTES = sum(array(code).itemsize for _, code in _COLUMNS)
+_PLUS_ONE = (1).__add__
 
 
 @dataclass
@@ -143,30 +146,54 @@ class BatchSpool:
         self._columns = {name: array(code) for name, code in _COLUMNS}
         self.count = 0
 
+    @property
+    def max_contact_bytes(self) -> int:
+        """The largest encoded contact that fits in a batch on its own."""
+        return self._max_bytes - self.empty_body_bytes
+
     def add(self, encoded: bytes, source: str, line: int, key: int = 0, fp: int = 0) -> None:
         """Spool one encoded contact; raises :class:`ContactTooLarge` if it can never fit."""
-        size = len(encoded)
-        if self.empty_body_bytes + size > self._max_bytes:
-            raise ContactTooLarge(f"contact is {size} bytes of JSON, over the batch limit")
-        # The body is the envelope plus the region less its last comma.
-        if (
-            len(self._columns["ends"]) >= self._max_contacts
-            or self.empty_body_bytes + len(self._buffer) + size > self._max_bytes
-        ):
-            self._close_batch()
-        buffer, columns = self._buffer, self._columns
+        self.add_many([encoded], source, [line], [key], [fp])
+
+    def add_many(
+        self, encoded: list[bytes], source: str, lines: Sequence[int], keys: Sequence[int], fps: Sequence[int]
+    ) -> None:
+        """Spool contacts in order, as many :meth:`add` calls would, a batch's worth at a time.
+
+        Raises :class:`ContactTooLarge` (having spooled those before it) for a contact that can
+        never fit.
+        """
         src = self._source_index.get(source)
         if src is None:
             src = self._source_index[source] = len(self._sources)
             self._sources.append(source)
-        buffer += encoded
-        columns["ends"].append(len(buffer))
-        buffer += b","
-        columns["sources"].append(src)
-        columns["lines"].append(line)
-        columns["keys"].append(key)
-        columns["fps"].append(fp)
-        self.count += 1
+        start = 0
+        while start < len(encoded):
+            columns = self._columns
+            room = self._max_contacts - len(columns["ends"])
+            part = encoded[start : start + room]
+            # ends[i] - base: where contact i's JSON ends; each is followed by a comma, and the
+            # body holds the region less its last comma.
+            ends = list(accumulate(map(_PLUS_ONE, map(len, part))))
+            fitting = bisect_right(ends, self._max_bytes - self.empty_body_bytes - len(self._buffer) + 1)
+            if not fitting:
+                if columns["ends"]:
+                    self._close_batch()
+                    continue
+                raise ContactTooLarge(f"contact is {len(part[0])} bytes of JSON, over the batch limit")
+            stop = start + fitting
+            base = len(self._buffer) - 1
+            self._buffer += b",".join(part[:fitting])
+            self._buffer += b","
+            columns["ends"].extend(map(base.__add__, ends[:fitting]))
+            columns["sources"].extend(repeat(src, fitting))
+            columns["lines"].extend(lines[start:stop])
+            columns["keys"].extend(keys[start:stop])
+            columns["fps"].extend(fps[start:stop])
+            self.count += fitting
+            start = stop
+            if len(columns["ends"]) >= self._max_contacts:
+                self._close_batch()
 
     def _close_batch(self) -> None:
         count = len(self._columns["ends"])

@@ -42,7 +42,7 @@ from .sendgrid import JobResult, SendGridClient
 from .sending import BatchSender, PendingJob, SendOutcome, batch_entry
 from .settings import Settings
 from .storage import BlobNotFound, BlobStore
-from .sync_state import RowFingerprinter, StateUpdates, SyncState, email_key, journal_prefix
+from .sync_state import EMAIL_KEY_HASH, RowFingerprinter, StateUpdates, SyncState, journal_prefix
 from .telemetry import emit_run_event
 
 log = logging.getLogger(__name__)
@@ -247,6 +247,8 @@ class _Run:
                     spool.on_ready = self._sending_gate(plan, destination, sender)
                 with self.stage("read"):
                     present = self.read_segments(destination, plan, custom_fields, spool, state, list_ids)
+                    if not self.mirror:
+                        present = set()  # only removals need who is present: free a million keys now
                     # The read itself now vouches for every file: a scan still going has no use.
                     self._scan_cancelled.set()
                     spool.finish()
@@ -566,30 +568,28 @@ class _FileReader:
             records = chunk.records
             rows += len(records)
             fps, undecodable = self.fingerprinter.many(records)
-            if not known:
-                parsed, problems = parse(records)
-                self._add(chunk, range(len(records)), fps, undecodable, parsed, problems, seen)
-                continue
-            fresh = self._take_unchanged(fps, known, seen)
+            fresh, claims = self._take_unchanged(fps, known, seen) if known else (range(len(records)), _Claims([], {}))
             if fresh:
                 parsed, problems = parse(records if len(fresh) == len(records) else [records[i] for i in fresh])
-                self._add(chunk, fresh, fps, undecodable, parsed, problems, seen)
+                self._add(chunk, fresh, fps, undecodable, parsed, problems, seen, claims)
         return rows
 
-    def _take_unchanged(self, fps: list[int], known: dict[int, int], seen: set[int]) -> Sequence[int]:
+    def _take_unchanged(self, fps: list[int], known: dict[int, int], seen: set[int]) -> tuple[Sequence[int], _Claims]:
         """Count the records SendGrid already has (the very records it accepted last time: valid,
         and unchanged) and return the indexes of the others. In a delta run nearly every record
         is one of these, so the usual chunk is settled with a few whole-list operations."""
         keys: list[int | None] = list(map(known.get, fps))
         missing = keys.count(None)
         if missing == len(keys):
-            return range(len(keys))
+            return range(len(keys)), _Claims(keys, {})
         found = cast(set[int], set(keys) - {None})
         if len(found) == len(keys) - missing and found.isdisjoint(seen):  # no email twice
             seen |= found
             self.counts["unchanged"] += len(found)
-            return list(compress(range(len(keys)), map(is_, keys, repeat(None)))) if missing else ()
-        fresh: list[int] = []
+            fresh = list(compress(range(len(keys)), map(is_, keys, repeat(None)))) if missing else []
+            return fresh, _Claims(keys)
+        fresh = []
+        claimed: dict[int, int] = {}
         for index, key in enumerate(keys):
             if key is None:
                 fresh.append(index)
@@ -597,8 +597,9 @@ class _FileReader:
                 self.counts["duplicate"] += 1
             else:
                 seen.add(key)
+                claimed[key] = index
                 self.counts["unchanged"] += 1
-        return fresh
+        return fresh, _Claims(keys, claimed)
 
     def _add(
         self,
@@ -609,9 +610,15 @@ class _FileReader:
         parsed: list[list[str] | None],
         problems: dict[int, str],
         seen: set[int],
+        claims: _Claims,
     ) -> None:
-        counts, rejects, spool, apply = self.counts, self.rejects, self.spool, self.rules.apply
-        name, email_at = self.table.name, self.email_at
+        counts, rejects, apply = self.counts, self.rejects, self.rules.apply
+        name, email_at, too_large = self.table.name, self.email_at, self.spool.max_contact_bytes
+        new_key, from_bytes = EMAIL_KEY_HASH.copy, int.from_bytes
+        encoded: list[bytes] = []
+        lines: list[int] = []
+        keys: list[int] = []
+        chosen: list[int] = []
         for position, (index, fields) in enumerate(zip(indexes, parsed, strict=True)):
             if fields is None:  # a record the reader could not make fields of
                 counts["invalid"] += 1
@@ -624,13 +631,20 @@ class _FileReader:
                 rejects.add(name, chunk.line_of(index), email, "invalid", reason)
                 continue
             email = contact["email"]
-            key = email_key(email)
-            if key in seen:
+            hashed = new_key()  # email_key(email), without a call per row
+            hashed.update(email.encode("utf-8", "surrogateescape"))
+            key = from_bytes(hashed.digest(), "little")
+            # An unchanged row further on in the chunk may have claimed this email: this row comes
+            # first, so it wins, and that one is the duplicate.
+            takes_over = key in seen and claims.later_than(key, index)
+            if key in seen and not takes_over:
                 counts["duplicate"] += 1
                 continue
             line = chunk.line_of(index)
             try:
-                spool.add(encode_contact(contact), name, line, key, fps[index])
+                contact_json = encode_contact(contact)
+                if len(contact_json) > too_large:
+                    raise ContactTooLarge(f"contact is {len(contact_json)} bytes of JSON, over the batch limit")
             except (ContactTooLarge, UnicodeEncodeError) as exc:
                 # Undecodable text can also come from a JSON escape, which the record's raw
                 # text does not show.
@@ -638,11 +652,38 @@ class _FileReader:
                 counts["invalid"] += 1
                 rejects.add(name, line, email, "invalid", why or "text that cannot be sent as UTF-8")
                 continue
+            if takes_over:
+                counts["unchanged"] -= 1
+                counts["duplicate"] += 1
             seen.add(key)
-            counts["sent"] += 1
+            encoded.append(contact_json)
+            lines.append(line)
+            keys.append(key)
+            chosen.append(fps[index])
             if truncated:
                 counts["truncated"] += 1
             if field_rejects:
                 counts["fields_rejected"] += len(field_rejects)
                 for field_name, problem in field_rejects:
                     rejects.add(name, line, email, "field_rejected", problem, field_name)
+        self.spool.add_many(encoded, name, lines, keys, chosen)
+        counts["sent"] += len(encoded)
+
+
+class _Claims:
+    """The email keys a chunk's unchanged records claimed, and where. A changed record earlier
+    in the chunk with the same email still comes first, so it wins, as the first row does."""
+
+    def __init__(self, keys: list[int | None], claimed: dict[int, int] | None = None):
+        self._keys = keys
+        self._claimed = claimed  # None: every key in keys, at its index (built when first asked)
+
+    def later_than(self, key: int, index: int) -> bool:
+        """Whether an unchanged record after ``index`` claimed ``key`` (it then gives it up)."""
+        if self._claimed is None:
+            self._claimed = {k: i for i, k in enumerate(self._keys) if k is not None}
+        at = self._claimed.get(key)
+        if at is None or at < index:
+            return False
+        del self._claimed[key]
+        return True

@@ -2,6 +2,8 @@ import itertools
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.batching import MAX_BATCH_BYTES, MAX_CONTACTS_PER_BATCH, BatchSpool, ContactTooLarge, encode_contact
 
@@ -65,3 +67,28 @@ def test_the_encoding_is_compact_utf8_json_and_refuses_undecodable_text():
         encode_contact({"email": "a@example.com", "city": "\udcff"})
     with pytest.raises(TypeError):
         encode_contact({"email": "a@example.com", "city": object()})
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(min_value=0, max_value=40), max_size=25), max_size=6),
+    st.integers(min_value=1, max_value=7),
+    st.integers(min_value=130, max_value=400),
+)
+def test_contacts_added_in_runs_are_packed_as_one_by_one_greedily(runs, max_contacts, max_bytes):
+    spool = BatchSpool(["l"], max_contacts=max_contacts, max_bytes=max_bytes)
+    contacts, expected, current = [], [], []
+    for run in runs:
+        encoded = [encode_contact({"email": f"p{len(contacts) + i}@x.io", "city": "c" * n}) for i, n in enumerate(run)]
+        spool.add_many(encoded, "f.csv", list(range(len(encoded))), [7] * len(encoded), [9] * len(encoded))
+        contacts += encoded
+    for contact in contacts:  # the reference: a batch takes each next contact while it fits
+        body = spool.empty_body_bytes + sum(len(c) + 1 for c in current) + len(contact)
+        if current and (len(current) == max_contacts or body > max_bytes):
+            expected.append(current)
+            current = []
+        current.append(contact)
+    expected += [current] if current else []
+    batches = list(spool.batches())
+    assert [[b.encoded(i) for i in range(b.count)] for b in batches] == expected
+    assert all(len(b.body) <= max_bytes and json.loads(b.body)["list_ids"] == ["l"] for b in batches)

@@ -268,3 +268,19 @@ def test_an_escaped_undecodable_character_in_json_lines_is_a_rejected_row_not_a_
     assert [c["email"] for body in fake.bodies for c in body["contacts"]] == ["b@example.com"]
     assert record.counts["invalid"] == 1 and record.conservation_holds()
     assert "undecodable bytes (not UTF-8) in column 2" in edges.exports.blobs[record.rejects_blob].decode()
+
+
+@pytest.mark.parametrize(("changed_first", "sent"), [(True, ["Annie"]), (False, [])])
+def test_the_first_row_of_an_email_wins_over_an_unchanged_one_in_the_same_chunk(changed_first, sent):
+    edges, fake = setup(csv_text="Email,FirstName\na@example.com,Ann\n")
+    run(edges)
+    rows = ["a@example.com,Annie", "a@example.com,Ann"]
+    if not changed_first:
+        rows.reverse()
+    edges.segments.blobs["people.csv"] = ("Email,FirstName\n" + "\n".join(rows) + "\n").encode()
+    fake.bodies.clear()
+    record = run(edges)
+    assert [c["first_name"] for body in fake.bodies for c in body["contacts"]] == sent
+    counts = record.counts
+    assert (counts["sent"], counts["unchanged"], counts["duplicate"]) == (len(sent), 1 - len(sent), 1)
+    assert record.conservation_holds()
