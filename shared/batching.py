@@ -8,7 +8,6 @@ memory, so sending can lag reading (or wait for all of it) without memory growin
 from __future__ import annotations
 
 import json
-import json.encoder
 import os
 import tempfile
 from array import array
@@ -18,35 +17,26 @@ from dataclasses import dataclass
 from itertools import accumulate, repeat
 from typing import Any
 
+import orjson
+
 MAX_CONTACTS_PER_BATCH = 30_000
 MAX_BATCH_BYTES = 6_000_000
 
 
-def _not_json(value: Any) -> Any:
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-# One encoder for every contact. JSONEncoder.encode builds a new C encoder on each call; made once
-# here, it saves a third of the cost of a contact. Python's json module falls back the same way
-# where its C part is missing.
-_C_MAKE_ENCODER = getattr(json.encoder, "c_make_encoder", None)
-_FALLBACK = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
-_C_ENCODE = (
-    _C_MAKE_ENCODER(None, _not_json, json.encoder.encode_basestring, None, ":", ",", False, False, True)
-    if _C_MAKE_ENCODER is not None
-    else None
-)
-
-
-def _encode(contact: dict[str, Any]) -> str:
-    if _C_ENCODE is None:  # pragma: no cover - CPython always has the C encoder
-        return _FALLBACK.encode(contact)
-    return "".join(_C_ENCODE(contact, 0))
+class ContactNotEncodable(ValueError):
+    """A contact value JSON cannot carry: text holding undecodable bytes (lone surrogates)."""
 
 
 def encode_contact(contact: dict[str, Any]) -> bytes:
-    """The contact's JSON, UTF-8; raises UnicodeEncodeError if a value holds undecodable bytes."""
-    return _encode(contact).encode("utf-8")
+    """The contact's JSON, UTF-8. Raises :class:`ContactNotEncodable` for undecodable text.
+
+    orjson, not the json module: every contact of a run is encoded here, the hottest call of a
+    run, and orjson takes a third of the time of json's C encoder.
+    """
+    try:
+        return orjson.dumps(contact)
+    except orjson.JSONEncodeError as exc:
+        raise ContactNotEncodable(str(exc)) from None
 
 
 def envelope(list_ids: list[str]) -> tuple[bytes, bytes]:

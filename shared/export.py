@@ -22,7 +22,14 @@ from itertools import compress, repeat
 from operator import is_
 from typing import Any, cast
 
-from .batching import MAX_BATCH_BYTES, MAX_CONTACTS_PER_BATCH, BatchSpool, ContactTooLarge, encode_contact
+from .batching import (
+    MAX_BATCH_BYTES,
+    MAX_CONTACTS_PER_BATCH,
+    BatchSpool,
+    ContactNotEncodable,
+    ContactTooLarge,
+    encode_contact,
+)
 from .config import Destination, DestinationsConfig, ListRef, SegmentRef, parse_destinations
 from .errors import (
     ConfigError,
@@ -645,12 +652,12 @@ class _FileReader:
                 contact_json = encode_contact(contact)
                 if len(contact_json) > too_large:
                     raise ContactTooLarge(f"contact is {len(contact_json)} bytes of JSON, over the batch limit")
-            except (ContactTooLarge, UnicodeEncodeError) as exc:
+            except (ContactTooLarge, ContactNotEncodable) as exc:
                 # Undecodable text can also come from a JSON escape, which the record's raw
                 # text does not show.
-                why = self.rules.undecodable(fields) if isinstance(exc, UnicodeEncodeError) else str(exc)
+                why = self.rules.undecodable(fields) if isinstance(exc, ContactNotEncodable) else ""
                 counts["invalid"] += 1
-                rejects.add(name, line, email, "invalid", why or "text that cannot be sent as UTF-8")
+                rejects.add(name, line, email, "invalid", why or str(exc))
                 continue
             if takes_over:
                 counts["unchanged"] -= 1

@@ -5,6 +5,7 @@ Kept free of I/O and tuned for the hot path: a million rows pass through :meth:`
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -168,7 +169,13 @@ def coerce_custom_value(definition: CustomFieldDef, value: str) -> tuple[Any, st
         if not number.is_finite():
             return None, f"'{_preview(value)}' is not a finite number", False
         as_int = int(number)
-        return (as_int if number == as_int else float(number)), "", False
+        if number == as_int and -(2**63) <= as_int < 2**63:
+            return as_int, "", False
+        # SendGrid keeps numbers as doubles: one past 64 bits is sent as the double it becomes.
+        as_float = float(number)
+        if math.isinf(as_float):
+            return None, f"'{_preview(value)}' is too large a number", False
+        return as_float, "", False
     if kind == "Date":
         parsed = _parse_date(value)
         if parsed is None:

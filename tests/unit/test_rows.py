@@ -138,6 +138,7 @@ def test_custom_fields_go_by_id_with_coerced_values():
         ("Number", "-1.25", -1.25),
         ("Number", "1,234.5", 1234.5),
         ("Number", "1e3", 1000),
+        ("Number", "1e30", 1e30),  # past 64 bits: the double SendGrid keeps
         ("Date", "2024-01-31", "01/31/2024"),
         ("Date", "2024-01-31T10:00:00Z", "01/31/2024"),
         ("Date", "01/31/2024", "01/31/2024"),
@@ -150,7 +151,8 @@ def test_coercion(kind, raw, value):
 
 
 @pytest.mark.parametrize(
-    ("kind", "raw"), [("Number", "NaN"), ("Number", "1,5"), ("Number", "inf"), ("Date", "31/31/2024")]
+    ("kind", "raw"),
+    [("Number", "NaN"), ("Number", "1,5"), ("Number", "inf"), ("Number", "1e400"), ("Date", "31/31/2024")],
 )
 def test_values_that_do_not_fit_their_type_are_refused(kind, raw):
     _, problem, _ = coerce_custom_value(CustomFieldDef("f", "id", kind), raw)
