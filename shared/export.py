@@ -16,6 +16,7 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import compress, repeat
@@ -85,6 +86,8 @@ class Edges:
     max_batch_bytes: int = MAX_BATCH_BYTES
     # Batches in flight at once: the next body travels while SendGrid parses the last.
     send_concurrency: int = 3
+    # Hands the memory a file's rows left free back to the OS (see shared.memory).
+    release_memory: Callable[[], None] = lambda: None
 
     @property
     def records(self) -> RunRecordStore:
@@ -280,8 +283,9 @@ class _Run:
                     with self.stage("state"):
                         new_state = state.merged(updates, removed=removed, keep_emails=self.mirror)
                         new_state.save(self.edges.exports, destination.name)
-                        for name in [b.name for b in self.edges.exports.list_blobs(journal_prefix(destination.name))]:
-                            self.edges.exports.delete(name)
+                        journals = [b.name for b in self.edges.exports.list_blobs(journal_prefix(destination.name))]
+                        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="journal-delete") as pool:
+                            list(pool.map(self.edges.exports.delete, journals))  # one per batch: many
             finally:
                 if self._scan is not None:
                     self._scan_cancelled.set()
@@ -371,6 +375,7 @@ class _Run:
                 rows = reader.read(known, seen)
                 self.record.counts["read"] += rows
                 summary["rows"] += rows
+                self.edges.release_memory()
                 log.info("read %s: %d rows (%d to send so far)", file.name, rows, spool.count)
         return seen
 

@@ -8,15 +8,18 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from .config import NAME_PATTERN
 from .errors import ExportError, SettingsError
 from .settings import StorageSettings
+
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueClient
 
 RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 TRIGGERS = ("schedule", "on_demand", "cli")
@@ -80,10 +83,16 @@ class JobQueue(Protocol):
 
 
 class AzureJobQueue:
-    def __init__(self, client: QueueClient):
-        self._client = client
+    """The job queue, its client built when first used: a run that only exports (the CLI, the
+    worker) never loads the queue SDK."""
+
+    def __init__(self, connect: Callable[[], QueueClient]):
+        self._connect = connect
+        self._client: QueueClient | None = None
 
     def enqueue(self, job: ExportJob) -> None:
+        if self._client is None:
+            self._client = self._connect()
         try:
             self._client.send_message(job.to_json())
         except ResourceNotFoundError:
@@ -95,6 +104,8 @@ class AzureJobQueue:
 
 def queue_client(storage: StorageSettings, queue_name: str, credential: Any | None = None) -> QueueClient:
     """The one place the job QueueClient is built, encoding as the Functions trigger decodes."""
+    from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
     encode, decode = TextBase64EncodePolicy(), TextBase64DecodePolicy()
     if storage.connection_string:
         return QueueClient.from_connection_string(

@@ -21,6 +21,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import IO, Any
 
 from . import cdm
@@ -37,6 +38,7 @@ _TEXT_CHUNK_CHARS = 1024 * 1024
 # The longest record read (a quoted field that never closes stops the file here).
 MAX_RECORD_CHARS = 16 * 1024 * 1024
 _JSONL_SNIFF_ROWS = 1000
+_ODD = (1).__and__  # of a count of quotes: a record that may end inside a quoted field
 
 # Rows may hold long free-text fields; the csv module's default of 128 KiB would stop a run.
 csv.field_size_limit(16 * 1024 * 1024)
@@ -332,7 +334,7 @@ def _split_records(
         if (
             not pending
             and not has_blank(pieces)
-            and (ends_open is None or not any('"' in p and ends_open(p) for p in pieces))
+            and (ends_open is None or not any(map(_ODD, map(str.count, pieces, repeat('"')))))
         ):
             yield RecordChunk(line, pieces)
             line += len(pieces)
