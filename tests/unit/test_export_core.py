@@ -284,3 +284,12 @@ def test_the_first_row_of_an_email_wins_over_an_unchanged_one_in_the_same_chunk(
     counts = record.counts
     assert (counts["sent"], counts["unchanged"], counts["duplicate"]) == (len(sent), 1 - len(sent), 1)
     assert record.conservation_holds()
+
+
+def test_freed_memory_is_handed_back_after_each_file():
+    edges, _ = setup({"segments": [{"path": "in/"}]})
+    edges.segments = InMemoryBlobStore({"in/a.csv": many_rows(0, 30).encode(), "in/b.csv": many_rows(30, 30).encode()})
+    released = []
+    edges.release_memory = lambda: released.append(len(released))
+    record = run(edges)
+    assert record.counts["sent"] == 60 and released == [0, 1]
