@@ -100,7 +100,9 @@ class _Plan:
 
 
 class ContactTooLarge(ValueError):
-    pass
+    @classmethod
+    def of(cls, encoded: bytes) -> ContactTooLarge:
+        return cls(f"contact is {len(encoded)} bytes of JSON, over the batch limit")
 
 
 class BatchSpool:
@@ -170,7 +172,7 @@ class BatchSpool:
                 if columns["ends"]:
                     self._close_batch()
                     continue
-                raise ContactTooLarge(f"contact is {len(part[0])} bytes of JSON, over the batch limit")
+                raise ContactTooLarge.of(part[0])
             stop = start + fitting
             base = len(self._buffer) - 1
             self._buffer += b",".join(part[:fitting])

@@ -656,7 +656,7 @@ class _FileReader:
             try:
                 contact_json = encode_contact(contact)
                 if len(contact_json) > too_large:
-                    raise ContactTooLarge(f"contact is {len(contact_json)} bytes of JSON, over the batch limit")
+                    raise ContactTooLarge.of(contact_json)
             except (ContactTooLarge, ContactNotEncodable) as exc:
                 # Undecodable text can also come from a JSON escape, which the record's raw
                 # text does not show.
