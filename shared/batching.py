@@ -1,4 +1,4 @@
-"""Batches for ``PUT /v3/marketing/contacts``: at most 30,000 contacts and 6,000,000 bytes each.
+"""Batches for ``PUT /v3/marketing/contacts``: at most 30,000 contacts and ``max_bytes`` each.
 
 Each contact is encoded to JSON once, and its exact byte length decides where batches end, so the
 limit is measured, not guessed. Encoded contacts are spooled to a temporary file, not held in
@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 MAX_CONTACTS_PER_BATCH = 30_000
+# The contacts document's limit; the run's own cap is lower (settings.DEFAULT_MAX_BATCH_BYTES).
 MAX_BATCH_BYTES = 6_000_000
 
 

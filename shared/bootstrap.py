@@ -55,4 +55,7 @@ def build_edges(
         lock=BlobLeaseLock(exports),
         jobs=AzureJobQueue(lambda: queue_client(settings.host_storage, settings.export_queue, credential)),
         release_memory=release_free_memory,
+        max_batch_bytes=settings.max_batch_bytes,
+        job_wait_seconds=settings.job_wait_seconds,
+        run_deadline_seconds=settings.run_deadline_seconds,
     )

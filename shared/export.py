@@ -24,7 +24,6 @@ from operator import is_
 from typing import Any, cast
 
 from .batching import (
-    MAX_BATCH_BYTES,
     MAX_CONTACTS_PER_BATCH,
     BatchSpool,
     ContactNotEncodable,
@@ -38,17 +37,24 @@ from .errors import (
     ProfileLimitError,
     SendGridError,
 )
+from .import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
 from .jobs import JobQueue
 from .locks import RunLock
 from .mapping import plan_columns
 from .privacy import mask_emails
 from .records import RejectsWriter, RunRecord, RunRecordStore, iso, new_run_id, rejects_blob_name, utc_now
+from .removals import remove_departed
 from .rows import CustomFieldDef, RowRules
 from .secrets import SecretProvider
 from .segments import RecordChunk, SegmentFile, TabularFile, open_segment_file, resolve_segment, scan_segment_file
 from .sendgrid import JobResult, SendGridClient
 from .sending import BatchSender, PendingJob, SendOutcome, batch_entry
-from .settings import Settings
+from .settings import (
+    DEFAULT_JOB_WAIT_SECONDS,
+    DEFAULT_MAX_BATCH_BYTES,
+    DEFAULT_RUN_DEADLINE_SECONDS,
+    Settings,
+)
 from .storage import BlobNotFound, BlobStore
 from .sync_state import EMAIL_KEY_HASH, RowFingerprinter, StateUpdates, SyncState, journal_prefix
 from .telemetry import emit_run_event
@@ -56,7 +62,6 @@ from .telemetry import emit_run_event
 log = logging.getLogger(__name__)
 
 SendGridFactory = Callable[[str, str], SendGridClient]
-SEARCH_BATCH = 100  # emails per search, ids per list removal: SendGrid's limits
 
 
 @dataclass(frozen=True)
@@ -80,10 +85,14 @@ class Edges:
     sendgrid: SendGridFactory
     lock: RunLock
     jobs: JobQueue
-    job_timeout: float = 900.0
+    # One deadline for all of a run's SendGrid jobs, counted from when waiting starts; and one
+    # for everything the run asks of SendGrid, counted from its start (429 waits included).
+    job_wait_seconds: float = DEFAULT_JOB_WAIT_SECONDS
+    run_deadline_seconds: float = DEFAULT_RUN_DEADLINE_SECONDS
     job_poll_interval: float = 0.25
+    job_poll_max_interval: float = 30.0
     max_batch_contacts: int = MAX_CONTACTS_PER_BATCH
-    max_batch_bytes: int = MAX_BATCH_BYTES
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     # Batches in flight at once: the next body travels while SendGrid parses the last.
     send_concurrency: int = 3
     # Hands the memory a file's rows left free back to the OS (see shared.memory).
@@ -110,9 +119,9 @@ def load_destinations(edges: Edges) -> DestinationsConfig:
     return parse_destinations(text, source=name)
 
 
-def exportable_destination(edges: Edges, name: str) -> Destination:
+def exportable_destination(edges: Edges, name: str, config: DestinationsConfig | None = None) -> Destination:
     """The destination, if it may be exported now; else the error that says why not."""
-    destination = load_destinations(edges).get(name)
+    destination = (config or load_destinations(edges)).get(name)
     if not destination.enabled:
         raise DestinationDisabledError(
             'is disabled; set "enabled": true to export it.', destination=name, field="enabled"
@@ -230,7 +239,8 @@ class _Run:
         record.started_at = iso(utc_now())
         self.store.save(record)
         with self.stage("config"):
-            destination = exportable_destination(self.edges, record.destination)
+            config = load_destinations(self.edges)
+            destination = exportable_destination(self.edges, record.destination, config)
             base_url = destination.api_base_url(self.edges.settings.sendgrid_api_base_url)
         self.destination = destination
         self.mirror = destination.mode == "mirror"
@@ -238,9 +248,12 @@ class _Run:
             api_key = self.edges.secrets.get_secret(destination.api_key_secret)
         client = self.edges.sendgrid(base_url, api_key)
         del api_key
+        client.deadline = time.time() + self.edges.run_deadline_seconds
         try:
             with self.stage("lists"):
                 list_ids = self.resolve_lists(client, destination)
+                if self.mirror:
+                    refuse_mirror_on_shared_lists(client, config, destination, list_ids)
                 custom_fields = self.resolve_custom_fields(client, destination)
             self.store.save(record)
             with self.stage("state"):
@@ -276,12 +289,27 @@ class _Run:
                 with self.stage("jobs"):
                     self.wait_for_jobs(client, spool, pending, updates)
                 removed: set[int] = set()
+                not_found_yet: dict[int, int] | None = None
                 if self.mirror:
                     with self.stage("removals"):
-                        removed = self.remove_departed(client, list_ids, state, present)
+                        removed, not_found_yet = remove_departed(
+                            client,
+                            list_ids,
+                            state,
+                            present,
+                            record=self.record,
+                            options=self.options,
+                            failed=self.failed,
+                            max_fraction=destination.max_removal_fraction,
+                            job_wait_seconds=self.edges.job_wait_seconds,
+                            poll_interval=self.edges.job_poll_interval,
+                            poll_max_interval=self.edges.job_poll_max_interval,
+                        )
                 if not self.options.dry_run:
                     with self.stage("state"):
-                        new_state = state.merged(updates, removed=removed, keep_emails=self.mirror)
+                        new_state = state.merged(
+                            updates, removed=removed, keep_emails=self.mirror, pending=not_found_yet
+                        )
                         new_state.save(self.edges.exports, destination.name)
                         journals = [b.name for b in self.edges.exports.list_blobs(journal_prefix(destination.name))]
                         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="journal-delete") as pool:
@@ -328,8 +356,9 @@ class _Run:
         if not wanted:
             return {}
         definitions = client.field_definitions().get("custom_fields") or []
-        by_name = {d.get("name"): d for d in definitions if isinstance(d, dict)}
-        missing = sorted(name for name in wanted if name not in by_name)
+        # SendGrid matches field names case-insensitively: so does the mapping.
+        by_name = {str(d.get("name")).lower(): d for d in definitions if isinstance(d, dict)}
+        missing = sorted(name for name in wanted if name.lower() not in by_name)
         if missing:
             raise ConfigError(
                 f"SendGrid has no custom field named {', '.join(repr(m) for m in missing)}: create "
@@ -338,7 +367,11 @@ class _Run:
                 field="mapping.custom_fields",
             )
         return {
-            name: CustomFieldDef(name=name, id=str(by_name[name]["id"]), field_type=str(by_name[name]["field_type"]))
+            name: CustomFieldDef(
+                name=name,
+                id=str(by_name[name.lower()]["id"]),
+                field_type=str(by_name[name.lower()]["field_type"]),
+            )
             for name in wanted
         }
 
@@ -447,110 +480,151 @@ class _Run:
     def wait_for_jobs(
         self, client: SendGridClient, spool: BatchSpool, pending: list[PendingJob], updates: StateUpdates
     ) -> None:
+        """Follow every import job of the run at once, against one deadline; confirm what each
+        job accepted (journaled at once), and reject what it failed, by its errors file."""
+        if not pending:
+            return
         counts = self.record.counts
         journal = journal_prefix(self.record.destination) + self.record.run_id
+        deadline = time.time() + self.edges.job_wait_seconds
+        if client.deadline is not None:
+            deadline = min(deadline, client.deadline)
+        results = client.wait_for_jobs(
+            [item.job_id for item in pending],
+            deadline=deadline,
+            interval=self.edges.job_poll_interval,
+            max_interval=self.edges.job_poll_max_interval,
+        )
+        unfinished = 0
         for item in pending:
-            entry = self.record.batches[item.index]
-            try:
-                result = client.wait_for_job(
-                    item.job_id, timeout=self.edges.job_timeout, interval=self.edges.job_poll_interval
-                )
-            except SendGridError as exc:
-                result = JobResult(job_id=item.job_id, status="unknown")
-                entry["error"] = mask_emails(str(exc))[:1000]
-            entry["status"] = result.status
-            entry["job"] = {
-                "requested": result.requested,
-                "created": result.created,
-                "updated": result.updated,
-                "errored": result.errored,
-            }
-            if result.errors_url:
-                entry["job"]["errors_url"] = result.errors_url
+            result = results[item.job_id]
+            batch = spool.batch(item.index)
+            self._note_job(self.record.batches[item.index], item, result)
             sent = len(item.positions)
-            if result.status in ("completed", "errored"):
+            journal_name = f"{journal}-{item.index:05d}-{item.part:02d}.bin"
+            if result.status not in ("completed", "errored"):
+                # failed, unknown, or not finished in time: nothing of this part is confirmed.
+                counts["errored"] += sent
+                unfinished += result.status == "timeout"
+                continue
+            counts["created"] += result.created
+            counts["updated"] += result.updated
+            if result.errored == 0:
+                counts["accepted"] += sent
+                self._confirm(batch, item.positions, updates, journal_name)
+                continue
+            failed = self._errored_in_job(client, batch, item, result)
+            if failed is None:
+                # Which contacts failed is unknown: none is confirmed, the next run sends them again.
                 errored = min(result.errored, sent)
                 counts["accepted"] += sent - errored
                 counts["errored"] += errored
-                counts["created"] += result.created
-                counts["updated"] += result.updated
-                if errored == 0:
-                    self._confirm(spool, item, updates, f"{journal}-{item.index:05d}.bin")
-                # An errored job does not say which contacts failed: none of the batch is
-                # recorded as confirmed, and the next run sends it again (upserts are idempotent).
-            else:
-                # failed, or not finished in time: nothing of this batch is confirmed.
-                counts["errored"] += sent
-                if result.status == "timeout":
-                    self.record.errors.append(
-                        f"import job of batch {item.index} did not finish within {self.edges.job_timeout:.0f}s; "
-                        "its contacts are counted errored and will be sent again by the next run."
-                    )
+                continue
+            counts["accepted"] += sent - len(failed)
+            counts["errored"] += len(failed)
+            for position, message in failed.items():
+                origin = batch.origin(position)
+                self.rejects.add(origin.source, origin.line, origin.email, "errored", message)
+            self._confirm(batch, [p for p in item.positions if p not in failed], updates, journal_name)
+        if unfinished:
+            self.record.errors.append(
+                f"{unfinished} import job(s) did not finish before the run's deadline for jobs "
+                f"(SENDGRID_JOB_WAIT_SECONDS={self.edges.job_wait_seconds:.0f}); their contacts are counted "
+                "errored and will be sent again by the next run."
+            )
 
-    def _confirm(self, spool: BatchSpool, item: PendingJob, updates: StateUpdates, journal_name: str) -> None:
-        batch = spool.batch(item.index)
+    @staticmethod
+    def _note_job(entry: dict[str, Any], item: PendingJob, result: JobResult) -> None:
+        job = {"requested": result.requested, "created": result.created, "updated": result.updated}
+        job["errored"] = result.errored
+        if result.error:
+            entry["error"] = mask_emails(result.error)[:1000]
+        parts = entry.get("jobs")
+        if parts:  # a batch sent in parts: each part's job, and the batch's worst status
+            parts[item.part].update(status=result.status, **job)
+            ends = [p.get("status") for p in parts]
+            entry["status"] = next((s for s in ends if s not in ("completed", None)), "completed")
+            total = entry.setdefault("job", dict.fromkeys(job, 0))
+            for key, value in job.items():
+                total[key] += value
+        else:
+            entry["status"] = result.status
+            entry["job"] = job
+
+    def _errored_in_job(
+        self, client: SendGridClient, batch: Any, item: PendingJob, result: JobResult
+    ) -> dict[int, str] | None:
+        """The positions an import job failed, with SendGrid's message, from its errors file;
+        None (and the record says why) when the file cannot tell them with certainty."""
+        entry = self.record.batches[item.index]
+        problem: str
+        if not result.errors_url:
+            problem = "the job named no errors file"
+        else:
+            try:
+                named = parse_errors_file(client.download_errors_file(result.errors_url))
+            except (SendGridError, ErrorsFileUnreadable) as exc:
+                problem = str(exc)
+            else:
+                emails = {p: batch.origin(p).email for p in item.positions}
+                _, failed = split_by_errors(emails, named)
+                if len(failed) >= min(result.errored, len(item.positions)):
+                    entry["errors_file"] = "read"
+                    return failed
+                problem = f"the errors file names {len(failed)} of the {result.errored} errored contacts"
+        entry["errors_file"] = problem[:300]
+        self.record.errors.append(
+            f"batch {item.index}: {result.errored} contact(s) failed in the import job, but which is unknown "
+            f"({problem[:300]}); none of its contacts is confirmed, and the next run sends them again."
+        )
+        return None
+
+    def _confirm(self, batch: Any, positions: Sequence[int], updates: StateUpdates, journal_name: str) -> None:
+        if not positions:
+            return
         start = len(updates)
-        positions = item.positions
         keys, fps = batch.columns["keys"], batch.columns["fps"]
-        if positions != range(batch.count):  # some contacts were refused: only the others
+        if positions != range(batch.count):  # a part of the batch: only these contacts
             keys, fps = array("Q", map(keys.__getitem__, positions)), array("Q", map(fps.__getitem__, positions))
         emails = [json.loads(batch.encoded(p))["email"] for p in positions] if self.mirror else None
         updates.extend(keys, fps, emails)
-        # Written before the next job is looked at: if the run dies now, this batch stays confirmed.
+        # Written before the next job is looked at: if the run dies now, this part stays confirmed.
         self.edges.exports.write_bytes(
             journal_name, updates.journal_bytes(start), content_type="application/octet-stream"
         )
 
-    def remove_departed(
-        self, client: SendGridClient, list_ids: list[str], state: SyncState, present: set[int]
-    ) -> set[int]:
-        """Mirror mode: take off the lists the contacts this app added that no segment holds now."""
-        removals = self.record.removals
-        previous = len(state)
-        departed = list(state.indexes_not_in(present))
-        removals["planned"] = len(departed)
-        if not departed:
-            return set()
-        if self.failed:
-            removals.update(refused=True, reason="the run failed; removals wait for a run that does not.")
-            return set()
-        limit = self.destination.max_removal_fraction
-        refusal = None
-        if not present:
-            refusal = "the segments hold no valid contacts; an empty input never empties the list(s)"
-        elif len(departed) > limit * previous:
-            refusal = (
-                f"{len(departed)} of {previous} contacts ({len(departed) / previous:.0%}) would be removed, "
-                f"more than max_removal_fraction ({limit:.0%})"
-            )
-        if refusal and not self.options.force_removals:
-            removals.update(refused=True, reason=refusal + "; nobody was removed (force_removals overrides).")
-            log.warning("run %s: removals refused: %s", self.record.run_id, refusal)
-            return set()
-        if self.options.dry_run:
-            removals["reason"] = "dry run: nothing was removed"
-            return set()
-        unknown = [i for i in departed if not state.email_at(i)]
-        if unknown:
-            removals["unknown"] = len(unknown)
-            removals["reason"] = (
-                f"{len(unknown)} contact(s) were added before this destination was in mirror mode; "
-                "their emails were not kept, so they stay on the list(s)."
-            )
-        done: set[int] = set()
-        knowable = [i for i in departed if state.email_at(i)]
-        for start in range(0, len(knowable), SEARCH_BATCH):
-            chunk = knowable[start : start + SEARCH_BATCH]
-            # At most 100 emails a search, so at most 100 ids: one removal call per list.
-            ids = list(client.search_emails([state.email_at(i) or "" for i in chunk]).values())
-            if ids:
-                for list_id in list_ids:
-                    client.remove_from_list(list_id, ids)
-            # Whether SendGrid still knew them or not, they are no longer on this app's lists.
-            done.update(int(state.keys[i]) for i in chunk)
-        removals["done"] = len(done)
-        self.record.counts["removed"] = len(done)
-        return done
+
+def refuse_mirror_on_shared_lists(
+    client: SendGridClient, config: DestinationsConfig, destination: Destination, list_ids: list[str]
+) -> None:
+    """Mirror mode removes by its own state alone, so it would take off a list the people another
+    destination sends to the same list (and that one would never put them back): refuse it."""
+    others = [
+        d
+        for d in config.destinations.values()
+        if d.name != destination.name
+        and d.api_key_secret == destination.api_key_secret
+        and d.api_base_url(None) == destination.api_base_url(None)
+    ]
+    if not others:
+        return
+    names: dict[str, str] | None = None
+    for other in others:
+        for ref in other.lists:
+            if ref.id is not None:
+                list_id: str | None = ref.id
+            else:
+                if names is None:
+                    names = {str(item.get("name")): str(item.get("id")) for item in client.iter_lists()}
+                list_id = names.get(ref.name or "")
+            if list_id in list_ids:
+                raise ConfigError(
+                    f"mirror mode would remove contacts that destination '{other.name}' also sends to "
+                    f"SendGrid list {list_id} ({ref.describe()}); give each mirror destination a list of "
+                    'its own, or set "mode": "upsert".',
+                    destination=destination.name,
+                    field="mode",
+                )
 
 
 class _FileReader:

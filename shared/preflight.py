@@ -73,16 +73,7 @@ def _sendgrid_checks(client: SendGridClient, destination: Destination) -> list[C
         return [Check("api_key", False, str(exc))]
     except SendGridError as exc:
         return [Check("api_key", False, f"SendGrid could not be asked: {exc}")]
-    marketing = [s for s in scopes if s.startswith("marketing")]
-    checks.append(
-        Check(
-            "api_key",
-            bool(marketing),
-            f"accepted; {len(marketing)} Marketing scope(s)."
-            if marketing
-            else "accepted, but the key has no Marketing scopes: give it Marketing access in SendGrid.",
-        )
-    )
+    checks.append(scope_check(scopes))
     try:
         lists = {item.get("name"): item.get("id") for item in client.iter_lists()}
         for ref in destination.lists:
@@ -106,9 +97,11 @@ def _sendgrid_checks(client: SendGridClient, destination: Destination) -> list[C
                 )
         wanted = destination.mapping.custom_fields if destination.mapping else {}
         if wanted:
-            defined = {d.get("name"): d for d in client.field_definitions().get("custom_fields") or []}
+            # SendGrid matches field names case-insensitively, as the run does.
+            definitions = client.field_definitions().get("custom_fields") or []
+            defined = {str(d.get("name")).lower(): d for d in definitions}
             for field_name in wanted:
-                d = defined.get(field_name)
+                d = defined.get(field_name.lower())
                 checks.append(
                     Check(
                         f"custom_field:{field_name}",
@@ -121,6 +114,28 @@ def _sendgrid_checks(client: SendGridClient, destination: Destination) -> list[C
     except SendGridError as exc:
         checks.append(Check("sendgrid", False, str(exc)))
     return checks
+
+
+# SendGrid's published permission names: the new Marketing API's are read-type only
+# (marketing.read, marketing.automation.read); the legacy Marketing Campaigns names carry the
+# writes. No published name is known to prove write access to contacts and lists on its own.
+WRITE_SCOPES = ("marketing_campaigns.create", "marketing_campaigns.update")
+FULL_ACCESS_HINT = "give the key Marketing: Full Access (Settings > API Keys > Restricted Access)"
+
+
+def scope_check(scopes: list[str]) -> Check:
+    """Whether the key's scopes prove it can write contacts and lists; never a pass on hope."""
+    marketing = sorted(s for s in scopes if s.startswith(("marketing.", "marketing_campaigns.")))
+    if not marketing:
+        return Check("api_key", False, f"accepted, but the key has no Marketing scopes: {FULL_ACCESS_HINT}.")
+    if all(scope in scopes for scope in WRITE_SCOPES):
+        return Check("api_key", True, f"accepted; Marketing write access ({', '.join(WRITE_SCOPES)}).")
+    return Check(
+        "api_key",
+        False,
+        f"unconfirmed: the key's Marketing scopes ({', '.join(marketing[:6])}) do not prove it can write "
+        f"contacts and lists; {FULL_ACCESS_HINT}.",
+    )
 
 
 def _segment_checks(edges: Edges, destination: Destination) -> list[Check]:

@@ -2,8 +2,9 @@
 
 Retries live here and nowhere else: 429 waits for the reset SendGrid names; 5xx, timeouts and
 dropped connections back off with jitter, a bounded number of times; any other 4xx fails at once
-with SendGrid's own message. The API key is sent in a header and never appears in an exception,
-a log line or a returned value.
+with SendGrid's own message. No wait outlasts the client's ``deadline`` (the run's). The API key
+is sent in a header and never appears in an exception, a log line or a returned value; the
+pre-signed errors file of an import job is fetched without it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "sendgrid-segment-export/1.0"
 JOB_END_STATES = frozenset({"completed", "errored", "failed"})
+# An import job's errors file: a pre-signed link, read with these bounds (it lists at most one
+# row per contact of a batch, a few MB).
+ERRORS_FILE_MAX_BYTES = 32 * 1024 * 1024
+ERRORS_FILE_TIMEOUT = (10.0, 60.0)
+SEARCH_EMAIL_MAX_LENGTH = 100  # search/emails: each address at most 100 characters (maxLength)
 
 
 @dataclass
@@ -40,13 +46,14 @@ class CallStats:
 @dataclass
 class JobResult:
     job_id: str
-    status: str
+    status: str  # pending, completed, errored, failed; ours: timeout, unknown
     requested: int = 0
     created: int = 0
     updated: int = 0
     errored: int = 0
     errors_url: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # why the status could not be learned (status ``unknown``)
 
 
 class SendGridClient:
@@ -62,6 +69,8 @@ class SendGridClient:
         clock: Callable[[], float] = time.time,
     ):
         self._base = base_url.rstrip("/")
+        # Epoch second past which no call waits or retries (set by the run); None: no bound.
+        self.deadline: float | None = None
         self._session = session or requests.Session()
         self._session.headers.update(
             {
@@ -103,20 +112,66 @@ class SendGridClient:
             raw=answer,
         )
 
-    def wait_for_job(
-        self, job_id: str, *, timeout: float = 900.0, interval: float = 0.25, max_interval: float = 10.0
-    ) -> JobResult:
-        """Poll an import job until it ends, or ``timeout`` seconds pass (then status ``timeout``)."""
-        deadline = self._clock() + timeout
-        while True:
-            result = self.import_status(job_id)
-            if result.status in JOB_END_STATES:
-                return result
-            if self._clock() >= deadline:
-                result.status = "timeout"
-                return result
-            self._sleep(interval)
-            interval = min(max_interval, interval * 1.5)
+    def wait_for_jobs(
+        self, job_ids: list[str], *, deadline: float, interval: float = 0.25, max_interval: float = 30.0
+    ) -> dict[str, JobResult]:
+        """Follow many jobs at once, against one deadline (epoch seconds): each job is polled
+        with its own backoff until it ends. A job still running at the deadline is ``timeout``;
+        one whose status cannot be read is ``unknown`` (``error`` says why)."""
+        results: dict[str, JobResult] = {}
+        due = dict.fromkeys(job_ids, self._clock())
+        gaps = dict.fromkeys(job_ids, interval)
+        while due:
+            now = self._clock()
+            for job_id in [j for j, at in due.items() if at <= now]:
+                try:
+                    result = self.import_status(job_id)
+                except SendGridError as exc:
+                    result = JobResult(job_id=job_id, status="unknown", error=str(exc), errors_url=None)
+                    result.raw = {"status_code": exc.status}
+                if result.status in JOB_END_STATES or result.status == "unknown":
+                    results[job_id] = result
+                    del due[job_id]
+                    continue
+                due[job_id] = self._clock() + gaps[job_id]
+                gaps[job_id] = min(max_interval, gaps[job_id] * 1.5)
+            if not due:
+                break
+            now = self._clock()
+            if now >= deadline:
+                for job_id in due:
+                    results[job_id] = JobResult(job_id=job_id, status="timeout")
+                break
+            self._sleep(max(0.0, min(min(due.values()), deadline) - now))
+        return results
+
+    def download_errors_file(self, url: str) -> bytes:
+        """An import job's ``errors_url``: a pre-signed link, fetched WITHOUT the API key, over
+        https only (or from the API's own origin, for a local stand-in), bounded in size and time."""
+        target = urlparse(url)
+        own = urlparse(self._base)
+        if target.scheme != "https" and (target.scheme, target.netloc) != (own.scheme, own.netloc):
+            raise SendGridError("the errors file link is not https; it was not fetched.")
+        try:
+            # A bare request, not the session: the session carries the Authorization header.
+            with requests.get(
+                url,
+                headers={"User-Agent": USER_AGENT},
+                timeout=ERRORS_FILE_TIMEOUT,
+                stream=True,
+                allow_redirects=False,
+            ) as response:
+                status = response.status_code
+                if status != 200:
+                    raise SendGridError(f"the errors file answered {status}.", status=status)
+                data = bytearray()
+                for piece in response.iter_content(chunk_size=1 << 16):
+                    data += piece
+                    if len(data) > ERRORS_FILE_MAX_BYTES:
+                        raise SendGridError(f"the errors file is over {ERRORS_FILE_MAX_BYTES} bytes; it was not read.")
+                return bytes(data)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise SendGridError(f"the errors file could not be fetched ({type(exc).__name__}).") from None
 
     def iter_lists(self) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {"page_size": 1000}
@@ -140,7 +195,8 @@ class SendGridClient:
         return self._call("POST", "/v3/marketing/lists", json_body={"name": name}, expect=(200, 201))
 
     def search_emails(self, emails: list[str]) -> dict[str, str]:
-        """Contact ids by email, for up to 100 emails (``POST /v3/marketing/contacts/search/emails``)."""
+        """Contact ids by email, for up to 100 emails (``POST /v3/marketing/contacts/search/emails``).
+        A 404 means none of them is a contact; a 400 (an address SendGrid finds invalid) raises."""
         try:
             answer = self._call(
                 "POST", "/v3/marketing/contacts/search/emails", json_body={"emails": emails}, expect=(200,)
@@ -156,8 +212,21 @@ class SendGridClient:
                 found[email.lower()] = str(contact["id"])
         return found
 
+    def search_email_by_query(self, email: str) -> str | None:
+        """The contact id of one email through SGQL (``POST /v3/marketing/contacts/search``): for
+        addresses search/emails cannot take (over 100 characters). Emails are stored lower-case."""
+        literal = email.lower().replace("'", "''")
+        answer = self._call(
+            "POST", "/v3/marketing/contacts/search", json_body={"query": f"email = '{literal}'"}, expect=(200,)
+        )
+        for contact in answer.get("result") or []:
+            if isinstance(contact, dict) and str(contact.get("email", "")).lower() == email.lower():
+                return str(contact.get("id")) if contact.get("id") else None
+        return None
+
     def remove_from_list(self, list_id: str, contact_ids: list[str]) -> str | None:
-        """``DELETE /v3/marketing/lists/{id}/contacts``: the contacts stay, only the membership goes."""
+        """``DELETE /v3/marketing/lists/{id}/contacts``: the contacts stay, only the membership
+        goes. Returns the removal job's id (follow it with :meth:`wait_for_jobs`)."""
         answer = self._call(
             "DELETE",
             f"/v3/marketing/lists/{list_id}/contacts",
@@ -210,6 +279,7 @@ class SendGridClient:
                         f"({type(exc).__name__})."
                     ) from None
                 delay = self._policy.backoff(failures)
+                self._within_deadline(method, path, delay, type(exc).__name__)
                 log.warning("%s %s: %s; retrying in %.1fs", method, path, type(exc).__name__, delay)
                 self._sleep(delay)
                 continue
@@ -224,6 +294,7 @@ class SendGridClient:
                         status=429,
                     )
                 wait = self._policy.rate_limit_wait(response.headers, self._clock())
+                self._within_deadline(method, path, wait, "rate limited (429)")
                 stats.waited_seconds += wait
                 log.info("%s %s: rate limited; waiting %.1fs for the reset", method, path, wait)
                 self._sleep(wait)
@@ -237,18 +308,25 @@ class SendGridClient:
                         errors=_errors(response),
                     )
                 delay = self._policy.backoff(failures)
+                self._within_deadline(method, path, delay, f"SendGrid answered {status}", status)
                 log.warning("%s %s: SendGrid answered %d; retrying in %.1fs", method, path, status, delay)
                 self._sleep(delay)
                 continue
             message = f"{method} {path}: SendGrid answered {status}: {_error_text(response)}"
             if status in (401, 403):
                 raise SendGridAuthError(
-                    message + " Check that the API key in the secret store is current and has the "
-                    "Marketing Campaigns scopes (marketing.contacts.*, marketing.lists.*).",
+                    message + " Check that the API key in the secret store is current and was made "
+                    "with Marketing: Full Access (Settings > API Keys > Restricted Access).",
                     status=status,
                     errors=_errors(response),
                 )
             raise SendGridError(message, status=status, errors=_errors(response))
+
+    def _within_deadline(self, method: str, path: str, wait: float, why: str, status: int | None = None) -> None:
+        if self.deadline is not None and self._clock() + wait > self.deadline:
+            raise SendGridError(
+                f"{method} {path}: {why}; waiting {wait:.0f}s more would pass the run's deadline.", status=status
+            )
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

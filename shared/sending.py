@@ -2,9 +2,12 @@
 
 Batches are released to the sender only once the run knows it may send (see ``open``): until
 then they wait in the spool, on disk. A few requests are in flight at once (the next body travels
-while SendGrid parses the last); outcomes are settled in batch order. A 400 that names contacts
-sends the batch again without them. An unreachable or refusing SendGrid stops the sending: the
-batches after it are recorded ``not_sent``.
+while SendGrid parses the last); outcomes are settled in batch order. A body SendGrid finds too
+large (413, or a 400 that says so) is split in halves and sent again: no contact is ever refused
+for the size of its batch. A 400 that names contacts (``contacts[3].email``) sends the batch again
+without them; since that form is documented nowhere, a 400 that names none is isolated by
+halving the batch until the contacts at fault stand alone, within a budget of requests. An
+unreachable or refusing SendGrid stops the sending: the batches after it are recorded ``not_sent``.
 
 Everything the sender learns (batch entries, errored contacts, run-level failures) is kept on
 the sender and handed to the run once the thread has ended, so the reading thread and the
@@ -16,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import queue
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -30,7 +34,11 @@ from .sendgrid import CallStats, SendGridClient
 
 log = logging.getLogger(__name__)
 
-MAX_ISOLATION_ROUNDS = 5  # times a batch is sent again without the contacts a 400 named
+# Requests one batch may spend beyond its first on halving (too large) and isolating (400s):
+# enough to find a few bad contacts among 30,000 (about 2 x log2(30,000) = 30 each).
+MAX_EXTRA_REQUESTS = 64
+# How SendGrid words a body over its size limit when it answers 400 instead of 413.
+_TOO_LARGE = re.compile(r"too large|too big|exceed|size limit|payload|entity", re.IGNORECASE)
 
 
 @dataclass
@@ -39,7 +47,8 @@ class PendingJob:
 
     index: int
     job_id: str
-    positions: Sequence[int]  # a range unless contacts were taken out
+    positions: Sequence[int]  # a range unless contacts were taken out or the batch was split
+    part: int = 0  # a batch split in parts has a job per part
 
 
 @dataclass
@@ -60,6 +69,22 @@ def batch_entry(batch: Batch) -> dict[str, Any]:
         "job_id": None,
         "status": None,
     }
+
+
+def too_large(exc: SendGridError) -> bool:
+    """SendGrid refused a body for its size: 413, or a 400 that says so and names no contact."""
+    if exc.status == 413:
+        return True
+    return (
+        exc.status == 400
+        and not errors_by_position(exc.errors)
+        and bool(_TOO_LARGE.search(" ".join(str(e.get("message", "")) for e in exc.errors) or str(exc)))
+    )
+
+
+def batch_level(exc: SendGridError) -> bool:
+    """A 400 about the request as a whole (its lists), which no subset of contacts would fix."""
+    return any(str(e.get("field") or "").startswith("list_ids") for e in exc.errors)
 
 
 class BatchSender:
@@ -148,53 +173,82 @@ class BatchSender:
         self.outcome.failures.append(message)
 
     def _settle(self, batch: Batch, entry: dict[str, Any], first_try: Future[tuple[str, CallStats]]) -> None:
-        """The outcome of one batch; a 400 that names contacts sends it again without them."""
-        positions: Sequence[int] = range(batch.count)
-        body = batch.body
-        attempt: Callable[[], tuple[str, CallStats]] = first_try.result
-        for _ in range(MAX_ISOLATION_ROUNDS):
+        """The outcome of one batch: sent whole, or in parts (see the module doc)."""
+        # Each part: the positions it holds, and its request if already made.
+        parts: deque[tuple[Sequence[int], Callable[[], tuple[str, CallStats]] | None]] = deque(
+            [(range(batch.count), first_try.result)]
+        )
+        budget = MAX_EXTRA_REQUESTS
+        while parts:
+            positions, attempt = parts.popleft()
+            if attempt is None:
+                if budget <= 0:
+                    self._errored(batch, positions, entry, "refused", "SendGrid kept refusing contacts of this batch")
+                    continue
+                budget -= 1
+                attempt = functools.partial(self._client.upsert_contacts, batch.body_for(list(positions)))
             try:
                 job_id, stats = attempt()
             except SendGridAuthError as exc:
                 self._abort = str(exc)
-                self._errored(batch, positions, entry, "refused", str(exc))
+                for rest in [positions, *(p for p, _ in parts)]:
+                    self._errored(batch, rest, entry, "refused", str(exc))
                 self._fail(str(exc))
                 return
             except SendGridError as exc:
-                named = errors_by_position(exc.errors) if exc.status == 400 else {}
-                if named and all(p < len(positions) for p in named) and len(named) < len(positions):
-                    for p in sorted(named):
-                        origin = batch.origin(positions[p])
-                        self.outcome.rejects.append((origin.source, origin.line, origin.email, "errored", named[p]))
-                    self.outcome.errored += len(named)
-                    entry["isolated"] = entry.get("isolated", 0) + len(named)
-                    entry["error"] = mask_emails(str(exc))[:1000]
-                    entry["attempts"] += 1
-                    positions = [q for i, q in enumerate(positions) if i not in named]
-                    body = batch.body_for(positions)
-                    attempt = functools.partial(self._client.upsert_contacts, body)
-                    continue
+                entry["attempts"] += 1
                 if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
-                    self._errored(batch, positions, entry, "refused", str(exc), exc.errors)
-                    return
-                # SendGrid is unreachable or failing: the batches after this one would fail too.
-                self._errored(batch, positions, entry, "undelivered", str(exc))
+                    parts.extend(self._after_refusal(batch, entry, positions, exc))
+                    continue
+                # SendGrid is unreachable or failing: the parts and batches after this would fail too.
+                for rest in [positions, *(p for p, _ in parts)]:
+                    self._errored(batch, rest, entry, "undelivered", str(exc))
                 if self._abort is None:
                     self._abort = f"batch {batch.index} could not be delivered: {exc}"
                     self._fail(self._abort)
                 return
             entry["attempts"] += stats.attempts
-            entry.update(rate_limited=stats.rate_limited, job_id=job_id, status="pending")
-            self.outcome.pending.append(PendingJob(batch.index, job_id, positions))
-            log.info(
-                "sent batch %d: %d contacts, %d bytes, %d attempt(s)",
-                batch.index,
-                len(positions),
-                len(body),
-                entry["attempts"],
-            )
-            return
-        self._errored(batch, positions, entry, "refused", "SendGrid kept refusing contacts of this batch")
+            entry["rate_limited"] = entry.get("rate_limited", 0) + stats.rate_limited
+            part = len(entry.setdefault("jobs", []))
+            entry["jobs"].append({"job_id": job_id, "contacts": len(positions)})
+            entry.update(job_id=entry.get("job_id") or job_id, status="pending")
+            self.outcome.pending.append(PendingJob(batch.index, job_id, positions, part))
+            log.info("sent batch %d: %d contacts, %d attempt(s)", batch.index, len(positions), entry["attempts"])
+        if len(entry.get("jobs", ())) <= 1:
+            entry.pop("jobs", None)
+
+    def _after_refusal(
+        self, batch: Batch, entry: dict[str, Any], positions: Sequence[int], exc: SendGridError
+    ) -> list[tuple[Sequence[int], None]]:
+        """What to send next after a 4xx for ``positions``: halves, the rest without the
+        contacts named, or nothing (the part is refused)."""
+        half = len(positions) // 2
+        if too_large(exc) and half:
+            entry["split"] = entry.get("split", 0) + 1
+            return [(positions[:half], None), (positions[half:], None)]
+        if exc.status == 400 and not batch_level(exc):
+            named = errors_by_position(exc.errors)
+            if named and all(p < len(positions) for p in named) and len(named) < len(positions):
+                for p in sorted(named):
+                    self._reject(batch, positions[p], named[p])
+                entry["isolated"] = entry.get("isolated", 0) + len(named)
+                entry["error"] = mask_emails(str(exc))[:1000]
+                return [([q for i, q in enumerate(positions) if i not in named], None)]
+            if half:  # SendGrid did not say which: halve until the contacts at fault stand alone
+                entry["bisected"] = entry.get("bisected", 0) + 1
+                return [(positions[:half], None), (positions[half:], None)]
+            if len(positions) == 1:
+                self._reject(batch, positions[0], str(exc))
+                entry["isolated"] = entry.get("isolated", 0) + 1
+                entry["error"] = mask_emails(str(exc))[:1000]
+                return []
+        self._errored(batch, positions, entry, "refused", str(exc), exc.errors)
+        return []
+
+    def _reject(self, batch: Batch, position: int, why: str) -> None:
+        origin = batch.origin(position)
+        self.outcome.rejects.append((origin.source, origin.line, origin.email, "errored", why))
+        self.outcome.errored += 1
 
     def _errored(
         self,
@@ -205,7 +259,8 @@ class BatchSender:
         message: str,
         errors: list[dict[str, Any]] | None = None,
     ) -> None:
-        entry["status"] = status
+        if entry["status"] in (None, status):
+            entry["status"] = status
         entry["error"] = mask_emails(message)[:1000]
         per_contact = errors_by_position(errors or [])
         count = 0

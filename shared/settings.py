@@ -18,6 +18,14 @@ DEFAULT_EXPORTS_CONTAINER = "sendgrid-exports"
 DEFAULT_DESTINATIONS_BLOB = "destinations.json"
 DEFAULT_EXPORT_SCHEDULE = "0 0 3 * * *"
 DEFAULT_EXPORT_QUEUE = "sendgrid-export-jobs"
+# Production SendGrid refuses request bodies over 4 MiB (see README, "SendGrid"): stay below with
+# headroom. The documented 6 MB is the most a setting may raise it to.
+DEFAULT_MAX_BATCH_BYTES = 3_800_000
+MAX_BATCH_BYTES_RANGE = (100_000, 6_000_000)
+# One deadline for all of a run's SendGrid jobs, and one for the run's whole SendGrid work: both
+# well inside host.json's functionTimeout (2 hours).
+DEFAULT_JOB_WAIT_SECONDS = 3600
+DEFAULT_RUN_DEADLINE_SECONDS = 6600
 
 # Identity-based storage settings: NAME__blobServiceUri etc., as the Functions host reads them.
 STORAGE_SUFFIXES = ("__blobServiceUri", "__queueServiceUri", "__accountName", "__clientId")
@@ -56,6 +64,9 @@ class Settings:
     secrets_source: str
     key_vault_url: str | None
     sendgrid_api_base_url: str | None
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
+    job_wait_seconds: int = DEFAULT_JOB_WAIT_SECONDS
+    run_deadline_seconds: int = DEFAULT_RUN_DEADLINE_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -89,7 +100,18 @@ class Settings:
             secrets_source=secrets_source,
             key_vault_url=key_vault_url,
             sendgrid_api_base_url=base_url,
+            max_batch_bytes=_integer(env, "SENDGRID_MAX_BATCH_BYTES", DEFAULT_MAX_BATCH_BYTES, MAX_BATCH_BYTES_RANGE),
+            job_wait_seconds=_integer(env, "SENDGRID_JOB_WAIT_SECONDS", DEFAULT_JOB_WAIT_SECONDS, (1, 86_400)),
+            run_deadline_seconds=_integer(env, "RUN_DEADLINE_SECONDS", DEFAULT_RUN_DEADLINE_SECONDS, (60, 86_400)),
         )
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, bounds: tuple[int, int]) -> int:
+    raw = _get(env, name, str(default))
+    low, high = bounds
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise SettingsError(f"{name} must be a whole number from {low} to {high}, not '{raw[:40]}'.")
+    return int(raw)
 
 
 def _get(env: Mapping[str, str], name: str, default: str) -> str:

@@ -32,6 +32,9 @@ from .storage import BlobNotFound, BlobStore
 MAGIC = b"SGSYNC02"
 _HEADER = struct.Struct("<8sBQ")  # magic, flags, count
 _HAS_EMAILS = 1
+# Mirror mode's departed contacts search could not find yet: key -> epoch second of the first miss.
+_HAS_PENDING = 2
+_PENDING_COUNT = struct.Struct("<Q")
 # A journal: magic, count, the keys, the fingerprints, then (mirror mode) the emails, one a line.
 _JOURNAL = struct.Struct("<8sQ")
 JOURNAL_MAGIC = b"SGJRNL02"
@@ -97,6 +100,8 @@ class SyncState:
     keys: array = field(default_factory=lambda: array("Q"))
     fingerprints: array = field(default_factory=lambda: array("Q"))
     emails: list[str] | None = None  # aligned with keys; kept for mirror mode only
+    # Mirror mode: departed contacts not yet found by search (see shared.removals).
+    pending: dict[int, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -140,18 +145,38 @@ class SyncState:
         keys, fps = array("Q"), array("Q")
         keys.frombytes(raw[start : start + 8 * count])
         fps.frombytes(raw[start + 8 * count : start + 16 * count])
+        start += 16 * count
+        pending: dict[int, int] = {}
+        if flags & _HAS_PENDING:
+            if len(raw) < start + _PENDING_COUNT.size:
+                raise SyncStateError(f"sync state {source} is truncated{hint}.")
+            (waiting,) = _PENDING_COUNT.unpack_from(raw, start)
+            start += _PENDING_COUNT.size
+            if len(raw) < start + 16 * waiting:
+                raise SyncStateError(f"sync state {source} is truncated{hint}.")
+            pending_keys, first_misses = array("Q"), array("Q")
+            pending_keys.frombytes(raw[start : start + 8 * waiting])
+            first_misses.frombytes(raw[start + 8 * waiting : start + 16 * waiting])
+            pending = dict(zip(pending_keys, first_misses, strict=True))
+            start += 16 * waiting
         emails: list[str] | None = None
         if with_emails:
             if flags & _HAS_EMAILS:
-                text = gzip.decompress(raw[start + 16 * count :]).decode("utf-8")
+                text = gzip.decompress(raw[start:]).decode("utf-8")
                 emails = text.split("\n") if count else []
             else:
                 emails = [""] * count  # state from upsert mode: these contacts' emails are unknown
-        return cls(keys, fps, emails)
+        return cls(keys, fps, emails, pending)
 
     def to_bytes(self) -> bytes:
-        flags = _HAS_EMAILS if self.emails is not None else 0
+        flags = (_HAS_EMAILS if self.emails is not None else 0) | (_HAS_PENDING if self.pending else 0)
         parts = [_HEADER.pack(MAGIC, flags, len(self.keys)), self.keys.tobytes(), self.fingerprints.tobytes()]
+        if self.pending:
+            parts += [
+                _PENDING_COUNT.pack(len(self.pending)),
+                array("Q", self.pending.keys()).tobytes(),
+                array("Q", self.pending.values()).tobytes(),
+            ]
         if self.emails is not None:
             parts.append(gzip.compress("\n".join(self.emails).encode("utf-8"), compresslevel=5))
         return b"".join(parts)
@@ -161,9 +186,25 @@ class SyncState:
 
     # -- change ---------------------------------------------------------------------------------
 
-    def merged(self, updates: StateUpdates, *, removed: set[int], keep_emails: bool) -> SyncState:
+    def merged(
+        self,
+        updates: StateUpdates,
+        *,
+        removed: set[int],
+        keep_emails: bool,
+        pending: dict[int, int] | None = None,
+    ) -> SyncState:
         """A new state: this one, less ``removed`` keys and the keys ``updates`` supersede, plus
-        ``updates`` (for a key confirmed twice, the last one)."""
+        ``updates`` (for a key confirmed twice, the last one). ``pending`` replaces the pending
+        map (None keeps this one's); a key confirmed again is no longer pending."""
+        new = self._merged(updates, removed=removed, keep_emails=keep_emails)
+        waiting = self.pending if pending is None else pending
+        if waiting and keep_emails:
+            confirmed = set(updates.keys)
+            new.pending = {k: t for k, t in waiting.items() if k not in confirmed and k not in removed}
+        return new
+
+    def _merged(self, updates: StateUpdates, *, removed: set[int], keep_emails: bool) -> SyncState:
         superseded = set(updates.keys)
         if len(superseded) == len(updates.keys) and superseded.isdisjoint(removed):
             superseded |= removed  # in place: a copy of a million keys would cost 30 MB more

@@ -3,9 +3,11 @@ limits the core and the simulator enforce are the documents' own."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from shared import batching, rows
+from shared import batching, rows, sendgrid, settings
 from shared.export import ExportOptions, queue_run, run_export
 from tests.conftest import destination, make_edges, shared_folder
 from tests.contract.openapi import OpenApiContract
@@ -101,7 +103,12 @@ def test_batch_limits_are_the_documents(contract):
     )
     description = contract.schema("tsg_mc_contacts_v3.json", "/paths/~1v3~1marketing~1contacts/put")["description"]
     assert "up to 30,000 contacts, or 6MB of data" in description
-    assert batching.MAX_BATCH_BYTES == sendgrid_simulator.MAX_BODY_BYTES == 6_000_000
+    assert batching.MAX_BATCH_BYTES == sendgrid_simulator.DOCUMENTED_MAX_BODY_BYTES == 6_000_000
+    # Production refuses more than 4 MiB (README, "SendGrid"): the simulator's default, and the
+    # run's default cap sits below it with headroom; no setting may pass the documented 6 MB.
+    assert sendgrid_simulator.MAX_BODY_BYTES == 4 * 1024 * 1024
+    assert settings.DEFAULT_MAX_BATCH_BYTES <= 0.95 * sendgrid_simulator.MAX_BODY_BYTES
+    assert settings.MAX_BATCH_BYTES_RANGE[1] == batching.MAX_BATCH_BYTES
 
 
 def test_field_limits_are_the_documents(contract):
@@ -120,6 +127,13 @@ def test_field_limits_are_the_documents(contract):
 def test_search_and_list_removal_limits_are_the_documents(contract):
     search = contract.schema("tsg_mc_contacts_v3.json", "/paths/~1v3~1marketing~1contacts~1search~1emails/post")
     assert "up to 100 contacts" in search["description"] and sendgrid_simulator.SEARCH_EMAILS_MAX == 100
+    item = search["requestBody"]["content"]["application/json"]["schema"]["properties"]["emails"]["items"]
+    assert item["maxLength"] == sendgrid_simulator.SEARCH_EMAIL_MAX_LENGTH == sendgrid.SEARCH_EMAIL_MAX_LENGTH == 100
+    assert "400" in search["responses"] and "invalid" in search["description"]
+    removal = contract.schema("tsg_mc_lists_v3.json", "/paths/~1v3~1marketing~1lists~1{id}~1contacts/delete")
+    assert "job_id" in json.dumps(removal["responses"]["202"]) and "contact IDs do not exist" in json.dumps(
+        removal["responses"]["404"]
+    )
     lists_get = contract.schema("tsg_mc_lists_v3.json", "/paths/~1v3~1marketing~1lists/get")
     page_size = next(p for p in lists_get["parameters"] if p["name"] == "page_size")
     assert page_size["schema"]["maximum"] == 1000

@@ -33,9 +33,14 @@ class FakeSendGrid:
             raise self.fail_batches[index]
         return f"job-{index}", CallStats(attempts=1)
 
-    def wait_for_job(self, job_id, *, timeout, interval):
-        count = len(self.bodies[int(job_id.split("-")[1])]["contacts"])
-        return JobResult(job_id, self.job_status, requested=count, created=count)
+    deadline = None
+
+    def wait_for_jobs(self, job_ids, *, deadline, interval, max_interval):
+        results = {}
+        for job_id in job_ids:
+            count = len(self.bodies[int(job_id.split("-")[1])]["contacts"])
+            results[job_id] = JobResult(job_id, self.job_status, requested=count, created=count)
+        return results
 
     def iter_lists(self):
         return iter(self.lists)
