@@ -216,6 +216,8 @@ class BatchSender:
             log.info("sent batch %d: %d contacts, %d attempt(s)", batch.index, len(positions), entry["attempts"])
         if len(entry.get("jobs", ())) <= 1:
             entry.pop("jobs", None)
+        if entry["status"] is None:  # every contact refused one by one: nothing of it was sent
+            entry["status"] = "refused"
 
     def _after_refusal(
         self, batch: Batch, entry: dict[str, Any], positions: Sequence[int], exc: SendGridError

@@ -26,16 +26,27 @@ HOST_SETTINGS = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 }
-# Read by the code but deliberately not deployed: a test and simulator override.
-NOT_DEPLOYED = {"SENDGRID_API_BASE_URL"}
+# Read by the code but deliberately not deployed: a test and simulator override, and tuning knobs
+# whose defaults live in shared/settings.py (an operator adds them as app settings to change them).
+NOT_DEPLOYED = {
+    "SENDGRID_API_BASE_URL",
+    "SENDGRID_MAX_BATCH_BYTES",
+    "SENDGRID_JOB_WAIT_SECONDS",
+    "RUN_DEADLINE_SECONDS",
+}
 
-ROLE_IDS = {
+# Azure's built-in roles, name -> id, as "Azure built-in roles" (learn.microsoft.com,
+# role-based-access-control/built-in-roles: storage, security, monitor) lists them. Every role
+# the Bicep assigns must be one of these under its own name: a typo in an id cannot deploy.
+BUILTIN_ROLES = {
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
     "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
-    "Monitoring Metrics Publisher": "3913510d-42f4-4b42-8039-f8f8b2b60d10",
+    "Key Vault Secrets Officer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+    "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
 }
+ROLE_IDS = BUILTIN_ROLES
 # Each data-plane call the code makes (an SDK method, found in the source), and the roles that allow it.
 DATA_PLANE = {
     "list_blobs": ("blob", {"Storage Blob Data Owner", "Storage Blob Data Contributor"}),
@@ -155,6 +166,22 @@ def test_each_data_plane_call_of_the_code_has_its_role_assignment():
         assert any((scopes[service], ROLE_IDS[role]) in granted for role in allowed), f"{call} has no role assignment"
     # App Insights with local auth off needs the identity to publish.
     assert ("appInsights", ROLE_IDS["Monitoring Metrics Publisher"]) in granted
+
+
+def test_every_role_id_in_the_bicep_is_the_built_in_role_its_name_says():
+    for path in BICEP_FILES:
+        text = path.read_text()
+        # Each role id is declared as `camelCaseRoleName: '<guid>'` (rbac.bicep's roles table).
+        declared = re.findall(
+            r"^\s+(\w+): '([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})'", text, re.M
+        )
+        for key, role_id in declared:
+            name = re.sub(r"(?<!^)(?=[A-Z])", " ", key[0].upper() + key[1:])
+            assert BUILTIN_ROLES.get(name) == role_id, f"{path.name}: {key} is {role_id}, Azure's {name!r} is not"
+        # No role id may hide anywhere else, e.g. inline in a roleDefinitionId.
+        every_guid = set(re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", text))
+        assert every_guid <= {role_id for _, role_id in declared}, f"{path.name}: an undeclared id"
+    assert len(role_assignments()) >= 6  # the scan found the assignments
 
 
 def test_role_assignments_are_named_by_guid_and_the_least_that_work():

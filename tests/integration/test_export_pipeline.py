@@ -174,6 +174,7 @@ def test_a_400_naming_a_contact_isolates_it_with_sendgrids_message(workspace, si
     rows = people(0, 5)
     workspace.put_segment("people.csv", to_csv(rows))
     workspace.put_destinations(destination())
+    simulator.config(indexed_errors=True)  # the form production users report; documented nowhere
     simulator.fault(kind="reject_email", emails=[rows[2][0]], times=1)
     record = run(make_edges(workspace))
     assert record.status == "completed_with_errors"
@@ -188,7 +189,7 @@ def test_a_400_naming_a_contact_isolates_it_with_sendgrids_message(workspace, si
     assert rejected["reason"] == "contacts[2].email: email address is not deliverable"
 
 
-def test_a_400_that_names_no_contact_fails_the_batch_with_sendgrids_message(workspace, simulator):
+def test_a_400_that_names_no_contact_is_isolated_down_to_each_contact_with_sendgrids_message(workspace, simulator):
     workspace.put_segment("people.csv", to_csv(people(0, 3)))
     workspace.put_destinations(destination())
     simulator.fault(
@@ -197,13 +198,22 @@ def test_a_400_that_names_no_contact_fails_the_batch_with_sendgrids_message(work
         message="contacts could not be processed",
         method="PUT",
         path="/v3/marketing/contacts",
-        times=1,
+        times=100,
     )
     record = run(make_edges(workspace))
-    assert record.batches[0]["status"] == "refused"
+    assert record.batches[0]["status"] == "refused" and record.batches[0]["bisected"] >= 1
     assert "SendGrid answered 400: contacts could not be processed" in record.batches[0]["error"]
     assert record.counts["errored"] == 3 and record.conservation_holds()
     assert {r["reason"] for r in rejects_of(workspace, record)} == {record.batches[0]["error"]}
+
+
+def test_a_400_that_names_no_contact_once_costs_no_contact(workspace, simulator):
+    workspace.put_segment("people.csv", to_csv(people(0, 3)))
+    workspace.put_destinations(destination())
+    simulator.fault(kind="status", status=400, message="try again", method="PUT", path="/v3/marketing/contacts")
+    record = run(make_edges(workspace))
+    assert record.status == "succeeded" and record.counts["accepted"] == 3
+    assert record.batches[0]["status"] == "completed" and len(simulator.members("Newsletter")) == 3
 
 
 def test_a_wrong_api_key_fails_the_run_with_a_clear_message(workspace, simulator):

@@ -1,5 +1,6 @@
 import random
 import struct
+from array import array
 
 import pytest
 from hypothesis import given
@@ -132,3 +133,26 @@ def test_a_merge_keeps_the_last_confirmation_of_each_key_less_the_removed(old, n
     assert entries(merged) == expected and len(merged) == len(expected)
     if with_emails:
         assert merged.emails == [f"p{key}@example.com" for key in merged.keys]
+
+
+def test_pending_removals_round_trip_and_end_when_confirmed_or_removed():
+    keys = [email_key(f"p{i}@example.com") for i in range(4)]
+    state = SyncState(
+        keys=array("Q", keys),
+        fingerprints=array("Q", [1, 2, 3, 4]),
+        emails=[f"p{i}@example.com" for i in range(4)],
+        pending={keys[1]: 1_700_000_000, keys[2]: 1_700_000_100},
+    )
+    loaded = SyncState.from_bytes(state.to_bytes(), with_emails=True, source="state.bin")
+    assert loaded.pending == state.pending and list(loaded.emails or []) == state.emails
+    assert SyncState.from_bytes(state.to_bytes(), with_emails=False, source="state.bin").keys == state.keys
+    updates = StateUpdates()
+    updates.add(keys[1], 9, "p1@example.com")  # came back and was confirmed: no longer owed a removal
+    merged = state.merged(updates, removed={keys[2]}, keep_emails=True)
+    assert merged.pending == {}
+    kept = state.merged(StateUpdates(), removed=set(), keep_emails=True)
+    assert kept.pending == state.pending  # None keeps the old map
+    header, entries, count = 17, 4 * 16, 8
+    cut = state.to_bytes()[: header + entries + count + 10]  # inside the pending section
+    with pytest.raises(SyncStateError, match="truncated"):
+        SyncState.from_bytes(cut, with_emails=True, source="state.bin")
