@@ -1,0 +1,86 @@
+"""Mirror mode's removals with a fake SendGrid: pending contacts, give-up, and a corrupt state."""
+
+from __future__ import annotations
+
+from array import array
+from types import SimpleNamespace
+
+from shared.removals import PENDING_GIVE_UP_SECONDS, remove_departed
+from shared.sendgrid import JobResult
+from shared.sync_state import SyncState, email_key
+
+NOW = 1_800_000_000
+
+
+class FakeSendGrid:
+    deadline = None
+
+    def __init__(self, contacts: dict[str, str]):
+        self.contacts = contacts  # email -> id of those search can find
+        self.removed: list[str] = []
+
+    def search_emails(self, emails):
+        return {e: self.contacts[e] for e in emails if e in self.contacts}
+
+    def search_email_by_query(self, email):
+        return self.contacts.get(email)
+
+    def remove_from_list(self, list_id, contact_ids):
+        self.removed.extend(contact_ids)
+        return f"job-{len(self.removed)}"
+
+    def wait_for_jobs(self, job_ids, **_):
+        return {job_id: JobResult(job_id, "completed") for job_id in job_ids}
+
+
+def record():
+    return SimpleNamespace(run_id="r1", removals={}, counts={"removed": 0})
+
+
+def options():
+    return SimpleNamespace(dry_run=False, force_removals=True)
+
+
+def state_of(emails: list[str], pending=None) -> SyncState:
+    keys = array("Q", [email_key(e) for e in emails])
+    return SyncState(keys, array("Q", range(len(emails))), list(emails), pending or {})
+
+
+def removal(client, state, present, rec):
+    return remove_departed(
+        client,
+        ["list-1"],
+        state,
+        present,
+        record=rec,
+        options=options(),
+        failed=False,
+        max_fraction=1.0,
+        job_wait_seconds=10,
+        poll_interval=0.01,
+        poll_max_interval=0.01,
+        now=NOW,
+    )
+
+
+def test_a_contact_search_never_finds_is_pending_then_let_go_after_a_week():
+    emails = ["kept@example.com", "new@example.com", "old@example.com", "found@example.com"]
+    state = state_of(emails, pending={email_key("old@example.com"): NOW - PENDING_GIVE_UP_SECONDS - 1})
+    client = FakeSendGrid({"found@example.com": "id-found"})
+    rec = record()
+    done, pending = removal(client, state, {email_key("kept@example.com")}, rec)
+    assert client.removed == ["id-found"]
+    assert done == {email_key("found@example.com"), email_key("old@example.com")}
+    assert pending == {email_key("new@example.com"): NOW}
+    assert rec.removals["pending"] == 1 and rec.removals["not_found"] == 1 and rec.counts["removed"] == 1
+
+
+def test_stored_emails_that_do_not_match_their_keys_are_never_removed():
+    emails = ["a@example.com", "b@example.com", "c@example.com"]
+    state = state_of(emails)
+    state.emails = ["b@example.com", "c@example.com", "a@example.com"]  # shifted by one: corrupt
+    client = FakeSendGrid({e: f"id-{e}" for e in emails})
+    rec = record()
+    done, pending = removal(client, state, {email_key("a@example.com")}, rec)
+    assert client.removed == [] and done == set() and pending == {}
+    assert rec.removals["mismatched"] == 2 and "corrupt" in rec.removals["reason"]
