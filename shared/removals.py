@@ -243,7 +243,7 @@ class _Removal:
                 result = results[job_id]
                 if result.status == "completed":
                     continue
-                if result.status == "unknown" and result.raw.get("status_code") == 404:
+                if result.status == "unknown" and result.error_status == 404:
                     unfollowed += 1  # SendGrid offers no status for this job: its 202 is all we have
                     continue
                 unconfirmed.update(ids)

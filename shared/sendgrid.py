@@ -54,6 +54,7 @@ class JobResult:
     errors_url: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # why the status could not be learned (status ``unknown``)
+    error_status: int | None = None  # and SendGrid's answer then, if it gave one
 
 
 class SendGridClient:
@@ -127,8 +128,7 @@ class SendGridClient:
                 try:
                     result = self.import_status(job_id)
                 except SendGridError as exc:
-                    result = JobResult(job_id=job_id, status="unknown", error=str(exc), errors_url=None)
-                    result.raw = {"status_code": exc.status}
+                    result = JobResult(job_id=job_id, status="unknown", error=str(exc), error_status=exc.status)
                 if result.status in JOB_END_STATES or result.status == "unknown":
                     results[job_id] = result
                     del due[job_id]

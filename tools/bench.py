@@ -29,6 +29,7 @@ import requests
 from azure.storage.blob import BlobServiceClient
 
 from shared.batching import BatchSpool, encode_contact
+from shared.settings import DEFAULT_MAX_BATCH_BYTES
 from tools.storage_emulator import Emulator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -148,7 +149,7 @@ def run_cli(env: dict[str, str], *args: str) -> tuple[dict, float, float]:
 
 def baseline(service: BlobServiceClient, sim_url: str, list_id: str, n: int) -> float:
     """Stream the same blobs and send pre-built payloads (built before the clock starts)."""
-    spool = BatchSpool([list_id])
+    spool = BatchSpool([list_id], max_bytes=DEFAULT_MAX_BATCH_BYTES)  # the export's own cap
     for i in range(n):
         spool.add(
             encode_contact(
