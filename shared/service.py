@@ -24,7 +24,7 @@ from .export import (
 )
 from .jobs import ExportJob, MalformedJob
 from .locks import LockHeld
-from .records import FINAL_STATUSES, RunRecord, iso, new_run_id, utc_now
+from .records import FINAL_STATUSES, CorruptRunRecord, RunRecord, iso, new_run_id, utc_now
 from .settings import Settings
 from .telemetry import emit_run_event
 
@@ -115,7 +115,11 @@ def on_job(edges: Edges, body: str | bytes, *, dequeue_count: int = 1) -> RunRec
     except MalformedJob as exc:
         _record_malformed(edges, body, str(exc))
         return None  # dropped: a malformed message would fail the same way every time
-    record = edges.records.load(job.destination, job.run_id)
+    try:
+        record = edges.records.load(job.destination, job.run_id)
+    except CorruptRunRecord as exc:
+        log.warning("%s; the job starts it afresh", exc)
+        record = None
     if record is None:  # enqueued by something other than this app: give it a record now
         record = RunRecord(
             run_id=job.run_id,
