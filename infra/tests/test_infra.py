@@ -26,8 +26,9 @@ HOST_SETTINGS = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 }
-# Read by the code but deliberately not deployed: a test and simulator override.
-NOT_DEPLOYED = {"SENDGRID_API_BASE_URL"}
+# Read by the code but deliberately not deployed: a test and simulator override, and the flag
+# App Service itself sets when its authentication is turned on.
+NOT_DEPLOYED = {"SENDGRID_API_BASE_URL", "WEBSITE_AUTH_ENABLED"}
 
 ROLE_IDS = {
     "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
