@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         settings = Settings.from_env()
-        edges = build_edges(settings)
+        edges = build_edges(settings, fail_fast=True)
         if args.command == "export":
             return _export(edges, args)
         if args.command == "destinations":

@@ -154,3 +154,19 @@ def test_storage_that_refuses_is_one_clear_line_not_a_traceback(workspace, simul
     assert proc.returncode == 1, proc.stderr
     assert "error: Azure Storage (ClientAuthenticationError)" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_unreachable_storage_fails_within_seconds_in_one_line(workspace, simulator):
+    import time
+
+    from tools.storage_emulator import ACCOUNT, ACCOUNT_KEY, free_port
+
+    closed = f"http://127.0.0.1:{free_port()}/{ACCOUNT}"  # nothing listens there
+    unreachable = f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};BlobEndpoint={closed};"
+    started = time.monotonic()
+    proc = cli(workspace, "export", "newsletter", env_overrides={"EXPORT_STORAGE": unreachable})
+    assert time.monotonic() - started < 20
+    assert proc.returncode == 1 and proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("error: Azure Storage (ServiceRequestError)") and "Check EXPORT_STORAGE" in line
+    assert ACCOUNT_KEY not in line
