@@ -7,7 +7,11 @@ import logging
 
 import azure.functions as func
 
-from shared import http_api, service
+from shared import http_api, privacy, service
+
+# The worker has put its handler (the one that forwards to the host and Application Insights) on
+# the root logger before it imports this module: redact there, the one way out of the process.
+privacy.install_redacting_filter(logging.getLogger())
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

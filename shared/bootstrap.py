@@ -29,7 +29,9 @@ def build_edges(
     credential: Any | None = None,
     environ: Mapping[str, str] | None = None,
     key_vault_options: Mapping[str, Any] | None = None,
+    fail_fast: bool = False,
 ) -> Edges:
+    """``fail_fast``: storage calls give up within about 15 s (the CLI; see :func:`blob_service_client`)."""
     needs_identity = (
         settings.export_storage.uses_identity
         or settings.host_storage.uses_identity
@@ -38,7 +40,7 @@ def build_edges(
     return_large_buffers_to_the_os()
     if credential is None and needs_identity:
         credential = default_credential(settings)
-    service = blob_service_client(settings.export_storage, credential)
+    service = blob_service_client(settings.export_storage, credential, fail_fast=fail_fast)
     secrets: SecretProvider
     if settings.secrets_source == "keyvault":
         assert settings.key_vault_url is not None

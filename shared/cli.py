@@ -1,6 +1,7 @@
 """``python -m shared``: the same core and settings as the Functions app, from a shell.
 
-Exit codes: 0 succeeded, 3 completed_with_errors or skipped, 1 failed, 2 bad usage or configuration.
+Exit codes: 0 succeeded, 3 completed_with_errors or skipped, 1 failed, 2 bad usage or configuration,
+130 interrupted (Ctrl-C).
 Progress goes to stderr; the final run record (JSON) to stdout.
 """
 
@@ -23,6 +24,7 @@ from .service import run_now
 from .settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 STATUS_EXIT = {"succeeded": EXIT_OK, "completed_with_errors": EXIT_PARTIAL, "skipped": EXIT_PARTIAL}
 
 
@@ -35,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         settings = Settings.from_env()
-        edges = build_edges(settings)
+        edges = build_edges(settings, fail_fast=True)
         if args.command == "export":
             return _export(edges, args)
         if args.command == "destinations":
@@ -56,6 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             records = edges.records.recent(args.name, args.limit)
             _print_json({"runs": [r.to_dict() for r in records]})
             return EXIT_OK
+    except KeyboardInterrupt:
+        # The run has released its lock and recorded itself failed (interrupted) on the way out.
+        logging.disable(logging.CRITICAL)  # a thread still winding down must not log after the last line
+        print("interrupted; safe to run again", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (SettingsError, ConfigError, ConsentError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

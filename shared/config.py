@@ -14,9 +14,11 @@ from typing import Any
 
 from .errors import ConfigError, ConsentError, UnknownDestinationError
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
-_LIST_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
+# \Z, not $: $ also matches before a final newline, and "newsletter\n" would be a second
+# destination, with its own lock, on the same list.
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
+_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}\Z")
+_LIST_ID = re.compile(r"^[0-9A-Za-z-]{1,64}\Z")
 
 REGION_BASE_URLS = {"global": "https://api.sendgrid.com", "eu": "https://api.eu.sendgrid.com"}
 
@@ -148,6 +150,11 @@ def parse_destinations(text: str | bytes, source: str = "destinations.json") -> 
         doc = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{source} nests arrays or objects too deeply to read (a valid file needs a few levels): "
+            "fix the file and upload it again."
+        ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("destinations"), list):
         raise ConfigError(f'{source} must be an object with a "destinations" array.')
     unknown = set(doc) - {"destinations", "$schema"}

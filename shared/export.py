@@ -257,7 +257,9 @@ class _Run:
                 custom_fields = self.resolve_custom_fields(client, destination)
             self.store.save(record)
             with self.stage("state"):
-                state = SyncState.load(self.edges.exports, destination.name, with_emails=self.mirror)
+                state = SyncState.load(
+                    self.edges.exports, destination.name, with_emails=self.mirror, discard_corrupt=self.options.full
+                )
             # Resolve every segment before reading any, so a missing one fails the run up front.
             plan = [(segment, resolve_segment(self.edges.segments, segment)) for segment in destination.segments]
             spool = BatchSpool(

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
 from .config import NAME_PATTERN
 from .errors import ConfigError, ConsentError, ExportError, SettingsError, UnknownDestinationError
@@ -20,12 +20,15 @@ from .export import DestinationDisabledError, Edges, ExportOptions, load_destina
 from .jobs import OPTION_NAMES, RUN_ID_PATTERN
 from .preflight import run_checks
 from .privacy import mask_emails
+from .records import CorruptRunRecord
 from .service import enqueue_export
 
 log = logging.getLogger(__name__)
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
+MAX_PRINCIPAL_CHARS = 256
+_WHOLE_NUMBER = re.compile(r"^[0-9]{1,9}\Z")
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,8 @@ def handle(handler: Handler, edges_factory: Callable[[], Edges], request: ApiReq
         return error(500, "configuration_error", str(exc))
     except SettingsError as exc:
         return error(500, "configuration_error", str(exc))
+    except CorruptRunRecord as exc:
+        return error(500, "run_record_corrupt", str(exc))
     except ExportError as exc:
         return error(503, "unavailable", str(exc))
     except Exception as exc:
@@ -104,6 +109,10 @@ def _options(body: bytes) -> ExportOptions:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("invalid_body", "the body must be JSON.") from None
+    except RecursionError:
+        raise BadRequest(
+            "invalid_body", 'the body nests too deeply; it must be a flat JSON object, e.g. {"dry_run": true}.'
+        ) from None
     if not isinstance(data, dict):
         raise BadRequest("invalid_body", 'the body must be a JSON object, e.g. {"dry_run": true}.')
     unknown = sorted(set(data) - set(OPTION_NAMES))
@@ -119,7 +128,8 @@ def _limit(request: ApiRequest) -> int:
     raw = request.query.get("limit")
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # Not str.isdigit(): it takes "²" and other digits int() refuses.
+    if not _WHOLE_NUMBER.match(raw) or not 1 <= int(raw) <= MAX_LIMIT:
         raise BadRequest("invalid_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}.")
     return int(raw)
 
@@ -141,12 +151,24 @@ def list_destinations(edges: Edges, request: ApiRequest) -> ApiResponse:
 def start_export(edges: Edges, request: ApiRequest) -> ApiResponse:
     name = _name(request)
     options = _options(request.body)
-    requested_by = request.header("X-MS-CLIENT-PRINCIPAL-NAME")
-    record = enqueue_export(edges, name, trigger="on_demand", requested_by=requested_by, options=options)
-    parsed = urlparse(request.url)
-    status_url = f"{parsed.scheme}://{parsed.netloc}/api/destinations/{name}/exports/{record.run_id}"
+    record = enqueue_export(edges, name, trigger="on_demand", requested_by=_principal(edges, request), options=options)
+    # Relative, not built from the Host header: a caller chooses that header, and the link would
+    # send whoever follows it (and their function key) to the caller's host.
+    status_url = f"/api/destinations/{name}/exports/{record.run_id}"
     body = {"run_id": record.run_id, "status": record.status, "status_url": status_url}
     return ApiResponse(202, body, {"Location": status_url})
+
+
+def _principal(edges: Edges, request: ApiRequest) -> str | None:
+    """Who asked, when App Service authentication vouches for it; otherwise nobody is named.
+
+    Without authentication, ``X-MS-CLIENT-PRINCIPAL-NAME`` is whatever a caller with a function
+    key chose to send.
+    """
+    if not edges.settings.app_service_auth:
+        return None
+    name = (request.header("X-MS-CLIENT-PRINCIPAL-NAME") or "").strip()
+    return name[:MAX_PRINCIPAL_CHARS] or None
 
 
 def list_exports(edges: Edges, request: ApiRequest) -> ApiResponse:

@@ -21,7 +21,7 @@ from .settings import StorageSettings
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
 
-RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}\Z")  # \Z: $ would take a final newline
 TRIGGERS = ("schedule", "on_demand", "cli")
 OPTION_NAMES = ("dry_run", "full", "force_removals")
 

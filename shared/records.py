@@ -11,13 +11,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import secrets
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .errors import ExportError
 from .storage import BlobNotFound, BlobStore
+
+log = logging.getLogger(__name__)
 
 FINAL_STATUSES = frozenset({"succeeded", "completed_with_errors", "failed", "skipped"})
 COUNT_NAMES = (
@@ -116,6 +120,12 @@ class RunRecord:
         return c["read"] == c["invalid"] + c["duplicate"] + c["unchanged"] + c["sent"]
 
 
+class CorruptRunRecord(ExportError):
+    def __init__(self, blob: str, why: str):
+        self.blob = blob
+        super().__init__(f"run record {blob} is corrupt ({why}); delete it, or leave it: later runs skip it.")
+
+
 class RunRecordStore:
     def __init__(self, exports: BlobStore):
         self._exports = exports
@@ -127,25 +137,73 @@ class RunRecordStore:
         )
 
     def load(self, destination: str, run_id: str) -> RunRecord | None:
+        """The record, None if there is none, or :class:`CorruptRunRecord`."""
+        name = record_blob_name(destination, run_id)
         try:
-            data = json.loads(self._exports.read_bytes(record_blob_name(destination, run_id)))
+            return self._parse(name, self._exports.read_bytes(name))
         except BlobNotFound:
             return None
-        return RunRecord.from_dict(data)
 
     def recent(self, destination: str, limit: int = 20) -> list[RunRecord]:
-        """Newest first; run ids sort by time, so names do the ordering."""
+        """Newest first; run ids sort by time, so names do the ordering. A corrupt record is
+        skipped with a warning: one bad blob must not fail every later run and every listing."""
         names = sorted(
             (b.name for b in self._exports.list_blobs(f"runs/{destination}/") if b.name.endswith(".json")),
             reverse=True,
         )
         records: list[RunRecord] = []
-        for name in names[:limit]:
+        for name in names:
+            if len(records) >= limit:
+                break
             try:
-                records.append(RunRecord.from_dict(json.loads(self._exports.read_bytes(name))))
+                records.append(self._parse(name, self._exports.read_bytes(name)))
             except BlobNotFound:  # deleted between list and read
                 continue
+            except CorruptRunRecord as exc:
+                log.warning("%s", exc)
         return records
+
+    @staticmethod
+    def _parse(name: str, raw: bytes) -> RunRecord:
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise CorruptRunRecord(name, f"not JSON: {type(exc).__name__}") from None
+        if not isinstance(data, dict):
+            raise CorruptRunRecord(name, "not a JSON object")
+        try:
+            record = RunRecord.from_dict(data)
+        except TypeError:  # a required field is missing
+            raise CorruptRunRecord(name, "fields are missing") from None
+        problems = [
+            key
+            for key, kind in _FIELD_TYPES.items()
+            if not isinstance(getattr(record, key), kind) and getattr(record, key) is not None
+        ]
+        if problems or not isinstance(record.run_id, str) or not isinstance(record.destination, str):
+            raise CorruptRunRecord(name, f"wrong type of {', '.join(problems) or 'run_id or destination'}")
+        return record
+
+
+# What a record read back must hold for the code that reads it (the listings, the abandoned-run
+# scan, the worker) to work; None is allowed where the dataclass allows it.
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "trigger": str,
+    "requested_by": str,
+    "options": dict,
+    "status": str,
+    "queued_at": str,
+    "started_at": str,
+    "finished_at": str,
+    "lists": list,
+    "segments": list,
+    "counts": dict,
+    "batches": list,
+    "removals": dict,
+    "errors": list,
+    "rejects_blob": str,
+    "timings": dict,
+}
 
 
 class RejectsWriter:

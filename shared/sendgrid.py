@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlparse
 import requests
 
 from .errors import SendGridAuthError, SendGridError
-from .privacy import mask_emails
+from .privacy import mask_emails, redact_secrets, register_secret, registered_secrets
 from .retry import RETRYABLE_STATUSES, RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class SendGridClient:
         self._base = base_url.rstrip("/")
         # Epoch second past which no call waits or retries (set by the run); None: no bound.
         self.deadline: float | None = None
+        register_secret(api_key)  # so that SendGrid quoting it back never carries it on (_errors)
         self._session = session or requests.Session()
         self._session.headers.update(
             {
@@ -350,12 +351,19 @@ def _errors(response: requests.Response) -> list[dict[str, Any]]:
     errors = body.get("errors") if isinstance(body, dict) else None
     if isinstance(errors, dict):
         errors = [errors]
-    return [e for e in errors or [] if isinstance(e, dict)]
+    # Redacted here, the one way SendGrid's words enter the app: they reach records and rejects.
+    known = registered_secrets()
+    return [
+        {k: redact_secrets(v, *known) if isinstance(v, str) else v for k, v in e.items()}
+        for e in errors or []
+        if isinstance(e, dict)
+    ]
 
 
 def _error_text(response: requests.Response) -> str:
-    """SendGrid's own words, with any address in them masked: this text reaches logs and records."""
-    return mask_emails(_raw_error_text(response))
+    """SendGrid's own words, with any address and any secret in them masked: this text reaches
+    logs and records."""
+    return mask_emails(redact_secrets(_raw_error_text(response), *registered_secrets()))
 
 
 def _raw_error_text(response: requests.Response) -> str:

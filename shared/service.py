@@ -7,12 +7,14 @@ job, and the queue worker runs it, one run at a time per destination.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
+from typing import IO, Any, cast
 
 from .bootstrap import build_edges
-from .errors import ExportError
+from .errors import ExportError, SendGridError
 from .export import (
     Edges,
     ExportOptions,
@@ -23,9 +25,11 @@ from .export import (
     run_export,
 )
 from .jobs import ExportJob, MalformedJob
-from .locks import LockHeld
-from .records import FINAL_STATUSES, RunRecord, iso, new_run_id, utc_now
+from .locks import HeldLock, LockHeld
+from .records import FINAL_STATUSES, CorruptRunRecord, RunRecord, iso, new_run_id, utc_now
+from .sendgrid import SendGridClient
 from .settings import Settings
+from .storage import BlobStore
 from .telemetry import emit_run_event
 
 log = logging.getLogger(__name__)
@@ -115,7 +119,11 @@ def on_job(edges: Edges, body: str | bytes, *, dequeue_count: int = 1) -> RunRec
     except MalformedJob as exc:
         _record_malformed(edges, body, str(exc))
         return None  # dropped: a malformed message would fail the same way every time
-    record = edges.records.load(job.destination, job.run_id)
+    try:
+        record = edges.records.load(job.destination, job.run_id)
+    except CorruptRunRecord as exc:
+        log.warning("%s; the job starts it afresh", exc)
+        record = None
     if record is None:  # enqueued by something other than this app: give it a record now
         record = RunRecord(
             run_id=job.run_id,
@@ -134,11 +142,19 @@ def on_job(edges: Edges, body: str | bytes, *, dequeue_count: int = 1) -> RunRec
 
 
 def run_locked(edges: Edges, record: RunRecord, *, attempt: int = 1) -> RunRecord:
-    """Run under the destination's lock; a held lock ends the run ``skipped``, naming the holder."""
+    """Run under the destination's lock; a held lock ends the run ``skipped``, naming the holder.
+
+    A lock lost mid-run (see :mod:`shared.locks`) stops the sending and ends the run ``failed``;
+    an interrupt (Ctrl-C) releases the lock and ends it ``failed`` at once, then goes on up.
+    """
+    held: HeldLock | None = None
     try:
-        with edges.lock.hold(record.destination, record.run_id):
+        with edges.lock.hold(record.destination, record.run_id) as held:
             _close_abandoned_runs(edges, record)
-            return run_export(edges, record)
+            record = run_export(_only_while_held(edges, held), record)
+        if held.lost.is_set():
+            return _end_lost(edges, record, held)
+        return record
     except LockHeld as exc:
         record.status = "skipped"
         record.errors.append(str(exc))
@@ -147,7 +163,17 @@ def run_locked(edges: Edges, record: RunRecord, *, attempt: int = 1) -> RunRecor
         emit_run_event(record)
         log.warning("run %s of %s skipped: lock held by %s", record.run_id, record.destination, exc.holder)
         return record
+    except KeyboardInterrupt:
+        # The lock is released already (the with block ended); the record must not stay "running".
+        record.status = "failed"
+        record.errors.append(INTERRUPTED)
+        record.finished_at = iso(utc_now())
+        edges.records.save(record)
+        emit_run_event(record)
+        raise
     except Exception as exc:
+        if held is not None and held.lost.is_set():  # what failed is what the lost lock stopped
+            return _end_lost(edges, record, held)
         reason = describe_unexpected(exc)
         if not record.errors or record.errors[-1] != reason:  # the run may have recorded it already
             record.errors.append(reason)
@@ -162,6 +188,99 @@ def run_locked(edges: Edges, record: RunRecord, *, attempt: int = 1) -> RunRecor
         if record.status == "failed":
             emit_run_event(record)
         raise
+
+
+INTERRUPTED = (
+    "the run was interrupted (Ctrl-C or a stop signal) and its lock released; contacts SendGrid had "
+    "confirmed are kept in the sync state, and running the export again sends the rest."
+)
+
+
+class SendingStopped(SendGridError):
+    """The run's lock is lost: nothing more may reach SendGrid."""
+
+
+class _SendingWhileHeld:
+    """A SendGrid client that refuses every call once the run's lock is lost."""
+
+    def __init__(self, client: SendGridClient, held: HeldLock):
+        self._client = client
+        self._held = held
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The run sets the client's deadline: it must reach the client that waits, not this wrapper.
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._client, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr) or name == "close":
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self._held.lost.is_set():
+                raise SendingStopped(self._held.lost_reason or "the lock was lost")
+            return attr(*args, **kwargs)
+
+        return call
+
+
+class _StateWritesWhileHeld:
+    """The exports container, but the sync state (``state/``) is written only while the lock holds:
+    a run that lost its lock must not overwrite, or delete the journals of, the run that took it."""
+
+    def __init__(self, exports: BlobStore, held: HeldLock):
+        self._exports = exports
+        self._held = held
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._exports, name)
+
+    def _check(self, name: str) -> None:
+        if name.startswith("state/"):
+            self._held.check()
+
+    def write_bytes(self, name: str, data: bytes, *, content_type: str) -> None:
+        self._check(name)
+        self._exports.write_bytes(name, data, content_type=content_type)
+
+    def write_stream(self, name: str, stream: IO[bytes], *, content_type: str) -> None:
+        self._check(name)
+        self._exports.write_stream(name, stream, content_type=content_type)
+
+    def delete(self, name: str) -> None:
+        self._check(name)
+        self._exports.delete(name)
+
+
+def _only_while_held(edges: Edges, held: HeldLock) -> Edges:
+    """The run's edges: SendGrid calls and sync-state writes stop once the lock is lost.
+
+    The run core needs no change for it; a per-run copy, as the process's edges are shared.
+    """
+    make_client = edges.sendgrid
+
+    def sendgrid(base_url: str, api_key: str) -> SendGridClient:
+        return cast(SendGridClient, _SendingWhileHeld(make_client(base_url, api_key), held))
+
+    exports = cast(BlobStore, _StateWritesWhileHeld(edges.exports, held))
+    return dataclasses.replace(edges, sendgrid=sendgrid, exports=exports)
+
+
+def _end_lost(edges: Edges, record: RunRecord, held: HeldLock) -> RunRecord:
+    reason = held.lost_reason or "the lock was lost"
+    was = record.status
+    record.status = "failed"
+    if reason not in record.errors:
+        record.errors.append(reason)
+    record.finished_at = iso(utc_now())
+    edges.records.save(record)
+    if was != "failed":  # the run's own end emitted its event as failed already
+        emit_run_event(record)
+    log.error("run %s of %s failed: its lock was lost", record.run_id, record.destination)
+    return record
 
 
 def _close_abandoned_runs(edges: Edges, current: RunRecord) -> None:

@@ -30,11 +30,12 @@ DEFAULT_RUN_DEADLINE_SECONDS = 6600
 # Identity-based storage settings: NAME__blobServiceUri etc., as the Functions host reads them.
 STORAGE_SUFFIXES = ("__blobServiceUri", "__queueServiceUri", "__accountName", "__clientId")
 
-_CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+# \Z, not $, here and below: $ also matches before a final newline.
+_CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]\Z")
 # Queue names follow the same rules as container names.
 _QUEUE_NAME = _CONTAINER_NAME
 # NCRONTAB as Azure Functions takes it: six fields, seconds first.
-_NCRONTAB_FIELD = re.compile(r"^[0-9A-Za-z*/,\-]+$")
+_NCRONTAB_FIELD = re.compile(r"^[0-9A-Za-z*/,\-]+\Z")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,27 @@ class StorageSettings:
     @property
     def uses_identity(self) -> bool:
         return self.connection_string is None
+
+    def __repr__(self) -> str:
+        # Settings end up in tracebacks and debug logs: an account key or a SAS must not.
+        return (
+            f"StorageSettings(setting_name={self.setting_name!r}, "
+            f"connection_string={_without_secrets(self.connection_string)!r}, "
+            f"blob_service_uri={_without_query(self.blob_service_uri)!r}, "
+            f"queue_service_uri={_without_query(self.queue_service_uri)!r}, client_id={self.client_id!r})"
+        )
+
+
+# Connection string keys whose values are secrets (AccountKey, SharedAccessSignature, ...).
+_SECRET_PART = re.compile(r"(?i)\b((?:AccountKey|SharedAccessSignature|SharedAccessKey|AccessKey)=)[^;]*")
+
+
+def _without_secrets(connection_string: str | None) -> str | None:
+    return _SECRET_PART.sub(r"\1***", connection_string) if connection_string else connection_string
+
+
+def _without_query(uri: str | None) -> str | None:
+    return uri.split("?", 1)[0] + "?***" if uri and "?" in uri else uri
 
 
 @dataclass(frozen=True)
@@ -67,6 +89,9 @@ class Settings:
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     job_wait_seconds: int = DEFAULT_JOB_WAIT_SECONDS
     run_deadline_seconds: int = DEFAULT_RUN_DEADLINE_SECONDS
+    # App Service authentication is on: only then has the platform stripped a caller's own
+    # X-MS-CLIENT-PRINCIPAL* headers and set its own, so only then are they worth believing.
+    app_service_auth: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -103,6 +128,7 @@ class Settings:
             max_batch_bytes=_integer(env, "SENDGRID_MAX_BATCH_BYTES", DEFAULT_MAX_BATCH_BYTES, MAX_BATCH_BYTES_RANGE),
             job_wait_seconds=_integer(env, "SENDGRID_JOB_WAIT_SECONDS", DEFAULT_JOB_WAIT_SECONDS, (1, 86_400)),
             run_deadline_seconds=_integer(env, "RUN_DEADLINE_SECONDS", DEFAULT_RUN_DEADLINE_SECONDS, (60, 86_400)),
+            app_service_auth=_flag(env, "WEBSITE_AUTH_ENABLED"),
         )
 
 
@@ -117,6 +143,13 @@ def _integer(env: Mapping[str, str], name: str, default: int, bounds: tuple[int,
 def _get(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name)
     return default if value is None or value.strip() == "" else value.strip()
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = _get(env, name, "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise SettingsError(f"{name} must be true or false, not '{value}'.")
+    return value in ("true", "1")
 
 
 def _storage_settings(env: Mapping[str, str], names: tuple[str, ...]) -> StorageSettings:

@@ -14,13 +14,15 @@ from typing import IO, Any, Protocol
 from urllib.parse import urlparse
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings
+from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings, ExponentialRetry
 
 from .errors import ExportError
 from .settings import StorageSettings
 
 # Chunks of this size bound the memory a streamed read holds at once.
 READ_CHUNK_BYTES = 4 * 1024 * 1024
+# The connect timeout bounds each try at an address that does not answer at all.
+FAIL_FAST_OPTIONS: dict[str, Any] = {"connection_timeout": 3, "read_timeout": 60}
 
 
 class BlobNotFound(ExportError):
@@ -115,12 +117,25 @@ class AzureBlobStore:
             self._container.delete_blob(name)
 
 
-def blob_service_client(storage: StorageSettings, credential: Any | None = None) -> BlobServiceClient:
-    """The one place a BlobServiceClient is built: from a connection string, or an identity."""
+def blob_service_client(
+    storage: StorageSettings, credential: Any | None = None, *, fail_fast: bool = False
+) -> BlobServiceClient:
+    """The one place a BlobServiceClient is built: from a connection string, or an identity.
+
+    ``fail_fast`` (the CLI): someone is waiting at a terminal, so unreachable storage is reported
+    within about 15 s, where the SDK's own policy (15 s, 18 s, 24 s... between tries) rides out an
+    outage of a minute and more, which suits the unattended worker.
+    """
     options: dict[str, Any] = {
         "max_single_get_size": READ_CHUNK_BYTES,
         "max_chunk_get_size": READ_CHUNK_BYTES,
     }
+    if fail_fast:
+        options.update(FAIL_FAST_OPTIONS)
+        # Waits of about 1, 3 and 5 s (each +-1 s): refused connections give up within about 12 s.
+        options["retry_policy"] = ExponentialRetry(
+            initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1
+        )
     if storage.connection_string:
         return BlobServiceClient.from_connection_string(storage.connection_string, **options)
     assert storage.blob_service_uri is not None

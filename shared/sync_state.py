@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import struct
+import zlib
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +30,8 @@ from operator import not_
 
 from .errors import ExportError
 from .storage import BlobNotFound, BlobStore
+
+log = logging.getLogger(__name__)
 
 MAGIC = b"SGSYNC02"
 _HEADER = struct.Struct("<8sBQ")  # magic, flags, count
@@ -95,6 +99,14 @@ class SyncStateError(ExportError):
     pass
 
 
+def corrupt(blob: str, why: str) -> SyncStateError:
+    """The one wording of a corrupt state or journal: which blob, why, and the two ways out."""
+    return SyncStateError(
+        f"the sync state is corrupt ({blob}: {why}): delete {blob} or run with --full "
+        "(either way the next run sends every contact once)."
+    )
+
+
 @dataclass
 class SyncState:
     keys: array = field(default_factory=lambda: array("Q"))
@@ -116,32 +128,45 @@ class SyncState:
     # -- persistence ----------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, store: BlobStore, destination: str, *, with_emails: bool) -> SyncState:
+    def load(cls, store: BlobStore, destination: str, *, with_emails: bool, discard_corrupt: bool = False) -> SyncState:
+        """The state and any journals a dead run left. ``discard_corrupt`` (a ``--full`` run, which
+        sends everyone anyway) starts afresh from a corrupt state or journal instead of failing."""
+        empty = cls(emails=[] if with_emails else None)
         try:
             raw = store.read_bytes(state_blob_name(destination))
         except BlobNotFound:
-            state = cls(emails=[] if with_emails else None)
+            state = empty
         else:
-            state = cls.from_bytes(raw, with_emails=with_emails, source=state_blob_name(destination))
+            try:
+                state = cls.from_bytes(raw, with_emails=with_emails, source=state_blob_name(destination))
+            except SyncStateError as exc:
+                if not discard_corrupt:
+                    raise
+                log.warning("%s; a full run starts from an empty state (earlier mirror removals are forgotten)", exc)
+                state = empty
         journals = sorted(b.name for b in store.list_blobs(journal_prefix(destination)))
         if journals:
             updates = StateUpdates()
             for name in journals:
-                updates.extend_from_journal(store.read_bytes(name))
+                try:
+                    updates.extend_from_journal(store.read_bytes(name), source=name)
+                except SyncStateError as exc:
+                    if not discard_corrupt:
+                        raise
+                    log.warning("%s; a full run goes on without it", exc)
             state = state.merged(updates, removed=set(), keep_emails=with_emails)
         return state
 
     @classmethod
     def from_bytes(cls, raw: bytes, *, with_emails: bool, source: str) -> SyncState:
-        hint = "; delete it to resend everything once"
         if len(raw) < _HEADER.size:
-            raise SyncStateError(f"sync state {source} is truncated{hint}.")
+            raise corrupt(source, "it is truncated")
         magic, flags, count = _HEADER.unpack_from(raw)
         if magic != MAGIC:
-            raise SyncStateError(f"sync state {source} is not in a known format{hint}.")
+            raise corrupt(source, "it is not in a known format")
         start = _HEADER.size
         if len(raw) < start + 16 * count:
-            raise SyncStateError(f"sync state {source} is truncated{hint}.")
+            raise corrupt(source, "it is truncated")
         keys, fps = array("Q"), array("Q")
         keys.frombytes(raw[start : start + 8 * count])
         fps.frombytes(raw[start + 8 * count : start + 16 * count])
@@ -149,11 +174,11 @@ class SyncState:
         pending: dict[int, int] = {}
         if flags & _HAS_PENDING:
             if len(raw) < start + _PENDING_COUNT.size:
-                raise SyncStateError(f"sync state {source} is truncated{hint}.")
+                raise corrupt(source, "it is truncated")
             (waiting,) = _PENDING_COUNT.unpack_from(raw, start)
             start += _PENDING_COUNT.size
             if len(raw) < start + 16 * waiting:
-                raise SyncStateError(f"sync state {source} is truncated{hint}.")
+                raise corrupt(source, "it is truncated")
             pending_keys, first_misses = array("Q"), array("Q")
             pending_keys.frombytes(raw[start : start + 8 * waiting])
             first_misses.frombytes(raw[start + 8 * waiting : start + 16 * waiting])
@@ -162,8 +187,13 @@ class SyncState:
         emails: list[str] | None = None
         if with_emails:
             if flags & _HAS_EMAILS:
-                text = gzip.decompress(raw[start:]).decode("utf-8")
+                try:
+                    text = gzip.decompress(raw[start:]).decode("utf-8")
+                except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:  # BadGzipFile is an OSError
+                    raise corrupt(source, f"its emails do not decompress ({type(exc).__name__})") from None
                 emails = text.split("\n") if count else []
+                if len(emails) != count:
+                    raise corrupt(source, f"it holds {len(emails)} emails for {count} contacts")
             else:
                 emails = [""] * count  # state from upsert mode: these contacts' emails are unknown
         return cls(keys, fps, emails, pending)
@@ -296,25 +326,44 @@ class StateUpdates:
             parts.append("\n".join(self.emails[start:]).encode("utf-8"))
         return b"".join(parts)
 
-    def extend_from_journal(self, raw: bytes) -> None:
+    def extend_from_journal(self, raw: bytes, *, source: str = "a sync state journal") -> None:
         if not raw.startswith(JOURNAL_MAGIC):
-            self._extend_from_legacy_journal(raw)
+            self._extend_from_legacy_journal(raw, source)
             return
         count = _JOURNAL.unpack_from(raw)[1] if len(raw) >= _JOURNAL.size else -1
         if count < 0 or len(raw) < _JOURNAL.size + 16 * count:
-            raise SyncStateError("a sync state journal is truncated; delete it to resend that batch once.")
+            raise corrupt(source, "the journal is truncated")
         keys, fps = array("Q"), array("Q")
         keys.frombytes(raw[_JOURNAL.size : _JOURNAL.size + 8 * count])
         fps.frombytes(raw[_JOURNAL.size + 8 * count : _JOURNAL.size + 16 * count])
         rest = raw[_JOURNAL.size + 16 * count :]
-        self.extend(keys, fps, rest.decode("utf-8").split("\n") if rest and count else None)
+        emails = None
+        if rest and count:
+            try:
+                emails = rest.decode("utf-8").split("\n")
+            except UnicodeDecodeError:
+                raise corrupt(source, "the journal's emails are not UTF-8") from None
+            if len(emails) != count:
+                raise corrupt(source, f"the journal holds {len(emails)} emails for {count} contacts")
+        self.extend(keys, fps, emails)
 
-    def _extend_from_legacy_journal(self, raw: bytes) -> None:
+    def _extend_from_legacy_journal(self, raw: bytes, source: str) -> None:
         # Written by versions before journal format 2; only a run that died leaves one behind.
+        # Parsed whole before anything is added, so a corrupt one adds nothing.
+        parsed: list[tuple[int, int, str | None]] = []
         offset = 0
         while offset + _LEGACY_JOURNAL_RECORD.size <= len(raw):
             key, fp, length = _LEGACY_JOURNAL_RECORD.unpack_from(raw, offset)
             offset += _LEGACY_JOURNAL_RECORD.size
-            email = raw[offset : offset + length].decode("utf-8")
+            if offset + length > len(raw):
+                raise corrupt(source, "the journal is truncated")
+            try:
+                email = raw[offset : offset + length].decode("utf-8")
+            except UnicodeDecodeError:
+                raise corrupt(source, "the journal's emails are not UTF-8") from None
             offset += length
-            self.add(key, fp, email or None)
+            parsed.append((key, fp, email or None))
+        if offset != len(raw):
+            raise corrupt(source, "the journal is truncated")
+        for key, fp, maybe_email in parsed:
+            self.add(key, fp, maybe_email)

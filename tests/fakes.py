@@ -70,7 +70,7 @@ class InMemoryLock:
     def hold(self, destination: str, run_id: str):  # type: ignore[no-untyped-def]
         from contextlib import contextmanager
 
-        from shared.locks import LockHeld
+        from shared.locks import HeldLock, LockHeld
 
         @contextmanager
         def held():  # type: ignore[no-untyped-def]
@@ -79,7 +79,7 @@ class InMemoryLock:
                     raise LockHeld(destination, self.holders[destination])
                 self.holders[destination] = run_id
             try:
-                yield
+                yield HeldLock()
             finally:
                 with self._mutex:
                     del self.holders[destination]

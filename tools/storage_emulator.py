@@ -7,6 +7,7 @@ It comes from the npm registry, pinned in package.json (``npm ci`` installs it),
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -73,6 +74,16 @@ class Emulator:
                         raise RuntimeError(f"the storage emulator did not listen on {port} within {timeout}s") from None
                     time.sleep(0.1)
         return self
+
+    def pause(self) -> None:
+        """Freeze the emulator (SIGSTOP): calls get no answer, as from an unreachable account, and
+        its data is still there after :meth:`resume`."""
+        assert self._proc is not None, "the emulator is not running"
+        os.killpg(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._proc is not None, "the emulator is not running"
+        os.killpg(self._proc.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

@@ -26,10 +26,12 @@ HOST_SETTINGS = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
 }
-# Read by the code but deliberately not deployed: a test and simulator override, and tuning knobs
-# whose defaults live in shared/settings.py (an operator adds them as app settings to change them).
+# Read by the code but deliberately not deployed: a test and simulator override, the flag App
+# Service itself sets when its authentication is turned on, and tuning knobs whose defaults live
+# in shared/settings.py (an operator adds them as app settings to change them).
 NOT_DEPLOYED = {
     "SENDGRID_API_BASE_URL",
+    "WEBSITE_AUTH_ENABLED",
     "SENDGRID_MAX_BATCH_BYTES",
     "SENDGRID_JOB_WAIT_SECONDS",
     "RUN_DEADLINE_SECONDS",

@@ -154,3 +154,59 @@ def test_storage_that_refuses_is_one_clear_line_not_a_traceback(workspace, simul
     assert proc.returncode == 1, proc.stderr
     assert "error: Azure Storage (ClientAuthenticationError)" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_unreachable_storage_fails_within_seconds_in_one_line(workspace, simulator):
+    import time
+
+    from tools.storage_emulator import ACCOUNT, ACCOUNT_KEY, free_port
+
+    closed = f"http://127.0.0.1:{free_port()}/{ACCOUNT}"  # nothing listens there
+    unreachable = f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};BlobEndpoint={closed};"
+    started = time.monotonic()
+    proc = cli(workspace, "export", "newsletter", env_overrides={"EXPORT_STORAGE": unreachable})
+    assert time.monotonic() - started < 20
+    assert proc.returncode == 1 and proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("error: Azure Storage (ServiceRequestError)") and "Check EXPORT_STORAGE" in line
+    assert ACCOUNT_KEY not in line
+
+
+def test_ctrl_c_prints_one_line_releases_the_lock_and_records_the_run_failed(workspace, simulator):
+    import signal
+    import time
+
+    from azure.storage.blob import BlobServiceClient
+
+    from shared.locks import lock_blob_name
+
+    workspace.put_segment("people.csv", "Email\n" + "".join(f"p{i}@example.com\n" for i in range(300)))
+    workspace.put_destinations(destination())
+    simulator.config(job_delay=30)  # the run waits on its import job: Ctrl-C comes mid-run
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SENDGRID_", "EXPORT_", "KEY_VAULT"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared", "export", "newsletter"],
+        cwd=REPO,
+        env={**env, **workspace.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(r["path"].startswith("/v3/marketing/contacts/imports/") for r in simulator.state.requests):
+            assert proc.poll() is None and time.monotonic() < deadline, "the export never waited on its job"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and stdout == ""
+    assert stderr.splitlines()[-1] == "interrupted; safe to run again" and "Traceback" not in stderr
+    (name,) = [n for n in workspace.export_names("runs/newsletter/") if n.endswith(".json")]
+    record = json.loads(workspace.read_export(name))
+    assert record["status"] == "failed" and "interrupted" in record["errors"][-1] and record["finished_at"]
+    lock = BlobServiceClient.from_connection_string(workspace.connection_string).get_blob_client(
+        workspace.exports.container_name, lock_blob_name("newsletter")
+    )
+    assert lock.get_blob_properties().lease.state == "available"

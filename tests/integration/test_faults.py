@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import signal
 import subprocess
@@ -141,3 +142,23 @@ def test_two_runs_started_together(workspace, simulator):
     assert sorted(r.status for r in results) == ["skipped", "succeeded"]
     assert simulator.snapshot()["upserted_contacts"] == 50
     assert_exactly_once(simulator, 50)
+
+
+def test_a_key_sendgrid_quotes_back_reaches_no_record_rejects_check_or_log(workspace, simulator):
+    from shared.preflight import run_checks
+    from tests.conftest import API_KEY
+
+    workspace.put_segment("people.csv", people(3))
+    workspace.put_destinations(destination())
+    shaped = "SG.aaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+    echo = f"key {API_KEY} refused; header was Authorization: Bearer abc.def-ghi; other key {shaped}"
+    simulator.fault(kind="status", status=400, method="PUT", path="/v3/marketing/contacts", message=echo)
+    simulator.fault(kind="status", status=403, method="GET", path="/v3/scopes", message=echo)
+    edges = make_edges(workspace)
+    record = run_export(edges, queue_run(edges, "newsletter", trigger="cli"))
+    checks = run_checks(edges, "newsletter")
+    written = json.dumps(record.to_dict()) + workspace.read_export(record.rejects_blob).decode()
+    written += json.dumps([c.as_dict() for c in checks])
+    assert record.counts["errored"] == 3 and "key *** refused" in written and "Bearer ***" in written
+    for secret in (API_KEY, "abc.def-ghi", shaped):
+        assert secret not in written

@@ -4,6 +4,7 @@ against the storage emulator and the SendGrid simulator."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import json
 import pathlib
@@ -147,10 +148,11 @@ def test_post_then_worker_then_get_gives_a_final_record(workspace, simulator, ap
     )
     assert status == 202 and body["status"] == "queued"
     run_id = body["run_id"]
-    assert body["status_url"] == f"{HOST}/api/destinations/newsletter/exports/{run_id}" == headers["Location"]
+    assert body["status_url"] == f"/api/destinations/newsletter/exports/{run_id}" == headers["Location"]
     assert "functionkey" not in json.dumps(body)
     _, queued, _ = http("get_export", "GET", "...", route={"name": "newsletter", "run_id": run_id})
-    assert queued["status"] == "queued" and queued["requested_by"] == "ops@example.com"
+    # App Service authentication is off (WEBSITE_AUTH_ENABLED unset): the header is the caller's word.
+    assert queued["status"] == "queued" and queued["requested_by"] is None
     assert queued["options"] == {"dry_run": False, "full": True, "force_removals": False}
     assert simulator.state.requests == []  # nothing ran inside the HTTP request
 
@@ -202,6 +204,8 @@ def test_the_timer_enqueues_every_scheduled_consenting_destination(workspace, si
         ("newsletter", b"{not json", 400, "invalid_body"),
         ("newsletter", b'{"dry_run": "yes"}', 400, "invalid_body"),
         ("newsletter", b'{"dryrun": true}', 400, "invalid_body"),
+        ("newsletter", b'{"dry_run": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "invalid_body"),
+        ("newsletter\n", b"", 400, "invalid_name"),
         ("nobody", b"", 404, "destination_not_found"),
         ("off", b"", 409, "destination_disabled"),
         ("no-consent", b"", 409, "consent_required"),
@@ -229,6 +233,10 @@ def test_start_export_refuses_with_a_clear_json_error(workspace, simulator, app_
         ("get_export", {"name": "NEWS", "run_id": "20261123T031500Z-1a2b3c4d"}, {}, 400, "invalid_name"),
         ("list_exports", {"name": "newsletter"}, {"limit": "0"}, 400, "invalid_limit"),
         ("list_exports", {"name": "newsletter"}, {"limit": "many"}, 400, "invalid_limit"),
+        ("list_exports", {"name": "newsletter"}, {"limit": "\u00b2"}, 400, "invalid_limit"),  # isdigit(), not int()
+        ("list_exports", {"name": "newsletter"}, {"limit": "5\n"}, 400, "invalid_limit"),
+        ("list_exports", {"name": "newsletter\n"}, {}, 400, "invalid_name"),
+        ("get_export", {"name": "newsletter", "run_id": "20261123T031500Z-1a2b3c4d\n"}, {}, 400, "invalid_run_id"),
         ("list_exports", {"name": "nobody"}, {}, 404, "destination_not_found"),
         ("check_destination", {"name": "nobody"}, {}, 404, "destination_not_found"),
     ],
@@ -237,6 +245,42 @@ def test_reads_refuse_with_a_clear_json_error(workspace, simulator, app_edges, f
     workspace.put_destinations(destination())
     got_status, got, _ = http(function, "GET", "x", route=route, params=params)
     assert (got_status, got["error"]["code"]) == (status, code)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("auth_on", [False, True])
+def test_requested_by_is_believed_only_under_app_service_authentication(workspace, simulator, app_edges, auth_on):
+    app_edges.settings = dataclasses.replace(app_edges.settings, app_service_auth=auth_on)
+    workspace.put_destinations(destination())
+    status, body, _ = http(
+        "start_export",
+        "POST",
+        "x",
+        route={"name": "newsletter"},
+        headers={"X-MS-CLIENT-PRINCIPAL-NAME": "ceo@example.com", "Host": "evil.example.org"},
+    )
+    assert status == 202 and "evil" not in body["status_url"] and body["status_url"].startswith("/api/")
+    record = app_edges.records.load("newsletter", body["run_id"])
+    assert record.requested_by == ("ceo@example.com" if auth_on else None)
+
+
+@pytest.mark.integration
+def test_a_corrupt_older_record_is_skipped_by_the_listings_and_the_next_run(workspace, simulator, app_edges, caplog):
+    workspace.put_segment("people.csv", "Email\na@example.com\n")
+    workspace.put_destinations(destination())
+    for run_id, junk in (("20200101T000000Z-00000001", b"\xff{"), ("20200101T000000Z-00000002", b'{"run_id": 1}')):
+        workspace.exports.upload_blob(f"runs/newsletter/{run_id}.json", junk)
+    http("start_export", "POST", "x", route={"name": "newsletter"})
+    work(workspace)
+    status, listing, _ = http("list_exports", "GET", "x", route={"name": "newsletter"})
+    assert status == 200 and [r["status"] for r in listing["runs"]] == ["succeeded"]
+    status, destinations, _ = http("list_destinations", "GET", "destinations")
+    assert status == 200 and destinations["destinations"][0]["last_run"]["status"] == "succeeded"
+    route = {"name": "newsletter", "run_id": "20200101T000000Z-00000001"}
+    status, body, _ = http("get_export", "GET", "x", route=route)
+    assert status == 500 and body["error"]["code"] == "run_record_corrupt"
+    assert "runs/newsletter/20200101T000000Z-00000001.json is corrupt" in body["error"]["message"]
+    assert any("20200101T000000Z-00000002.json is corrupt" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.integration
@@ -403,3 +447,21 @@ def test_check_reports_each_verdict(workspace, simulator, app_edges):
     verdict = next(c for c in bad_key["checks"] if c["name"] == "api_key")
     assert not bad_key["ok"] and not verdict["ok"] and "401" in verdict["detail"]
     assert "revoked-key-0123456789" not in json.dumps(bad_key)
+
+
+def test_the_app_redacts_secrets_on_the_handler_the_worker_installed():
+    import subprocess
+    import sys
+
+    # As the worker does: its handler is on the root logger before function_app is imported.
+    script = (
+        "import logging, sys\n"
+        "logging.getLogger().addHandler(logging.StreamHandler(sys.stdout))\n"
+        "import function_app\n"
+        "from shared.privacy import register_secret\n"
+        f"register_secret({API_KEY!r})\n"
+        f"logging.getLogger('shared.x').warning('SendGrid said: key %s, Authorization: Bearer t0k.en', {API_KEY!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "SendGrid said: key ***, Authorization: Bearer ***"

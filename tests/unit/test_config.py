@@ -139,3 +139,25 @@ def test_consent_is_enforced_with_a_reason():
 def test_public_view_never_holds_a_secret_value():
     view = parse_destinations(doc(good())).get("newsletter").public_view()
     assert "api_key" not in json.dumps(view)
+
+
+@pytest.mark.parametrize("depth", [10_000, 100_000])
+def test_a_deeply_nested_file_is_a_clear_error_not_a_recursion_error(depth):
+    nested = '{"destinations": [' + "[" * depth + "]" * depth + "]}"
+    with pytest.raises(ConfigError, match=r"destinations\.json nests arrays or objects too deeply"):
+        parse_destinations(nested)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"name": "newsletter\n"}, "name"),
+        ({"api_key_secret": "sendgrid-api-key\n"}, "api_key_secret"),
+        ({"list": {"id": "ca7a3796\n"}}, "list"),
+    ],
+)
+def test_a_trailing_newline_is_not_part_of_a_valid_name(overrides, field):
+    config = parse_destinations(doc(good(**overrides)))
+    assert config.destinations == {}
+    (error,) = config.invalid.values()
+    assert f"field '{field}" in str(error)

@@ -62,3 +62,33 @@ def test_identity_based_storage():
 def test_bad_settings_fail_fast_naming_the_setting(env, named):
     with pytest.raises(SettingsError, match=named):
         Settings.from_env(env)
+
+
+def test_repr_holds_no_account_key_or_sas():
+    s = Settings.from_env(
+        {
+            "EXPORT_STORAGE": "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=c2VjcmV0a2V5;"
+            "EndpointSuffix=core.windows.net",
+            "AzureWebJobsStorage": "BlobEndpoint=https://acct.blob.core.windows.net;SharedAccessSignature=sv=1&sig=c2ln",
+            "SECRETS_SOURCE": "environment",
+        }
+    )
+    text = repr(s) + str(s)
+    assert "c2VjcmV0a2V5" not in text and "sig=c2ln" not in text
+    assert "AccountName=acct;AccountKey=***;" in text and "SharedAccessSignature=***" in text
+    identity = Settings.from_env(
+        {**BASE, "EXPORT_STORAGE": "", "EXPORT_STORAGE__blobServiceUri": "https://a.b/?sig=c2ln"}
+    )
+    assert "c2ln" not in repr(identity) and "https://a.b/?***" in repr(identity)
+    assert identity.export_storage.blob_service_uri == "https://a.b/?sig=c2ln"  # only the repr hides it
+
+
+@pytest.mark.parametrize(("value", "on"), [(None, False), ("True", True), ("false", False), ("1", True)])
+def test_app_service_authentication_is_read_from_the_platform_setting(value, on):
+    env = BASE if value is None else {**BASE, "WEBSITE_AUTH_ENABLED": value}
+    assert Settings.from_env(env).app_service_auth is on
+
+
+def test_a_malformed_flag_names_the_setting():
+    with pytest.raises(SettingsError, match="WEBSITE_AUTH_ENABLED must be true or false"):
+        Settings.from_env({**BASE, "WEBSITE_AUTH_ENABLED": "maybe"})

@@ -1,3 +1,4 @@
+import gzip
 import random
 import struct
 from array import array
@@ -81,7 +82,7 @@ def test_journals_of_a_dead_run_are_applied_at_load():
 
 def test_a_corrupt_state_is_a_clear_error():
     for raw in (b"", b"XXXXXXXX" + bytes(9), b"SGSYNC02" + bytes([0]) + (5).to_bytes(8, "little")):
-        with pytest.raises(SyncStateError, match="delete it to resend everything once"):
+        with pytest.raises(SyncStateError, match=r"corrupt .*: delete state/d/state\.bin or run with --full"):
             SyncState.from_bytes(raw, with_emails=False, source="state/d/state.bin")
 
 
@@ -156,3 +157,49 @@ def test_pending_removals_round_trip_and_end_when_confirmed_or_removed():
     cut = state.to_bytes()[: header + entries + count + 10]  # inside the pending section
     with pytest.raises(SyncStateError, match="truncated"):
         SyncState.from_bytes(cut, with_emails=True, source="state.bin")
+
+
+def _mirror_state(emails_part: bytes, count: int = 1) -> bytes:
+    return struct.pack("<8sBQ", b"SGSYNC02", 1, count) + bytes(16 * count) + emails_part
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _mirror_state(b"not gzip at all"),  # BadGzipFile
+        _mirror_state(gzip.compress(b"a@example.com")[:-12]),  # EOFError: the stream stops short
+        _mirror_state(gzip.compress(b"\xff\xfe@example.com")),  # UnicodeDecodeError
+        _mirror_state(gzip.compress(b"a@example.com\nb@example.com")),  # two emails for one contact
+    ],
+)
+def test_a_corrupt_mirror_state_names_the_blob_and_the_way_out(raw):
+    with pytest.raises(SyncStateError, match=r"^the sync state is corrupt \(state/d/state\.bin: .*\): delete state/d/"):
+        SyncState.from_bytes(raw, with_emails=True, source="state/d/state.bin")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        updates_of([(1, 10)], with_emails=True).journal_bytes()[:-13] + b"\xff\xfe",  # emails not UTF-8
+        updates_of([(1, 10), (2, 20)], with_emails=True).journal_bytes() + b"\nextra",  # more emails than contacts
+        struct.pack("<QQH", 7, 70, 5) + b"\xff\xfe\xfd\xfc\xfb",  # legacy: not UTF-8
+        struct.pack("<QQH", 7, 70, 40) + b"short",  # legacy: cut inside an email
+        struct.pack("<QQH", 7, 70, 0) + b"tail",  # legacy: cut inside a record
+    ],
+)
+def test_a_corrupt_journal_names_the_blob_and_adds_nothing(raw):
+    updates = StateUpdates()
+    with pytest.raises(SyncStateError, match=r"corrupt \(state/d/journal-r-00001\.bin: .*\): delete state/d/journal-r"):
+        updates.extend_from_journal(raw, source="state/d/journal-r-00001.bin")
+    assert len(updates) == 0
+
+
+def test_a_full_run_starts_afresh_from_a_corrupt_state_and_journal():
+    store = InMemoryBlobStore()
+    store.write_bytes("state/d/state.bin", _mirror_state(b"not gzip"), content_type="x")
+    store.write_bytes("state/d/journal-r-00001.bin", b"SGJRNL02" + bytes(3), content_type="x")
+    store.write_bytes("state/d/journal-r-00002.bin", updates_of([(4, 40)], True).journal_bytes(), content_type="x")
+    with pytest.raises(SyncStateError, match=r"delete state/d/state\.bin or run with --full"):
+        SyncState.load(store, "d", with_emails=True)
+    state = SyncState.load(store, "d", with_emails=True, discard_corrupt=True)
+    assert entries(state) == {4: 40} and state.emails == ["p4@example.com"]
