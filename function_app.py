@@ -42,6 +42,21 @@ def export_worker(msg: func.QueueMessage) -> None:
     service.on_job(service.app_edges(), msg.get_body(), dequeue_count=msg.dequeue_count or 1)
 
 
+@app.event_grid_trigger(arg_name="event")
+def segment_landed(event: func.EventGridEvent) -> None:
+    # Event Grid delivers BlobCreated events of the segments container here (see README, "Export
+    # when new data lands"); the core queues the exports that follow that data.
+    try:
+        data = event.get_json()
+    except ValueError:
+        data = None
+    queued = service.on_blob_created(
+        service.app_edges(),
+        {"id": event.id, "eventType": event.event_type, "subject": event.subject, "data": data},
+    )
+    logging.info("new data: queued %d export(s)", len(queued))
+
+
 @app.route(route="destinations", methods=["GET"])
 def list_destinations(req: func.HttpRequest) -> func.HttpResponse:
     return _http(http_api.list_destinations, req)

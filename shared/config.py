@@ -96,6 +96,7 @@ class Destination:
     max_profiles: int
     max_removal_fraction: float
     schedule_enabled: bool
+    on_new_data: bool = False  # export when a segment blob lands (Event Grid), see shared.events
 
     def require_consent(self) -> None:
         if not self.data_privacy_consent:
@@ -121,6 +122,7 @@ class Destination:
             "mode": self.mode,
             "max_profiles": self.max_profiles,
             "schedule_enabled": self.schedule_enabled,
+            "on_new_data": self.on_new_data,
         }
 
 
@@ -191,6 +193,7 @@ _DESTINATION_KEYS = {
     "max_profiles",
     "max_removal_fraction",
     "schedule_enabled",
+    "on_new_data",
 }
 
 
@@ -245,6 +248,7 @@ def _parse_destination(entry: Any, label: str) -> Destination:
         max_profiles=max_profiles,
         max_removal_fraction=float(fraction),
         schedule_enabled=boolean("schedule_enabled", True),
+        on_new_data=boolean("on_new_data", False),
     )
 
 

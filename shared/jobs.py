@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
 
 RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}\Z")  # \Z: $ would take a final newline
-TRIGGERS = ("schedule", "on_demand", "cli")
+TRIGGERS = ("schedule", "on_demand", "cli", "on_new_data")
 OPTION_NAMES = ("dry_run", "full", "force_removals")
 
 
@@ -79,7 +79,9 @@ class ExportJob:
 
 
 class JobQueue(Protocol):
-    def enqueue(self, job: ExportJob) -> None: ...
+    def enqueue(self, job: ExportJob, *, delay: int = 0) -> None:
+        """Put the job on the queue; it becomes visible to the worker after ``delay`` seconds."""
+        ...
 
 
 class AzureJobQueue:
@@ -90,16 +92,18 @@ class AzureJobQueue:
         self._connect = connect
         self._client: QueueClient | None = None
 
-    def enqueue(self, job: ExportJob) -> None:
+    def enqueue(self, job: ExportJob, *, delay: int = 0) -> None:
         if self._client is None:
             self._client = self._connect()
+        # The initial invisibility is the delay: the message waits on the queue, not in a process.
+        visibility = delay or None
         try:
-            self._client.send_message(job.to_json())
+            self._client.send_message(job.to_json(), visibility_timeout=visibility)
         except ResourceNotFoundError:
             # Deployments create the queue; a fresh local emulator may not have it yet.
             with contextlib.suppress(ResourceExistsError):
                 self._client.create_queue()
-            self._client.send_message(job.to_json())
+            self._client.send_message(job.to_json(), visibility_timeout=visibility)
 
 
 def queue_client(storage: StorageSettings, queue_name: str, credential: Any | None = None) -> QueueClient:

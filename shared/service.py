@@ -8,13 +8,16 @@ job, and the queue worker runs it, one run at a time per destination.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import threading
+from collections.abc import Mapping
 from typing import IO, Any, cast
 
 from .bootstrap import build_edges
 from .errors import ExportError, SendGridError
+from .events import CDM_MANIFEST, MalformedEvent, gate_blob_name, gate_run_id, landed_blob, still_queued, watches
 from .export import (
     Edges,
     ExportOptions,
@@ -66,14 +69,17 @@ def enqueue_export(
     trigger: str,
     requested_by: str | None = None,
     options: ExportOptions | None = None,
+    run_id: str | None = None,
+    delay: int = 0,
 ) -> RunRecord:
-    """Check the destination may run, store a ``queued`` record, and put its job on the queue."""
+    """Check the destination may run, store a ``queued`` record, and put its job on the queue
+    (visible to the worker after ``delay`` seconds)."""
     exportable_destination(edges, destination)
     options = options or ExportOptions()
-    record = queue_run(edges, destination, trigger=trigger, requested_by=requested_by, options=options)
+    record = queue_run(edges, destination, trigger=trigger, requested_by=requested_by, options=options, run_id=run_id)
     job = ExportJob(record.run_id, destination, trigger, requested_by, options.as_dict())
     try:
-        edges.jobs.enqueue(job)
+        edges.jobs.enqueue(job, delay=delay)
     except Exception as exc:
         record.status = "failed"
         record.finished_at = iso(utc_now())
@@ -110,6 +116,80 @@ def on_schedule(edges: Edges, *, past_due: bool = False) -> list[RunRecord]:
         except ExportError as exc:
             log.error("scheduled export of %s not queued: %s", name, exc)
     return queued
+
+
+def on_blob_created(edges: Edges, event: Mapping[str, Any]) -> list[RunRecord]:
+    """An Event Grid event: queue, after the settle delay, the export of each destination that
+    follows the data that landed (see :mod:`shared.events`). Never raises for a bad event or a
+    configuration fault (Event Grid would deliver it again and again): it logs why and drops it."""
+    try:
+        landed = landed_blob(event)
+    except MalformedEvent as exc:
+        log.warning("dropped a malformed Event Grid event: %s", exc)
+        return []
+    if landed is None:
+        log.debug("ignored an Event Grid event of type %s", str(event.get("eventType", event.get("type")))[:100])
+        return []
+    settings = edges.settings
+    if landed.container != settings.segments_container:
+        log.debug("ignored a blob created in container %s, not %s", landed.container, settings.segments_container)
+        return []
+    try:
+        config = load_destinations(edges)
+    except ExportError as exc:
+        log.error("new data landed, but no export was queued: %s", exc)
+        return []
+    queued = []
+    followers = [d for _, d in sorted(config.destinations.items()) if d.on_new_data]
+    for destination in followers:
+        if not watches(destination, landed.name, functools.partial(_is_cdm_folder, edges.segments)):
+            continue
+        if not destination.enabled:
+            log.info("new data for %s, which is disabled: not queued", destination.name)
+            continue
+        if not destination.data_privacy_consent:
+            log.warning("new data for %s, which has no data_privacy_consent: not queued", destination.name)
+            continue
+        record = _queue_once(edges, destination.name, settings.export_settle_seconds)
+        if record is not None:
+            queued.append(record)
+    if not queued:
+        log.debug("new data covered by no opted-in destination that needed a run (%d follow new data)", len(followers))
+    return queued
+
+
+def _is_cdm_folder(segments: BlobStore, prefix: str) -> bool:
+    return any(b.name == prefix + CDM_MANIFEST for b in segments.list_blobs(prefix + CDM_MANIFEST))
+
+
+def _queue_once(edges: Edges, destination: str, settle: int) -> RunRecord | None:
+    """Queue a run unless one queued earlier has not started yet. The gate blob names the last
+    run queued by new data; it is replaced only if unchanged since read, so of two events handled
+    at once only one queues a run."""
+    gate = gate_blob_name(destination)
+    current = edges.exports.read_versioned(gate)
+    if current is not None and (run_id := gate_run_id(current[0])) is not None:
+        try:
+            earlier = edges.records.load(destination, run_id)
+        except CorruptRunRecord:
+            earlier = None
+        if earlier is not None and earlier.status == "queued" and still_queued(earlier.queued_at, settle):
+            log.info("new data for %s: run %s is queued and has not started; no second run", destination, run_id)
+            return None
+    run_id = new_run_id()
+    body = json.dumps({"run_id": run_id}).encode()
+    if not edges.exports.write_if(gate, body, etag=current[1] if current else None, content_type="application/json"):
+        log.info("new data for %s: another event queued its run at the same moment", destination)
+        return None
+    try:
+        record = enqueue_export(
+            edges, destination, trigger="on_new_data", requested_by="event grid", run_id=run_id, delay=settle
+        )
+    except ExportError as exc:
+        log.error("new data for %s, but its run could not be queued: %s", destination, exc)
+        return None
+    log.info("new data for %s: run %s queued to start in %d s", destination, run_id, settle)
+    return record
 
 
 def on_job(edges: Edges, body: str | bytes, *, dequeue_count: int = 1) -> RunRecord | None:

@@ -26,6 +26,8 @@ MAX_BATCH_BYTES_RANGE = (100_000, 6_000_000)
 # well inside host.json's functionTimeout (2 hours).
 DEFAULT_JOB_WAIT_SECONDS = 3600
 DEFAULT_RUN_DEADLINE_SECONDS = 6600
+# A run queued by new data waits this long on the queue first, so that a burst of files is one run.
+DEFAULT_EXPORT_SETTLE_SECONDS = 120
 
 # Identity-based storage settings: NAME__blobServiceUri etc., as the Functions host reads them.
 STORAGE_SUFFIXES = ("__blobServiceUri", "__queueServiceUri", "__accountName", "__clientId")
@@ -89,6 +91,7 @@ class Settings:
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     job_wait_seconds: int = DEFAULT_JOB_WAIT_SECONDS
     run_deadline_seconds: int = DEFAULT_RUN_DEADLINE_SECONDS
+    export_settle_seconds: int = DEFAULT_EXPORT_SETTLE_SECONDS
     # App Service authentication is on: only then has the platform stripped a caller's own
     # X-MS-CLIENT-PRINCIPAL* headers and set its own, so only then are they worth believing.
     app_service_auth: bool = False
@@ -128,6 +131,8 @@ class Settings:
             max_batch_bytes=_integer(env, "SENDGRID_MAX_BATCH_BYTES", DEFAULT_MAX_BATCH_BYTES, MAX_BATCH_BYTES_RANGE),
             job_wait_seconds=_integer(env, "SENDGRID_JOB_WAIT_SECONDS", DEFAULT_JOB_WAIT_SECONDS, (1, 86_400)),
             run_deadline_seconds=_integer(env, "RUN_DEADLINE_SECONDS", DEFAULT_RUN_DEADLINE_SECONDS, (60, 86_400)),
+            # The queue holds a message invisible for at most 7 days.
+            export_settle_seconds=_integer(env, "EXPORT_SETTLE_SECONDS", DEFAULT_EXPORT_SETTLE_SECONDS, (0, 604_800)),
             app_service_auth=_flag(env, "WEBSITE_AUTH_ENABLED"),
         )
 

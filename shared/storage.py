@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol
 from urllib.parse import urlparse
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings, ExponentialRetry
 
 from .errors import ExportError
@@ -51,6 +52,14 @@ class BlobStore(Protocol):
     def write_stream(self, name: str, stream: IO[bytes], *, content_type: str) -> None: ...
 
     def delete(self, name: str) -> None: ...
+
+    def read_versioned(self, name: str) -> tuple[bytes, str] | None:
+        """The blob and its ETag, or None if there is none."""
+        ...
+
+    def write_if(self, name: str, data: bytes, *, etag: str | None, content_type: str) -> bool:
+        """Write only if the blob is still at ``etag`` (None: only if there is none); False if not."""
+        ...
 
 
 class AzureBlobStore:
@@ -115,6 +124,31 @@ class AzureBlobStore:
     def delete(self, name: str) -> None:
         with contextlib.suppress(ResourceNotFoundError):  # already gone: the aim is met
             self._container.delete_blob(name)
+
+    def read_versioned(self, name: str) -> tuple[bytes, str] | None:
+        try:
+            downloader = self._container.download_blob(name)
+        except ResourceNotFoundError:
+            return None
+        return bytes(downloader.readall()), str(downloader.properties.etag)
+
+    def write_if(self, name: str, data: bytes, *, etag: str | None, content_type: str) -> bool:
+        settings = ContentSettings(content_type=content_type)
+        try:
+            if etag is None:
+                self._container.upload_blob(name, data, overwrite=False, content_settings=settings)
+            else:
+                self._container.upload_blob(
+                    name,
+                    data,
+                    overwrite=True,
+                    content_settings=settings,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (ResourceExistsError, ResourceModifiedError):
+            return False  # another writer came first
+        return True
 
 
 def blob_service_client(

@@ -45,6 +45,17 @@ class InMemoryBlobStore:
     def delete(self, name: str) -> None:
         self.blobs.pop(name, None)
 
+    def read_versioned(self, name: str) -> tuple[bytes, str] | None:
+        data = self.blobs.get(name)
+        return None if data is None else (data, str(hash(data)))
+
+    def write_if(self, name: str, data: bytes, *, etag: str | None, content_type: str) -> bool:
+        current = self.read_versioned(name)
+        if (current[1] if current else None) != etag:
+            return False
+        self.blobs[name] = bytes(data)
+        return True
+
 
 class DictSecrets:
     def __init__(self, secrets: dict[str, str]):
@@ -90,6 +101,8 @@ class InMemoryLock:
 class ListQueue:
     def __init__(self) -> None:
         self.jobs: list = []
+        self.delays: list[int] = []
 
-    def enqueue(self, job) -> None:  # type: ignore[no-untyped-def]
+    def enqueue(self, job, *, delay: int = 0) -> None:  # type: ignore[no-untyped-def]
         self.jobs.append(job)
+        self.delays.append(delay)

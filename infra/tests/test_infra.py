@@ -35,6 +35,7 @@ NOT_DEPLOYED = {
     "SENDGRID_MAX_BATCH_BYTES",
     "SENDGRID_JOB_WAIT_SECONDS",
     "RUN_DEADLINE_SECONDS",
+    "EXPORT_SETTLE_SECONDS",
 }
 
 # Azure's built-in roles, name -> id, as "Azure built-in roles" (learn.microsoft.com,
@@ -253,3 +254,30 @@ def test_azure_yaml_is_valid_for_azd():
     assert tag and tag[1] in doc["services"]
     params = (INFRA / "main.parameters.json").read_text()
     assert "${AZURE_ENV_NAME}" in params and "${AZURE_LOCATION}" in params
+
+
+def test_blob_events_reach_the_function_after_deploy():
+    """Exports that follow their data: a system topic on the storage account (Bicep), and the
+    subscription made by azd's postdeploy hook once the function exists, filtered to BlobCreated
+    in the segments container and aimed at the function the app registers."""
+    topic = parsed(INFRA / "modules" / "eventgrid.bicep")["resources"]["topic"]
+    assert topic["type"] == "Microsoft.EventGrid/systemTopics"
+    assert topic["config"]["properties"]["topicType"] == "Microsoft.Storage.StorageAccounts"
+    main = (INFRA / "main.bicep").read_text()
+    assert "storageAccountName: storage.outputs.name" in main.split("module eventGrid", 1)[1].split("}\n}", 1)[0]
+    outputs = parsed(INFRA / "main.bicep")["outputs"]
+    needed = {"EVENT_GRID_SYSTEM_TOPIC_NAME", "SEGMENTS_CONTAINER", "FUNCTION_APP_URL", "AZURE_RESOURCE_GROUP"}
+    assert needed <= set(outputs)
+    hooks = yaml.safe_load((REPO / "azure.yaml").read_text())["hooks"]["postdeploy"]
+    app = (REPO / "function_app.py").read_text()
+    function = re.search(r"@app\.event_grid_trigger\([^)]*\)\ndef (\w+)", app)
+    assert function, "function_app.py registers an Event Grid trigger"
+    for platform in ("posix", "windows"):
+        script = (REPO / hooks[platform]["run"]).read_text()
+        assert f"functionName={function[1]}&" in script
+        assert "--included-event-types Microsoft.Storage.BlobCreated" in script
+        assert "/blobServices/default/containers/$" in script and "SEGMENTS_CONTAINER" in script
+        assert "eventgrid_extension" in script and "--endpoint-type webhook" in script
+        used = set(re.findall(r"\$(?:env:|\{|\()?(?:env:)?([A-Z][A-Z0-9_]{3,})", script))
+        assert used - {"ErrorActionPreference"} <= set(outputs), sorted(used - set(outputs))
+    assert "scripts" in (REPO / ".funcignore").read_text().split()

@@ -90,7 +90,9 @@ def test_every_function_and_its_bindings():
         "get_export": ("destinations/{name}/exports/{run_id}", ["GET"]),
         "check_destination": ("destinations/{name}/check", ["POST"]),
     }
-    assert set(functions_by_name()) == {*expected_http, "health", "scheduled_export", "export_worker"}
+    assert set(functions_by_name()) == {*expected_http, "health", "scheduled_export", "export_worker", "segment_landed"}
+    (events,) = bindings_of("segment_landed")
+    assert events == {"direction": "IN", "type": "eventGridTrigger", "name": "event"}
     for name, (route, methods) in expected_http.items():
         trigger, output = bindings_of(name)
         assert trigger["type"] == "httpTrigger" and trigger["route"] == route

@@ -1,0 +1,26 @@
+# azd postdeploy hook (Windows): the same as subscribe-events.sh, which says why it runs after deploy.
+$ErrorActionPreference = 'Stop'
+foreach ($line in (azd env get-values)) {
+  if ($line -match '^([^=]+)="?(.*?)"?$') { Set-Item -Path "env:$($Matches[1])" -Value $Matches[2] }
+}
+$key = ''
+foreach ($attempt in 1..6) {
+  $key = az functionapp keys list -g $env:AZURE_RESOURCE_GROUP -n $env:AZURE_FUNCTION_APP_NAME `
+    --query 'systemKeys.eventgrid_extension' -o tsv
+  if ($key) { break }
+  Write-Host "subscribe-events: waiting for the function's eventgrid_extension key (attempt $attempt)"
+  Start-Sleep -Seconds 10
+}
+if (-not $key) { throw 'subscribe-events: no eventgrid_extension key: is the code deployed?' }
+az eventgrid system-topic event-subscription create `
+  --name segments-landed `
+  --resource-group $env:AZURE_RESOURCE_GROUP `
+  --system-topic-name $env:EVENT_GRID_SYSTEM_TOPIC_NAME `
+  --endpoint-type webhook `
+  --endpoint "$($env:FUNCTION_APP_URL)/runtime/webhooks/eventgrid?functionName=segment_landed&code=$key" `
+  --included-event-types Microsoft.Storage.BlobCreated `
+  --subject-begins-with "/blobServices/default/containers/$($env:SEGMENTS_CONTAINER)/" `
+  --max-delivery-attempts 10 `
+  --event-ttl 1440 `
+  --output none
+Write-Host "subscribe-events: BlobCreated events of container $($env:SEGMENTS_CONTAINER) now reach segment_landed"
