@@ -152,7 +152,8 @@ def test_a_key_sendgrid_quotes_back_reaches_no_record_rejects_check_or_log(works
     workspace.put_destinations(destination())
     shaped = "SG.aaaaaaaaaaaaaaaaaaaaaa.bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
     echo = f"key {API_KEY} refused; header was Authorization: Bearer abc.def-ghi; other key {shaped}"
-    simulator.fault(kind="status", status=400, method="PUT", path="/v3/marketing/contacts", message=echo)
+    # Every PUT: a one-off 400 naming no contact is isolated by halving, and the contacts then go.
+    simulator.fault(kind="status", status=400, method="PUT", path="/v3/marketing/contacts", message=echo, times=50)
     simulator.fault(kind="status", status=403, method="GET", path="/v3/scopes", message=echo)
     edges = make_edges(workspace)
     record = run_export(edges, queue_run(edges, "newsletter", trigger="cli"))
