@@ -18,6 +18,10 @@ DEFAULT_EXPORTS_CONTAINER = "sendgrid-exports"
 DEFAULT_DESTINATIONS_BLOB = "destinations.json"
 DEFAULT_EXPORT_SCHEDULE = "0 0 3 * * *"
 DEFAULT_EXPORT_QUEUE = "sendgrid-export-jobs"
+# The longest record a segment file may hold. A few MiB is far more than any real contact, and
+# no more than this is ever held in memory for one line, however long the line.
+DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024
+_MAX_RECORD_BYTES_RANGE = (1024, 1024 * 1024 * 1024)
 
 # Identity-based storage settings: NAME__blobServiceUri etc., as the Functions host reads them.
 STORAGE_SUFFIXES = ("__blobServiceUri", "__queueServiceUri", "__accountName", "__clientId")
@@ -56,6 +60,7 @@ class Settings:
     secrets_source: str
     key_vault_url: str | None
     sendgrid_api_base_url: str | None
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -89,6 +94,7 @@ class Settings:
             secrets_source=secrets_source,
             key_vault_url=key_vault_url,
             sendgrid_api_base_url=base_url,
+            max_record_bytes=_max_record_bytes(env),
         )
 
 
@@ -157,6 +163,14 @@ def _blob_name(env: Mapping[str, str], name: str, default: str) -> str:
     if value.startswith("/") or ".." in value.split("/") or len(value) > 1024:
         raise SettingsError(f"{name} '{value}' is not a valid blob name.")
     return value
+
+
+def _max_record_bytes(env: Mapping[str, str]) -> int:
+    raw = _get(env, "MAX_RECORD_BYTES", str(DEFAULT_MAX_RECORD_BYTES))
+    low, high = _MAX_RECORD_BYTES_RANGE
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise SettingsError(f"MAX_RECORD_BYTES must be a whole number of bytes from {low:,} to {high:,}, not '{raw}'.")
+    return int(raw)
 
 
 def _schedule(env: Mapping[str, str]) -> str:
