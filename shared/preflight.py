@@ -129,7 +129,7 @@ def _segment_checks(edges: Edges, destination: Destination) -> list[Check]:
         try:
             blobs = resolve_segment(edges.segments, segment)
             for file in blobs:
-                table = open_segment_file(edges.segments, file, destination.mapping)
+                table = open_segment_file(edges.segments, file, destination.mapping, edges.settings.max_record_bytes)
                 plan_columns(destination.mapping, table.columns, file.name)
             checks.append(
                 Check(

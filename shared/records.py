@@ -33,6 +33,7 @@ COUNT_NAMES = (
     "truncated",
     "fields_rejected",
     "removed",
+    "control_chars_stripped",
 )
 REJECT_COLUMNS = ("source", "line", "email", "category", "field", "reason")
 

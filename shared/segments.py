@@ -44,6 +44,12 @@ OVERSIZED = "\udcff\x00record over the length limit\x00\udcff"
 # decompression bomb: 5 MB of gzip can hold 5 GB of rows.
 MAX_GZIP_RATIO = 100
 GZIP_RATIO_FLOOR = 64 * 1024 * 1024
+# Control characters other than tab, line feed and carriage return (NUL, the C0 and C1 blocks,
+# DEL) and the byte-order mark: they are removed from values, never sent to SendGrid.
+_CONTROLS = "".join(map(chr, (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0), 0xFEFF)))
+_ASCII_CONTROLS = _CONTROLS[: _CONTROLS.index("\x80")]
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff]")
+_JSON_CONTROL = re.compile(r"\\u(?:00[01][0-9a-fA-F]|007[fF]|00[89][0-9a-fA-F]|[fF][eE][fF][fF])")
 # No real header is this long; a file whose first line is has no header, or is not CSV.
 MAX_HEADER_CHARS = 1024 * 1024
 _JSONL_SNIFF_ROWS = 1000
@@ -77,6 +83,13 @@ class RecordChunk:
         return self.lines[index] if self.lines is not None else self.first_line + index
 
 
+class Tally:
+    """What parsing a file's records changed in them, counted."""
+
+    def __init__(self) -> None:
+        self.control_chars_stripped = 0
+
+
 # Fields of each record, or None when it cannot be parsed, with its reason by index.
 Parsed = tuple[list[list[str] | None], dict[int, str]]
 
@@ -90,6 +103,12 @@ class TabularFile:
     chunks: Iterator[RecordChunk]
     parse: Callable[[list[str]], Parsed]
     problem: str = ""
+    tally: Tally = field(default_factory=Tally)
+
+    @property
+    def control_chars_stripped(self) -> int:
+        """Records read so far whose values held control characters, which were removed."""
+        return self.tally.control_chars_stripped
 
     @property
     def rows(self) -> Iterator[tuple[int, list[str] | None]]:
@@ -327,7 +346,12 @@ def read_csv(
     ends_open = _open_quote_test(delimiter) if options.quoted else None
     records = _split_records(text, name, separator, ends_open, _is_blank_csv, _has_blank_csv, max_record_bytes)
 
+    tally = Tally()
+
     def parse_csv(batch: list[str]) -> Parsed:
+        # The csv module refuses a NUL: control characters go before the record is parsed.
+        if _may_hold_controls("".join(batch)):
+            batch = _without_controls(batch, tally)
         return _parse_csv(batch, dialect)
 
     parse = _refusing_oversized(parse_csv, max_record_bytes)
@@ -356,7 +380,7 @@ def read_csv(
             records = _skip_repeated_header(records, columns, parse)
     if not any(columns):
         raise SegmentError(f"segment file '{name}': the header row has no column names.")
-    return TabularFile(name=name, columns=columns, chunks=records, parse=parse)
+    return TabularFile(name=name, columns=columns, chunks=records, parse=parse, tally=tally)
 
 
 def _check_encoding(head: bytes, encoding: str, name: str) -> None:
@@ -376,9 +400,12 @@ def _check_encoding(head: bytes, encoding: str, name: str) -> None:
 
 
 def _looks_like_utf16(head: bytes) -> bool:
-    # ASCII text in UTF-16 has a zero byte in every pair; 8-bit text almost never has one.
+    # Latin text in UTF-16 has a zero byte on one side of nearly every pair, and on the other side
+    # of almost none; 8-bit text almost never holds a zero byte.
     sample = head[:4096]
-    return len(sample) >= 8 and sample.count(0) * 3 >= len(sample)
+    pairs = len(sample) // 2
+    zeros = sorted((sample[0::2].count(0), sample[1::2].count(0)))
+    return pairs >= 4 and zeros[1] * 2 >= pairs and zeros[0] * 8 < zeros[1]
 
 
 def _refusing_oversized(parse: Callable[[list[str]], Parsed], limit: int) -> Callable[[list[str]], Parsed]:
@@ -402,6 +429,22 @@ def _refusing_oversized(parse: Callable[[list[str]], Parsed], limit: int) -> Cal
         return rows, reasons
 
     return guarded
+
+
+def _may_hold_controls(text: str) -> bool:
+    """Whether ``text`` may hold a control character: one fast substring search per character,
+    which costs the hot path far less than a regular expression or a per-value test would."""
+    return any(map(text.__contains__, _ASCII_CONTROLS if text.isascii() else _CONTROLS))
+
+
+def _without_controls(batch: list[str], tally: Tally) -> list[str]:
+    cleaned = []
+    for record in batch:
+        if _CONTROL.search(record):
+            record = _CONTROL.sub("", record)
+            tally.control_chars_stripped += 1
+        cleaned.append(record)
+    return cleaned
 
 
 def _parse_csv(batch: list[str], dialect: dict[str, Any]) -> Parsed:
@@ -606,9 +649,14 @@ def read_jsonl(
     index = {column.lower(): i for i, column in enumerate(names)}
     width = len(names)
 
+    tally = Tally()
+
     def parse(batch: list[str]) -> Parsed:
         rows: list[list[str] | None] = []
         problems: dict[int, str] = {}
+        joined = "".join(batch)
+        # A JSON string may also spell a control character as an escape (\u0000).
+        dirty = _may_hold_controls(joined) or ("\\u" in joined and _JSON_CONTROL.search(joined) is not None)
         for position, line in enumerate(batch):
             try:
                 value = json.loads(line)
@@ -634,11 +682,18 @@ def read_jsonl(
                 at = index.get(key.lower())
                 if at is not None:
                     fields[at] = item
+            if dirty and (_CONTROL.search(line) or _JSON_CONTROL.search(line)):
+                cleaned = [_CONTROL.sub("", value) for value in fields]
+                if cleaned != fields:
+                    fields = cleaned
+                    tally.control_chars_stripped += 1
             rows.append(fields)
         return rows, problems
 
     records = _split_records(text, name, "\n", None, _is_blank_line, _has_blank_line, max_record_bytes)
-    return TabularFile(name=name, columns=names, chunks=records, parse=_refusing_oversized(parse, max_record_bytes))
+    return TabularFile(
+        name=name, columns=names, chunks=records, parse=_refusing_oversized(parse, max_record_bytes), tally=tally
+    )
 
 
 def _is_blank_line(piece: str) -> bool:

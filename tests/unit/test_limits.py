@@ -4,7 +4,9 @@ its line, and the rest of the file is read."""
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import json
 import zlib
 
@@ -259,3 +261,54 @@ def test_open_segment_file_applies_the_limit_it_is_given():
     store = InMemoryBlobStore({"s.csv": b"Email\n" + b"a" * 2000 + b"@example.com\nb@example.com\n"}, chunk_size=512)
     table = open_segment_file(store, SegmentFile("s.csv", "csv"), None, max_record_bytes=1024)
     assert [fields for _, fields in table.rows] == [None, ["b@example.com"]]
+
+
+# -- control characters ------------------------------------------------------------------------------
+
+CONTROL_CHARACTERS = [chr(c) for c in (*range(0, 9), 11, 12, *range(14, 32), *range(127, 160))] + ["\ufeff"]
+
+
+def test_control_characters_are_removed_from_csv_values_and_counted():
+    data = (
+        "Email,Name,Note\r\n"
+        "a@exa\x00mple.com,Ann\ufeff,tab\there\r\n"
+        'b@example.com,"Bo\x1f\x85","two\r\nlines"\r\n'
+        "c@example.com,Cy,plain\r\n"
+    ).encode()
+    table = read_csv(chunks(data, 7), "s.csv", CsvOptions())
+    assert [fields for _, fields in table.rows] == [
+        ["a@example.com", "Ann", "tab\there"],
+        ["b@example.com", "Bo", "two\r\nlines"],
+        ["c@example.com", "Cy", "plain"],
+    ]
+    assert table.control_chars_stripped == 2
+
+
+def test_control_characters_are_removed_from_json_values_raw_or_escaped():
+    lines = [
+        '{"email": "a@example.com", "name": "A\\u0000nn\\uFEFF"}',
+        '{"email": "b@example.com", "name": "B\ufeffo\x85"}',
+        '{"email": "c@example.com", "name": "\\u00e9 not a control \\\\u0000"}',
+    ]
+    table = read_jsonl(chunks("\n".join(lines).encode()), "s.jsonl", ["email", "name"])
+    assert [fields for _, fields in table.rows] == [
+        ["a@example.com", "Ann"],
+        ["b@example.com", "Bo"],
+        ["c@example.com", "é not a control \\u0000"],
+    ]
+    assert table.control_chars_stripped == 2
+
+
+WITHOUT_CONTROLS = dict.fromkeys(map(ord, CONTROL_CHARACTERS))
+value_text = st.text(st.sampled_from([*CONTROL_CHARACTERS, "a", "é", ",", '"', "\t", " ", "\r", "\n"]), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.lists(value_text, min_size=2, max_size=2), min_size=1, max_size=8))
+def test_no_value_read_holds_a_control_character(rows):
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([["Email", "Name"], *rows])
+    table = read_csv(chunks(out.getvalue().encode(), 5), "s.csv", CsvOptions(delimiter=","))
+    got = [fields for _, fields in table.rows]
+    assert got == [[value.translate(WITHOUT_CONTROLS) for value in row] for row in rows]
+    assert table.control_chars_stripped == sum("".join(row) != "".join(row).translate(WITHOUT_CONTROLS) for row in rows)

@@ -106,7 +106,9 @@ def test_segment_resolution():
         resolve_segment(store, SegmentRef("ci/", table="People"))
 
 
-cell = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30)
+cell = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+# Control characters other than tab, CR and LF are removed from values as they are read.
+WITHOUT_CONTROLS = dict.fromkeys((*range(0, 9), 11, 12, *range(14, 32), *range(127, 160), 0xFEFF))
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
@@ -129,7 +131,7 @@ def test_any_csv_the_csv_writer_produces_reads_back_to_the_same_rows(rows, delim
     table = read_csv(chunks(data, chunk), "p.csv", CsvOptions(delimiter=delimiter))
     got = [fields for _, fields in table.rows]
     assert table.columns == ["Email", "First", "Last"]
-    assert got == rows
+    assert got == [[value.translate(WITHOUT_CONTROLS) for value in row] for row in rows]
 
 
 def test_a_quote_inside_an_unquoted_field_is_a_character_not_an_open_field():
