@@ -12,6 +12,7 @@ from .config import Destination
 from .errors import ConfigError, ExportError, SendGridAuthError, SendGridError, UnknownDestinationError
 from .export import Edges, load_destinations
 from .mapping import plan_columns
+from .privacy import mask_emails
 from .segments import open_segment_file, resolve_segment
 from .sendgrid import SendGridClient
 
@@ -21,6 +22,11 @@ class Check:
     name: str
     ok: bool
     detail: str
+
+    def __post_init__(self) -> None:
+        # Details repeat errors from files and from SendGrid: an address in one never reaches
+        # the CLI's screen or an HTTP answer.
+        self.detail = mask_emails(self.detail)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

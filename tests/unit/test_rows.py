@@ -206,3 +206,19 @@ def test_any_number_is_judged_in_time_linear_in_its_length(mantissa, exponent):
         assert exact == value
     else:
         assert value == float(exact)
+
+
+@pytest.mark.parametrize("mapping", [None, FieldMapping({"email": "Mail"})])
+def test_column_errors_never_repeat_the_column_names_which_may_be_a_data_row(mapping):
+    columns = ["ann.lee@example.com", "Annabel", "Leeward", "+47 912 34 567"]
+    with pytest.raises(SegmentError) as caught:
+        plan_columns(mapping, columns, "f.csv")
+    message = str(caught.value)
+    assert "among its 4 columns" in message and "in column 1, 4)" in message and '"header": false' in message
+    assert not any(value in message for value in columns)
+
+
+def test_a_real_header_gets_no_data_hint():
+    with pytest.raises(SegmentError) as caught:
+        plan_columns(None, ["Name", "Address1_Line2"], "f.csv")
+    assert "among its 2 columns" in str(caught.value) and "looks like data" not in str(caught.value)
