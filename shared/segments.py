@@ -372,7 +372,8 @@ def read_csv(
         columns = [c.strip() for c in header[0]]
         if options.columns:
             columns = list(options.columns)
-        records = itertools.chain([_drop_first(first)], records)
+        rest = _drop_first(first)
+        records = itertools.chain([rest] if rest.records else [], records)
     else:
         assert options.columns is not None  # config validation guarantees it
         columns = list(options.columns)
@@ -621,7 +622,8 @@ def _skip_repeated_header(
     fields = parsed[0] or []
     if [f.strip().lower() for f in fields] == [c.lower() for c in columns]:
         first = _drop_first(first)
-    yield first
+    if first.records:
+        yield first
     yield from records
 
 
