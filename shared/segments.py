@@ -343,7 +343,7 @@ def read_csv(
         dialect = {"delimiter": delimiter, "quoting": csv.QUOTE_NONE}
     # Lines end with "\n" (or "\r\n"); a file with only "\r" uses that.
     separator = "\r" if "\n" not in sample and "\r" in sample else "\n"
-    ends_open = _open_quote_test(delimiter) if options.quoted else None
+    ends_open = _QuoteTest(delimiter) if options.quoted else None
     records = _split_records(text, name, separator, ends_open, _is_blank_csv, _has_blank_csv, max_record_bytes)
 
     tally = Tally()
@@ -478,7 +478,7 @@ def _split_records(
     text: IO[str],
     name: str,
     separator: str,
-    ends_open: Callable[[str], bool] | None,
+    ends_open: _QuoteTest | None,
     is_blank: Callable[[str], bool],
     has_blank: Callable[[list[str]], bool],
     limit: int = DEFAULT_MAX_RECORD_BYTES,
@@ -493,7 +493,7 @@ def _split_records(
     carry = ""
     line = 1  # the line the next piece is on
     pending: list[str] = []  # the lines so far of a record whose quoted field is still open
-    pending_line = pending_chars = 0
+    pending_line = pending_chars = pending_quotes = 0
     skipping = 0  # the line of an over-long line being read past to its end; 0 when none
     skipped_quotes = 0
     while True:
@@ -546,8 +546,11 @@ def _split_records(
                 if pending:
                     pending.append(piece)
                     pending_chars += len(piece) + 1
-                    # Without a quote, a line only goes on with the quoted field it is inside.
-                    if ends_open is not None and ('"' not in piece or ends_open(separator.join(pending))):
+                    # Only the new line is looked at, never the record so far: a record of many
+                    # lines costs what its length does, not its length squared.
+                    quotes = piece.count('"')
+                    pending_quotes += quotes
+                    if ends_open is not None and (not quotes or ends_open.goes_on(piece, pending_quotes)):
                         if pending_chars > limit:
                             raise _endless_quote(name, pending_line, limit)
                         continue
@@ -561,6 +564,7 @@ def _split_records(
                     if len(piece) > limit:
                         raise _endless_quote(name, number, limit)
                     pending, pending_line, pending_chars = [piece], number, len(piece)
+                    pending_quotes = piece.count('"')
                     continue
                 records.append(piece if len(piece) <= limit else OVERSIZED)
                 lines.append(number)
@@ -586,24 +590,36 @@ def _endless_quote(name: str, line: int, limit: int) -> SegmentError:
     )
 
 
-@functools.lru_cache(maxsize=16)
-def _open_quote_test(delimiter: str) -> Callable[[str], bool]:
+class _QuoteTest:
     """Whether text ends inside a quoted field, as the csv module reads it (``strict=False``).
 
-    A quote opens a quoted field only at a field's start, ``""`` inside one is a quote, and
-    after the closing quote the field goes on unquoted. An even number of quotes cannot leave a
-    field open unless a quote also stands inside an unquoted field: rare, so parity is asked
-    first and the full pattern only for odd counts.
+    A quote opens a quoted field only at a field's start, ``""`` inside one is a quote, and after
+    the closing quote the field goes on unquoted. An even number of quotes cannot leave a field
+    open unless a quote also stands inside an unquoted field: rare, so parity is asked first and
+    the full pattern only for odd counts.
     """
+
+    def __init__(self, delimiter: str):
+        self._complete, self._rest = _quote_patterns(delimiter)
+
+    def __call__(self, text: str) -> bool:
+        return text.count('"') % 2 == 1 and self._complete.fullmatch(text) is None
+
+    def goes_on(self, line: str, quotes: int) -> bool:
+        """Whether a record still ends inside a quoted field once ``line`` is added to it, when it
+        did before, and ``quotes`` is its count of quotes with the line's."""
+        return quotes % 2 == 1 and self._rest.fullmatch(line) is None
+
+
+@functools.lru_cache(maxsize=16)
+def _quote_patterns(delimiter: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """Complete fields, and the end of a quoted field then complete fields."""
     d = re.escape(delimiter)
     unquoted = rf'[^"{d}\r\n][^{d}\r\n]*+'
     field = rf'(?:"(?:[^"]|"")*+"(?:{unquoted})?|{unquoted}|)'
     complete = re.compile(rf"{field}(?:{d}{field})*+\r?")
-
-    def ends_open(text: str) -> bool:
-        return text.count('"') % 2 == 1 and complete.fullmatch(text) is None
-
-    return ends_open
+    rest = re.compile(rf'(?:[^"]|"")*+"(?:{unquoted})?(?:{d}{field})*+\r?')
+    return complete, rest
 
 
 def _drop_first(chunk: RecordChunk) -> RecordChunk:
