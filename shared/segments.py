@@ -492,7 +492,9 @@ def _split_records(
     """
     carry = ""
     line = 1  # the line the next piece is on
-    pending: list[str] = []  # the lines so far of a record whose quoted field is still open
+    # The lines so far of a record whose quoted field is still open. Written to a buffer, not kept
+    # in a list: a record of a million short lines would cost fifty bytes a line as strings.
+    pending: io.StringIO | None = None
     pending_line = pending_chars = pending_quotes = 0
     skipping = 0  # the line of an over-long line being read past to its end; 0 when none
     skipped_quotes = 0
@@ -525,13 +527,13 @@ def _split_records(
             carry = pieces.pop()
         elif carry:
             pieces, carry = [carry], ""
-        elif pending:
+        elif pending is not None:
             pieces = []
         else:
             return
         # The common case: no blank line, no record spanning lines, nothing to copy.
         if (
-            not pending
+            pending is None
             and not long_piece
             and not has_blank(pieces)
             and (ends_open is None or not any(map(_ODD, map(str.count, pieces, repeat('"')))))
@@ -543,8 +545,9 @@ def _split_records(
             records: list[str] = []
             lines: list[int] = []
             for number, piece in enumerate(pieces, start=line):
-                if pending:
-                    pending.append(piece)
+                if pending is not None:
+                    pending.write(separator)
+                    pending.write(piece)
                     pending_chars += len(piece) + 1
                     # Only the new line is looked at, never the record so far: a record of many
                     # lines costs what its length does, not its length squared.
@@ -554,29 +557,30 @@ def _split_records(
                         if pending_chars > limit:
                             raise _endless_quote(name, pending_line, limit)
                         continue
-                    records.append(separator.join(pending) if pending_chars <= limit else OVERSIZED)
+                    records.append(pending.getvalue() if pending_chars <= limit else OVERSIZED)
                     lines.append(pending_line)
-                    pending = []
+                    pending = None
                     continue
                 if is_blank(piece):
                     continue
                 if ends_open is not None and '"' in piece and ends_open(piece):
                     if len(piece) > limit:
                         raise _endless_quote(name, number, limit)
-                    pending, pending_line, pending_chars = [piece], number, len(piece)
+                    pending, pending_line, pending_chars = io.StringIO(piece), number, len(piece)
+                    pending.seek(0, io.SEEK_END)
                     pending_quotes = piece.count('"')
                     continue
                 records.append(piece if len(piece) <= limit else OVERSIZED)
                 lines.append(number)
-            if not chunk and pending:  # the file ended inside a quoted field: the csv module decides
-                records.append(separator.join(pending))
+            if not chunk and pending is not None:  # ended inside a quoted field: the csv module decides
+                records.append(pending.getvalue())
                 lines.append(pending_line)
-                pending = []
+                pending = None
             line += len(pieces)
             if records:
                 yield RecordChunk(lines[0], records, lines)
         if len(carry) > limit:
-            if pending:
+            if pending is not None:
                 raise _endless_quote(name, pending_line, limit)
             # A line with no break in sight: its text is let go as it is read.
             skipping, skipped_quotes, carry = line, carry.count('"'), ""
