@@ -28,7 +28,7 @@ from typing import IO, Any
 from . import cdm
 from .config import CSV_DELIMITERS, CsvOptions, FieldMapping, SegmentRef
 from .errors import SegmentError
-from .settings import DEFAULT_MAX_RECORD_BYTES
+from .settings import DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_LIMIT
 from .storage import BlobNotFound, BlobStore, ChunkStream
 
 CSV_SUFFIXES = (".csv", ".txt", ".csv.gz", ".txt.gz")
@@ -57,8 +57,9 @@ _JSONL_SNIFF_ROWS = 1000
 MAX_JSON_DEPTH = 32
 _ODD = (1).__and__  # of a count of quotes: a record that may end inside a quoted field
 
-# Rows may hold long free-text fields; the csv module's default of 128 KiB would stop a run.
-csv.field_size_limit(16 * 1024 * 1024)
+# Rows may hold long free-text fields; the csv module's default of 128 KiB would stop a run. A
+# record's length is bounded by MAX_RECORD_BYTES, so a field's is too.
+csv.field_size_limit(MAX_RECORD_BYTES_LIMIT)
 
 
 @dataclass(frozen=True)

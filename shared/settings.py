@@ -21,7 +21,8 @@ DEFAULT_EXPORT_QUEUE = "sendgrid-export-jobs"
 # The longest record a segment file may hold. A few MiB is far more than any real contact, and
 # no more than this is ever held in memory for one line, however long the line.
 DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024
-_MAX_RECORD_BYTES_RANGE = (1024, 1024 * 1024 * 1024)
+MAX_RECORD_BYTES_LIMIT = 64 * 1024 * 1024
+_MAX_RECORD_BYTES_RANGE = (1024, MAX_RECORD_BYTES_LIMIT)
 
 # Identity-based storage settings: NAME__blobServiceUri etc., as the Functions host reads them.
 STORAGE_SUFFIXES = ("__blobServiceUri", "__queueServiceUri", "__accountName", "__clientId")
