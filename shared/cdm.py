@@ -19,6 +19,8 @@ from .config import CsvOptions
 from .errors import SegmentError
 
 MODEL_FILE = "model.json"
+# Customer Insights writes model.json files of kilobytes, a few MB with thousands of partitions.
+MAX_MODEL_BYTES = 16 * 1024 * 1024
 _SNAPSHOT = re.compile(r"(?:^|/)(?P<table>[^/]+)/(?P<y>\d{4})/(?P<m>\d{1,2})/(?P<d>\d{1,2})/(?P<hm>\d{4})/[^/]+$")
 _DATA_SUFFIXES = (".csv", ".csv.gz", ".txt", ".txt.gz")
 
@@ -56,23 +58,53 @@ def parse_model(text: bytes | str, source: str) -> list[Entity]:
         raise SegmentError(f'{source} is not a CDM model.json: it has no "entities" array.')
     entities = []
     for index, raw in enumerate(doc["entities"]):
-        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
             raise SegmentError(f"{source}: entity #{index} has no name.")
+        where = f"{source}: entity '{raw['name']}'"
+        kind = raw.get("$type", "LocalEntity")
+        if not isinstance(kind, str):
+            raise SegmentError(f'{where}: "$type" must be a string, not {_json_type(kind)}.')
         attributes = []
-        for attribute in raw.get("attributes") or []:
-            if not isinstance(attribute, dict) or not isinstance(attribute.get("name"), str):
-                raise SegmentError(f"{source}: entity '{raw['name']}' has an attribute without a name.")
+        for number, attribute in enumerate(_array(raw, "attributes", where), start=1):
+            if not isinstance(attribute, dict) or not isinstance(attribute.get("name"), str) or not attribute["name"]:
+                raise SegmentError(f"{where}: attribute #{number} has no name (a non-empty string).")
             attributes.append(attribute["name"])
         partitions = []
-        for partition in raw.get("partitions") or []:
+        for number, partition in enumerate(_array(raw, "partitions", where), start=1):
             if not isinstance(partition, dict) or not isinstance(partition.get("location"), str):
-                raise SegmentError(f"{source}: entity '{raw['name']}' has a partition without a location.")
+                raise SegmentError(f"{where}: partition #{number} has no location (a URL string).")
             settings = partition.get("fileFormatSettings") or {}
             if not isinstance(settings, dict):
-                raise SegmentError(f"{source}: partition '{partition.get('name')}' has malformed fileFormatSettings.")
+                raise SegmentError(f"{where}: partition #{number} has malformed fileFormatSettings (not an object).")
             partitions.append(Partition(str(partition.get("name", "")), partition["location"], settings))
-        entities.append(Entity(raw["name"], str(raw.get("$type", "LocalEntity")), tuple(attributes), tuple(partitions)))
+        entities.append(Entity(raw["name"], kind, tuple(attributes), tuple(partitions)))
     return entities
+
+
+def _array(raw: dict[str, Any], key: str, where: str) -> list[Any]:
+    value = raw.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SegmentError(f'{where}: "{key}" must be an array, not {_json_type(value)}.')
+    return value
+
+
+def _json_type(value: Any) -> str:
+    names = {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+    }
+    return names.get(type(value), "null")
+
+
+def _without_query(url: str) -> str:
+    # A location may carry a SAS token: never repeat it in a message.
+    return url.split("?", 1)[0].split("#", 1)[0]
 
 
 def select_entity(entities: list[Entity], table: str | None, source: str) -> Entity:
@@ -98,12 +130,21 @@ def select_entity(entities: list[Entity], table: str | None, source: str) -> Ent
 
 def csv_options(settings: dict[str, Any], attributes: tuple[str, ...], source: str) -> CsvOptions:
     """The dialect of a partition's ``fileFormatSettings``; CDM's defaults: no header, ',' and '"'."""
+    for key in ("$type", "delimiter", "quoteStyle", "encoding"):
+        if key in settings and not isinstance(settings[key], str):
+            raise SegmentError(
+                f'{source}: fileFormatSettings "{key}" must be a string, not {_json_type(settings[key])}.'
+            )
     kind = settings.get("$type", "CsvFormatSettings")
     if kind != "CsvFormatSettings":
         raise SegmentError(f"{source}: partition format {kind} is not supported (only CSV).")
     headers = settings.get("columnHeaders", False)
-    if isinstance(headers, str):
+    if isinstance(headers, str) and headers.strip().lower() in ("true", "false"):
         headers = headers.strip().lower() == "true"
+    if not isinstance(headers, bool):
+        raise SegmentError(
+            f'{source}: fileFormatSettings "columnHeaders" must be true or false, not {_json_type(headers)}.'
+        )
     delimiter = settings.get("delimiter", ",")
     if delimiter not in (",", ";", "\t", "|"):
         raise SegmentError(f"{source}: delimiter {delimiter!r} is not supported.")
@@ -136,7 +177,8 @@ def partition_files(
             target = to_blob(partition.location)
             if target is None:
                 raise SegmentError(
-                    f"{source}: partition '{partition.name}' is at {partition.location}, which is not a blob in "
+                    f"{source}: partition '{partition.name}' is at {_without_query(partition.location)}, which is "
+                    "not a blob in "
                     "the segments container of this storage account: refused."
                 )
             resolved.append((target[0], target[1], csv_options(partition.format, entity.attributes, source)))

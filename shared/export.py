@@ -396,7 +396,9 @@ class _Run:
             summary: dict[str, Any] = {"path": segment.path, "files": len(files), "rows": 0}
             self.record.segments.append(summary)
             for file in files:
-                table = open_segment_file(self.edges.segments, file, destination.mapping)
+                table = open_segment_file(
+                    self.edges.segments, file, destination.mapping, self.edges.settings.max_record_bytes
+                )
                 columns = plan_columns(destination.mapping, table.columns, file.name)
                 reader = _FileReader(
                     table,
@@ -409,6 +411,7 @@ class _Run:
                 )
                 rows = reader.read(known, seen)
                 self.record.counts["read"] += rows
+                self.record.counts["control_chars_stripped"] += table.control_chars_stripped
                 summary["rows"] += rows
                 self.edges.release_memory()
                 log.info("read %s: %d rows (%d to send so far)", file.name, rows, spool.count)
@@ -444,7 +447,9 @@ class _Run:
                 for file in files:
                     if cancelled.is_set():
                         return
-                    columns, rows = scan_segment_file(self.edges.segments, file, destination.mapping)
+                    columns, rows = scan_segment_file(
+                        self.edges.segments, file, destination.mapping, self.edges.settings.max_record_bytes
+                    )
                     plan_columns(destination.mapping, columns, file.name)
                     bound += rows
                     if bound > destination.max_profiles:

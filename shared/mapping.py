@@ -6,6 +6,7 @@ a list of common names is used (Customer Insights names first).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .config import FieldMapping
@@ -48,9 +49,9 @@ def plan_columns(mapping: FieldMapping | None, columns: list[str], file_name: st
         }
         if "email" not in chosen:
             raise SegmentError(
-                f"segment file '{file_name}': no email column found among its columns "
-                f"({', '.join(columns[:20])}); expected one of "
-                f"{', '.join(DEFAULT_COLUMNS['email'])}, or set mapping.email in destinations.json."
+                f"segment file '{file_name}': no email column found among its {_count(columns)}; expected "
+                f"one of {', '.join(DEFAULT_COLUMNS['email'])}, or set mapping.email in destinations.json."
+                + _header_hint(columns)
             )
         return ColumnPlan(
             email=chosen.pop("email"),
@@ -63,14 +64,35 @@ def plan_columns(mapping: FieldMapping | None, columns: list[str], file_name: st
         found = index.get(column.lower())
         if found is None:
             raise SegmentError(
-                f"segment file '{file_name}' has no column '{column}' (mapped to {target}); its "
-                f"columns are: {', '.join(columns[:30])}."
+                f"segment file '{file_name}' has no column '{column}' (mapped to {target}) among its "
+                f"{_count(columns)}." + _header_hint(columns)
             )
         return found
 
     fields = {target: column_of(target, column) for target, column in mapping.fields.items()}
     custom = tuple((name, column_of(f"custom_fields.{name}", column)) for name, column in mapping.custom_fields.items())
     return ColumnPlan(email=fields.pop("email"), fields=tuple(fields.items()), custom_fields=custom, width=len(columns))
+
+
+# Column names are never repeated in a message: in a file without a header row they are the first
+# row's values (names, addresses, phone numbers). Messages give their count, and say when the
+# first row looks like data.
+_DATA_LIKE = re.compile(r"@|(?:\d[\s().+/-]*){5}")
+
+
+def _count(columns: list[str]) -> str:
+    return f"{len(columns)} column" + ("" if len(columns) == 1 else "s")
+
+
+def _header_hint(columns: list[str]) -> str:
+    positions = [str(i + 1) for i, name in enumerate(columns) if _DATA_LIKE.search(name)]
+    if not positions:
+        return ""
+    return (
+        f" Its first row looks like data, not column names (an address or a number in column "
+        f"{', '.join(positions[:5])}{', ...' if len(positions) > 5 else ''}): if the file has no header row, "
+        'set "header": false and "columns" for the segment in destinations.json.'
+    )
 
 
 def _case_insensitive_index(columns: list[str]) -> dict[str, int]:

@@ -12,6 +12,7 @@ from .config import Destination
 from .errors import ConfigError, ExportError, SendGridAuthError, SendGridError, UnknownDestinationError
 from .export import Edges, load_destinations
 from .mapping import plan_columns
+from .privacy import mask_emails
 from .segments import open_segment_file, resolve_segment
 from .sendgrid import SendGridClient
 
@@ -21,6 +22,11 @@ class Check:
     name: str
     ok: bool
     detail: str
+
+    def __post_init__(self) -> None:
+        # Details repeat errors from files and from SendGrid: an address in one never reaches
+        # the CLI's screen or an HTTP answer.
+        self.detail = mask_emails(self.detail)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -144,7 +150,7 @@ def _segment_checks(edges: Edges, destination: Destination) -> list[Check]:
         try:
             blobs = resolve_segment(edges.segments, segment)
             for file in blobs:
-                table = open_segment_file(edges.segments, file, destination.mapping)
+                table = open_segment_file(edges.segments, file, destination.mapping, edges.settings.max_record_bytes)
                 plan_columns(destination.mapping, table.columns, file.name)
             checks.append(
                 Check(

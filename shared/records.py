@@ -37,6 +37,7 @@ COUNT_NAMES = (
     "truncated",
     "fields_rejected",
     "removed",
+    "control_chars_stripped",
 )
 REJECT_COLUMNS = ("source", "line", "email", "category", "field", "reason")
 
@@ -217,7 +218,7 @@ class RejectsWriter:
         self.count = 0
 
     def add(self, source: str, line: int, email: str, category: str, reason: str, field_name: str = "") -> None:
-        self._csv.writerow((source, line, _safe(email), category, field_name, _safe(reason)))
+        self._csv.writerow((_cell(source), line, _cell(email), _cell(category), _cell(field_name), _cell(reason)))
         self.count += 1
 
     def upload(self, exports: BlobStore, blob_name: str) -> None:
@@ -229,6 +230,12 @@ class RejectsWriter:
         self._text.close()
 
 
-def _safe(value: str) -> str:
+# A cell starting with one of these runs as a formula when the file is opened in a spreadsheet.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: str) -> str:
     # Undecodable input is carried as lone surrogates; write it back as the bytes it was.
-    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    # OWASP's advice against CSV injection: a leading quote makes the cell text.
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value

@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .mapping import ColumnPlan
+from .privacy import mask_emails
 
 # SendGrid's maximum lengths for reserved fields (ContactRequest in the Contacts OpenAPI document).
 FIELD_LIMITS: dict[str, int] = {
@@ -29,6 +30,11 @@ IDENTIFIER_LIMITS: dict[str, int] = {"external_id": 254, "phone_number_id": 254}
 EMAIL_MAX = 254
 MAX_ALTERNATE_EMAILS = 5
 TEXT_CUSTOM_FIELD_MAX = 1000
+# A Number is checked in time linear in its length only while its digits and exponent are
+# bounded: ``int(Decimal("1e1000000"))`` alone takes most of a minute. No real number needs more
+# characters than this, and a double cannot hold a power of ten past 308.
+NUMBER_MAX_CHARS = 100
+_DOUBLE_MAX_EXPONENT = 308
 
 # A pragmatic address check: an ASCII local part, then a dotted domain with a 2+ letter TLD.
 EMAIL_PATTERN = re.compile(
@@ -162,20 +168,7 @@ def coerce_custom_value(definition: CustomFieldDef, value: str) -> tuple[Any, st
     """
     kind = definition.field_type
     if kind == "Number":
-        try:
-            number = Decimal(value.replace(",", "") if value.count(",") and "." in value else value)
-        except InvalidOperation:
-            return None, f"'{_preview(value)}' is not a number", False
-        if not number.is_finite():
-            return None, f"'{_preview(value)}' is not a finite number", False
-        as_int = int(number)
-        if number == as_int and -(2**63) <= as_int < 2**63:
-            return as_int, "", False
-        # SendGrid keeps numbers as doubles: one past 64 bits is sent as the double it becomes.
-        as_float = float(number)
-        if math.isinf(as_float):
-            return None, f"'{_preview(value)}' is too large a number", False
-        return as_float, "", False
+        return _coerce_number(value)
     if kind == "Date":
         parsed = _parse_date(value)
         if parsed is None:
@@ -184,6 +177,32 @@ def coerce_custom_value(definition: CustomFieldDef, value: str) -> tuple[Any, st
     if len(value) > TEXT_CUSTOM_FIELD_MAX:
         return value[:TEXT_CUSTOM_FIELD_MAX], "", True
     return value, "", False
+
+
+def _coerce_number(value: str) -> tuple[Any, str, bool]:
+    if len(value) > NUMBER_MAX_CHARS:
+        return None, f"a number of over {NUMBER_MAX_CHARS} characters is not one SendGrid can keep", False
+    try:
+        number = Decimal(value.replace(",", "") if value.count(",") and "." in value else value)
+    except InvalidOperation:
+        return None, f"'{_preview(value)}' is not a number", False
+    if not number.is_finite():
+        return None, f"'{_preview(value)}' is not a finite number", False
+    if not number:
+        return 0, "", False
+    # The exponent is looked at before any conversion whose cost grows with it.
+    magnitude = number.adjusted()
+    if magnitude > _DOUBLE_MAX_EXPONENT:
+        return None, f"'{_preview(value)}' is too large a number", False
+    if 0 <= magnitude < 19:
+        as_int = int(number)
+        if number == as_int and -(2**63) <= as_int < 2**63:
+            return as_int, "", False
+    # SendGrid keeps numbers as doubles: one past 64 bits is sent as the double it becomes.
+    as_float = float(number)
+    if math.isinf(as_float):
+        return None, f"'{_preview(value)}' is too large a number", False
+    return as_float, "", False
 
 
 def _parse_date(value: str) -> date | None:
@@ -200,4 +219,5 @@ def _parse_date(value: str) -> date | None:
 
 
 def _preview(value: str) -> str:
+    value = mask_emails(value)
     return value if len(value) <= 20 else value[:17] + "..."

@@ -28,6 +28,11 @@ DEFAULT_JOB_WAIT_SECONDS = 3600
 DEFAULT_RUN_DEADLINE_SECONDS = 6600
 # A run queued by new data waits this long on the queue first, so that a burst of files is one run.
 DEFAULT_EXPORT_SETTLE_SECONDS = 120
+# The longest record a segment file may hold. A few MiB is far more than any real contact, and
+# no more than this is ever held in memory for one line, however long the line.
+DEFAULT_MAX_RECORD_BYTES = 4 * 1024 * 1024
+MAX_RECORD_BYTES_LIMIT = 64 * 1024 * 1024
+_MAX_RECORD_BYTES_RANGE = (1024, MAX_RECORD_BYTES_LIMIT)
 
 # Identity-based storage settings: NAME__blobServiceUri etc., as the Functions host reads them.
 STORAGE_SUFFIXES = ("__blobServiceUri", "__queueServiceUri", "__accountName", "__clientId")
@@ -95,6 +100,7 @@ class Settings:
     # App Service authentication is on: only then has the platform stripped a caller's own
     # X-MS-CLIENT-PRINCIPAL* headers and set its own, so only then are they worth believing.
     app_service_auth: bool = False
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -134,6 +140,7 @@ class Settings:
             # The queue holds a message invisible for at most 7 days.
             export_settle_seconds=_integer(env, "EXPORT_SETTLE_SECONDS", DEFAULT_EXPORT_SETTLE_SECONDS, (0, 604_800)),
             app_service_auth=_flag(env, "WEBSITE_AUTH_ENABLED"),
+            max_record_bytes=_integer(env, "MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES, _MAX_RECORD_BYTES_RANGE),
         )
 
 

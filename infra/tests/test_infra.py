@@ -36,6 +36,7 @@ NOT_DEPLOYED = {
     "SENDGRID_JOB_WAIT_SECONDS",
     "RUN_DEADLINE_SECONDS",
     "EXPORT_SETTLE_SECONDS",
+    "MAX_RECORD_BYTES",
 }
 
 # Azure's built-in roles, name -> id, as "Azure built-in roles" (learn.microsoft.com,

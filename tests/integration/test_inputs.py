@@ -6,10 +6,13 @@ import csv
 import gzip
 import io
 import json
+import zlib
+from dataclasses import replace
 
 import pytest
 
 from shared.export import queue_run, run_export
+from shared.settings import Settings
 from tests.conftest import destination, make_edges
 
 pytestmark = pytest.mark.integration
@@ -272,4 +275,57 @@ def test_a_bad_later_file_fails_the_run_before_the_good_earlier_one_is_sent(work
     workspace.put_destinations(destination(segments=[{"path": "ci/"}]))
     record = run(workspace, max_batch_contacts=50)
     assert record.status == "failed" and message in record.errors[0], record.errors
+    assert simulator.snapshot()["upserted_contacts"] == 0
+
+
+def test_hostile_rows_are_each_rejected_with_their_line_and_the_counts_add_up(workspace, simulator):
+    data = (
+        b"Email,FirstName,City\r\n"
+        b"a@example.com,Ann,Oslo\r\n"
+        b"b@example.com," + b"x" * 5000 + b",Oslo\r\n"  # over MAX_RECORD_BYTES
+        b"c@example.com,C\x00y\xef\xbb\xbf,Oslo\r\n"  # NUL and a BOM inside a value
+        b'=HYPERLINK("http://evil"),Dee,Oslo\r\n'  # not an address; a formula in Excel
+        b"e@example.com,Eve,Oslo\r\n"
+    )
+    workspace.put_segment("people.csv", data)
+    workspace.put_destinations(destination())
+    settings = replace(Settings.from_env(workspace.env), max_record_bytes=1024)
+    record = run(workspace, settings=settings)
+    c = record.counts
+    assert (c["read"], c["invalid"], c["sent"], c["control_chars_stripped"]) == (5, 2, 3, 1)
+    assert record.conservation_holds() and record.status == "completed_with_errors"
+    assert simulator.snapshot()["contacts"]["c@example.com"]["first_name"] == "Cy"
+    rejects = [(r["line"], r["email"], r["reason"]) for r in rejects_of(workspace, record)]
+    assert rejects[0][:2] == ("3", "") and "longer than 1,024 characters (MAX_RECORD_BYTES)" in rejects[0][2]
+    assert rejects[1] == ("5", '\'=HYPERLINK("http://evil")', "invalid email address")
+
+
+def test_json_lines_that_break_a_parser_reject_their_line_only(workspace, simulator):
+    lines = [
+        json.dumps({"email": "a@example.com"}),
+        '{"a":' * 100_000 + "1" + "}" * 100_000,
+        '{"email": "b@example.com", "n": 1' + "0" * 5000 + "}",
+        json.dumps({"email": "c@example.com", "FirstName": "C\u0000y"}),
+    ]
+    workspace.put_segment("people.jsonl", "\n".join(lines))
+    workspace.put_destinations(
+        destination(segments=[{"path": "people.jsonl"}], mapping={"email": "email", "first_name": "FirstName"})
+    )
+    record = run(workspace)
+    c = record.counts
+    assert (c["read"], c["invalid"], c["sent"], c["control_chars_stripped"]) == (4, 2, 2, 1)
+    assert record.conservation_holds()
+    reasons = [(r["line"], r["reason"]) for r in rejects_of(workspace, record)]
+    assert [line for line, _ in reasons] == ["2", "3"]
+    assert "nested deeper than 32 levels" in reasons[0][1] and "4300" in reasons[1][1]
+    assert simulator.snapshot()["contacts"]["c@example.com"]["first_name"] == "Cy"
+
+
+def test_a_gzip_bomb_fails_the_run_before_anything_is_sent(workspace, simulator):
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    body = [packer.compress(b"Email\r\na@example.com\r\n")] + [packer.compress(b"\n" * (1 << 20)) for _ in range(200)]
+    workspace.put_segment("people.csv.gz", b"".join(body) + packer.flush())
+    workspace.put_destinations(destination(segments=[{"path": "people.csv.gz"}]))
+    record = run(workspace)
+    assert record.status == "failed" and "decompression bomb" in record.errors[0], record.errors
     assert simulator.snapshot()["upserted_contacts"] == 0

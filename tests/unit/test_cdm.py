@@ -81,8 +81,17 @@ def test_every_sample_parses_or_is_refused_with_a_reason():
         (b"{", "not valid JSON"),
         (b"[]", 'no "entities" array'),
         (b'{"entities": [{}]}', "entity #0 has no name"),
-        (b'{"entities": [{"name": "A", "attributes": [{}]}]}', "attribute without a name"),
-        (b'{"entities": [{"name": "A", "partitions": [{"name": "p"}]}]}', "partition without a location"),
+        (b'{"entities": [{"name": "A", "attributes": [{}]}]}', "'A': attribute #1 has no name"),
+        (b'{"entities": [{"name": "A", "partitions": [{"name": "p"}]}]}', "'A': partition #1 has no location"),
+        # Attributes and partitions of the wrong type: a clear error, not a TypeError.
+        (b'{"entities": [{"name": "A", "attributes": 5}]}', "'A': \"attributes\" must be an array, not a number"),
+        (b'{"entities": [{"name": "A", "attributes": "Email"}]}', '"attributes" must be an array, not a string'),
+        (b'{"entities": [{"name": "A", "attributes": [{"name": 7}]}]}', "attribute #1 has no name"),
+        (b'{"entities": [{"name": "A", "attributes": [{"name": ""}]}]}', "attribute #1 has no name"),
+        (b'{"entities": [{"name": "A", "partitions": {"a": 1}}]}', '"partitions" must be an array, not an object'),
+        (b'{"entities": [{"name": "A", "partitions": [3]}]}', "partition #1 has no location"),
+        (b'{"entities": [{"name": "A", "$type": ["LocalEntity"]}]}', '"\\$type" must be a string'),
+        (b'{"entities": [{"name": ["A"]}]}', "entity #0 has no name"),
     ],
 )
 def test_malformed_models_are_refused_with_a_reason(text, message):
@@ -139,3 +148,29 @@ def test_column_headers_given_as_strings_or_booleans():
         assert cdm.csv_options({"columnHeaders": value}, ("A",), "m").header is expected
     with pytest.raises(SegmentError, match="only CSV"):
         cdm.csv_options({"$type": "ParquetFormatSettings"}, ("A",), "m")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"columnHeaders": "yes"}, '"columnHeaders" must be true or false, not a string'),
+        ({"columnHeaders": 1}, '"columnHeaders" must be true or false, not a number'),
+        ({"columnHeaders": ["true"]}, '"columnHeaders" must be true or false, not an array'),
+        ({"delimiter": [","]}, '"delimiter" must be a string, not an array'),
+        ({"quoteStyle": None}, '"quoteStyle" must be a string, not null'),
+        ({"encoding": 8}, '"encoding" must be a string, not a number'),
+        ({"$type": {"x": 1}}, '"\\$type" must be a string, not an object'),
+    ],
+)
+def test_file_format_settings_of_the_wrong_type_are_named(settings, message):
+    with pytest.raises(SegmentError, match=message):
+        cdm.csv_options(settings, ("A",), "m")
+
+
+def test_a_refused_location_is_named_without_its_query_which_may_be_a_sas_token():
+    entity = model_with(["https://other.blob.core.windows.net/segments/ci/Seg_1.csv?sv=2024&sig=SECRETSIG"])
+    with pytest.raises(SegmentError, match="refused") as caught:
+        cdm.partition_files(entity, "ci/", set(), to_blob, "m")
+    assert "SECRETSIG" not in str(caught.value) and "other.blob.core.windows.net/segments/ci/Seg_1.csv" in str(
+        caught.value
+    )

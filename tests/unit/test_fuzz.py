@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.config import _DESTINATION_KEYS, parse_destinations
-from shared.errors import ConfigError
+from shared.errors import ConfigError, SegmentError
 from shared.http_api import ApiRequest, check_destination, get_export, handle, list_exports, start_export
+from shared.segments import SegmentFile, open_segment_file
+from shared.settings import DEFAULT_MAX_RECORD_BYTES
+from tests.fakes import InMemoryBlobStore
 from tests.unit.test_export_core import setup
 
 json_values = st.recursive(
@@ -71,3 +76,52 @@ def test_any_http_input_gets_json_and_a_4xx_or_success(name, body, run_id, limit
         if response.status >= 400:
             assert set(response.body) == {"error"} and response.body["error"]["code"]
     assert fake.bodies == []  # nothing is ever sent inside an HTTP request
+
+
+segment_bytes = st.binary(max_size=300) | st.lists(
+    st.sampled_from(
+        [
+            b"Email,Name",
+            b"a@example.com,Ann",
+            b'"',
+            b",",
+            b"\r\n",
+            b"\n",
+            b"\r",
+            b"\x00",
+            b"\xef\xbb\xbf",
+            b"\xff\xfe",
+            b'{"email": "a@example.com"}',
+            b"[[[[",
+            b"{",
+            b"}",
+            b"x" * 40,
+        ]
+    ),
+    max_size=40,
+).map(b"".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    data=segment_bytes,
+    name=st.sampled_from(["s.csv", "s.jsonl", "s.csv.gz"]),
+    limit=st.sampled_from([16, 64, DEFAULT_MAX_RECORD_BYTES]),
+    text_chunk=st.integers(1, 64),
+)
+def test_any_bytes_read_as_a_segment_give_rows_rejections_or_one_clear_error(data, name, limit, text_chunk):
+    if name.endswith(".gz"):
+        data = gzip.compress(data)
+    file = SegmentFile(name, "jsonl" if name.endswith(".jsonl") else "csv")
+    store = InMemoryBlobStore({name: data}, chunk_size=13)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("shared.segments._TEXT_CHUNK_CHARS", text_chunk)
+        try:
+            table = open_segment_file(store, file, None, limit)
+            for chunk in table.chunks:
+                assert chunk.records, "an empty chunk"
+                parsed, problems = table.parse(chunk.records)
+                assert len(parsed) == len(chunk.records)
+                assert all(problems.get(i) for i, fields in enumerate(parsed) if fields is None)
+        except SegmentError as exc:
+            assert f"'{name}'" in str(exc)

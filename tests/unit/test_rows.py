@@ -1,4 +1,9 @@
+import time
+from decimal import Decimal
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.config import FieldMapping
 from shared.errors import SegmentError
@@ -157,3 +162,63 @@ def test_coercion(kind, raw, value):
 def test_values_that_do_not_fit_their_type_are_refused(kind, raw):
     _, problem, _ = coerce_custom_value(CustomFieldDef("f", "id", kind), raw)
     assert problem
+
+
+NUMBER = CustomFieldDef("n", "id", "Number")
+
+
+@pytest.mark.parametrize("raw", ["1e1000000", "1e10000000", "-9e999999999", "1" * 5000, "1" + "0" * 400])
+def test_a_huge_number_is_refused_at_once_and_only_that_field(raw):
+    started = time.perf_counter()
+    value, problem, _ = coerce_custom_value(NUMBER, raw)
+    assert time.perf_counter() - started < 0.05  # int(Decimal("1e1000000")) alone took about 40 s
+    assert value is None and problem
+    columns = ["Email", "Points"]
+    mapping = FieldMapping({"email": "Email"}, {"n": "Points"})
+    contact, reason, _, rejects = rules(columns, mapping, {"n": NUMBER}).apply(["a@example.com", raw])
+    assert contact == {"email": "a@example.com"} and reason == ""
+    assert [f for f, _ in rejects] == ["custom_fields.n"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("1e-400", 0.0), ("0e999999999", 0), ("9223372036854775807", 2**63 - 1), ("9223372036854775808", 2.0**63)],
+)
+def test_numbers_at_the_edges_of_the_ranges(raw, value):
+    got, problem, _ = coerce_custom_value(NUMBER, raw)
+    assert problem == "" and got == value and type(got) is type(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    mantissa=st.from_regex(r"-?[0-9]{1,40}(\.[0-9]{0,40})?", fullmatch=True),
+    exponent=st.integers(min_value=-(10**12), max_value=10**12),
+)
+def test_any_number_is_judged_in_time_linear_in_its_length(mantissa, exponent):
+    raw = f"{mantissa}e{exponent}"
+    started = time.perf_counter()
+    value, problem, _ = coerce_custom_value(NUMBER, raw)
+    assert time.perf_counter() - started < 0.05
+    exact = Decimal(raw)
+    if problem:
+        assert value is None and exact.copy_abs() > Decimal("1.7976931348623157e308")
+    elif isinstance(value, int):
+        assert exact == value
+    else:
+        assert value == float(exact)
+
+
+@pytest.mark.parametrize("mapping", [None, FieldMapping({"email": "Mail"})])
+def test_column_errors_never_repeat_the_column_names_which_may_be_a_data_row(mapping):
+    columns = ["ann.lee@example.com", "Annabel", "Leeward", "+47 912 34 567"]
+    with pytest.raises(SegmentError) as caught:
+        plan_columns(mapping, columns, "f.csv")
+    message = str(caught.value)
+    assert "among its 4 columns" in message and "in column 1, 4)" in message and '"header": false' in message
+    assert not any(value in message for value in columns)
+
+
+def test_a_real_header_gets_no_data_hint():
+    with pytest.raises(SegmentError) as caught:
+        plan_columns(None, ["Name", "Address1_Line2"], "f.csv")
+    assert "among its 2 columns" in str(caught.value) and "looks like data" not in str(caught.value)

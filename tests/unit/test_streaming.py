@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from shared.config import CsvOptions
 from shared.mapping import plan_columns
 from shared.rows import RowRules
-from shared.segments import read_csv
+from shared.segments import read_csv, read_jsonl
 
 ROW = (
     b'C%08d,person.%d@example.com,"Mar\xc3\xada Jos\xc3\xa9","Garc\xc3\xada L\xc3\xb3pez, Jr.",'
@@ -53,3 +54,33 @@ def test_a_300_mb_file_streams_in_bounded_memory():
     assert rows == valid > 1_900_000  # about 300 MB of rows, every one read and mapped
     settled = samples[1]  # after the first 200,000 rows every buffer has its size
     assert max(samples) - settled < 16, f"resident memory grew from {settled:.0f} to {max(samples):.0f} MB"
+
+
+def newline_less(megabytes: int, head: bytes, tail: bytes) -> Iterator[bytes]:
+    """``head``, then ``megabytes`` MB with no line break, then ``tail``: made chunk by chunk."""
+    yield head
+    block = b"z" * 1_000_000
+    for _ in range(megabytes):
+        yield block
+    yield tail
+
+
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_a_50_mb_line_is_read_past_without_being_held(kind):
+    # Before the record cap, this line was held whole and copied for every MiB read: 200 MB.
+    if kind == "csv":
+        head, tail = b"Email,Note\r\na@example.com,", b"\r\nb@example.com,after\r\n"
+        table = read_csv(newline_less(50, head, tail), "long.csv", CsvOptions())
+    else:
+        head, tail = b'{"Email": "a@example.com", "Note": "', b'"}\n{"Email": "b@example.com"}\n'
+        table = read_jsonl(newline_less(50, head, tail), "long.jsonl", ["Email"])
+    tracemalloc.start()
+    try:
+        got = [(line, fields is None, table.problem if fields is None else fields[0]) for line, fields in table.rows]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    first_line = 2 if kind == "csv" else 1
+    assert got[0][:2] == (first_line, True) and "MAX_RECORD_BYTES" in got[0][2]
+    assert got[1] == (first_line + 1, False, "b@example.com")
+    assert peak < 20_000_000, f"peak {peak / 1e6:.1f} MB while reading past a 50 MB line"

@@ -1,0 +1,48 @@
+"""rejects.csv is opened by marketers in Excel: no cell of it may run as a formula."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.records import RejectsWriter
+from tests.fakes import InMemoryBlobStore
+
+DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def written(*rows: tuple[str, int, str, str, str, str]) -> list[list[str]]:
+    writer = RejectsWriter()
+    for source, line, email, category, reason, field_name in rows:
+        writer.add(source, line, email, category, reason, field_name)
+    store = InMemoryBlobStore()
+    writer.upload(store, "r.csv")
+    writer.close()
+    return list(csv.reader(io.StringIO(store.read_bytes("r.csv").decode("utf-8"), newline="")))[1:]
+
+
+def test_a_formula_in_any_column_is_written_as_text():
+    (row,) = written(("=cmd.csv", 3, '=HYPERLINK("http://x")@a.com', "+inv", "-1 is bad", "@field"))
+    assert row == ["'=cmd.csv", "3", '\'=HYPERLINK("http://x")@a.com', "'+inv", "'@field", "'-1 is bad"]
+
+
+def test_ordinary_cells_are_left_as_they_are():
+    (row,) = written(("s.csv", 2, "a@example.com", "invalid", "missing email", ""))
+    assert row == ["s.csv", "2", "a@example.com", "invalid", "", "missing email"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cells=st.lists(st.text(max_size=12) | st.sampled_from(DANGEROUS).map(lambda c: c + "1+1"), min_size=5, max_size=5)
+)
+def test_no_cell_ever_starts_like_a_formula_and_none_loses_its_text(cells):
+    source, email, category, reason, field_name = cells
+    (row,) = written((source, 7, email, category, reason, field_name))
+    expected = [source, "7", email, category, field_name, reason]
+    for got, original in zip(row, expected, strict=True):
+        assert not got.startswith(DANGEROUS)
+        original = original.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        assert got == original or (got == "'" + original and original.startswith(DANGEROUS))
