@@ -516,6 +516,16 @@ class _Run:
                 continue
             counts["created"] += result.created
             counts["updated"] += result.updated
+            if result.requested not in (0, sent) or (result.status == "errored" and result.errored == 0):
+                # The job does not describe this part: which of its contacts it took is unknown.
+                counts["errored"] += sent
+                self._unknown_outcome(
+                    item,
+                    result,
+                    f"the job reports {result.requested} requested, "
+                    f"{result.errored} errored, status {result.status}, for {sent} sent",
+                )
+                continue
             if result.errored == 0:
                 counts["accepted"] += sent
                 self._confirm(batch, item.positions, updates, journal_name)
@@ -575,16 +585,22 @@ class _Run:
             else:
                 emails = {p: batch.origin(p).email for p in item.positions}
                 _, failed = split_by_errors(emails, named)
-                if len(failed) >= min(result.errored, len(item.positions)):
+                if len(failed) != len(named):
+                    problem = f"the errors file names {len(named) - len(failed)} address(es) this job was not sent"
+                elif len(failed) < min(result.errored, len(item.positions)):
+                    problem = f"the errors file names {len(failed)} of the {result.errored} errored contacts"
+                else:
                     entry["errors_file"] = "read"
                     return failed
-                problem = f"the errors file names {len(failed)} of the {result.errored} errored contacts"
         entry["errors_file"] = problem[:300]
-        self.record.errors.append(
-            f"batch {item.index}: {result.errored} contact(s) failed in the import job, but which is unknown "
-            f"({problem[:300]}); none of its contacts is confirmed, and the next run sends them again."
-        )
+        self._unknown_outcome(item, result, problem)
         return None
+
+    def _unknown_outcome(self, item: PendingJob, result: JobResult, problem: str) -> None:
+        self.record.errors.append(
+            f"batch {item.index}: the import job's outcome per contact is unknown ({problem[:300]}); none of "
+            "its contacts is confirmed, and the next run sends them again."
+        )
 
     def _confirm(self, batch: Any, positions: Sequence[int], updates: StateUpdates, journal_name: str) -> None:
         if not positions:
@@ -605,30 +621,34 @@ def refuse_mirror_on_shared_lists(
     client: SendGridClient, config: DestinationsConfig, destination: Destination, list_ids: list[str]
 ) -> None:
     """Mirror mode removes by its own state alone, so it would take off a list the people another
-    destination sends to the same list (and that one would never put them back): refuse it."""
-    others = [
-        d
-        for d in config.destinations.values()
-        if d.name != destination.name
-        and d.api_key_secret == destination.api_key_secret
-        and d.api_base_url(None) == destination.api_base_url(None)
-    ]
+    destination sends to the same list (and that one would never put them back): refuse it.
+
+    Another destination may use another API key of the same account, so a list it names by id is
+    compared whatever its key; one it names by name is resolved when it shares this key, and
+    otherwise compared by name with this destination's lists (another account may well have a
+    list of that name too: the error says to rename one, which is safe either way)."""
+    others = [d for d in config.destinations.values() if d.name != destination.name]
     if not others:
         return
     names: dict[str, str] | None = None
+
+    def by_name() -> dict[str, str]:
+        nonlocal names
+        if names is None:
+            names = {str(item.get("name")): str(item.get("id")) for item in client.iter_lists()}
+        return names
+
     for other in others:
+        same_key = other.api_key_secret == destination.api_key_secret and other.region == destination.region
         for ref in other.lists:
-            if ref.id is not None:
-                list_id: str | None = ref.id
-            else:
-                if names is None:
-                    names = {str(item.get("name")): str(item.get("id")) for item in client.iter_lists()}
-                list_id = names.get(ref.name or "")
-            if list_id in list_ids:
+            # A name is looked up in this key's account: the same list if the key is the same.
+            shared = ref.id in list_ids if ref.id is not None else by_name().get(ref.name or "") in list_ids
+            if shared:
+                hint = "" if same_key else " (if it is another SendGrid account, give the lists different names)"
                 raise ConfigError(
-                    f"mirror mode would remove contacts that destination '{other.name}' also sends to "
-                    f"SendGrid list {list_id} ({ref.describe()}); give each mirror destination a list of "
-                    'its own, or set "mode": "upsert".',
+                    f"mirror mode would remove contacts that destination '{other.name}' also sends to the "
+                    f"SendGrid list {ref.describe()}{hint}; give each mirror destination a list of its own, "
+                    'or set "mode": "upsert".',
                     destination=destination.name,
                     field="mode",
                 )

@@ -23,6 +23,8 @@ MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
 MAX_MESSAGE_CHARS = 500
 _EMAIL_HEADERS = ("email", "email_address", "emailaddress", "primary_email", "e-mail")
 _MESSAGE_HINTS = ("error", "message", "reason")
+# Preferred over a column that merely contains a hint (``error_code`` is not the message).
+_MESSAGE_HEADERS = ("error_message", "message", "error", "errors", "reason", "error_reason")
 
 
 class ErrorsFileUnreadable(ExportError):
@@ -51,6 +53,9 @@ def _inflate(data: bytes) -> bytes:
         raise ErrorsFileUnreadable("the errors file is a corrupt gzip") from None
     if len(out) > MAX_DECOMPRESSED_BYTES or inflater.unconsumed_tail:
         raise ErrorsFileUnreadable(f"the errors file inflates past {MAX_DECOMPRESSED_BYTES} bytes")
+    if not inflater.eof or inflater.unused_data:
+        # A file cut short can still parse, and name a different address than the job failed.
+        raise ErrorsFileUnreadable("the errors file is a truncated (or multi-part) gzip")
     return out
 
 
@@ -71,12 +76,21 @@ def _from_csv(text: str) -> dict[str, str]:
             raise ErrorsFileUnreadable("the errors file has no header row")
         names = [h.strip().lower().replace(" ", "_") for h in header]
         email_at = _column(names, lambda n: n in _EMAIL_HEADERS)
-        message_at = _column(names, lambda n: any(hint in n for hint in _MESSAGE_HINTS))
+        message_at = _column(names, lambda n: n in _MESSAGE_HEADERS)
+        if message_at is None:
+            message_at = _column(names, lambda n: any(hint in n for hint in _MESSAGE_HINTS))
         if email_at is None or message_at is None:
             raise ErrorsFileUnreadable(
                 f"the errors file's header ({len(names)} columns) names no email column and error column"
             )
-        return _collect((row[email_at], row[message_at]) for row in rows if len(row) > max(email_at, message_at))
+        pairs = []
+        for row in rows:
+            if not row:
+                continue
+            if len(row) <= max(email_at, message_at):
+                raise ErrorsFileUnreadable("a row of the errors file is shorter than its header")
+            pairs.append((row[email_at], row[message_at]))
+        return _collect(pairs)
     except csv.Error:
         raise ErrorsFileUnreadable("the errors file is not well-formed CSV") from None
 
@@ -97,7 +111,9 @@ def _from_json(text: str) -> dict[str, str]:
     for item in doc:
         keys = {str(k).lower().replace(" ", "_"): k for k in item}
         email_key = next((keys[k] for k in keys if k in _EMAIL_HEADERS), None)
-        message_key = next((keys[k] for k in keys if any(hint in k for hint in _MESSAGE_HINTS)), None)
+        message_key = next((keys[k] for k in keys if k in _MESSAGE_HEADERS), None) or next(
+            (keys[k] for k in keys if any(hint in k for hint in _MESSAGE_HINTS)), None
+        )
         if email_key is None or message_key is None:
             raise ErrorsFileUnreadable("an entry of the errors file names no email and error")
         pairs.append((item[email_key], item[message_key]))
@@ -113,13 +129,25 @@ def _collect(pairs: Iterable[tuple[Any, Any]]) -> dict[str, str]:
     for email, message in pairs:
         if not isinstance(email, str) or "@" not in email:
             raise ErrorsFileUnreadable("an entry of the errors file holds no email address")
-        text = message if isinstance(message, str) else orjson.dumps(message).decode()
-        found[email.strip().lower()] = " ".join(text.split())[:MAX_MESSAGE_CHARS] or "errored in the import job"
+        found[email.strip().lower()] = (
+            " ".join(_text(message).split())[:MAX_MESSAGE_CHARS] or "errored in the import job"
+        )
     return found
 
 
+def _text(message: Any) -> str:
+    """A message as text; a list of strings joined. Anything else (a number, a nested document,
+    which could be deeper than any encoder takes) is not SendGrid's words: say so instead."""
+    if isinstance(message, str):
+        return message
+    if isinstance(message, list) and all(isinstance(part, str) for part in message):
+        return "; ".join(message)
+    return ""
+
+
 def split_by_errors(emails: Mapping[int, str], named: Mapping[str, str]) -> tuple[list[int], dict[int, str]]:
-    """Positions the file does not name (confirmed) and those it names, with their message."""
+    """Positions the file does not name (confirmed) and those it names, with their message.
+    The caller checks that every address the file names is one of ``emails``."""
     confirmed: list[int] = []
     failed: dict[int, str] = {}
     for position, email in emails.items():

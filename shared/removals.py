@@ -185,12 +185,19 @@ class _Removal:
         for chunk in _chunks(short, SEARCH_BATCH):
             self._search(chunk, ids, invalid, unsearched)
         for email in (e for e in emails if len(e) > SEARCH_EMAIL_MAX_LENGTH):
+            if self.budget <= 0:  # one request each: within the run's budget, the rest next run
+                unsearched.add(email)
+                continue
+            self.budget -= 1
             try:
                 contact_id = self.client.search_email_by_query(email)
             except SendGridError as exc:
-                if exc.status != 400:
+                if exc.status == 400:
+                    invalid.add(email)
+                elif exc.status == 408 or exc.status is None or exc.status >= 500:
+                    unsearched.add(email)  # SGQL gives up on slow queries (408): try again next run
+                else:
                     raise
-                invalid.add(email)
                 continue
             if contact_id:
                 ids[email] = contact_id

@@ -36,9 +36,10 @@ TEXT_CUSTOM_FIELD_MAX = 1000
 NUMBER_MAX_CHARS = 100
 _DOUBLE_MAX_EXPONENT = 308
 
-# A pragmatic address check: an ASCII local part, then a dotted domain with a 2+ letter TLD.
+# A pragmatic address check: an ASCII local part of at most 64 characters (RFC 5321; SendGrid
+# refuses longer ones inside a whole batch), then a dotted domain with a 2+ letter TLD.
 EMAIL_PATTERN = re.compile(
-    r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"^(?=[^@]{1,64}@)[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
 )
 _ALTERNATE_SPLIT = re.compile(r"[,;\s]+")

@@ -30,7 +30,8 @@ JOB_END_STATES = frozenset({"completed", "errored", "failed"})
 # An import job's errors file: a pre-signed link, read with these bounds (it lists at most one
 # row per contact of a batch, a few MB).
 ERRORS_FILE_MAX_BYTES = 32 * 1024 * 1024
-ERRORS_FILE_TIMEOUT = (10.0, 60.0)
+ERRORS_FILE_TIMEOUT = (10.0, 30.0)  # connect, and each read
+ERRORS_FILE_SECONDS = 60.0  # the whole download
 SEARCH_EMAIL_MAX_LENGTH = 100  # search/emails: each address at most 100 characters (maxLength)
 
 
@@ -103,16 +104,20 @@ class SendGridClient:
     def import_status(self, job_id: str) -> JobResult:
         answer = self._call("GET", f"/v3/marketing/contacts/imports/{job_id}", expect=(200,))
         results = answer.get("results") or {}
-        return JobResult(
-            job_id=job_id,
-            status=str(answer.get("status", "")),
-            requested=int(results.get("requested_count") or 0),
-            created=int(results.get("created_count") or 0),
-            updated=int(results.get("updated_count") or 0),
-            errored=int(results.get("errored_count") or 0),
-            errors_url=results.get("errors_url"),
-            raw=answer,
-        )
+        try:
+            url = results.get("errors_url")
+            return JobResult(
+                job_id=job_id,
+                status=str(answer.get("status", "")),
+                requested=int(results.get("requested_count") or 0),
+                created=int(results.get("created_count") or 0),
+                updated=int(results.get("updated_count") or 0),
+                errored=int(results.get("errored_count") or 0),
+                errors_url=url if isinstance(url, str) else None,
+                raw=answer,
+            )
+        except (AttributeError, TypeError, ValueError):
+            raise SendGridError(f"the status of job {job_id[:64]} is not in the documented shape.") from None
 
     def wait_for_jobs(
         self, job_ids: list[str], *, deadline: float, interval: float = 0.25, max_interval: float = 30.0
@@ -126,6 +131,8 @@ class SendGridClient:
         while due:
             now = self._clock()
             for job_id in [j for j, at in due.items() if at <= now]:
+                if self._clock() >= deadline:
+                    break  # the deadline passed while polling: what is left is "timeout" below
                 try:
                     result = self.import_status(job_id)
                 except SendGridError as exc:
@@ -149,15 +156,21 @@ class SendGridClient:
     def download_errors_file(self, url: str) -> bytes:
         """An import job's ``errors_url``: a pre-signed link, fetched WITHOUT the API key, over
         https only (or from the API's own origin, for a local stand-in), bounded in size and time."""
-        target = urlparse(url)
-        own = urlparse(self._base)
+        # No message below quotes the link: its query string is a signature.
+        try:
+            target, own = urlparse(url), urlparse(self._base)
+        except ValueError:
+            raise SendGridError("the errors file link is not a URL; it was not fetched.") from None
         if target.scheme != "https" and (target.scheme, target.netloc) != (own.scheme, own.netloc):
             raise SendGridError("the errors file link is not https; it was not fetched.")
+        give_up = self._clock() + ERRORS_FILE_SECONDS
+        if self.deadline is not None:
+            give_up = min(give_up, self.deadline)
         try:
             # A bare request, not the session: the session carries the Authorization header.
             with requests.get(
                 url,
-                headers={"User-Agent": USER_AGENT},
+                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
                 timeout=ERRORS_FILE_TIMEOUT,
                 stream=True,
                 allow_redirects=False,
@@ -170,8 +183,10 @@ class SendGridClient:
                     data += piece
                     if len(data) > ERRORS_FILE_MAX_BYTES:
                         raise SendGridError(f"the errors file is over {ERRORS_FILE_MAX_BYTES} bytes; it was not read.")
+                    if self._clock() > give_up:  # a server that trickles must not hold the run
+                        raise SendGridError(f"the errors file took over {ERRORS_FILE_SECONDS:.0f}s; it was not read.")
                 return bytes(data)
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except (requests.RequestException, ValueError) as exc:
             raise SendGridError(f"the errors file could not be fetched ({type(exc).__name__}).") from None
 
     def iter_lists(self) -> Iterator[dict[str, Any]]:
@@ -207,9 +222,16 @@ class SendGridClient:
                 return {}
             raise
         found: dict[str, str] = {}
-        for email, item in (answer.get("result") or {}).items():
+        result = answer.get("result")
+        for email, item in (result if isinstance(result, dict) else {}).items():
             contact = item.get("contact") if isinstance(item, dict) else None
-            if isinstance(contact, dict) and contact.get("id"):
+            # Search also matches alternate emails: only a contact whose own email this is counts,
+            # or a departed address that is now someone's alternate would take that person off.
+            if (
+                isinstance(contact, dict)
+                and contact.get("id")
+                and str(contact.get("email", "")).lower() == email.lower()
+            ):
                 found[email.lower()] = str(contact["id"])
         return found
 
@@ -257,6 +279,12 @@ class SendGridClient:
         stats: CallStats | None = None,
     ) -> dict[str, Any]:
         stats = stats or CallStats()
+        timeout = self._timeout
+        if self.deadline is not None:  # no single call outlasts the run's deadline either
+            left = self.deadline - self._clock()
+            if left <= 0:
+                raise SendGridError(f"{method} {path}: not sent; the run's deadline has passed.")
+            timeout = (min(timeout[0], left), min(timeout[1], left))
         if json_body is not None:
             data = json.dumps(json_body, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json"} if data is not None else None
@@ -270,7 +298,7 @@ class SendGridClient:
                     params=params,
                     data=data,
                     headers=headers,
-                    timeout=self._timeout,
+                    timeout=timeout,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 failures += 1

@@ -35,8 +35,12 @@ from .sendgrid import CallStats, SendGridClient
 log = logging.getLogger(__name__)
 
 # Requests one batch may spend beyond its first on halving (too large) and isolating (400s):
-# enough to find a few bad contacts among 30,000 (about 2 x log2(30,000) = 30 each).
-MAX_EXTRA_REQUESTS = 64
+# 64, or 2 for every 100 contacts if more; finding one bad contact among 30,000 costs about
+# 2 x log2(30,000) = 30. Past the budget, what is left is sent once more in parts of
+# LAST_PASS_CONTACTS, and a part refused then is refused whole: the requests a batch can cost
+# stay bounded (about 900 for 30,000 contacts) however many of its contacts SendGrid refuses.
+MIN_EXTRA_REQUESTS = 64
+LAST_PASS_CONTACTS = 100
 # How SendGrid words a body over its size limit when it answers 400 instead of 413.
 _TOO_LARGE = re.compile(r"too large|too big|exceed|size limit|payload|entity", re.IGNORECASE)
 
@@ -178,12 +182,22 @@ class BatchSender:
         parts: deque[tuple[Sequence[int], Callable[[], tuple[str, CallStats]] | None]] = deque(
             [(range(batch.count), first_try.result)]
         )
-        budget = MAX_EXTRA_REQUESTS
+        budget = max(MIN_EXTRA_REQUESTS, batch.count // 50)
+        last_pass = False
         while parts:
             positions, attempt = parts.popleft()
             if attempt is None:
-                if budget <= 0:
-                    self._errored(batch, positions, entry, "refused", "SendGrid kept refusing contacts of this batch")
+                if budget <= 0 and not last_pass:
+                    # Out of budget: one more try of what is left, in small parts, and no halving.
+                    last_pass = True
+                    left = [positions, *(p for p, _ in parts)]
+                    parts.clear()
+                    parts.extend(
+                        (part[i : i + LAST_PASS_CONTACTS], None)
+                        for part in left
+                        for i in range(0, len(part), LAST_PASS_CONTACTS)
+                    )
+                    entry["last_pass"] = len(parts)
                     continue
                 budget -= 1
                 attempt = functools.partial(self._client.upsert_contacts, batch.body_for(list(positions)))
@@ -198,7 +212,10 @@ class BatchSender:
             except SendGridError as exc:
                 entry["attempts"] += 1
                 if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
-                    parts.extend(self._after_refusal(batch, entry, positions, exc))
+                    if last_pass:
+                        self._errored(batch, positions, entry, "refused", str(exc), exc.errors)
+                    else:
+                        parts.extend(self._after_refusal(batch, entry, positions, exc))
                     continue
                 # SendGrid is unreachable or failing: the parts and batches after this would fail too.
                 for rest in [positions, *(p for p, _ in parts)]:
@@ -281,9 +298,7 @@ def errors_by_position(errors: list[dict[str, Any]]) -> dict[int, str]:
     for error in errors:
         field_name = str(error.get("field") or "")
         if field_name.startswith("contacts[") and "]" in field_name:
-            try:
-                position = int(field_name[len("contacts[") : field_name.index("]")])
-            except ValueError:
-                continue
-            found[position] = f"{field_name}: {error.get('message', '')}"
+            digits = field_name[len("contacts[") : field_name.index("]")]
+            if digits.isascii() and digits.isdigit():  # a position SendGrid cannot mean is no position
+                found[int(digits)] = f"{field_name}: {error.get('message', '')}"
     return found

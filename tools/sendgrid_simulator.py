@@ -177,7 +177,7 @@ class SimState:
         self.max_body_bytes = MAX_BODY_BYTES
         self.too_large_status = 413
         self.indexed_errors = False
-        self.errors_format = "csv"  # csv | json | garbage
+        self.errors_format = "csv"  # csv | json | garbage | drop (cut mid-body) | redirect
         self.search_lag = 0.0
         self.removal_jobs_pollable = True
         self.base_url = ""  # set when a server starts: errors_url is absolute, as SendGrid's is
@@ -290,6 +290,11 @@ class SimState:
         for job in self.jobs.values():
             if job.status == "pending" and job.ready_at <= now:
                 self._finish(job)
+
+    def by_alternate_email(self, email: str) -> dict[str, Any] | None:
+        """search/emails also matches alternate emails ("whether it is their email or one of their
+        alternate_emails"); a walk, since only tests of removals search."""
+        return next((c for c in self.contacts.values() if email in (c.get("alternate_emails") or ())), None)
 
     def searchable(self, email: str) -> bool:
         until = self._unsearchable_until.get(email)
@@ -505,7 +510,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         scopes = state.api_keys[key]
         reads = method == "GET" or path.startswith("/v3/marketing/contacts/search")
-        if not reads and not WRITE_SCOPES & set(scopes):
+        if not reads and not set(scopes) >= WRITE_SCOPES:
             self._send(403, {"errors": [{"field": None, "message": "access forbidden"}]}, headers)
             return
         try:
@@ -528,6 +533,23 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(404, {"errors": [{"message": "no such file"}]})
                 return
             content_type, data = state.errors_file(job.id)
+            how = state.errors_format
+        if how == "redirect":  # a link that sends the client elsewhere must not be followed
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if how == "drop":  # the connection dies half-way through the body
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data) + 1000))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -698,7 +720,7 @@ class Handler(BaseHTTPRequestHandler):
             for email in emails:
                 if not email:
                     continue
-                contact = state.contacts.get(email.lower())
+                contact = state.contacts.get(email.lower()) or state.by_alternate_email(email.lower())
                 if email.lower() in stale and contact is not None:
                     result[email.lower()] = {"contact": {**_public_contact(contact), "id": str(uuid.uuid4())}}
                     continue

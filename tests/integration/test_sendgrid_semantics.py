@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 
 import pytest
@@ -113,7 +114,7 @@ def test_an_unreadable_errors_file_confirms_nothing_and_says_why(workspace, simu
     simulator.fault(kind="job_status", emails=["p1@example.com"], times=1)
     first = run(workspace)
     assert (first.counts["accepted"], first.counts["errored"]) == (3, 1)
-    assert "binary" in first.batches[0]["errors_file"] and "which is unknown" in first.errors[0]
+    assert "binary" in first.batches[0]["errors_file"] and "per contact is unknown" in first.errors[0]
     assert run(workspace).counts["sent"] == 4  # the whole batch again: upserts are idempotent
 
 
@@ -338,3 +339,60 @@ def test_check_does_not_pass_a_key_whose_scopes_show_only_read_access(workspace,
     assert "Marketing: Full Access" in limited["api_key"].detail
     record = run(workspace)  # and SendGrid refuses the writes of such a key
     assert record.status == "failed" and "403" in record.errors[0]
+
+
+# -- what a hostile review found ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("how", "why"), [("drop", "could not be fetched"), ("redirect", "answered 302")])
+def test_an_errors_file_that_cannot_be_fetched_confirms_none_of_its_job_and_the_run_goes_on(
+    workspace, simulator, how, why
+):
+    simulator.config(errors_format=how)
+    workspace.put_destinations(destination())
+    workspace.put_segment("people.csv", csv_of(people(30)))
+    simulator.fault(kind="job_status", emails=["p1@example.com"], times=3)  # batches may arrive in any order
+    record = run(workspace, make_edges(workspace, max_batch_contacts=10))
+    assert record.status == "completed_with_errors", record.errors
+    assert why in record.batches[0]["errors_file"] and "X-Signature" not in json.dumps(record.to_dict())
+    assert (record.counts["accepted"], record.counts["errored"]) == (29, 1) and record.conservation_holds()
+    assert [b["status"] for b in record.batches[1:]] == ["completed", "completed"]
+    assert run(workspace).counts["sent"] == 10  # only the batch whose errors file could not be read
+
+
+def test_mirror_mode_is_refused_when_another_key_names_the_same_list(workspace, simulator):
+    workspace.put_destinations(
+        mirror(),
+        destination(name="loyalty", api_key_secret="loyalty-key", list={"name": "Newsletter"}),
+    )
+    workspace.put_segment("people.csv", csv_of(people(3)))
+    record = run(workspace)
+    assert (
+        record.status == "failed" and "'loyalty'" in record.errors[0] and "another SendGrid account" in record.errors[0]
+    )
+    assert requests_to(simulator, "PUT", "/v3/marketing/contacts") == []
+
+
+def test_a_departed_address_now_someone_elses_alternate_email_removes_nobody(workspace, simulator):
+    workspace.put_destinations(mirror())
+    workspace.put_segment("people.csv", csv_of(["old@example.com", "keep@example.com", "p2@example.com"]))
+    run(workspace)
+    with simulator.state.lock:  # the address moved: it is now an alternate email of a present contact
+        simulator.state.forget("old@example.com")
+        simulator.state.contacts["keep@example.com"]["alternate_emails"] = ["old@example.com"]
+    workspace.put_segment("people.csv", csv_of(["keep@example.com", "p2@example.com"]))
+    record = run(workspace)
+    assert record.removals["done"] == 0 and record.removals["pending"] == 1
+    assert "keep@example.com" in simulator.members("Newsletter")
+
+
+def test_many_contacts_sendgrid_refuses_cost_a_bounded_number_of_requests(workspace, simulator):
+    emails = people(1000)
+    workspace.put_destinations(destination())
+    workspace.put_segment("people.csv", csv_of(emails))
+    simulator.fault(kind="reject_email", emails=emails[:30])  # 30 bad ones, all in the first 100
+    record = run(workspace)
+    puts = len(requests_to(simulator, "PUT", "/v3/marketing/contacts"))
+    assert puts <= 1 + 64 + 10  # the budget, then one last pass in parts of 100
+    assert record.conservation_holds() and record.counts["errored"] <= 100
+    assert len(simulator.members("Newsletter")) == record.counts["accepted"] >= 900

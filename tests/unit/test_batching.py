@@ -99,3 +99,10 @@ def test_contacts_added_in_runs_are_packed_as_one_by_one_greedily(runs, max_cont
     batches = list(spool.batches())
     assert [[b.encoded(i) for i in range(b.count)] for b in batches] == expected
     assert all(len(b.body) <= max_bytes and json.loads(b.body)["list_ids"] == ["l"] for b in batches)
+
+
+def test_only_a_position_sendgrid_can_mean_is_taken_from_a_400():
+    from shared.sending import errors_by_position
+
+    errors = [{"field": f"contacts[{p}].email", "message": "bad"} for p in ("3", "-1", "²", "x")]
+    assert list(errors_by_position(errors)) == [3]

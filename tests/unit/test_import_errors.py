@@ -76,3 +76,21 @@ def test_any_bytes_give_a_mapping_or_a_clear_refusal(data):
 def test_split_confirms_what_the_file_does_not_name():
     confirmed, failed = split_by_errors({0: "a@x.io", 1: "b@x.io", 2: "c@x.io"}, {"b@x.io": "bad", "z@x.io": "n/a"})
     assert confirmed == [0, 2] and failed == {1: "bad"}
+
+
+def test_a_truncated_gzip_is_refused_though_what_it_holds_would_parse():
+    whole = gzip.compress(b"email,error\nalice@example.com,bad\nbob@example.com,bad\n")
+    with pytest.raises(ErrorsFileUnreadable, match="truncated"):
+        parse_errors_file(whole[:-9])
+
+
+def test_a_message_nested_deeper_than_any_encoder_takes_is_no_crash():
+    deep = "[" * 300 + "]" * 300
+    found = parse_errors_file(f'[{{"email": "p1@example.com", "error": {deep}}}]'.encode())
+    assert found == {"p1@example.com": "errored in the import job"}
+
+
+def test_the_message_column_is_preferred_to_a_code_column():
+    assert parse_errors_file(b"email,error_code,message\np1@example.com,E42,bad address\n") == {
+        "p1@example.com": "bad address"
+    }

@@ -64,15 +64,21 @@ def removal(client, state, present, rec):
 
 
 def test_a_contact_search_never_finds_is_pending_then_let_go_after_a_week():
-    emails = ["kept@example.com", "new@example.com", "old@example.com", "found@example.com"]
-    state = state_of(emails, pending={email_key("old@example.com"): NOW - PENDING_GIVE_UP_SECONDS - 1})
+    emails = ["kept@example.com", "new@example.com", "old@example.com", "found@example.com", "lag@example.com"]
+    state = state_of(
+        emails,
+        pending={
+            email_key("old@example.com"): NOW - PENDING_GIVE_UP_SECONDS - 1,
+            email_key("lag@example.com"): NOW - 100,
+        },
+    )
     client = FakeSendGrid({"found@example.com": "id-found"})
     rec = record()
     done, pending = removal(client, state, {email_key("kept@example.com")}, rec)
     assert client.removed == ["id-found"]
     assert done == {email_key("found@example.com"), email_key("old@example.com")}
-    assert pending == {email_key("new@example.com"): NOW}
-    assert rec.removals["pending"] == 1 and rec.removals["not_found"] == 1 and rec.counts["removed"] == 1
+    assert pending == {email_key("new@example.com"): NOW, email_key("lag@example.com"): NOW - 100}  # first miss kept
+    assert rec.removals["pending"] == 2 and rec.removals["not_found"] == 1 and rec.counts["removed"] == 1
 
 
 def test_stored_emails_that_do_not_match_their_keys_are_never_removed():
