@@ -20,6 +20,7 @@ from .errors import ConfigError, ConsentError, ExportError, SettingsError
 from .export import Edges, ExportOptions, load_destinations
 from .preflight import run_checks
 from .privacy import SecretRedactingFilter, redact
+from .progress import BarProgress, LogProgress
 from .service import run_now
 from .settings import Settings
 
@@ -92,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _export(edges: Edges, args: argparse.Namespace) -> int:
     options = ExportOptions(dry_run=args.dry_run, full=args.full, force_removals=args.force_removals)
+    # A bar on a terminal; plain lines every few seconds where stderr is a file or a pipe.
+    edges.progress = BarProgress() if sys.stderr.isatty() else LogProgress()
     final = run_now(edges, args.name, options=options, requested_by=_whoami())
     _print_json(final.to_dict())
     print(f"run {final.run_id}: {final.status}", file=sys.stderr)

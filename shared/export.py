@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import is_
 from typing import Any, cast
@@ -42,11 +41,13 @@ from .jobs import JobQueue
 from .locks import RunLock
 from .mapping import plan_columns
 from .privacy import mask_emails
+from .profile_limit import record_bound, require_within_limit
+from .progress import NoProgress, ProgressSink, ProgressSnapshot, RunProgress
 from .records import RejectsWriter, RunRecord, RunRecordStore, iso, new_run_id, rejects_blob_name, utc_now
 from .removals import remove_departed
 from .rows import CustomFieldDef, RowRules
 from .secrets import SecretProvider
-from .segments import RecordChunk, SegmentFile, TabularFile, open_segment_file, resolve_segment, scan_segment_file
+from .segments import RecordChunk, SegmentFile, TabularFile, open_segment_file, resolve_segment
 from .sendgrid import JobResult, SendGridClient
 from .sending import BatchSender, PendingJob, SendOutcome, batch_entry
 from .settings import (
@@ -62,6 +63,8 @@ from .telemetry import emit_run_event
 log = logging.getLogger(__name__)
 
 SendGridFactory = Callable[[str, str], SendGridClient]
+# The counts each file of a segment reports in the record (those it changed).
+FILE_COUNTS = ("invalid", "duplicate", "unchanged", "sent", "truncated", "fields_rejected", "control_chars_stripped")
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,10 @@ class Edges:
     send_concurrency: int = 3
     # Hands the memory a file's rows left free back to the OS (see shared.memory).
     release_memory: Callable[[], None] = lambda: None
+    # Where a run's progress is shown while it goes (the CLI's stderr); the record moves anyway.
+    progress: ProgressSink = field(default_factory=NoProgress)
+    progress_every: float = 2.0  # seconds between two updates of the progress shown
+    record_save_every: float = 5.0  # seconds between two saves of the running record
 
     @property
     def records(self) -> RunRecordStore:
@@ -181,9 +188,13 @@ class _Run:
         self.store = edges.records
         self.failed = False
         self._t0 = time.monotonic()
-        self._scan: threading.Thread | None = None
-        self._scan_cancelled = threading.Event()
         self._sent = False
+        self.progress = RunProgress(
+            edges.progress,
+            self._save_running,
+            interval=edges.progress_every,
+            save_every=edges.record_save_every,
+        )
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -195,6 +206,10 @@ class _Run:
         finally:
             self.record.timings[name] = self.record.timings.get(name, 0.0) + time.monotonic() - start
 
+    def _save_running(self, progress: ProgressSnapshot) -> None:
+        self.record.progress = progress.as_dict()
+        self.store.save(self.record)
+
     def fail(self, message: str) -> None:
         self.failed = True
         self.record.errors.append(mask_emails(message))
@@ -203,6 +218,13 @@ class _Run:
     def finish(self) -> None:
         record = self.record
         counts = record.counts
+        if counts["sent"] and not self._sent:
+            # Nothing reached SendGrid (a dry run, or a run stopped before sending): what passed the
+            # row rules is what would have been sent.
+            counts["would_send"], counts["sent"] = counts["would_send"] + counts["sent"], 0
+        self.progress.stage = "done"
+        self.progress.close()
+        record.progress = self.progress.snapshot().as_dict()
         if self.failed:
             record.status = "failed"
         elif counts["invalid"] or counts["errored"] or counts["fields_rejected"]:
@@ -242,26 +264,47 @@ class _Run:
             config = load_destinations(self.edges)
             destination = exportable_destination(self.edges, record.destination, config)
             base_url = destination.api_base_url(self.edges.settings.sendgrid_api_base_url)
+            # Every segment resolved before anything is read, so a missing one fails the run up front.
+            plan = [(segment, resolve_segment(self.edges.segments, segment)) for segment in destination.segments]
         self.destination = destination
         self.mirror = destination.mode == "mirror"
-        with self.stage("secret"):
-            api_key = self.edges.secrets.get_secret(destination.api_key_secret)
-        client = self.edges.sendgrid(base_url, api_key)
-        del api_key
+        max_record_bytes = self.edges.settings.max_record_bytes
+        # The files' line count: the total progress is told against, and max_profiles' first check.
+        # It runs while the key, the lists and the state are fetched.
+        scan = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-scan")
+        bound_of = scan.submit(record_bound, self.edges.segments, plan, destination, max_record_bytes)
+        self.progress.stage = "preparing"
+        try:
+            with self.stage("secret"):
+                api_key = self.edges.secrets.get_secret(destination.api_key_secret)
+            client = self.edges.sendgrid(base_url, api_key)
+            del api_key
+        except BaseException:
+            scan.shutdown(cancel_futures=True)
+            raise
         client.deadline = time.time() + self.edges.run_deadline_seconds
         try:
             with self.stage("lists"):
-                list_ids = self.resolve_lists(client, destination)
-                if self.mirror:
-                    refuse_mirror_on_shared_lists(client, config, destination, list_ids)
+                found = self.find_lists(client, destination)
                 custom_fields = self.resolve_custom_fields(client, destination)
-            self.store.save(record)
             with self.stage("state"):
                 state = SyncState.load(
                     self.edges.exports, destination.name, with_emails=self.mirror, discard_corrupt=self.options.full
                 )
-            # Resolve every segment before reading any, so a missing one fails the run up front.
-            plan = [(segment, resolve_segment(self.edges.segments, segment)) for segment in destination.segments]
+            with self.stage("scan"):
+                bound = bound_of.result()
+                scan.shutdown()
+                self.progress.rows_total = bound
+                may_send_early = bound is not None and bound <= destination.max_profiles
+                if bound is not None and not may_send_early:
+                    # More lines than max_profiles: only counting the valid profiles can tell.
+                    require_within_limit(self.edges.segments, plan, destination, max_record_bytes)
+                    may_send_early = True
+            with self.stage("lists"):
+                list_ids = self.create_lists(client, destination, found)
+                if self.mirror:
+                    refuse_mirror_on_shared_lists(client, config, destination, list_ids)
+            self.store.save(record)
             spool = BatchSpool(
                 list_ids, max_contacts=self.edges.max_batch_contacts, max_bytes=self.edges.max_batch_bytes
             )
@@ -269,30 +312,36 @@ class _Run:
             try:
                 if not self.options.dry_run:
                     sender = BatchSender(client, spool, concurrency=self.edges.send_concurrency)
-                    spool.on_ready = self._sending_gate(plan, destination, sender)
+                    spool.on_ready = sender.ready
+                    if may_send_early:
+                        sender.open()
+                self.progress.stage = "reading"
                 with self.stage("read"):
-                    present = self.read_segments(destination, plan, custom_fields, spool, state, list_ids)
+                    present = self.read_segments(destination, plan, custom_fields, spool, state, list_ids, sender)
                     if not self.mirror:
                         present = set()  # only removals need who is present: free a million keys now
-                    # The read itself now vouches for every file: a scan still going has no use.
-                    self._scan_cancelled.set()
                     spool.finish()
+                self.progress.reading_done = True
+                self.progress.batches_spooled = spool.batch_count
                 self.store.save(record)
-                if spool.count > destination.max_profiles:
+                if spool.count > destination.max_profiles:  # a file did not scan: the read tells now
                     raise ProfileLimitError(
                         f"the segments hold {spool.count} valid profiles to send, more than max_profiles "
                         f"({destination.max_profiles}) for destination '{destination.name}'; "
                         + ("nothing was sent. " if sender is None or not sender.released else "")
                         + "Raise max_profiles in destinations.json if this is expected."
                     )
+                self.progress.stage = "sending"
                 with self.stage("send"):
                     pending = self.send(spool, sender)
                 updates = StateUpdates()
+                self.progress.stage = "waiting for SendGrid's jobs"
                 with self.stage("jobs"):
                     self.wait_for_jobs(client, spool, pending, updates)
                 removed: set[int] = set()
                 not_found_yet: dict[int, int] | None = None
                 if self.mirror:
+                    self.progress.stage = "removing"
                     with self.stage("removals"):
                         removed, not_found_yet = remove_departed(
                             client,
@@ -317,27 +366,35 @@ class _Run:
                         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="journal-delete") as pool:
                             list(pool.map(self.edges.exports.delete, journals))  # one per batch: many
             finally:
-                if self._scan is not None:
-                    self._scan_cancelled.set()
-                    self._scan.join()
                 if sender is not None and not self._sent:
                     # The run stopped before sending ended: what was sent stays recorded.
                     self._take_outcome(sender.stop("the run stopped before this batch was sent"))
                 spool.close()
         finally:
+            scan.shutdown(cancel_futures=True)
             client.close()
 
-    def resolve_lists(self, client: SendGridClient, destination: Destination) -> list[str]:
-        ids: list[str] = []
+    def find_lists(self, client: SendGridClient, destination: Destination) -> list[dict[str, Any] | None]:
+        """Each list the destination names, as SendGrid has it, or None where it is to be created.
+        Creates nothing: that waits until the run knows it will send."""
+        found: list[dict[str, Any] | None] = []
         for ref in destination.lists:
-            found = self._find_list(client, ref)
-            if found is not None:
-                ids.append(found["id"])
-                self.record.lists.append({"id": found["id"], "name": found.get("name"), "action": "found"})
-                continue
-            if ref.id is not None or not ref.create_if_missing:
+            item = self._find_list(client, ref)
+            if item is None and (ref.id is not None or not ref.create_if_missing):
                 hint = "" if ref.id else ' (or set "create_if_missing": true)'
                 raise ExportError(f"SendGrid has no {ref.describe()}: create it in SendGrid first{hint}.")
+            found.append(item)
+        return found
+
+    def create_lists(
+        self, client: SendGridClient, destination: Destination, found: list[dict[str, Any] | None]
+    ) -> list[str]:
+        ids: list[str] = []
+        for ref, item in zip(destination.lists, found, strict=True):
+            if item is not None:
+                ids.append(item["id"])
+                self.record.lists.append({"id": item["id"], "name": item.get("name"), "action": "found"})
+                continue
             if self.options.dry_run:
                 self.record.lists.append({"id": None, "name": ref.name, "action": "would_create"})
                 continue
@@ -385,15 +442,25 @@ class _Run:
         spool: BatchSpool,
         state: SyncState,
         list_ids: list[str],
+        sender: BatchSender | None = None,
     ) -> set[int]:
         """Read every record into the spool. Returns the keys of every valid contact (mirror
-        mode needs them to find who left)."""
+        mode needs them to find who left). Each file's own counts go to its segment's summary."""
         # Fingerprint -> email key of the records SendGrid already has; --full knows none.
         known = {} if self.options.full else state.fingerprint_keys()
         seen: set[int] = set()  # email keys of this run's valid contacts: de-duplication, first wins
         customs = ";".join(f"{d.name}:{d.id}:{d.field_type}" for d in custom_fields.values())
+        counts, progress = self.record.counts, self.progress
+
+        def on_chunk(rows_in_file: int) -> None:
+            progress.rows_read = counts["read"] + rows_in_file
+            progress.batches_spooled = spool.batch_count
+            if sender is not None:
+                progress.batches_sent = sender.settled
+            progress.tick()
+
         for segment, files in plan:
-            summary: dict[str, Any] = {"path": segment.path, "files": len(files), "rows": 0}
+            summary: dict[str, Any] = {"path": segment.path, "files": len(files), "rows": 0, "by_file": []}
             self.record.segments.append(summary)
             for file in files:
                 table = open_segment_file(
@@ -409,59 +476,18 @@ class _Run:
                     self.rejects,
                     spool,
                 )
-                rows = reader.read(known, seen)
-                self.record.counts["read"] += rows
-                self.record.counts["control_chars_stripped"] += table.control_chars_stripped
+                before = dict(counts)
+                rows = reader.read(known, seen, on_chunk)
+                counts["read"] += rows
+                counts["control_chars_stripped"] += table.control_chars_stripped
                 summary["rows"] += rows
+                summary["by_file"].append(
+                    {"name": file.name, "rows": rows}
+                    | {k: counts[k] - before[k] for k in FILE_COUNTS if counts[k] != before[k]}
+                )
                 self.edges.release_memory()
                 log.info("read %s: %d rows (%d to send so far)", file.name, rows, spool.count)
         return seen
-
-    def _sending_gate(
-        self, plan: list[tuple[SegmentRef, list[SegmentFile]]], destination: Destination, sender: BatchSender
-    ) -> Callable[[int], None]:
-        """The spool's ``on_ready``: each closed batch goes to the sender, and the first one
-        starts the scan that may open sending while reading goes on. A run whose contacts fit
-        in one batch (a small delta) never scans: nothing could be sent early anyway."""
-
-        def on_ready(index: int) -> None:
-            if self._scan is None and not self._scan_cancelled.is_set():
-                self._start_scan(plan, destination, sender)
-            sender.ready(index)
-
-        return on_ready
-
-    def _start_scan(
-        self, plan: list[tuple[SegmentRef, list[SegmentFile]]], destination: Destination, sender: BatchSender
-    ) -> None:
-        """Let sending start while reading goes on, once it is safe to: a thread reads every file
-        through without parsing it, checks each opens and carries the mapping, and counts its line
-        breaks. If all is well and the lines cannot hold more than ``max_profiles`` contacts,
-        sending opens. Otherwise it opens only after the whole read (or never)."""
-        files = [file for _, found in plan for file in found]
-        cancelled = self._scan_cancelled
-
-        def scan() -> None:
-            bound = 0
-            try:
-                for file in files:
-                    if cancelled.is_set():
-                        return
-                    columns, rows = scan_segment_file(
-                        self.edges.segments, file, destination.mapping, self.edges.settings.max_record_bytes
-                    )
-                    plan_columns(destination.mapping, columns, file.name)
-                    bound += rows
-                    if bound > destination.max_profiles:
-                        return
-            except Exception as exc:  # the read meets the same fault and reports it
-                log.info("sending waits for the whole read: a segment file did not scan (%s)", type(exc).__name__)
-                return
-            sender.open()
-            log.info("%d segment file(s) scanned, at most %d rows: sending while reading", len(files), bound)
-
-        self._scan = threading.Thread(target=scan, name="segment-scan", daemon=True)
-        self._scan.start()
 
     def send(self, spool: BatchSpool, sender: BatchSender | None) -> list[PendingJob]:
         """Send what is left to send (a dry run only records the batches it would send)."""
@@ -470,7 +496,8 @@ class _Run:
                 self.record.batches.append(batch_entry(batch) | {"status": "dry_run"})
             return []
         sender.open()
-        outcome = sender.finish()
+        outcome = sender.finish(tick=self.progress.tick)
+        self.progress.batches_sent = sender.settled
         self._take_outcome(outcome)
         self.store.save(self.record)
         return outcome.pending
@@ -487,68 +514,88 @@ class _Run:
     def wait_for_jobs(
         self, client: SendGridClient, spool: BatchSpool, pending: list[PendingJob], updates: StateUpdates
     ) -> None:
-        """Follow every import job of the run at once, against one deadline; confirm what each
-        job accepted (journaled at once), and reject what it failed, by its errors file."""
+        """Follow every import job of the run at once, against one deadline; as each ends, confirm
+        what it accepted (journaled at once) and reject what it failed, by its errors file."""
         if not pending:
             return
-        counts = self.record.counts
         journal = journal_prefix(self.record.destination) + self.record.run_id
         deadline = time.time() + self.edges.job_wait_seconds
         if client.deadline is not None:
             deadline = min(deadline, client.deadline)
-        results = client.wait_for_jobs(
-            [item.job_id for item in pending],
+        by_job = {item.job_id: item for item in pending}
+        unfinished = 0
+
+        def on_end(result: JobResult) -> None:
+            nonlocal unfinished
+            item = by_job[result.job_id]
+            unfinished += self._settle_job(client, spool, item, result, updates, journal) == "timeout"
+            self.progress.batches_confirmed += 1
+            self.progress.tick()
+
+        client.wait_for_jobs(
+            list(by_job),
             deadline=deadline,
             interval=self.edges.job_poll_interval,
             max_interval=self.edges.job_poll_max_interval,
+            on_end=on_end,
+            tick=self.progress.tick,
         )
-        unfinished = 0
-        for item in pending:
-            result = results[item.job_id]
-            batch = spool.batch(item.index)
-            self._note_job(self.record.batches[item.index], item, result)
-            sent = len(item.positions)
-            journal_name = f"{journal}-{item.index:05d}-{item.part:02d}.bin"
-            if result.status not in ("completed", "errored"):
-                # failed, unknown, or not finished in time: nothing of this part is confirmed.
-                counts["errored"] += sent
-                unfinished += result.status == "timeout"
-                continue
-            counts["created"] += result.created
-            counts["updated"] += result.updated
-            if result.requested not in (0, sent) or (result.status == "errored" and result.errored == 0):
-                # The job does not describe this part: which of its contacts it took is unknown.
-                counts["errored"] += sent
-                self._unknown_outcome(
-                    item,
-                    result,
-                    f"the job reports {result.requested} requested, "
-                    f"{result.errored} errored, status {result.status}, for {sent} sent",
-                )
-                continue
-            if result.errored == 0:
-                counts["accepted"] += sent
-                self._confirm(batch, item.positions, updates, journal_name)
-                continue
-            failed = self._errored_in_job(client, batch, item, result)
-            if failed is None:
-                # Which contacts failed is unknown: none is confirmed, the next run sends them again.
-                errored = min(result.errored, sent)
-                counts["accepted"] += sent - errored
-                counts["errored"] += errored
-                continue
-            counts["accepted"] += sent - len(failed)
-            counts["errored"] += len(failed)
-            for position, message in failed.items():
-                origin = batch.origin(position)
-                self.rejects.add(origin.source, origin.line, origin.email, "errored", message)
-            self._confirm(batch, [p for p in item.positions if p not in failed], updates, journal_name)
         if unfinished:
             self.record.errors.append(
                 f"{unfinished} import job(s) did not finish before the run's deadline for jobs "
                 f"(SENDGRID_JOB_WAIT_SECONDS={self.edges.job_wait_seconds:.0f}); their contacts are counted "
                 "errored and will be sent again by the next run."
             )
+
+    def _settle_job(
+        self,
+        client: SendGridClient,
+        spool: BatchSpool,
+        item: PendingJob,
+        result: JobResult,
+        updates: StateUpdates,
+        journal: str,
+    ) -> str:
+        """Count, confirm and reject what one ended job says; returns its status."""
+        counts = self.record.counts
+        batch = spool.batch(item.index)
+        self._note_job(self.record.batches[item.index], item, result)
+        sent = len(item.positions)
+        journal_name = f"{journal}-{item.index:05d}-{item.part:02d}.bin"
+        if result.status not in ("completed", "errored"):
+            # failed, unknown, or not finished in time: nothing of this part is confirmed.
+            counts["errored"] += sent
+            return result.status
+        counts["created"] += result.created
+        counts["updated"] += result.updated
+        if result.requested not in (0, sent) or (result.status == "errored" and result.errored == 0):
+            # The job does not describe this part: which of its contacts it took is unknown.
+            counts["errored"] += sent
+            self._unknown_outcome(
+                item,
+                result,
+                f"the job reports {result.requested} requested, "
+                f"{result.errored} errored, status {result.status}, for {sent} sent",
+            )
+            return result.status
+        if result.errored == 0:
+            counts["accepted"] += sent
+            self._confirm(batch, item.positions, updates, journal_name)
+            return result.status
+        failed = self._errored_in_job(client, batch, item, result)
+        if failed is None:
+            # Which contacts failed is unknown: none is confirmed, the next run sends them again.
+            errored = min(result.errored, sent)
+            counts["accepted"] += sent - errored
+            counts["errored"] += errored
+            return result.status
+        counts["accepted"] += sent - len(failed)
+        counts["errored"] += len(failed)
+        for position, message in failed.items():
+            origin = batch.origin(position)
+            self.rejects.add(origin.source, origin.line, origin.email, "errored", message)
+        self._confirm(batch, [p for p in item.positions if p not in failed], updates, journal_name)
+        return result.status
 
     @staticmethod
     def _note_job(entry: dict[str, Any], item: PendingJob, result: JobResult) -> None:
@@ -674,10 +721,12 @@ class _FileReader:
         self.table, self.rules, self.fingerprinter, self.email_at = table, rules, fingerprinter, email_at
         self.counts, self.rejects, self.spool = counts, rejects, spool
 
-    def read(self, known: dict[int, int], seen: set[int]) -> int:
+    def read(self, known: dict[int, int], seen: set[int], on_chunk: Callable[[int], None] | None = None) -> int:
         parse = self.table.parse
         rows = 0
         for chunk in self.table.chunks:
+            if on_chunk is not None:
+                on_chunk(rows)
             records = chunk.records
             rows += len(records)
             fps, undecodable = self.fingerprinter.many(records)

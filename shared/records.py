@@ -30,6 +30,7 @@ COUNT_NAMES = (
     "duplicate",
     "unchanged",
     "sent",
+    "would_send",  # passed the row rules, but nothing reached SendGrid (a dry run, a run stopped first)
     "accepted",
     "created",
     "updated",
@@ -89,6 +90,8 @@ class RunRecord:
     errors: list[str] = field(default_factory=list)
     rejects_blob: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # While a run goes: how far it has got (see shared.progress), saved every few seconds.
+    progress: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,16 +112,19 @@ class RunRecord:
             "errors": list(self.errors),
             "rejects_blob": self.rejects_blob,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "progress": self.progress,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        if isinstance(known.get("counts"), dict):  # a record from before a count existed has it as 0
+            known["counts"] = dict.fromkeys(COUNT_NAMES, 0) | known["counts"]
         return cls(**known)
 
     def conservation_holds(self) -> bool:
         c = self.counts
-        return c["read"] == c["invalid"] + c["duplicate"] + c["unchanged"] + c["sent"]
+        return c["read"] == c["invalid"] + c["duplicate"] + c["unchanged"] + c["sent"] + c["would_send"]
 
 
 class CorruptRunRecord(ExportError):
@@ -204,6 +210,7 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "errors": list,
     "rejects_blob": str,
     "timings": dict,
+    "progress": dict,
 }
 
 

@@ -120,12 +120,27 @@ class SendGridClient:
             raise SendGridError(f"the status of job {job_id[:64]} is not in the documented shape.") from None
 
     def wait_for_jobs(
-        self, job_ids: list[str], *, deadline: float, interval: float = 0.25, max_interval: float = 30.0
+        self,
+        job_ids: list[str],
+        *,
+        deadline: float,
+        interval: float = 0.25,
+        max_interval: float = 30.0,
+        on_end: Callable[[JobResult], None] | None = None,
+        tick: Callable[[], None] | None = None,
     ) -> dict[str, JobResult]:
         """Follow many jobs at once, against one deadline (epoch seconds): each job is polled
         with its own backoff until it ends. A job still running at the deadline is ``timeout``;
-        one whose status cannot be read is ``unknown`` (``error`` says why)."""
+        one whose status cannot be read is ``unknown`` (``error`` says why). ``on_end`` is told
+        each job's result as it comes (so a caller can act on it at once); ``tick`` is called
+        between polls."""
         results: dict[str, JobResult] = {}
+
+        def ended(result: JobResult) -> None:
+            results[result.job_id] = result
+            if on_end is not None:
+                on_end(result)
+
         due = dict.fromkeys(job_ids, self._clock())
         gaps = dict.fromkeys(job_ids, interval)
         while due:
@@ -138,8 +153,8 @@ class SendGridClient:
                 except SendGridError as exc:
                     result = JobResult(job_id=job_id, status="unknown", error=str(exc), error_status=exc.status)
                 if result.status in JOB_END_STATES or result.status == "unknown":
-                    results[job_id] = result
                     del due[job_id]
+                    ended(result)
                     continue
                 due[job_id] = self._clock() + gaps[job_id]
                 gaps[job_id] = min(max_interval, gaps[job_id] * 1.5)
@@ -148,8 +163,10 @@ class SendGridClient:
             now = self._clock()
             if now >= deadline:
                 for job_id in due:
-                    results[job_id] = JobResult(job_id=job_id, status="timeout")
+                    ended(JobResult(job_id=job_id, status="timeout"))
                 break
+            if tick is not None:
+                tick()
             self._sleep(max(0.0, min(min(due.values()), deadline) - now))
         return results
 

@@ -106,6 +106,7 @@ class BatchSender:
         self._crash: BaseException | None = None
         self.outcome = SendOutcome()
         self.released = 0  # batches handed to the sending thread
+        self.settled = 0  # batches whose sending has ended (read by the run's progress)
         self._thread = threading.Thread(target=self._run, name="sendgrid-sender", daemon=True)
         self._thread.start()
 
@@ -132,10 +133,14 @@ class BatchSender:
     def is_open(self) -> bool:
         return self._open
 
-    def finish(self) -> SendOutcome:
-        """Wait until every released batch is settled; re-raise a fault of the sending thread."""
+    def finish(self, tick: Callable[[], None] | None = None) -> SendOutcome:
+        """Wait until every released batch is settled (calling ``tick`` now and then while it
+        waits); re-raise a fault of the sending thread."""
         self._queue.put(None)
-        self._thread.join()
+        while self._thread.is_alive():
+            self._thread.join(timeout=0.5)
+            if tick is not None:
+                tick()
         if self._crash is not None:
             raise self._crash
         return self.outcome
@@ -164,12 +169,15 @@ class BatchSender:
                     self.outcome.entries.append(entry)
                     if self._abort is not None:
                         self._errored(batch, range(batch.count), entry, "not_sent", self._abort)
+                        self.settled += 1
                         continue
                     in_flight.append((batch, entry, pool.submit(self._client.upsert_contacts, batch.body)))
                     if len(in_flight) >= self._concurrency:
                         self._settle(*in_flight.popleft())
+                        self.settled += 1
                 while in_flight:
                     self._settle(*in_flight.popleft())
+                    self.settled += 1
         except BaseException as exc:  # handed to the run's thread by finish()
             self._crash = exc
 

@@ -73,7 +73,7 @@ def test_dry_run_sends_nothing(workspace, simulator):
     proc = cli(workspace, "export", "newsletter", "--dry-run")
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
-    assert record["options"]["dry_run"] and record["counts"]["sent"] == 1
+    assert record["options"]["dry_run"] and (record["counts"]["sent"], record["counts"]["would_send"]) == (0, 1)
     assert simulator.snapshot()["upserted_contacts"] == 0 and simulator.snapshot()["lists"] == []
 
 

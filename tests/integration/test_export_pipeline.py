@@ -7,6 +7,8 @@ import gzip
 import io
 import json
 import random
+import threading
+import time
 
 import pytest
 
@@ -73,10 +75,15 @@ def test_every_valid_contact_lands_in_the_list_exactly_once(workspace, simulator
     assert record.status == "completed_with_errors"
     assert [b["contacts"] for b in record.batches] == [400, 400, 400, 400, 100]
     assert all(b["status"] == "completed" and b["job_id"] for b in record.batches)
-    assert record.segments == [
+    assert [{k: v for k, v in s.items() if k != "by_file"} for s in record.segments] == [
         {"path": "ci/", "files": 2, "rows": 1503},
         {"path": "manual/vip.csv", "files": 1, "rows": 300},
     ]
+    # Each file's own counts (those it changed), and they add up to the run's.
+    by_file = [f for s in record.segments for f in s["by_file"]]
+    assert [f["name"] for f in by_file] == ["ci/part-1.csv", "ci/part-2.csv.gz", "manual/vip.csv"]
+    for count in ("read", "invalid", "duplicate", "sent"):
+        assert sum(f.get("rows" if count == "read" else count, 0) for f in by_file) == c[count], count
     assert stored_record(workspace, record) == record.to_dict()
     assert record.lists[0]["action"] == "created"
     rejects = rejects_of(workspace, record)
@@ -267,3 +274,33 @@ def test_names_and_addresses_reach_sendgrid_but_no_log_line(workspace, simulator
     assert simulator.snapshot()["contacts"]["zebedee@example.com"]["last_name"] == "Quixotica"
     assert len(caplog.records) > 5  # the run did log: progress, the retry, the event
     assert "bad-address" in workspace.read_export(record.rejects_blob).decode()  # the one place a row goes
+
+
+def test_the_stored_record_moves_while_a_run_goes(workspace, simulator):
+    workspace.put_segment("people.csv", to_csv(people(0, 20_000)))
+    workspace.put_destinations(destination())
+    simulator.fault(kind="delay", method="PUT", path="/v3/marketing/contacts", seconds=0.3, times=20)
+    edges = make_edges(workspace, max_batch_contacts=1000, progress_every=0.1, record_save_every=0.2)
+    record = queue_run(edges, "newsletter", trigger="cli")
+    seen: list[tuple[str, int, int | None, int | None]] = []
+    done = threading.Event()
+
+    def poll() -> None:  # as `runs` and the HTTP status_url read it
+        while not done.is_set():
+            stored = stored_record(workspace, record)
+            moved = stored.get("progress") or {}
+            seen.append(
+                (stored["status"], stored["counts"]["read"], moved.get("batches_sent"), moved.get("batches_confirmed"))
+            )
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=poll)
+    watcher.start()
+    try:
+        final = run_export(edges, record)
+    finally:
+        done.set()
+        watcher.join()
+    assert final.status == "succeeded" and final.counts["accepted"] == 20_000
+    moving = {tuple(progress) for status, *progress in seen if status == "running"}
+    assert len(moving) >= 3, seen[:20]  # several distinct running counts, not one frozen record

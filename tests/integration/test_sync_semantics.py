@@ -176,7 +176,7 @@ def test_a_dry_run_writes_nothing_to_sendgrid_or_the_state(workspace, simulator)
     rows[0] = ("p1@example.com", "Renamed", "Oslo")
     workspace.put_segment("people.csv", csv_of(rows))
     record = run(workspace, dry_run=True)
-    assert (record.counts["sent"], record.counts["unchanged"]) == (1, 4)
+    assert (record.counts["would_send"], record.counts["unchanged"], record.counts["sent"]) == (1, 4, 0)
     assert record.removals["planned"] == 1 and record.removals["done"] == 0
     assert put_methods(simulator) == []  # only GETs
     assert workspace.read_export(state_blob_name("newsletter")) == state_before

@@ -35,11 +35,13 @@ class FakeSendGrid:
 
     deadline = None
 
-    def wait_for_jobs(self, job_ids, *, deadline, interval, max_interval):
+    def wait_for_jobs(self, job_ids, *, deadline, interval, max_interval, on_end=None, tick=None):
         results = {}
         for job_id in job_ids:
             count = len(self.bodies[int(job_id.split("-")[1])]["contacts"])
             results[job_id] = JobResult(job_id, self.job_status, requested=count, created=count)
+            if on_end is not None:
+                on_end(results[job_id])
         return results
 
     def iter_lists(self):
@@ -130,7 +132,7 @@ def test_a_dry_run_sends_nothing_but_counts_what_would_be_sent():
     edges, fake = setup({"list": {"name": "Fresh", "create_if_missing": True}})
     record = run(edges, dry_run=True)
     assert fake.bodies == [] and fake.created_lists == []
-    assert record.counts["sent"] == 2 and record.conservation_holds()
+    assert (record.counts["sent"], record.counts["would_send"]) == (0, 2) and record.conservation_holds()
     assert record.lists == [{"id": None, "name": "Fresh", "action": "would_create"}]
     assert record.batches[0]["status"] == "dry_run"
 
@@ -249,10 +251,12 @@ def many_rows(start: int, count: int) -> str:
     return "Email,FirstName\n" + "".join(f"p{i}@example.com,N{i}\n" for i in range(start, start + count))
 
 
-@pytest.mark.parametrize(("max_profiles", "overlaps"), [(1000, True), (550, False)])
-def test_sending_starts_while_reading_only_when_the_rows_cannot_exceed_max_profiles(max_profiles, overlaps):
-    # 600 rows, 50 of them duplicates: 550 valid. With max_profiles 550 the rows could hold more,
-    # so sending waits for the whole read; with 1000 it starts as soon as the scan has passed.
+@pytest.mark.parametrize("max_profiles", [1000, 550])
+def test_sending_starts_while_reading_once_max_profiles_is_proven(max_profiles):
+    # 600 rows, 50 of them duplicates: 550 valid. With 1000 the line count proves it; with 550
+    # the lines could hold more, so the valid profiles are counted first. Either way sending
+    # starts as the first batch fills.
+    overlaps = True
     edges, fake = setup({"max_profiles": max_profiles, "segments": [{"path": "in/"}]})
     blobs = {"in/a.csv": many_rows(0, 300).encode(), "in/b.csv": many_rows(250, 300).encode()}
     edges.segments = WatchingStore(blobs, fake, last="in/b.csv")
@@ -263,6 +267,19 @@ def test_sending_starts_while_reading_only_when_the_rows_cannot_exceed_max_profi
     sent = [c["email"] for body in fake.bodies for c in body["contacts"]]
     assert sorted(sent) == sorted(f"p{i}@example.com" for i in range(550))
     assert record.counts["duplicate"] == 50 and record.conservation_holds()
+
+
+def test_a_run_past_max_profiles_fails_before_any_list_is_created_or_anything_is_sent():
+    edges, fake = setup(
+        {"max_profiles": 549, "segments": [{"path": "in/"}], "list": {"name": "Fresh", "create_if_missing": True}}
+    )
+    edges.segments = InMemoryBlobStore(
+        {"in/a.csv": many_rows(0, 300).encode(), "in/b.csv": many_rows(250, 300).encode()}
+    )
+    record = run(edges)
+    assert record.status == "failed" and "no list was created" in record.errors[0]
+    assert fake.bodies == [] and fake.created_lists == [] and record.lists == []
+    assert record.counts["read"] == 0 and record.counts["sent"] == 0
 
 
 def test_an_escaped_undecodable_character_in_json_lines_is_a_rejected_row_not_a_crash():
