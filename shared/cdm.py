@@ -47,6 +47,9 @@ class PartitionFile:
     blob: str
     snapshot: str | None
     csv: CsvOptions
+    # Named by model.json. A file found by listing the entity's folder (no partitions listed) may
+    # be one of a snapshot still being written: its read cannot be proven complete.
+    listed: bool = True
 
 
 def parse_model(text: bytes | str, source: str) -> list[Entity]:
@@ -192,7 +195,7 @@ def partition_files(
         raise SegmentError(f"{source}: entity '{entity.name}' lists no partitions and {prefix} holds no data files.")
     chosen = _newest_complete(_by_snapshot(files), existing, source)
     options = csv_options({}, entity.attributes, source)
-    return [PartitionFile(name, None, options) for name in files if name in chosen]
+    return [PartitionFile(name, None, options, listed=False) for name in files if name in chosen]
 
 
 def _by_snapshot(names: list[str]) -> dict[tuple[int, ...], list[str]]:

@@ -355,6 +355,7 @@ class _Run:
                             job_wait_seconds=self.edges.job_wait_seconds,
                             poll_interval=self.edges.job_poll_interval,
                             poll_max_interval=self.edges.job_poll_max_interval,
+                            unproven=unproven_read(plan),
                         )
                 if not self.options.dry_run:
                     with self.stage("state"):
@@ -662,6 +663,15 @@ class _Run:
         self.edges.exports.write_bytes(
             journal_name, updates.journal_bytes(start), content_type="application/octet-stream"
         )
+
+
+def unproven_read(plan: list[tuple[SegmentRef, list[SegmentFile]]]) -> str:
+    """Why the read may be incomplete, or "": files of a CDM entity that lists no partitions were
+    found by listing its newest snapshot folder, and nothing says that folder was complete."""
+    unproven = [file.name for _, files in plan for file in files if not file.proven_complete]
+    if not unproven:
+        return ""
+    return f"{len(unproven)} file(s) of a CDM entity whose model.json lists no partitions, e.g. {unproven[0]}"
 
 
 def refuse_mirror_on_shared_lists(

@@ -60,9 +60,11 @@ def remove_departed(
     poll_interval: float,
     poll_max_interval: float,
     now: float | None = None,
+    unproven: str = "",
 ) -> tuple[set[int], dict[int, int] | None]:
     """The keys to drop from the state (removed, gone, or let go) and the new pending map
-    (key -> epoch second of the first search that missed it); None keeps the old one."""
+    (key -> epoch second of the first search that missed it); None keeps the old one.
+    ``unproven`` says why the read may be incomplete (removals are then refused unless forced)."""
     removals = record.removals
     previous = len(state)
     departed = list(state.indexes_not_in(present))
@@ -73,7 +75,12 @@ def remove_departed(
         removals.update(refused=True, reason="the run failed; removals wait for a run that does not.")
         return set(), None
     refusal = None
-    if not present:
+    if unproven:
+        refusal = (
+            f"the read cannot be proven complete ({unproven}): a contact missing from it may only be "
+            "missing from a snapshot still being written"
+        )
+    elif not present:
         refusal = "the segments hold no valid contacts; an empty input never empties the list(s)"
     elif len(departed) > max_fraction * previous:
         refusal = (

@@ -70,6 +70,7 @@ class SegmentFile:
     format: str  # "csv" or "jsonl"
     csv: CsvOptions = field(default_factory=CsvOptions)
     snapshot: str | None = None
+    proven_complete: bool = True  # False: found by listing a CDM folder, not named by model.json
 
 
 @dataclass
@@ -168,7 +169,7 @@ def _cdm_files(store: BlobStore, segment: SegmentRef, model: str, names: set[str
     entities = cdm.parse_model(_read_model(store, model, source), source)
     entity = cdm.select_entity(entities, segment.table, source)
     files = cdm.partition_files(entity, segment.path, names, store.blob_name_from_url, source)
-    return [SegmentFile(f.blob, "csv", f.csv, f.snapshot) for f in files]
+    return [SegmentFile(f.blob, "csv", f.csv, f.snapshot, proven_complete=f.listed) for f in files]
 
 
 def _read_model(store: BlobStore, name: str, source: str) -> bytes:

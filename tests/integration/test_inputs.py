@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from shared.export import queue_run, run_export
+from shared.export import ExportOptions, queue_run, run_export
 from shared.settings import Settings
 from tests.conftest import destination, make_edges
 
@@ -124,6 +124,29 @@ def test_an_entity_without_partitions_is_read_from_its_snapshot_folders(workspac
     record = run(workspace)
     assert record.status == "succeeded", record.errors
     assert simulator.members("Newsletter") == ["p2@example.com", "p3@example.com"]
+
+
+def test_mirror_mode_removes_nobody_on_a_read_that_cannot_be_proven_complete(workspace, simulator):
+    # An entity without partitions is read from its newest snapshot folder; nothing says that
+    # folder holds every partition, so what is missing from it may only be missing so far.
+    folder = "ci/Export/"
+    model = {"entities": [{"$type": "LocalEntity", "name": "Seg", "attributes": [{"name": a} for a in ATTRIBUTES]}]}
+    workspace.put_segment(f"{folder}model.json", json.dumps(model))
+    workspace.put_segment(f"{folder}Seg/2024/03/01/0900/Seg_1.csv", headerless([profile(1), profile(2)]))
+    workspace.put_segment(f"{folder}Seg/2024/03/01/0900/Seg_2.csv", headerless([profile(3), profile(4)]))
+    workspace.put_destinations(destination(segments=[{"path": folder}], mode="mirror", max_removal_fraction=1.0))
+    assert run(workspace).counts["accepted"] == 4
+    workspace.put_segment(
+        f"{folder}Seg/2024/03/02/0900/Seg_1.csv", headerless([profile(1), profile(2)])
+    )  # 1 of 2 so far
+    record = run(workspace)
+    assert record.removals["refused"] and "cannot be proven complete" in record.removals["reason"]
+    assert len(simulator.members("Newsletter")) == 4
+    edges = make_edges(workspace)
+    forced = run_export(
+        edges, queue_run(edges, "newsletter", trigger="cli", options=ExportOptions(force_removals=True))
+    )
+    assert forced.removals["done"] == 2 and len(simulator.members("Newsletter")) == 2
 
 
 @pytest.mark.parametrize(
