@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
 
 RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}\Z")  # \Z: $ would take a final newline
+# A job is a few hundred characters; a queue message can hold 64 KiB.
+MAX_MESSAGE_CHARS = 16_384
 TRIGGERS = ("schedule", "on_demand", "cli", "on_new_data")
 OPTION_NAMES = ("dry_run", "full", "force_removals")
 
@@ -51,10 +53,12 @@ class ExportJob:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ExportJob:
+        if len(text) > MAX_MESSAGE_CHARS:
+            raise MalformedJob(f"the message is over {MAX_MESSAGE_CHARS} characters")
         try:
             data: Any = json.loads(text)
-        except (ValueError, UnicodeDecodeError):
-            raise MalformedJob("the message is not JSON") from None
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise MalformedJob("the message is not JSON (or nests too deep)") from None
         if not isinstance(data, dict):
             raise MalformedJob("the message is not a JSON object")
         run_id, destination = data.get("run_id"), data.get("destination")

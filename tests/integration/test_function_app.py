@@ -352,12 +352,23 @@ def test_the_lock_is_renewed_while_a_run_lasts(workspace, simulator):
 @pytest.mark.integration
 def test_a_malformed_message_is_recorded_and_dropped(workspace, simulator, app_edges):
     workspace.put_destinations(destination())
-    for body in (b"not json", b'{"run_id": "x", "destination": "newsletter", "trigger": "schedule"}'):
+    bodies = (
+        b"not json",
+        b'{"run_id": "x", "destination": "newsletter", "trigger": "schedule"}',
+        b"[" * 5000 + b"]" * 5000,  # nested past what the parser can hold
+        b"[" * 100_000 + b"]" * 100_000,
+    )
+    for body in bodies:
         call("export_worker", QueueMessage(body=body, dequeue_count=1))  # returns: never retried
     recorded = workspace.export_names("runs/_malformed/")
-    assert len(recorded) == 2
+    assert len(recorded) == 4
     reasons = sorted(json.loads(workspace.read_export(n))["reason"] for n in recorded)
-    assert reasons == ["run_id is missing or malformed", "the message is not JSON"]
+    assert reasons == [
+        "run_id is missing or malformed",
+        "the message is not JSON (or nests too deep)",
+        "the message is not JSON (or nests too deep)",
+        "the message is over 16384 characters",
+    ]
     assert simulator.state.requests == []
 
 
