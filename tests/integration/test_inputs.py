@@ -99,7 +99,9 @@ def test_a_customer_insights_folder_exports_its_newest_snapshot_with_default_map
     workspace.put_destinations(destination(segments=[{"path": folder, "table": "NewsletterSegment"}]))
     record = run(workspace)
     assert record.status == "succeeded", record.errors
-    assert record.segments == [{"path": folder, "files": 2, "rows": 7}]  # the repeated header is no row
+    [segment] = record.segments
+    assert (segment["path"], segment["files"], segment["rows"]) == (folder, 2, 7)  # the repeated header is no row
+    assert [f["rows"] for f in segment["by_file"]] == [5, 2]
     assert simulator.members("Newsletter") == sorted(f"p{i}@example.com" for i in range(3, 10))
     contact = simulator.snapshot()["contacts"]["p9@example.com"]
     assert (contact["first_name"], contact["city"], contact["country"], contact["postal_code"]) == (
