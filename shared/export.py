@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
@@ -41,7 +42,7 @@ from .jobs import JobQueue
 from .locks import RunLock
 from .mapping import plan_columns
 from .privacy import mask_emails
-from .profile_limit import record_bound, require_within_limit
+from .profile_limit import BoundScan, require_within_limit
 from .progress import NoProgress, ProgressSink, ProgressSnapshot, RunProgress
 from .records import RejectsWriter, RunRecord, RunRecordStore, iso, new_run_id, rejects_blob_name, utc_now
 from .removals import remove_departed
@@ -269,37 +270,43 @@ class _Run:
         self.destination = destination
         self.mirror = destination.mode == "mirror"
         max_record_bytes = self.edges.settings.max_record_bytes
-        # The files' line count: the total progress is told against, and max_profiles' first check.
-        # It runs while the key, the lists and the state are fetched.
-        scan = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-scan")
-        bound_of = scan.submit(record_bound, self.edges.segments, plan, destination, max_record_bytes)
         self.progress.stage = "preparing"
-        try:
-            with self.stage("secret"):
-                api_key = self.edges.secrets.get_secret(destination.api_key_secret)
-            client = self.edges.sendgrid(base_url, api_key)
-            del api_key
-        except BaseException:
-            scan.shutdown(cancel_futures=True)
-            raise
+        with self.stage("secret"):
+            api_key = self.edges.secrets.get_secret(destination.api_key_secret)
+        client = self.edges.sendgrid(base_url, api_key)
+        del api_key
         client.deadline = time.time() + self.edges.run_deadline_seconds
+        sender: BatchSender | None = None
+        proven = threading.Event()  # max_profiles cannot be passed: batches may go as they fill
+
+        def on_bound(bound: int | None) -> None:
+            # The scan's verdict: progress has its total, and sending may start while reading goes on.
+            if bound is not None and bound <= destination.max_profiles:
+                self.progress.rows_total = bound
+                proven.set()
+                if sender is not None:
+                    sender.open()
+                log.info("segment files scanned, at most %d rows: sending while reading", bound)
+
+        scan = BoundScan(self.edges.segments, plan, destination, max_record_bytes, on_bound)
         try:
             with self.stage("lists"):
                 found = self.find_lists(client, destination)
                 custom_fields = self.resolve_custom_fields(client, destination)
+            creates = not self.options.dry_run and any(item is None for item in found)
+            if creates:  # no list is created before max_profiles is proven: scan while the state loads
+                scan.start()
             with self.stage("state"):
                 state = SyncState.load(
                     self.edges.exports, destination.name, with_emails=self.mirror, discard_corrupt=self.options.full
                 )
-            with self.stage("scan"):
-                bound = bound_of.result()
-                scan.shutdown()
-                self.progress.rows_total = bound
-                may_send_early = bound is not None and bound <= destination.max_profiles
-                if bound is not None and not may_send_early:
-                    # More lines than max_profiles: only counting the valid profiles can tell.
-                    require_within_limit(self.edges.segments, plan, destination, max_record_bytes)
-                    may_send_early = True
+            if creates:
+                with self.stage("scan"):
+                    bound = scan.result()
+                    if bound is not None and bound > destination.max_profiles:
+                        # More lines than max_profiles: only counting the valid profiles can tell.
+                        require_within_limit(self.edges.segments, plan, destination, max_record_bytes)
+                        proven.set()
             with self.stage("lists"):
                 list_ids = self.create_lists(client, destination, found)
                 if self.mirror:
@@ -308,18 +315,18 @@ class _Run:
             spool = BatchSpool(
                 list_ids, max_contacts=self.edges.max_batch_contacts, max_bytes=self.edges.max_batch_bytes
             )
-            sender = None
             try:
                 if not self.options.dry_run:
                     sender = BatchSender(client, spool, concurrency=self.edges.send_concurrency)
-                    spool.on_ready = sender.ready
-                    if may_send_early:
+                    spool.on_ready = self._sending_gate(scan, sender)
+                    if proven.is_set():
                         sender.open()
                 self.progress.stage = "reading"
                 with self.stage("read"):
                     present = self.read_segments(destination, plan, custom_fields, spool, state, list_ids, sender)
                     if not self.mirror:
                         present = set()  # only removals need who is present: free a million keys now
+                    scan.cancel()  # the read itself now vouches for every file
                     spool.finish()
                 self.progress.reading_done = True
                 self.progress.batches_spooled = spool.batch_count
@@ -367,12 +374,13 @@ class _Run:
                         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="journal-delete") as pool:
                             list(pool.map(self.edges.exports.delete, journals))  # one per batch: many
             finally:
+                scan.cancel()
                 if sender is not None and not self._sent:
                     # The run stopped before sending ended: what was sent stays recorded.
                     self._take_outcome(sender.stop("the run stopped before this batch was sent"))
                 spool.close()
         finally:
-            scan.shutdown(cancel_futures=True)
+            scan.cancel()
             client.close()
 
     def find_lists(self, client: SendGridClient, destination: Destination) -> list[dict[str, Any] | None]:
@@ -489,6 +497,18 @@ class _Run:
                 self.edges.release_memory()
                 log.info("read %s: %d rows (%d to send so far)", file.name, rows, spool.count)
         return seen
+
+    @staticmethod
+    def _sending_gate(scan: BoundScan, sender: BatchSender) -> Callable[[int], None]:
+        """The spool's ``on_ready``: each closed batch goes to the sender, and the first one
+        starts the scan, if none ran yet, that may open sending while reading goes on. A run
+        whose contacts fit in one batch (a small delta) never scans: nothing could go early."""
+
+        def on_ready(index: int) -> None:
+            scan.start()
+            sender.ready(index)
+
+        return on_ready
 
     def send(self, spool: BatchSpool, sender: BatchSender | None) -> list[PendingJob]:
         """Send what is left to send (a dry run only records the batches it would send)."""

@@ -1,17 +1,19 @@
-"""``max_profiles``, checked before any list is created or any contact is read for sending.
+"""``max_profiles``: proven before anything is sent, and before any list is created.
 
-A first pass reads every file through without parsing it (each must open, carry the mapping and
+A scan reads every file through without parsing it (each must open, carry the mapping and
 decompress to the end) and counts its line breaks: at least as many as the records it holds. If
-that bound is within ``max_profiles`` the run may send as soon as batches fill. If it is not, the
-files may still hold few enough valid profiles (rows rejected, duplicates), so a second pass
-counts the distinct valid emails by the row rules, and a run past the limit fails then: nothing
-sent, no list created. The bound is also the total the run's progress is measured against.
+that bound is within ``max_profiles``, the run may send as soon as batches fill. If it is not,
+the files may still hold few enough valid profiles (rows rejected, duplicates): a run that must
+create a list first counts the distinct valid emails by the row rules, and fails then if they are
+too many (nothing sent, no list created); any other run reads on with its batches held on disk,
+and checks the count it read. The bound is also the total the run's progress is measured against.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 
 from .config import Destination, SegmentRef
 from .errors import ExportError, ProfileLimitError
@@ -26,20 +28,72 @@ log = logging.getLogger(__name__)
 Plan = Sequence[tuple[SegmentRef, list[SegmentFile]]]
 
 
-def record_bound(store: BlobStore, plan: Plan, destination: Destination, max_record_bytes: int) -> int | None:
-    """At least as many records as the files hold; None when a file does not scan (the read
-    meets the same fault and reports it, naming the file)."""
+def record_bound(
+    store: BlobStore,
+    plan: Plan,
+    destination: Destination,
+    max_record_bytes: int,
+    cancelled: threading.Event | None = None,
+) -> int | None:
+    """At least as many records as the files hold (it stops counting once past max_profiles);
+    None when a file does not scan (the read meets the same fault and reports it, naming the
+    file) or the scan was cancelled."""
     bound = 0
     try:
         for _, files in plan:
             for file in files:
+                if cancelled is not None and cancelled.is_set():
+                    return None
                 columns, rows = scan_segment_file(store, file, destination.mapping, max_record_bytes)
                 plan_columns(destination.mapping, columns, file.name)
                 bound += rows
+                if bound > destination.max_profiles:
+                    return bound
     except ExportError as exc:
         log.info("a segment file did not scan (%s): sending waits for the whole read", type(exc).__name__)
         return None
     return bound
+
+
+class BoundScan:
+    """:func:`record_bound` on a thread of its own, started once, cancellable between files.
+    ``on_bound`` is told the bound when it is known (from the scan's thread)."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        plan: Plan,
+        destination: Destination,
+        max_record_bytes: int,
+        on_bound: Callable[[int | None], None] | None = None,
+    ):
+        self._cancelled = threading.Event()
+        self.bound: int | None = None
+
+        def scan() -> None:
+            self.bound = record_bound(store, plan, destination, max_record_bytes, self._cancelled)
+            if on_bound is not None and not self._cancelled.is_set():
+                on_bound(self.bound)
+
+        self._thread = threading.Thread(target=scan, name="segment-scan", daemon=True)
+
+    @property
+    def started(self) -> bool:
+        return self._thread.ident is not None
+
+    def start(self) -> None:
+        if not self.started:
+            self._thread.start()
+
+    def result(self) -> int | None:
+        self.start()
+        self._thread.join()
+        return self.bound
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        if self.started:
+            self._thread.join()
 
 
 def require_within_limit(store: BlobStore, plan: Plan, destination: Destination, max_record_bytes: int) -> int:

@@ -251,13 +251,18 @@ def many_rows(start: int, count: int) -> str:
     return "Email,FirstName\n" + "".join(f"p{i}@example.com,N{i}\n" for i in range(start, start + count))
 
 
-@pytest.mark.parametrize("max_profiles", [1000, 550])
-def test_sending_starts_while_reading_once_max_profiles_is_proven(max_profiles):
-    # 600 rows, 50 of them duplicates: 550 valid. With 1000 the line count proves it; with 550
-    # the lines could hold more, so the valid profiles are counted first. Either way sending
-    # starts as the first batch fills.
-    overlaps = True
-    edges, fake = setup({"max_profiles": max_profiles, "segments": [{"path": "in/"}]})
+@pytest.mark.parametrize(
+    ("max_profiles", "list_name", "overlaps"),
+    [(1000, "Newsletter", True), (550, "Newsletter", False), (550, "Fresh", True)],
+)
+def test_sending_starts_while_reading_once_max_profiles_is_proven(max_profiles, list_name, overlaps):
+    # 600 rows, 50 of them duplicates: 550 valid. With 1000 the line count proves it. With 550 the
+    # lines could hold more: a run that must create its list counts the valid profiles first, and
+    # then sends as batches fill; one whose list exists reads on, holding its batches until the
+    # read has counted them.
+    destination = {"max_profiles": max_profiles, "segments": [{"path": "in/"}]}
+    destination["list"] = {"name": list_name, "create_if_missing": True}
+    edges, fake = setup(destination)
     blobs = {"in/a.csv": many_rows(0, 300).encode(), "in/b.csv": many_rows(250, 300).encode()}
     edges.segments = WatchingStore(blobs, fake, last="in/b.csv")
     edges.max_batch_contacts = 100
