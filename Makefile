@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck check clean bench iac
+.PHONY: install demo test lint typecheck check clean bench iac up down
 
 $(STAMP): requirements.txt requirements-dev.txt package.json package-lock.json
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,18 @@ install: $(STAMP)
 
 demo: install
 	$(PY) -m tools.demo
+
+# A local stack that keeps running: Azurite (data in .azurite/), the SendGrid simulator and the Key
+# Vault stand-in on 127.0.0.1, provisioned, with local.settings.json written. State in .localstack/.
+# An existing install is used as it is: up installs only where there is none.
+STACK_OPTS ?=
+up:
+	@test -f $(STAMP) || $(MAKE) install
+	$(PY) -m tools.local_stack $(STACK_OPTS) up
+
+# Stops only what up recorded; no venv needed (the module uses the standard library to stop).
+down:
+	@$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m tools.local_stack $(STACK_OPTS) down
 
 test: install
 	$(PY) -m pytest
@@ -44,7 +56,7 @@ iac: $(IAC_VENV)/.installed
 	$(IAC_VENV)/bin/checkov -d infra --framework bicep --compact --quiet --skip-download
 
 clean:
-	rm -rf $(VENV) $(IAC_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(IAC_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .localstack
 
 N ?= 1000000
 bench: install

@@ -27,7 +27,7 @@ def _http(handler: http_api.Handler, req: func.HttpRequest) -> func.HttpResponse
     )
     response = http_api.handle(handler, service.app_edges, request)
     return func.HttpResponse(
-        response.json_bytes(), status_code=response.status, headers=response.headers, mimetype="application/json"
+        response.body_bytes(), status_code=response.status, headers=response.headers, mimetype=response.mimetype
     )
 
 
@@ -75,6 +75,11 @@ def list_exports(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="destinations/{name}/exports/{run_id}", methods=["GET"])
 def get_export(req: func.HttpRequest) -> func.HttpResponse:
     return _http(http_api.get_export, req)
+
+
+@app.route(route="destinations/{name}/exports/{run_id}/rejects", methods=["GET"])
+def get_rejects(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(http_api.get_rejects, req)
 
 
 @app.route(route="destinations/{name}/check", methods=["POST"])

@@ -1,4 +1,4 @@
-"""``python -m shared``: the same core and settings as the Functions app, from a shell.
+"""python -m shared: the same core and settings as the Functions app, from a shell.
 
 Exit codes: 0 succeeded, 3 completed_with_errors or skipped, 1 failed, 2 bad usage or configuration,
 130 interrupted (Ctrl-C).
@@ -8,25 +8,49 @@ Progress goes to stderr; the final run record (JSON) to stdout.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
 
 from azure.core.exceptions import AzureError
 
 from .bootstrap import build_edges
+from .config import NAME_PATTERN
 from .errors import ConfigError, ConsentError, ExportError, SettingsError
 from .export import Edges, ExportOptions, load_destinations
+from .jobs import RUN_ID_PATTERN
 from .preflight import run_checks
 from .privacy import SecretRedactingFilter, redact
 from .progress import BarProgress, LogProgress
+from .records import RunRecord, rejects_blob_name
 from .service import run_now
 from .settings import Settings
+from .storage import BlobNotFound
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 STATUS_EXIT = {"succeeded": EXIT_OK, "completed_with_errors": EXIT_PARTIAL, "skipped": EXIT_PARTIAL}
+MAX_RUNS_LIMIT = 100  # the HTTP API's bound too
+LOCAL_SETTINGS = "local.settings.json"
+# Only these read the SendGrid API key; the others must run without any Key Vault setting.
+SECRET_COMMANDS = frozenset({"export", "check"})
+
+EPILOG = """\
+exit codes:
+  0    succeeded (or nothing to report)
+  1    failed
+  2    bad usage or configuration (unknown destination, no consent, a bad setting)
+  3    completed_with_errors or skipped
+  130  interrupted (Ctrl-C); safe to run again
+
+Settings come from the environment; Values in ./local.settings.json (as 'func start' reads them)
+fill in what the environment does not set.
+"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,8 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     _configure_logging(args.verbose)
     try:
-        settings = Settings.from_env()
-        edges = build_edges(settings, fail_fast=True)
+        _load_local_settings(args)
+        edges = _edges(args.command in SECRET_COMMANDS)
         if args.command == "export":
             return _export(edges, args)
         if args.command == "destinations":
@@ -57,8 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "runs":
             load_destinations(edges).get(args.name)
             records = edges.records.recent(args.name, args.limit)
-            _print_json({"runs": [r.to_dict() for r in records]})
+            if args.json:
+                _print_json({"runs": [r.to_dict() for r in records]})
+            else:
+                _print_runs_table(records)
             return EXIT_OK
+        if args.command == "rejects":
+            return _rejects(edges, args.name, args.run_id)
     except KeyboardInterrupt:
         # The run has released its lock and recorded itself failed (interrupted) on the way out.
         logging.disable(logging.CRITICAL)  # a thread still winding down must not log after the last line
@@ -101,11 +130,142 @@ def _export(edges: Edges, args: argparse.Namespace) -> int:
     return STATUS_EXIT.get(final.status, EXIT_FAILED)
 
 
+class _NoKeyVaultSetting:
+    """Stands in for the Key Vault provider where a command reads no secret and none is set."""
+
+    def get_secret(self, name: str) -> str:
+        raise SettingsError(f"KEY_VAULT_URL is not set, and reading secret '{name}' needs it.")
+
+
+def _edges(needs_secrets: bool) -> Edges:
+    settings = Settings.from_env(require_key_vault=needs_secrets)
+    if settings.secrets_source == "keyvault" and settings.key_vault_url is None:
+        # Build no Key Vault client at all (there is no URL to build it with) and fail loudly if
+        # anything asks for a secret after all.
+        edges = build_edges(dataclasses.replace(settings, secrets_source="environment"), fail_fast=True)
+        edges.secrets = _NoKeyVaultSetting()
+        return edges
+    return build_edges(settings, fail_fast=True)
+
+
+def _load_local_settings(args: argparse.Namespace) -> None:
+    """Values of local.settings.json into the environment, under what the environment sets."""
+    if args.no_local_settings:
+        return
+    path = Path(args.local_settings) if args.local_settings else Path.cwd() / LOCAL_SETTINGS
+    if not path.is_file():
+        if args.local_settings:
+            raise SettingsError(f"--local-settings {path}: no such file.")
+        return
+    try:
+        values = json.loads(path.read_text(encoding="utf-8-sig")).get("Values", {})
+    except (OSError, ValueError, AttributeError) as exc:
+        raise SettingsError(
+            f"{path} is not a local.settings.json ({type(exc).__name__}): fix it, or run with --no-local-settings."
+        ) from None
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        raise SettingsError(f"{path}: 'Values' must be an object of strings, as 'func start' reads it.")
+    for key, value in values.items():
+        os.environ.setdefault(key, value)  # the environment wins, as it does for 'func start'
+
+
+def _rejects(edges: Edges, name: str, run_id: str) -> int:
+    """Stream the rejects CSV to stdout: it may be far larger than memory should hold."""
+    blob = rejects_blob_name(name, run_id)
+    try:
+        chunks = edges.exports.iter_chunks(blob)
+        first = next(chunks, b"")
+    except BlobNotFound:
+        if edges.records.load(name, run_id) is None:
+            why = f"no run {run_id} of destination '{name}' (see: python -m shared runs {name})."
+        else:
+            why = f"run {run_id} of destination '{name}' rejected no rows: it has no rejects file."
+        print(f"error: {why}", file=sys.stderr)
+        return EXIT_FAILED
+    out = sys.stdout.buffer
+    out.write(first)
+    for chunk in chunks:
+        out.write(chunk)
+    out.flush()
+    return EXIT_OK
+
+
+RUNS_COLUMNS = ("run id", "status", "trigger", "read", "sent", "rejected", "duration")
+
+
+def _print_runs_table(records: list[RunRecord]) -> None:
+    if not records:
+        print("no runs yet", file=sys.stderr)
+        return
+    rows = [RUNS_COLUMNS] + [_run_row(r) for r in records]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(RUNS_COLUMNS))]
+    numeric = {3, 4, 5, 6}
+    for row in rows:
+        cells = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        print("  ".join(cells).rstrip())
+    sys.stdout.flush()
+
+
+def _run_row(record: RunRecord) -> tuple[str, ...]:
+    counts = record.counts
+    # Rows in the rejects file: refused by the row rules, or refused by SendGrid.
+    rejected = int(counts.get("invalid", 0)) + int(counts.get("errored", 0))
+    return (
+        record.run_id,
+        record.status,
+        record.trigger,
+        str(counts.get("read", 0)),
+        str(counts.get("sent", 0)),
+        str(rejected),
+        _duration(record.started_at, record.finished_at),
+    )
+
+
+def _duration(started: str | None, finished: str | None) -> str:
+    if not started or not finished:
+        return "-"
+    try:
+        seconds = (datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds()
+    except ValueError:
+        return "-"
+    return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def _limit(raw: str) -> int:
+    # ASCII digits only: int() would also take "+5", " 5" and "5_0".
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_RUNS_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_RUNS_LIMIT}, not '{raw[:20]}'")
+    return int(raw)
+
+
+def _destination_name(raw: str) -> str:
+    if not NAME_PATTERN.match(raw):
+        raise argparse.ArgumentTypeError("destination names match ^[a-z0-9][a-z0-9-]{0,62}$")
+    return raw
+
+
+def _run_id(raw: str) -> str:
+    if not RUN_ID_PATTERN.match(raw):
+        raise argparse.ArgumentTypeError("run ids look like 20261123T031500Z-1a2b3c4d (python -m shared runs NAME)")
+    return raw
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m shared", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m shared",
+        description="Export customer-profile segments to SendGrid Marketing lists, with the Functions\n"
+        "app's core and settings.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
-    commands = parser.add_subparsers(dest="command", required=True)
-    export = commands.add_parser("export", help="run one export now")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--local-settings", metavar="PATH", help=f"read Values from PATH instead of ./{LOCAL_SETTINGS}")
+    where.add_argument("--no-local-settings", action="store_true", help="read settings from the environment only")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    export = commands.add_parser(
+        "export", help="run one export now; the final run record on stdout", description="Run one export now."
+    )
     export.add_argument("name", help="destination name in destinations.json")
     export.add_argument("--dry-run", action="store_true", help="read and check everything, send nothing")
     export.add_argument("--full", action="store_true", help="send every contact, changed or not")
@@ -113,9 +273,22 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="preflight: can this destination export now? (sends nothing)")
     check.add_argument("name")
     commands.add_parser("destinations", help="list the configured destinations")
-    runs = commands.add_parser("runs", help="recent run records of a destination, newest first")
+    runs = commands.add_parser(
+        "runs",
+        help="recent runs of a destination, newest first",
+        description="Recent runs of a destination, newest first: a table (rejected = invalid + errored "
+        "rows, those in the rejects file), or the run records with --json.",
+    )
     runs.add_argument("name")
-    runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--limit", type=_limit, default=20, help=f"how many runs, 1 to {MAX_RUNS_LIMIT} (default 20)")
+    runs.add_argument("--json", action="store_true", help="print the run records as JSON instead of a table")
+    rejects = commands.add_parser(
+        "rejects",
+        help="print a run's rejects CSV",
+        description="Print a run's rejects CSV (source, line, email, category, field, reason) to stdout, streamed.",
+    )
+    rejects.add_argument("name", type=_destination_name, help="destination name")
+    rejects.add_argument("run_id", type=_run_id, help="run id, as 'runs' lists them")
     return parser
 
 

@@ -6,11 +6,12 @@ invalid entry and raises it only when that destination is asked for.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import ConfigError, ConsentError, UnknownDestinationError
 
@@ -38,6 +39,8 @@ RESERVED_FIELDS = (
     "alternate_emails",
 )
 CSV_DELIMITERS = (",", ";", "\t", "|")
+CSV_ENCODINGS = ("utf-8", "utf-8-sig", "latin-1", "cp1252", "utf-16")
+MODES = ("upsert", "mirror")
 DEFAULT_MAX_PROFILES = 100_000
 DEFAULT_MAX_REMOVAL_FRACTION = 0.2
 
@@ -197,59 +200,128 @@ _DESTINATION_KEYS = {
 }
 
 
+T = TypeVar("T")
+
+
+class InvalidDestination(ConfigError):
+    """Every problem of one entry, so that one upload can fix them all. ``field`` is the first;
+    ``problems`` holds each (field, message) in the order found."""
+
+    def __init__(self, label: str, problems: list[tuple[str, str]]):
+        self.problems = problems
+        first_field, _ = problems[0]
+        text = "; ".join(
+            (m.rstrip(".") if i == 0 else f"field '{f}': {m.rstrip('.')}") for i, (f, m) in enumerate(problems)
+        )
+        super().__init__(text + ".", destination=label, field=first_field)
+
+
+class _FieldError(Exception):
+    def __init__(self, field_name: str, message: str):
+        self.field_name = field_name
+        self.message = message
+
+
+class _Problems:
+    """Collects the problems of one entry: each part is checked even when another failed."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, str]] = []
+
+    @staticmethod
+    def fail(field_name: str, message: str) -> _FieldError:
+        return _FieldError(field_name, message)
+
+    def check(self, parse: Callable[[], T], default: T) -> T:
+        try:
+            return parse()
+        except _FieldError as exc:
+            self.found.append((exc.field_name, exc.message))
+            return default
+
+
 def _parse_destination(entry: Any, label: str) -> Destination:
-    def fail(field_name: str, message: str) -> ConfigError:
-        return ConfigError(message, destination=label, field=field_name)
+    problems = _Problems()
+    fail = problems.fail
 
     if not isinstance(entry, dict):
-        raise fail("", "each destination must be a JSON object.")
-    unknown = set(entry) - _DESTINATION_KEYS
-    if unknown:
-        raise fail(sorted(unknown)[0], "unknown key (allowed: " + ", ".join(sorted(_DESTINATION_KEYS)) + ").")
-    name = entry.get("name")
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise fail("name", "must match ^[a-z0-9][a-z0-9-]{0,62}$.")
+        raise InvalidDestination(label, [("", "each destination must be a JSON object.")])
+    allowed = ", ".join(sorted(_DESTINATION_KEYS))
+    for key in sorted(set(entry) - _DESTINATION_KEYS, key=str):
+        problems.found.append((key, f"unknown key (allowed: {allowed})."))
+
+    def parse_name() -> str:
+        name = entry.get("name")
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise fail("name", "must match ^[a-z0-9][a-z0-9-]{0,62}$.")
+        return name
+
+    name = problems.check(parse_name, label)
 
     def boolean(key: str, default: bool) -> bool:
-        value = entry.get(key, default)
-        if not isinstance(value, bool):
-            raise fail(key, "must be true or false.")
-        return value
+        def parse() -> bool:
+            value = entry.get(key, default)
+            if not isinstance(value, bool):
+                raise fail(key, "must be true or false.")
+            return value
 
-    display_name = entry.get("display_name", name)
-    if not isinstance(display_name, str) or not display_name.strip() or len(display_name) > 200:
-        raise fail("display_name", "must be a non-empty string of at most 200 characters.")
-    secret = entry.get("api_key_secret", "sendgrid-api-key")
-    if not isinstance(secret, str) or not _SECRET_NAME.match(secret):
-        raise fail("api_key_secret", "must be a Key Vault secret name (letters, digits, hyphens).")
-    region = entry.get("region", "global")
-    if not isinstance(region, str) or region not in REGION_BASE_URLS:
-        raise fail("region", "must be 'global' or 'eu'.")
-    mode = entry.get("mode", "upsert")
-    if not isinstance(mode, str) or mode not in ("upsert", "mirror"):
-        raise fail("mode", "must be 'upsert' or 'mirror'.")
-    max_profiles = entry.get("max_profiles", DEFAULT_MAX_PROFILES)
-    if isinstance(max_profiles, bool) or not isinstance(max_profiles, int) or max_profiles < 1:
-        raise fail("max_profiles", "must be a whole number of at least 1.")
-    fraction = entry.get("max_removal_fraction", DEFAULT_MAX_REMOVAL_FRACTION)
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
-        raise fail("max_removal_fraction", "must be a number from 0 to 1.")
-    return Destination(
+        return problems.check(parse, default)
+
+    def parse_display_name() -> str:
+        display_name = entry.get("display_name", name)
+        if not isinstance(display_name, str) or not display_name.strip() or len(display_name) > 200:
+            raise fail("display_name", "must be a non-empty string of at most 200 characters.")
+        return display_name.strip()
+
+    def parse_secret() -> str:
+        secret = entry.get("api_key_secret", "sendgrid-api-key")
+        if not isinstance(secret, str) or not _SECRET_NAME.match(secret):
+            raise fail("api_key_secret", "must be a Key Vault secret name (letters, digits, hyphens).")
+        return secret
+
+    def parse_region() -> str:
+        region = entry.get("region", "global")
+        if not isinstance(region, str) or region not in REGION_BASE_URLS:
+            raise fail("region", "must be 'global' or 'eu'.")
+        return region
+
+    def parse_mode() -> str:
+        mode = entry.get("mode", "upsert")
+        if not isinstance(mode, str) or mode not in MODES:
+            raise fail("mode", "must be 'upsert' or 'mirror'.")
+        return mode
+
+    def parse_max_profiles() -> int:
+        max_profiles = entry.get("max_profiles", DEFAULT_MAX_PROFILES)
+        if isinstance(max_profiles, bool) or not isinstance(max_profiles, int) or max_profiles < 1:
+            raise fail("max_profiles", "must be a whole number of at least 1.")
+        return max_profiles
+
+    def parse_fraction() -> float:
+        fraction = entry.get("max_removal_fraction", DEFAULT_MAX_REMOVAL_FRACTION)
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+            raise fail("max_removal_fraction", "must be a number from 0 to 1.")
+        return float(fraction)
+
+    destination = Destination(
         name=name,
-        display_name=display_name.strip(),
+        display_name=problems.check(parse_display_name, name),
         enabled=boolean("enabled", True),
         data_privacy_consent=boolean("data_privacy_consent", False),
-        api_key_secret=secret,
-        region=region,
-        lists=_parse_lists(entry, fail),
-        segments=_parse_segments(entry.get("segments"), fail),
-        mapping=_parse_mapping(entry.get("mapping"), fail),
-        mode=mode,
-        max_profiles=max_profiles,
-        max_removal_fraction=float(fraction),
+        api_key_secret=problems.check(parse_secret, ""),
+        region=problems.check(parse_region, "global"),
+        lists=problems.check(lambda: _parse_lists(entry, fail), ()),
+        segments=_parse_segments(entry.get("segments"), problems),
+        mapping=_parse_mapping(entry.get("mapping"), problems),
+        mode=problems.check(parse_mode, "upsert"),
+        max_profiles=problems.check(parse_max_profiles, DEFAULT_MAX_PROFILES),
+        max_removal_fraction=problems.check(parse_fraction, DEFAULT_MAX_REMOVAL_FRACTION),
         schedule_enabled=boolean("schedule_enabled", True),
         on_new_data=boolean("on_new_data", False),
     )
+    if problems.found:
+        raise InvalidDestination(label, problems.found)
+    return destination
 
 
 def _parse_lists(entry: dict[str, Any], fail: Any) -> tuple[ListRef, ...]:
@@ -289,27 +361,32 @@ def _parse_lists(entry: dict[str, Any], fail: Any) -> tuple[ListRef, ...]:
     return tuple(refs)
 
 
-def _parse_segments(raw: Any, fail: Any) -> tuple[SegmentRef, ...]:
+def _parse_segments(raw: Any, problems: _Problems) -> tuple[SegmentRef, ...]:
     if not isinstance(raw, list) or not raw:
-        raise fail("segments", 'must be a non-empty array of {"path": "..."} objects.')
-    segments: list[SegmentRef] = []
-    for i, item in enumerate(raw):
-        where = f"segments[{i}]"
-        if not isinstance(item, dict) or set(item) - {"path", "table", "csv"}:
-            raise fail(where, 'must be {"path": "...", "table": "...", "csv": {...}}.')
-        path = item.get("path")
-        if not isinstance(path, str) or not path.strip():
-            raise fail(f"{where}.path", "must be a blob name or a prefix ending in '/'.")
-        if path.startswith("/") or "\\" in path or "://" in path or ".." in path.split("/"):
-            raise fail(
-                f"{where}.path",
-                "must be a blob name or prefix inside the segments container (no leading '/', no '..', no URL).",
-            )
-        table = item.get("table")
-        if table is not None and (not isinstance(table, str) or not table.strip()):
-            raise fail(f"{where}.table", "must be a non-empty entity name.")
-        segments.append(SegmentRef(path=path, table=table, csv=_parse_csv(item.get("csv"), f"{where}.csv", fail)))
-    return tuple(segments)
+        problems.found.append(("segments", 'must be a non-empty array of {"path": "..."} objects.'))
+        return ()
+    parsed: list[SegmentRef | None] = [
+        problems.check(functools.partial(_parse_segment, i, item, problems.fail), None) for i, item in enumerate(raw)
+    ]
+    return tuple(s for s in parsed if s is not None)
+
+
+def _parse_segment(i: int, item: Any, fail: Any) -> SegmentRef:
+    where = f"segments[{i}]"
+    if not isinstance(item, dict) or set(item) - {"path", "table", "csv"}:
+        raise fail(where, 'must be {"path": "...", "table": "...", "csv": {...}}.')
+    path = item.get("path")
+    if not isinstance(path, str) or not path.strip():
+        raise fail(f"{where}.path", "must be a blob name or a prefix ending in '/'.")
+    if path.startswith("/") or "\\" in path or "://" in path or ".." in path.split("/"):
+        raise fail(
+            f"{where}.path",
+            "must be a blob name or prefix inside the segments container (no leading '/', no '..', no URL).",
+        )
+    table = item.get("table")
+    if table is not None and (not isinstance(table, str) or not table.strip()):
+        raise fail(f"{where}.table", "must be a non-empty entity name.")
+    return SegmentRef(path=path, table=table, csv=_parse_csv(item.get("csv"), f"{where}.csv", fail))
 
 
 def _parse_csv(raw: Any, where: str, fail: Any) -> CsvOptions:
@@ -331,37 +408,42 @@ def _parse_csv(raw: Any, where: str, fail: Any) -> CsvOptions:
     elif not header:
         raise fail(f"{where}.columns", 'is required when "header" is false.')
     encoding = raw.get("encoding", "utf-8")
-    if not isinstance(encoding, str) or encoding not in ("utf-8", "utf-8-sig", "latin-1", "cp1252", "utf-16"):
+    if not isinstance(encoding, str) or encoding not in CSV_ENCODINGS:
         raise fail(f"{where}.encoding", "must be one of utf-8, utf-8-sig, latin-1, cp1252, utf-16.")
     return CsvOptions(delimiter=delimiter, header=header, columns=columns, encoding=encoding)
 
 
-def _parse_mapping(raw: Any, fail: Any) -> FieldMapping | None:
+def _parse_mapping(raw: Any, problems: _Problems) -> FieldMapping | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        raise fail("mapping", "must be an object of SendGrid field -> source column.")
+        problems.found.append(("mapping", "must be an object of SendGrid field -> source column."))
+        return None
     fields: dict[str, str] = {}
     custom: dict[str, str] = {}
     for key, value in raw.items():
-        if key == "custom_fields":
-            if not isinstance(value, dict):
-                raise fail("mapping.custom_fields", "must be an object of custom field name -> column.")
-            for cf_name, column in value.items():
-                if not isinstance(column, str) or not column.strip():
-                    raise fail(f"mapping.custom_fields.{cf_name}", "must name a source column.")
-                custom[cf_name] = column.strip()
-            continue
-        if key not in RESERVED_FIELDS:
-            raise fail(
-                f"mapping.{key}",
-                "is not a writable SendGrid reserved field (allowed: "
-                + ", ".join(RESERVED_FIELDS)
-                + "; put other fields under custom_fields).",
-            )
-        if not isinstance(value, str) or not value.strip():
-            raise fail(f"mapping.{key}", "must name a source column.")
-        fields[key] = value.strip()
-    if "email" not in fields:
-        raise fail("mapping.email", "is required: the column that holds the email address.")
+        problems.check(functools.partial(_map_one, key, value, fields, custom, problems.fail), None)
+    if "email" not in fields and not any(f.startswith("mapping.email") for f, _ in problems.found):
+        problems.found.append(("mapping.email", "is required: the column that holds the email address."))
     return FieldMapping(fields=fields, custom_fields=custom)
+
+
+def _map_one(key: str, value: Any, fields: dict[str, str], custom: dict[str, str], fail: Any) -> None:
+    if key == "custom_fields":
+        if not isinstance(value, dict):
+            raise fail("mapping.custom_fields", "must be an object of custom field name -> column.")
+        for cf_name, column in value.items():
+            if not isinstance(column, str) or not column.strip():
+                raise fail(f"mapping.custom_fields.{cf_name}", "must name a source column.")
+            custom[cf_name] = column.strip()
+        return
+    if key not in RESERVED_FIELDS:
+        raise fail(
+            f"mapping.{key}",
+            "is not a writable SendGrid reserved field (allowed: "
+            + ", ".join(RESERVED_FIELDS)
+            + "; put other fields under custom_fields).",
+        )
+    if not isinstance(value, str) or not value.strip():
+        raise fail(f"mapping.{key}", "must name a source column.")
+    fields[key] = value.strip()

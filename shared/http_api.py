@@ -20,7 +20,7 @@ from .export import DestinationDisabledError, Edges, ExportOptions, load_destina
 from .jobs import OPTION_NAMES, RUN_ID_PATTERN
 from .preflight import run_checks
 from .privacy import mask_emails
-from .records import CorruptRunRecord
+from .records import CorruptRunRecord, rejects_blob_name
 from .service import enqueue_export
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
 MAX_PRINCIPAL_CHARS = 256
+# A rejects file is returned whole from memory (the Python worker's HTTP binding cannot stream a
+# body), so one larger than this is refused with a 413 that says where to get it instead.
+MAX_REJECTS_HTTP_BYTES = 32 * 1024 * 1024
 _WHOLE_NUMBER = re.compile(r"^[0-9]{1,9}\Z")
 
 
@@ -50,9 +53,14 @@ class ApiResponse:
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+    # Anything but JSON (the rejects CSV) carries its body as bytes, sent as they are.
+    mimetype: str = "application/json"
 
     def json_bytes(self) -> bytes:
         return json.dumps(self.body).encode("utf-8")
+
+    def body_bytes(self) -> bytes:
+        return self.body if isinstance(self.body, bytes) else self.json_bytes()
 
 
 class BadRequest(Exception):
@@ -178,15 +186,49 @@ def list_exports(edges: Edges, request: ApiRequest) -> ApiResponse:
     return ApiResponse(200, {"runs": [r.to_dict() for r in edges.records.recent(name, limit)]})
 
 
-def get_export(edges: Edges, request: ApiRequest) -> ApiResponse:
-    name = _name(request)
+def _run_id(request: ApiRequest) -> str:
     run_id = request.route.get("run_id", "")
     if not RUN_ID_PATTERN.match(run_id):
         raise BadRequest("invalid_run_id", "run ids look like 20261123T031500Z-1a2b3c4d.")
+    return run_id
+
+
+def get_export(edges: Edges, request: ApiRequest) -> ApiResponse:
+    name = _name(request)
+    run_id = _run_id(request)
     record = edges.records.load(name, run_id)
     if record is None:
         return error(404, "run_not_found", f"no run {run_id} of destination '{name}'.")
     return ApiResponse(200, record.to_dict())
+
+
+def get_rejects(edges: Edges, request: ApiRequest) -> ApiResponse:
+    """The run's rejects CSV (source, line, email, category, field, reason), as written."""
+    name = _name(request)
+    run_id = _run_id(request)
+    blob = rejects_blob_name(name, run_id)
+    # The size comes from the listing, so a file too large is refused before any of it is read.
+    found = [b for b in edges.exports.list_blobs(blob) if b.name == blob]
+    if not found:
+        if edges.records.load(name, run_id) is None:
+            return error(404, "run_not_found", f"no run {run_id} of destination '{name}'.")
+        why = f"run {run_id} of destination '{name}' rejected no rows: it has no rejects file."
+        return error(404, "rejects_not_found", why)
+    if found[0].size > MAX_REJECTS_HTTP_BYTES:
+        return error(
+            413,
+            "rejects_too_large",
+            f"the rejects file {blob} is {found[0].size} bytes, over the {MAX_REJECTS_HTTP_BYTES} this API returns; "
+            f"get it with 'python -m shared rejects {name} {run_id}', which streams it, or from the "
+            f"{edges.settings.exports_container} container.",
+        )
+    data = b"".join(edges.exports.iter_chunks(blob))
+    headers = {
+        "Content-Disposition": f'attachment; filename="{name}-{run_id}.rejects.csv"',
+        # The cells are source data: never let a browser sniff them into something it runs.
+        "X-Content-Type-Options": "nosniff",
+    }
+    return ApiResponse(200, data, headers, mimetype="text/csv")
 
 
 def check_destination(edges: Edges, request: ApiRequest) -> ApiResponse:

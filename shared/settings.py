@@ -103,7 +103,9 @@ class Settings:
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, require_key_vault: bool = True) -> Settings:
+        """``require_key_vault=False``: for work that reads no secret (the CLI's listings), which
+        must not stop for want of a vault it never calls; ``key_vault_url`` may then be None."""
         env = os.environ if environ is None else environ
         storage = _storage_settings(env, ("EXPORT_STORAGE", "AzureWebJobsStorage"))
         host_storage = _storage_settings(env, ("AzureWebJobsStorage", "EXPORT_STORAGE"))
@@ -111,7 +113,7 @@ class Settings:
         if secrets_source not in ("keyvault", "environment"):
             raise SettingsError(f"SECRETS_SOURCE must be 'keyvault' or 'environment', not '{secrets_source}'.")
         key_vault_url = _get(env, "KEY_VAULT_URL", "") or None
-        if secrets_source == "keyvault":
+        if secrets_source == "keyvault" and (require_key_vault or key_vault_url is not None):
             if key_vault_url is None:
                 raise SettingsError(
                     "KEY_VAULT_URL is required when SECRETS_SOURCE is 'keyvault' "

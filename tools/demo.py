@@ -47,7 +47,8 @@ def main() -> int:
         print(f"\n$ python -m shared export {DESTINATION}")
         started = time.monotonic()
         proc = subprocess.run(
-            [sys.executable, "-m", "shared", "export", DESTINATION],
+            # Only the settings above: a local.settings.json (make up writes one) names another stack.
+            [sys.executable, "-m", "shared", "--no-local-settings", "export", DESTINATION],
             env=env,
             cwd=REPO,
             stdout=subprocess.PIPE,

@@ -109,8 +109,8 @@ class _Handler(BaseHTTPRequestHandler):
 class _VaultServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, state: VaultState):
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, state: VaultState, port: int = 0):
+        super().__init__(("127.0.0.1", port), _Handler)
         self.state = state
 
 
@@ -134,8 +134,9 @@ class StaticTokenCredential:
 class KeyVaultStandIn:
     """Start with :meth:`start`; ``vault_url``, ``ca_path`` and ``credential()`` are for the client."""
 
-    def __init__(self, secrets: dict[str, str] | None = None):
+    def __init__(self, secrets: dict[str, str] | None = None, port: int = 0):
         self.state = VaultState(secrets=dict(secrets or {}))
+        self._port = port  # 0: any free one (tests); the local stack asks for its own
         self._ca = trustme.CA()
         self._dir = tempfile.TemporaryDirectory(prefix="kv-standin-")
         self.ca_path = str(Path(self._dir.name) / "ca.pem")
@@ -143,7 +144,7 @@ class KeyVaultStandIn:
         self._server: _VaultServer | None = None
 
     def start(self) -> KeyVaultStandIn:
-        server = _VaultServer(self.state)
+        server = _VaultServer(self.state, self._port)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
         server.socket = context.wrap_socket(server.socket, server_side=True)

@@ -27,6 +27,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def azurite_command(blob_port: int, queue_port: int, table_port: int, location: str | None) -> list[str]:
+    """The one place Azurite's command line is made: on 127.0.0.1 only, and never without
+    --disableTelemetry. ``location`` None keeps its data in memory."""
+    args = [str(BIN_DIR / "azurite"), "--disableTelemetry", "--skipApiVersionCheck", "--silent", "--loose"]
+    for service, port in (("blob", blob_port), ("queue", queue_port), ("table", table_port)):
+        args += [f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port)]
+    return args + (["--inMemoryPersistence"] if location is None else ["--location", location])
+
+
 class Emulator:
     def __init__(self, in_memory: bool = True):
         self.blob_port, self.queue_port, self.table_port = free_port(), free_port(), free_port()
@@ -44,11 +53,8 @@ class Emulator:
         )
 
     def start(self, timeout: float = 30.0) -> Emulator:
-        # One line, so that no start of the emulator can ever lose the telemetry flag.
-        args = [str(BIN_DIR / "azurite"), "--disableTelemetry", "--skipApiVersionCheck", "--silent", "--loose"]
-        for service, port in (("blob", self.blob_port), ("queue", self.queue_port), ("table", self.table_port)):
-            args += [f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port)]
-        args += ["--inMemoryPersistence"] if self._in_memory else ["--location", self._dir.name]
+        location = None if self._in_memory else self._dir.name
+        args = azurite_command(self.blob_port, self.queue_port, self.table_port, location)
         if not Path(args[0]).exists():
             raise RuntimeError(f"{args[0]} is missing: run 'npm ci' (make install does) first.")
         with open(self._log, "wb") as log:  # the child keeps its own handle

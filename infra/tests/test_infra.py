@@ -6,6 +6,7 @@ The Bicep is parsed with pycep; the code is read as text (ast), so nothing here 
 from __future__ import annotations
 
 import ast
+import json
 import re
 from functools import cache
 from pathlib import Path
@@ -282,3 +283,34 @@ def test_blob_events_reach_the_function_after_deploy():
         used = set(re.findall(r"\$(?:env:|\{|\()?(?:env:)?([A-Z][A-Z0-9_]{3,})", script))
         assert used - {"ErrorActionPreference"} <= set(outputs), sorted(used - set(outputs))
     assert "scripts" in (REPO / ".funcignore").read_text().split()
+
+
+def _parameter_mappings() -> dict[str, str]:
+    doc = json.loads((INFRA / "main.parameters.json").read_text())
+    return {name: spec["value"] for name, spec in doc["parameters"].items()}
+
+
+_AZD_VALUE = re.compile(r"^\$\{([A-Z][A-Z0-9_]*)(?:=(.*))?\}$")
+
+
+def test_every_parameter_of_main_bicep_is_mapped_with_its_default():
+    text = (INFRA / "main.bicep").read_text()
+    declared = dict(re.findall(r"^param (\w+) \w+(?: = (.+))?$", text, flags=re.M))
+    mapped = _parameter_mappings()
+    assert set(mapped) == set(declared)
+    for name, value in mapped.items():
+        match = _AZD_VALUE.match(value)
+        assert match, f"{name}: {value!r} is not azd's ${{NAME}} or ${{NAME=default}}"
+        default = declared[name].strip()
+        if default and match[2] is not None:  # azd's default is the Bicep's, so unset means the same
+            assert match[2] == default.strip("'"), name
+
+
+def test_every_override_the_readme_names_is_mapped():
+    readme = (REPO / "README.md").read_text()
+    paragraph = readme.split("is mapped in `infra/main.parameters.json`", 1)[1].split("\n\n", 1)[0]
+    claimed = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", paragraph))
+    available = {_AZD_VALUE.match(v)[1] for v in _parameter_mappings().values()}  # type: ignore[index]
+    assert claimed and claimed <= available, claimed - available
+    # and every mapped override is named there (the azd-managed three aside)
+    assert available - claimed <= {"AZURE_ENV_NAME", "AZURE_LOCATION", "AZURE_PRINCIPAL_ID"}

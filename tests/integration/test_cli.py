@@ -19,7 +19,8 @@ def cli(workspace, *args: str, env_overrides: dict[str, str] | None = None) -> s
     env.update(workspace.env)
     env.update(env_overrides or {})
     return subprocess.run(
-        [sys.executable, "-m", "shared", *args],
+        # A developer's local.settings.json (make up writes one) must not leak into the tests.
+        [sys.executable, "-m", "shared", "--no-local-settings", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -112,7 +113,7 @@ def test_destinations_and_runs(workspace, simulator):
     assert entries["newsletter"]["enabled"] and "field 'region'" in entries["broken"]["error"]
     first = json.loads(cli(workspace, "export", "newsletter").stdout)["run_id"]
     second = json.loads(cli(workspace, "export", "newsletter").stdout)["run_id"]
-    runs = json.loads(cli(workspace, "runs", "newsletter").stdout)["runs"]
+    runs = json.loads(cli(workspace, "runs", "newsletter", "--json").stdout)["runs"]
     assert [r["run_id"] for r in runs] == sorted([first, second], reverse=True)
 
 
@@ -185,7 +186,7 @@ def test_ctrl_c_prints_one_line_releases_the_lock_and_records_the_run_failed(wor
     simulator.config(job_delay=30)  # the run waits on its import job: Ctrl-C comes mid-run
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SENDGRID_", "EXPORT_", "KEY_VAULT"))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shared", "export", "newsletter"],
+        [sys.executable, "-m", "shared", "--no-local-settings", "export", "newsletter"],
         cwd=REPO,
         env={**env, **workspace.env},
         stdout=subprocess.PIPE,

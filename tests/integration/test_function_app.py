@@ -88,6 +88,7 @@ def test_every_function_and_its_bindings():
         "start_export": ("destinations/{name}/exports", ["POST"]),
         "list_exports": ("destinations/{name}/exports", ["GET"]),
         "get_export": ("destinations/{name}/exports/{run_id}", ["GET"]),
+        "get_rejects": ("destinations/{name}/exports/{run_id}/rejects", ["GET"]),
         "check_destination": ("destinations/{name}/check", ["POST"]),
     }
     assert set(functions_by_name()) == {*expected_http, "health", "scheduled_export", "export_worker", "segment_landed"}
