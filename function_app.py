@@ -15,9 +15,10 @@ from shared import http_api, privacy, service, telemetry
 from shared.context import invocation
 
 # In Azure (APPLICATIONINSIGHTS_CONNECTION_STRING set), logs, the run event and metrics go to
-# Application Insights through OpenTelemetry (host.json "telemetryMode": "OpenTelemetry"; the app
-# setting PYTHON_ENABLE_OPENTELEMETRY lets the worker stream them itself, see README, "Deploying to
-# Azure"). Locally and in tests nothing is configured and nothing is sent.
+# Application Insights through OpenTelemetry: host.json "telemetryMode": "OpenTelemetry", the distro
+# configured here, and PYTHON_ENABLE_OPENTELEMETRY=true so the host lets the worker stream them and
+# sends no second copy ("Use OpenTelemetry with Azure Functions", learn.microsoft.com/azure/
+# azure-functions/opentelemetry-howto, Python). Locally and in tests nothing is configured or sent.
 telemetry.configure_azure_monitor()
 # The worker has put its handler (the one that forwards to the host) on the root logger before it
 # imports this module, and the line above adds OpenTelemetry's: redact on every way out.

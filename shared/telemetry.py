@@ -158,11 +158,16 @@ def configure_azure_monitor(
     credential = _credential(environ.get(AUTHENTICATION_STRING, ""))
     if credential is not None:
         options["credential"] = credential
-    if configure is None:
-        from azure.monitor.opentelemetry import configure_azure_monitor as distro_configure
+    try:
+        if configure is None:
+            from azure.monitor.opentelemetry import configure_azure_monitor as distro_configure
 
-        configure = distro_configure
-    configure(**options)
+            configure = distro_configure
+        configure(**options)
+    except Exception as exc:  # exports must still run: the host's own telemetry shows this line
+        # The type only: a message could quote the connection string.
+        log.error("Application Insights telemetry is not configured (%s): no run events or metrics", type(exc).__name__)
+        return False
     return True
 
 

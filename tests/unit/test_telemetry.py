@@ -241,3 +241,14 @@ def test_a_worker_that_configured_the_distro_already_is_left_alone(monkeypatch):
     environ = {"APPLICATIONINSIGHTS_CONNECTION_STRING": CONNECTION}
     assert telemetry.configure_azure_monitor(environ, configure=configure) is False
     assert configure.calls == []
+
+
+def test_a_distro_that_fails_to_configure_leaves_the_app_running(monkeypatch, caplog):
+    monkeypatch.setattr(telemetry, "_sdk_configured", lambda: False)
+
+    def broken(**options: Any) -> None:
+        raise ValueError("bad connection string")
+
+    environ = {"APPLICATIONINSIGHTS_CONNECTION_STRING": CONNECTION}
+    assert telemetry.configure_azure_monitor(environ, configure=broken) is False
+    assert "telemetry is not configured (ValueError)" in caplog.text and "bad connection" not in caplog.text
