@@ -21,6 +21,11 @@ param principalType string = 'User'
 @description('E-mail address that receives an alert when an export run fails. Leave empty for no e-mail.')
 param alertEmail string = ''
 
+@description('Percentage of the rows a run read that it may reject (invalid, or refused by SendGrid) before an alert fires; a whole number, 1 to 100.')
+@minValue(1)
+@maxValue(100)
+param rejectRatePercent int = 5
+
 @description('Memory of each Flex Consumption instance, in MB.')
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
@@ -97,6 +102,9 @@ module monitoring 'modules/monitoring.bicep' = {
     actionGroupName: '${abbrs.insightsActionGroups}sendgrid-${resourceToken}'
     alertName: '${abbrs.insightsScheduledQueryRules}sendgrid-failed-runs-${resourceToken}'
     alertEmail: alertEmail
+    rejectRateAlertName: '${abbrs.insightsScheduledQueryRules}sendgrid-reject-rate-${resourceToken}'
+    rejectRatePercent: rejectRatePercent
+    staleRunAlertName: '${abbrs.insightsScheduledQueryRules}sendgrid-no-success-${resourceToken}'
     location: location
     tags: tags
   }

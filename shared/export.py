@@ -31,6 +31,7 @@ from .batching import (
     encode_contact,
 )
 from .config import Destination, DestinationsConfig, ListRef, SegmentRef, parse_destinations
+from .context import propagate
 from .errors import (
     ConfigError,
     ExportError,
@@ -240,7 +241,8 @@ class _Run:
         record.finished_at = iso(utc_now())
         record.timings["total"] = time.monotonic() - self._t0
         self.store.save(record)
-        emit_run_event(record)
+        destination = getattr(self, "destination", None)
+        emit_run_event(record, schedule_enabled=destination.schedule_enabled if destination else None)
         log.info(
             "run %s of %s: %s; %s",
             record.run_id,
@@ -372,7 +374,7 @@ class _Run:
                         new_state.save(self.edges.exports, destination.name)
                         journals = [b.name for b in self.edges.exports.list_blobs(journal_prefix(destination.name))]
                         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="journal-delete") as pool:
-                            list(pool.map(self.edges.exports.delete, journals))  # one per batch: many
+                            list(pool.map(propagate(self.edges.exports.delete), journals))  # one per batch: many
             finally:
                 scan.cancel()
                 if sender is not None and not self._sent:

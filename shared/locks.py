@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
+from .context import propagate
 from .errors import ExportError
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class BlobLeaseLock:
             self._release(lease, destination)
             raise
         renewer = threading.Thread(
-            target=self._renew,
+            target=propagate(self._renew),  # its warnings belong to the invocation that holds the lock
             args=(lease, asked_at, held, stop, destination),
             name=f"lease-{destination}",
             daemon=True,

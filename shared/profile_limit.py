@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from .config import Destination, SegmentRef
+from .context import propagate
 from .errors import ExportError, ProfileLimitError
 from .mapping import plan_columns
 from .rows import RowRules
@@ -75,7 +76,7 @@ class BoundScan:
             if on_bound is not None and not self._cancelled.is_set():
                 on_bound(self.bound)
 
-        self._thread = threading.Thread(target=scan, name="segment-scan", daemon=True)
+        self._thread = threading.Thread(target=propagate(scan), name="segment-scan", daemon=True)
 
     @property
     def started(self) -> bool:

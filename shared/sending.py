@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .batching import Batch, BatchSpool
+from .context import propagate
 from .errors import SendGridAuthError, SendGridError
 from .privacy import mask_emails
 from .sendgrid import CallStats, SendGridClient
@@ -107,7 +108,8 @@ class BatchSender:
         self.outcome = SendOutcome()
         self.released = 0  # batches handed to the sending thread
         self.settled = 0  # batches whose sending has ended (read by the run's progress)
-        self._thread = threading.Thread(target=self._run, name="sendgrid-sender", daemon=True)
+        # propagate: the thread's log lines belong to the invocation that started the run.
+        self._thread = threading.Thread(target=propagate(self._run), name="sendgrid-sender", daemon=True)
         self._thread.start()
 
     # -- called from the run's thread -----------------------------------------------------------
@@ -171,7 +173,7 @@ class BatchSender:
                         self._errored(batch, range(batch.count), entry, "not_sent", self._abort)
                         self.settled += 1
                         continue
-                    in_flight.append((batch, entry, pool.submit(self._client.upsert_contacts, batch.body)))
+                    in_flight.append((batch, entry, pool.submit(propagate(self._client.upsert_contacts), batch.body)))
                     if len(in_flight) >= self._concurrency:
                         self._settle(*in_flight.popleft())
                         self.settled += 1

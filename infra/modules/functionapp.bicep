@@ -128,6 +128,9 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       AZURE_CLIENT_ID: identityClientId
       APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString // checkov:skip=CKV_AZURE_63: HTTP and app logs go to Application Insights
       APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD' // checkov:skip=CKV_AZURE_65: errors are traced in Application Insights, not web error pages
+      // host.json's telemetryMode is OpenTelemetry and function_app.py configures the Azure Monitor distro itself:
+      // this lets the worker stream its OpenTelemetry logs and keeps the host from sending them a second time.
+      PYTHON_ENABLE_OPENTELEMETRY: 'true'
     }
   }
 }

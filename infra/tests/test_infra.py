@@ -26,6 +26,7 @@ HOST_SETTINGS = {
     "AZURE_CLIENT_ID",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    "PYTHON_ENABLE_OPENTELEMETRY",  # read by the Python worker (see test_telemetry_is_opentelemetry_end_to_end)
 }
 # Read by the code but deliberately not deployed: a test and simulator override, the flag App
 # Service itself sets when its authentication is turned on, and tuning knobs whose defaults live
@@ -236,12 +237,128 @@ def test_storage_holds_the_containers_and_queue_the_settings_name():
     assert main["exportSchedule"]["default"] == "0 0 3 * * *"
 
 
-def test_the_alert_and_workbook_read_the_run_event():
-    telemetry = (REPO / "shared" / "telemetry.py").read_text()
-    event = re.search(r'RUN_EVENT = "(\w+)"', telemetry)[1]
+def run_event_dimensions() -> tuple[str, set[str]]:
+    """The event's name and the dimensions shared/telemetry.py gives it, read from the source."""
+    telemetry = ast.parse((REPO / "shared" / "telemetry.py").read_text())
+    records = ast.parse((REPO / "shared" / "records.py").read_text())
+    event = ""
+    dimensions: set[str] = set()
+    count_names: tuple[str, ...] = ()
+    for node in ast.walk(records):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "COUNT_NAMES" for t in node.targets):
+            count_names = tuple(ast.literal_eval(node.value))
+    for node in ast.walk(telemetry):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "RUN_EVENT" for t in node.targets):
+            event = ast.literal_eval(node.value)
+        if isinstance(node, ast.FunctionDef) and node.name == "run_event":
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Dict):
+                    dimensions.update(k.value for k in inner.keys if isinstance(k, ast.Constant))
+                is_event = isinstance(inner, ast.Subscript) and getattr(inner.value, "id", "") == "event"
+                if is_event and isinstance(inner.slice, ast.Constant):  # event["schedule_enabled"] = ...
+                    dimensions.add(inner.slice.value)
+    assert event and count_names and {"destination", "status", "trigger", "dry_run"} <= dimensions  # the scan works
+    dimensions.update(f"count_{name}" for name in count_names)
+    return event, dimensions
+
+
+def bicep_queries(path: Path) -> list[str]:
+    """Every `query:` of a Bicep file, its `${var}` references expanded from the file's string vars."""
+    text = path.read_text()
+    strings = dict(re.findall(r"^var (\w+) = '(.*)'$", text, flags=re.M))
+    queries = re.findall(r"^\s+query: '(.*)'$", text, flags=re.M)
+    for _ in range(5):  # vars refer to vars, a few levels deep
+        queries = [re.sub(r"\$\{(\w+)\}", lambda m: strings.get(m[1], m[0]), q) for q in queries]
+    return queries
+
+
+def test_the_alerts_and_workbook_read_the_run_event_not_log_text():
+    event, dimensions = run_event_dimensions()
     for module in ("monitoring.bicep", "workbook.bicep"):
         text = (INFRA / "modules" / module).read_text()
-        assert f'startswith "{event} "' in text and f"substring(message, {len(event) + 1})" in text
+        assert "substring(message" not in text and "traces" not in text, module
+        queries = bicep_queries(INFRA / "modules" / module)
+        runs = [q for q in queries if "customDimensions" in q]
+        assert runs and all(q.startswith(f'customEvents | where name == "{event}"') for q in runs), module
+        used = set(re.findall(r"customDimensions\.(\w+)", "\n".join(queries)))
+        assert sorted(used - dimensions) == [], f"{module} reads dimensions the event does not have"
+
+
+def alert_rules() -> dict[str, dict[str, Any]]:
+    resources = parsed(INFRA / "modules" / "monitoring.bicep")["resources"]
+    return {
+        name: r["config"]["properties"]
+        for name, r in resources.items()
+        if r["type"] == "Microsoft.Insights/scheduledQueryRules"
+    }
+
+
+def test_alerts_on_failed_runs_high_reject_rates_and_scheduled_destinations_gone_quiet():
+    rules = alert_rules()
+    assert set(rules) == {"failedRuns", "rejectRate", "staleRuns"}
+    def accessor(resource: str) -> dict[str, Any]:
+        return {"operator": {"type": "property_accessor", "operands": {"operand_1": resource, "operand_2": "id"}}}
+
+    for properties in rules.values():
+        assert properties["enabled"] is True and properties["scopes"] == [accessor("appInsights")]
+        assert properties["actions"] == {"actionGroups": [accessor("actionGroup")]}
+    failed, rejects, stale = bicep_queries(INFRA / "modules" / "monitoring.bicep")
+    assert 'where status == "failed"' in failed
+    # The reject rate: real runs only, against the parameter.
+    assert 'tostring(customDimensions.dry_run) == "false"' in rejects
+    assert "100.0 * rejected / rows_read > ${rejectRatePercent}" in rejects
+    # No successful (or completed_with_errors) run of a scheduled destination in 26 hours.
+    assert 'schedule_enabled == "true"' in stale and "ago(26h)" in stale and "join kind=leftanti" in stale
+    assert 'status in ("succeeded", "completed_with_errors")' in stale
+    assert 'tostring(customDimensions.dry_run) == "false"' in stale
+    assert rules["staleRuns"]["windowSize"] == "P2D"  # the most a log alert may look back; 26 h fits in it
+    assert rules["staleRuns"]["autoMitigate"] is False and rules["staleRuns"]["muteActionsDuration"] == "PT24H"
+
+
+def test_the_reject_rate_is_a_described_bounded_parameter_azd_can_set():
+    for path in (INFRA / "main.bicep", INFRA / "modules" / "monitoring.bicep"):
+        param = parsed(path)["parameters"]["rejectRatePercent"]
+        decorators = {d["type"]: d for d in param["decorators"]}
+        assert param["type"] == "int" and param["default"] == 5
+        assert {"description", "min_value", "max_value"} <= set(decorators)
+        assert decorators["min_value"]["argument"] == 1 and decorators["max_value"]["argument"] == 100
+    main = (INFRA / "main.bicep").read_text().split("module monitoring", 1)[1].split("\n}\n", 1)[0]
+    assert "rejectRatePercent: rejectRatePercent" in main
+    assert "rejectRateAlertName:" in main and "staleRunAlertName:" in main
+    params = (INFRA / "main.parameters.json").read_text()
+    assert '"rejectRatePercent": { "value": "${REJECT_RATE_PERCENT=5}" }' in params
+
+
+def test_the_workbook_picks_destinations_leaves_out_dry_runs_and_shows_duration_errors_and_records():
+    text = (INFRA / "modules" / "workbook.bicep").read_text()
+    assert "name: 'Destination'" in text and "type: 2" in text and "multiSelect: true" in text
+    assert "selectAllValue: '*'" in text and "timeContextFromParameter: 'TimeRange'" in text
+    queries = [q for q in bicep_queries(INFRA / "modules" / "workbook.bicep") if "| where" in q]
+    runs = [q for q in queries if "distinct destination" not in q]  # the picker's own query sees every run
+    assert len(runs) >= 4
+    for query in runs:
+        assert 'tostring(customDimensions.dry_run) == "false"' in query
+        assert '"*" in ({Destination}) or destination in ({Destination})' in query
+    shown = "\n".join(runs)
+    for dimension in ("duration_seconds", "error", "record_blob", "rejects_blob"):
+        assert f"customDimensions.{dimension})" in shown, dimension
+
+
+def test_telemetry_is_opentelemetry_end_to_end():
+    """host.json's OpenTelemetry mode, the distro pinned, the worker told the app configures it, and
+    no sampling that could drop the run event."""
+    host = json.loads((REPO / "host.json").read_text())
+    assert host["telemetryMode"] == "OpenTelemetry"
+    sampling = host["logging"]["applicationInsights"]["samplingSettings"]
+    assert "Event" in sampling["excludedTypes"].split(";")
+    requirements = (REPO / "requirements.txt").read_text().split()
+    assert any(re.fullmatch(r"azure-monitor-opentelemetry==[0-9.]+", line) for line in requirements)
+    settings = deployed_settings()
+    assert settings["PYTHON_ENABLE_OPENTELEMETRY"] == "true"
+    # The worker would configure a second pipeline of its own, and every record would go twice.
+    assert "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY" not in settings
+    telemetry = (REPO / "shared" / "telemetry.py").read_text()
+    assert '"enable_trace_based_sampling_for_logs": False' in telemetry
 
 
 def test_azure_yaml_is_valid_for_azd():

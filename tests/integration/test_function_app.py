@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import inspect
 import json
 import pathlib
 import threading
@@ -21,6 +22,7 @@ import function_app
 from shared import service
 from shared.locks import BlobLeaseLock, lock_blob_name
 from tests.conftest import API_KEY, REPO, destination, make_edges
+from tests.integration.worker_context import WorkerContext
 
 HOST = "https://exports.example.net"
 
@@ -37,7 +39,10 @@ def bindings_of(name: str) -> list[dict[str, Any]]:
 
 
 def call(name: str, *args: Any) -> Any:
-    return functions_by_name()[name].get_user_function()(*args)
+    function = functions_by_name()[name].get_user_function()
+    if "context" in inspect.signature(function).parameters:  # the worker passes it by that name
+        args = (*args, WorkerContext(name))
+    return function(*args)
 
 
 def http(
