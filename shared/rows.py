@@ -159,13 +159,17 @@ def _alternate_emails(raw: str, primary: str) -> tuple[list[str], bool, list[tup
 
 
 _DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%Y/%m/%d")
+# How a Date custom field is sent. The JSON API does not document its date format for certain:
+# SendGrid's contact import (CSV) documentation says MM/DD/YYYY, which its UI also shows back;
+# some clients send ISO 8601. One constant, so that a change is one line (tools/sendgrid_simulator
+# checks the same shape).
+SENDGRID_DATE_FORMAT = "%m/%d/%Y"
 
 
 def coerce_custom_value(definition: CustomFieldDef, value: str) -> tuple[Any, str, bool]:
     """``(value, problem, truncated)`` for a custom field of SendGrid type Text, Number or Date.
 
-    Dates are sent as ``MM/DD/YYYY``: the format SendGrid's contact import documents for Date
-    custom fields, and the one its UI shows back.
+    Dates are sent in :data:`SENDGRID_DATE_FORMAT` (see there for its source).
     """
     kind = definition.field_type
     if kind == "Number":
@@ -174,7 +178,7 @@ def coerce_custom_value(definition: CustomFieldDef, value: str) -> tuple[Any, st
         parsed = _parse_date(value)
         if parsed is None:
             return None, f"'{_preview(value)}' is not a date (use YYYY-MM-DD)", False
-        return parsed.strftime("%m/%d/%Y"), "", False
+        return parsed.strftime(SENDGRID_DATE_FORMAT), "", False
     if len(value) > TEXT_CUSTOM_FIELD_MAX:
         return value[:TEXT_CUSTOM_FIELD_MAX], "", True
     return value, "", False
