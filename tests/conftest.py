@@ -21,6 +21,7 @@ import requests
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient
 
+from shared import service
 from shared.bootstrap import build_edges
 from shared.export import Edges
 from shared.jobs import queue_client
@@ -196,3 +197,12 @@ def keyvault() -> Iterator[KeyVaultStandIn]:
     vault = KeyVaultStandIn({"sendgrid-api-key": API_KEY}).start()
     yield vault
     vault.stop()
+
+
+@pytest.fixture
+def app_edges(workspace: Workspace) -> Iterator[Edges]:
+    """The Functions app's edges, pointed at the test's workspace (as the host's process builds them)."""
+    edges = make_edges(workspace)
+    service.reset_app_edges(edges)
+    yield edges
+    service.reset_app_edges()

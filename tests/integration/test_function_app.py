@@ -76,14 +76,6 @@ def work(workspace, dequeue_count: int = 1) -> int:
     return len(bodies)
 
 
-@pytest.fixture
-def app_edges(workspace):
-    edges = make_edges(workspace)
-    service.reset_app_edges(edges)
-    yield edges
-    service.reset_app_edges()
-
-
 # -- bindings ------------------------------------------------------------------------------------
 
 

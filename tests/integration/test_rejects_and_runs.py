@@ -13,9 +13,9 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 
-from shared import http_api, service
+from shared import http_api
 from shared.records import REJECT_COLUMNS
-from tests.conftest import API_KEY, REPO, destination, make_edges
+from tests.conftest import API_KEY, REPO, destination
 from tests.integration.test_function_app import HOST, call, work
 
 pytestmark = pytest.mark.integration
@@ -46,14 +46,6 @@ def get_rejects(route: dict[str, str]) -> tuple[int, str, bytes, dict[str, str]]
     request = func.HttpRequest("GET", f"{HOST}/api/x?code=functionkey", route_params=route, params={}, body=b"")
     response = call("get_rejects", request)
     return response.status_code, response.mimetype, response.get_body(), dict(response.headers)
-
-
-@pytest.fixture
-def app_edges(workspace):
-    edges = make_edges(workspace)
-    service.reset_app_edges(edges)
-    yield edges
-    service.reset_app_edges()
 
 
 # -- HTTP ------------------------------------------------------------------------------------------
