@@ -7,6 +7,7 @@ $key = ''
 foreach ($attempt in 1..6) {
   $key = az functionapp keys list -g $env:AZURE_RESOURCE_GROUP -n $env:AZURE_FUNCTION_APP_NAME `
     --query 'systemKeys.eventgrid_extension' -o tsv
+  if ($LASTEXITCODE -ne 0) { $key = '' }
   if ($key) { break }
   Write-Host "subscribe-events: waiting for the function's eventgrid_extension key (attempt $attempt)"
   Start-Sleep -Seconds 10
@@ -23,4 +24,6 @@ az eventgrid system-topic event-subscription create `
   --max-delivery-attempts 10 `
   --event-ttl 1440 `
   --output none
+# A failing native command does not stop PowerShell: say so, so that azd stops too.
+if ($LASTEXITCODE -ne 0) { throw "subscribe-events: the Event Grid subscription could not be made (az exit $LASTEXITCODE)" }
 Write-Host "subscribe-events: BlobCreated events of container $($env:SEGMENTS_CONTAINER) now reach segment_landed"

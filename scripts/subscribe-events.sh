@@ -11,14 +11,20 @@ command -v az >/dev/null 2>&1 || { echo "subscribe-events: the Azure CLI (az) is
 eval "$(azd env get-values)"
 
 key=""
+errors=$(mktemp)
+trap 'rm -f "$errors"' EXIT
 for attempt in 1 2 3 4 5 6; do
   key=$(az functionapp keys list -g "$AZURE_RESOURCE_GROUP" -n "$AZURE_FUNCTION_APP_NAME" \
-        --query "systemKeys.eventgrid_extension" -o tsv 2>/dev/null || true)
+        --query "systemKeys.eventgrid_extension" -o tsv 2>"$errors" || true)
   [ -n "$key" ] && break
   echo "subscribe-events: waiting for the function's eventgrid_extension key (attempt $attempt)"
   sleep 10
 done
-[ -n "$key" ] || { echo "subscribe-events: no eventgrid_extension key: is the code deployed?" >&2; exit 1; }
+if [ -z "$key" ]; then
+  echo "subscribe-events: no eventgrid_extension key: is the code deployed? The Azure CLI said:" >&2
+  cat "$errors" >&2
+  exit 1
+fi
 
 az eventgrid system-topic event-subscription create \
   --name segments-landed \

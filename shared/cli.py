@@ -165,8 +165,18 @@ def _load_local_settings(args: argparse.Namespace) -> None:
         ) from None
     if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
         raise SettingsError(f"{path}: 'Values' must be an object of strings, as 'func start' reads it.")
+    # The environment wins, as it does for 'func start'; and it wins for a whole setting: one that
+    # spans several keys (EXPORT_STORAGE, EXPORT_STORAGE__blobServiceUri, ...) is taken from the
+    # file only if the environment sets none of them, or a connection string from the file would
+    # quietly beat the environment's identity-based form (or the other way round).
+    set_in_environment = {_setting_family(key) for key in os.environ}
     for key, value in values.items():
-        os.environ.setdefault(key, value)  # the environment wins, as it does for 'func start'
+        if _setting_family(key) not in set_in_environment:
+            os.environ[key] = value
+
+
+def _setting_family(key: str) -> str:
+    return key.split("__", 1)[0].lower()
 
 
 def _rejects(edges: Edges, name: str, run_id: str) -> int:
@@ -183,10 +193,13 @@ def _rejects(edges: Edges, name: str, run_id: str) -> int:
         print(f"error: {why}", file=sys.stderr)
         return EXIT_FAILED
     out = sys.stdout.buffer
-    out.write(first)
-    for chunk in chunks:
-        out.write(chunk)
-    out.flush()
+    try:
+        out.write(first)
+        for chunk in chunks:
+            out.write(chunk)
+        out.flush()
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
     return EXIT_OK
 
 

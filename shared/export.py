@@ -277,7 +277,8 @@ class _Run:
             api_key = self.edges.secrets.get_secret(destination.api_key_secret)
         client = self.edges.sendgrid(base_url, api_key)
         del api_key
-        client.deadline = time.time() + self.edges.run_deadline_seconds
+        # From the run's start: the configuration and the key may already have taken a while.
+        client.deadline = time.time() + self.edges.run_deadline_seconds - (time.monotonic() - self._t0)
         sender: BatchSender | None = None
         proven = threading.Event()  # max_profiles cannot be passed: batches may go as they fill
 

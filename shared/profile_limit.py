@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from .config import Destination, SegmentRef
 from .context import propagate
@@ -45,15 +46,39 @@ def record_bound(
             for file in files:
                 if cancelled is not None and cancelled.is_set():
                     return None
-                columns, rows = scan_segment_file(store, file, destination.mapping, max_record_bytes)
+                scanned = store if cancelled is None else _Cancellable(store, cancelled)
+                columns, rows = scan_segment_file(scanned, file, destination.mapping, max_record_bytes)
                 plan_columns(destination.mapping, columns, file.name)
                 bound += rows
                 if bound > destination.max_profiles:
                     return bound
+    except ScanCancelled:
+        return None
     except ExportError as exc:
         log.info("a segment file did not scan (%s): sending waits for the whole read", type(exc).__name__)
         return None
     return bound
+
+
+class ScanCancelled(ExportError):
+    """The run no longer needs the scan (it ended, or its read finished first)."""
+
+
+class _Cancellable:
+    """The segments store, but a download stops at the next chunk once the scan is cancelled:
+    a run that ends (Ctrl-C, a failure) must not wait for a scan to finish a large file."""
+
+    def __init__(self, store: BlobStore, cancelled: threading.Event):
+        self._store, self._cancelled = store, cancelled
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def iter_chunks(self, name: str, snapshot: str | None = None) -> Iterator[bytes]:
+        for chunk in self._store.iter_chunks(name, snapshot):
+            if self._cancelled.is_set():
+                raise ScanCancelled("the scan was cancelled")
+            yield chunk
 
 
 class BoundScan:

@@ -77,7 +77,12 @@ def enqueue_export(
     exportable_destination(edges, destination)
     options = options or ExportOptions()
     record = queue_run(edges, destination, trigger=trigger, requested_by=requested_by, options=options, run_id=run_id)
-    job = ExportJob(record.run_id, destination, trigger, requested_by, options.as_dict())
+    return _enqueue_job(edges, record, delay)
+
+
+def _enqueue_job(edges: Edges, record: RunRecord, delay: int) -> RunRecord:
+    """Put a queued record's job on the queue; if it cannot be, the record says so and ends."""
+    job = ExportJob(record.run_id, record.destination, record.trigger, record.requested_by, dict(record.options))
     try:
         edges.jobs.enqueue(job, delay=delay)
     except Exception as exc:
@@ -85,7 +90,7 @@ def enqueue_export(
         record.finished_at = iso(utc_now())
         record.errors.append(f"the job could not be queued ({type(exc).__name__}); nothing ran.")
         edges.records.save(record)
-        raise ExportError(f"the export of '{destination}' could not be queued: {type(exc).__name__}") from exc
+        raise ExportError(f"the export of '{record.destination}' could not be queued: {type(exc).__name__}") from exc
     return record
 
 
@@ -165,7 +170,8 @@ def _is_cdm_folder(segments: BlobStore, prefix: str) -> bool:
 def _queue_once(edges: Edges, destination: str, settle: int) -> RunRecord | None:
     """Queue a run unless one queued earlier has not started yet. The gate blob names the last
     run queued by new data; it is replaced only if unchanged since read, so of two events handled
-    at once only one queues a run."""
+    at once only one queues a run. The run's ``queued`` record is saved before the gate names it,
+    so an event that reads the gate always finds the record it names."""
     gate = gate_blob_name(destination)
     current = edges.exports.read_versioned(gate)
     if current is not None and (run_id := gate_run_id(current[0])) is not None:
@@ -176,19 +182,26 @@ def _queue_once(edges: Edges, destination: str, settle: int) -> RunRecord | None
         if earlier is not None and earlier.status == "queued" and still_queued(earlier.queued_at, settle):
             log.info("new data for %s: run %s is queued and has not started; no second run", destination, run_id)
             return None
-    run_id = new_run_id()
-    body = json.dumps({"run_id": run_id}).encode()
+    try:
+        exportable_destination(edges, destination)
+    except ExportError as exc:
+        log.error("new data for %s, but no run may be queued: %s", destination, exc)
+        return None
+    record = queue_run(edges, destination, trigger="on_new_data", requested_by="event grid")
+    body = json.dumps({"run_id": record.run_id}).encode()
     if not edges.exports.write_if(gate, body, etag=current[1] if current else None, content_type="application/json"):
+        record.status = "skipped"
+        record.finished_at = iso(utc_now())
+        record.errors.append("another event queued a run of this destination at the same moment; this one never ran.")
+        edges.records.save(record)
         log.info("new data for %s: another event queued its run at the same moment", destination)
         return None
     try:
-        record = enqueue_export(
-            edges, destination, trigger="on_new_data", requested_by="event grid", run_id=run_id, delay=settle
-        )
+        _enqueue_job(edges, record, settle)
     except ExportError as exc:
         log.error("new data for %s, but its run could not be queued: %s", destination, exc)
         return None
-    log.info("new data for %s: run %s queued to start in %d s", destination, run_id, settle)
+    log.info("new data for %s: run %s queued to start in %d s", destination, record.run_id, settle)
     return record
 
 
@@ -236,6 +249,20 @@ def run_locked(edges: Edges, record: RunRecord, *, attempt: int = 1) -> RunRecor
             return _end_lost(edges, record, held)
         return record
     except LockHeld as exc:
+        if record.trigger == "on_new_data":
+            # New data must not wait for the next timer because a run of older data held the lock:
+            # try again after the settle delay (events meanwhile coalesce into this run).
+            settle = edges.settings.export_settle_seconds
+            holder = f"run {exc.holder}" if exc.holder else "another run"
+            record.errors.append(f"{holder} held the lock; queued again to start in {max(settle, 30)} s.")
+            edges.records.save(record)
+            try:
+                _enqueue_job(edges, record, max(settle, 30))
+            except ExportError as queue_error:
+                log.error("run %s of %s could not be queued again: %s", record.run_id, record.destination, queue_error)
+                return record
+            log.info("run %s of %s: lock held by %s; queued again", record.run_id, record.destination, exc.holder)
+            return record
         record.status = "skipped"
         record.errors.append(str(exc))
         record.finished_at = iso(utc_now())

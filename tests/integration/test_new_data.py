@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -172,3 +173,41 @@ def test_a_malformed_event_is_logged_and_dropped(workspace, simulator, app_edges
     call("segment_landed", event)  # returns: Event Grid must not deliver it again and again
     assert queued_records(app_edges) == []
     assert any("dropped a malformed Event Grid event" in r.getMessage() for r in caplog.records)
+
+
+def queue_length(workspace) -> int:
+    # Counts invisible (delayed) messages too.
+    return workspace.queue.get_queue_properties().approximate_message_count
+
+
+def test_two_deliveries_handled_at_the_same_moment_queue_one_run(workspace, simulator, app_edges):
+    workspace.put_destinations(destination(on_new_data=True))
+    workspace.put_segment("people.csv", "Email\np1@example.com\n")
+    event = blob_created(workspace.segments.container_name, "people.csv")
+    real_write_if = app_edges.exports.write_if
+    raced = []
+
+    def write_if(name, data, **kwargs):
+        if not raced:  # a second delivery runs in the gap between reading the gate and writing it
+            raced.append(True)
+            call("segment_landed", event)
+        return real_write_if(name, data, **kwargs)
+
+    app_edges.exports.write_if = write_if
+    call("segment_landed", event)
+    statuses = sorted(r.status for r in queued_records(app_edges))
+    assert statuses == ["queued", "skipped"] and queue_length(workspace) == 1
+
+
+def test_a_new_data_run_that_finds_the_lock_held_is_queued_again_not_dropped(workspace, simulator, app_edges):
+    workspace.put_destinations(destination(on_new_data=True))
+    land(workspace, "people.csv")
+    [record] = queued_records(app_edges)
+    job = json.dumps(
+        {"run_id": record.run_id, "destination": "newsletter", "trigger": "on_new_data", "requested_by": "event grid"}
+    )
+    with app_edges.lock.hold("newsletter", "20261201T000000Z-0000beef"):  # an older run still going
+        call("export_worker", QueueMessage(id="m", body=job.encode(), dequeue_count=1))
+    again = app_edges.records.load("newsletter", record.run_id)
+    assert again.status == "queued" and "queued again" in again.errors[-1]
+    assert queue_length(workspace) == 2  # the first delivery's message, and this one

@@ -64,3 +64,40 @@ def test_closing_tells_the_end():
     progress.stage = "done"
     progress.close()
     assert sink.closed and sink.seen[-1].stage == "done"
+
+
+def test_a_cancelled_scan_stops_at_the_next_chunk_not_at_the_end_of_its_file():
+    import threading
+    import time as clock
+
+    from shared.config import parse_destinations
+    from shared.profile_limit import BoundScan
+    from shared.segments import SegmentFile
+    from tests.fakes import InMemoryBlobStore
+
+    class SlowStore(InMemoryBlobStore):
+        def iter_chunks(self, name, snapshot=None):
+            for chunk in super().iter_chunks(name, snapshot):
+                clock.sleep(0.01)  # 4,000 chunks: 40 s to read through
+                yield chunk
+
+    rows = "Email\n" + "".join(f"p{i}@example.com\n" for i in range(1500))
+    store = SlowStore({"big.csv": rows.encode()}, chunk_size=8)
+    config = parse_destinations(
+        '{"destinations": [{"name": "d", "data_privacy_consent": true, "list": {"id": "x"},'
+        ' "segments": [{"path": "big.csv"}], "max_profiles": 1000000}]}'
+    )
+    destination = config.get("d")
+    told = threading.Event()
+    scan = BoundScan(
+        store,
+        [(destination.segments[0], [SegmentFile("big.csv", "csv")])],
+        destination,
+        1 << 20,
+        lambda bound: told.set(),
+    )
+    scan.start()
+    clock.sleep(0.2)
+    started = clock.monotonic()
+    scan.cancel()
+    assert clock.monotonic() - started < 1.0 and scan.bound is None and not told.is_set()

@@ -101,7 +101,7 @@ def test_each_run_sends_one_event_with_its_dimensions_and_nothing_personal(captu
     assert {k: attributes[k] for k in expected} == expected
     assert attributes["reject_rate"] == 0.25
     assert attributes["duration_seconds"] == round(record.timings["total"], 3) >= 0
-    assert "schedule_enabled" not in attributes  # a CLI run cannot know
+    assert attributes["schedule_enabled"] == "true"  # the run knows its destination's setting
     assert_nothing_personal(attributes)
 
 

@@ -1,0 +1,41 @@
+"""local.settings.json under the environment: a setting the environment gives is taken whole."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from shared import cli
+
+
+def load(tmp_path, monkeypatch, environment: dict[str, str], values: dict[str, str]) -> dict[str, str]:
+    for key in [k for k in os.environ if k.split("__")[0] in {k2.split("__")[0] for k2 in {**values, **environment}}]:
+        monkeypatch.delenv(key, raising=False)
+    for key, value in environment.items():
+        monkeypatch.setenv(key, value)
+    path = tmp_path / "local.settings.json"
+    path.write_text(json.dumps({"IsEncrypted": False, "Values": values}))
+    cli._load_local_settings(argparse.Namespace(no_local_settings=False, local_settings=str(path)))
+    return {k: os.environ[k] for k in {**values, **environment} if k in os.environ}
+
+
+def test_the_files_connection_string_does_not_beat_the_environments_identity_form(tmp_path, monkeypatch):
+    seen = load(
+        tmp_path,
+        monkeypatch,
+        {"EXPORT_STORAGE__blobServiceUri": "https://prod.blob.core.windows.net"},
+        {"EXPORT_STORAGE": "UseDevelopmentStorage=true", "SEGMENTS_CONTAINER": "segments"},
+    )
+    assert "EXPORT_STORAGE" not in seen and seen["SEGMENTS_CONTAINER"] == "segments"
+
+
+def test_nor_the_other_way_round_and_unrelated_values_fill_in(tmp_path, monkeypatch):
+    seen = load(
+        tmp_path,
+        monkeypatch,
+        {"EXPORT_STORAGE": "UseDevelopmentStorage=true"},
+        {"EXPORT_STORAGE__blobServiceUri": "https://prod.blob.core.windows.net", "EXPORT_QUEUE": "jobs"},
+    )
+    assert "EXPORT_STORAGE__blobServiceUri" not in seen and seen["EXPORT_QUEUE"] == "jobs"
+    assert seen["EXPORT_STORAGE"] == "UseDevelopmentStorage=true"
