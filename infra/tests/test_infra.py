@@ -398,7 +398,7 @@ def test_blob_events_reach_the_function_after_deploy():
         assert "/blobServices/default/containers/$" in script and "SEGMENTS_CONTAINER" in script
         assert "eventgrid_extension" in script and "--endpoint-type webhook" in script
         used = set(re.findall(r"\$(?:env:|\{|\()?(?:env:)?([A-Z][A-Z0-9_]{3,})", script))
-        assert used - {"ErrorActionPreference"} <= set(outputs), sorted(used - set(outputs))
+        assert used - {"ErrorActionPreference", "LASTEXITCODE"} <= set(outputs), sorted(used - set(outputs))
     assert "scripts" in (REPO / ".funcignore").read_text().split()
 
 
