@@ -225,6 +225,7 @@ class _Run:
             # row rules is what would have been sent.
             counts["would_send"], counts["sent"] = counts["would_send"] + counts["sent"], 0
         self.progress.stage = "done"
+        self.progress.rows_read = counts["read"]
         self.progress.close()
         record.progress = self.progress.snapshot().as_dict()
         if self.failed:
