@@ -190,7 +190,8 @@ class _Run:
         self.store = edges.records
         self.failed = False
         self._t0 = time.monotonic()
-        self._sent = False
+        self._sent = False  # the sender's outcome has been taken into the record
+        self._delivered = False  # a batch was handed to SendGrid
         self.progress = RunProgress(
             edges.progress,
             self._save_running,
@@ -220,7 +221,7 @@ class _Run:
     def finish(self) -> None:
         record = self.record
         counts = record.counts
-        if counts["sent"] and not self._sent:
+        if counts["sent"] and not self._delivered:
             # Nothing reached SendGrid (a dry run, or a run stopped before sending): what passed the
             # row rules is what would have been sent.
             counts["would_send"], counts["sent"] = counts["would_send"] + counts["sent"], 0
@@ -382,6 +383,7 @@ class _Run:
                 if sender is not None and not self._sent:
                     # The run stopped before sending ended: what was sent stays recorded.
                     self._take_outcome(sender.stop("the run stopped before this batch was sent"))
+                self._delivered = sender is not None and sender.released > 0
                 spool.close()
         finally:
             scan.cancel()

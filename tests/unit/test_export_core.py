@@ -274,6 +274,17 @@ def test_sending_starts_while_reading_once_max_profiles_is_proven(max_profiles, 
     assert record.counts["duplicate"] == 50 and record.conservation_holds()
 
 
+def test_a_run_past_max_profiles_whose_list_exists_sends_nothing_and_says_what_it_would_have_sent():
+    edges, fake = setup({"max_profiles": 549, "segments": [{"path": "in/"}]})
+    edges.segments = InMemoryBlobStore(
+        {"in/a.csv": many_rows(0, 300).encode(), "in/b.csv": many_rows(250, 300).encode()}
+    )
+    edges.max_batch_contacts = 100
+    record = run(edges)
+    assert record.status == "failed" and "nothing was sent" in record.errors[0] and fake.bodies == []
+    assert (record.counts["sent"], record.counts["would_send"]) == (0, 550) and record.conservation_holds()
+
+
 def test_a_run_past_max_profiles_fails_before_any_list_is_created_or_anything_is_sent():
     edges, fake = setup(
         {"max_profiles": 549, "segments": [{"path": "in/"}], "list": {"name": "Fresh", "create_if_missing": True}}
