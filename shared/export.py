@@ -738,7 +738,8 @@ class _FileReader:
         counts, rejects, apply = self.counts, self.rejects, self.rules.apply
         name, email_at, too_large = self.table.name, self.email_at, self.spool.max_contact_bytes
         new_key, from_bytes = EMAIL_KEY_HASH.copy, int.from_bytes
-        locate, claimed, others = seen.locate, seen.claimed, seen.others
+        locate, claimed, claim_new = seen.locate, seen.claimed, seen.others.add
+        in_state = bool(claimed)
         encoded: list[bytes] = []
         lines: list[int] = []
         keys: list[int] = []
@@ -760,8 +761,10 @@ class _FileReader:
             key = from_bytes(hashed.digest(), "little")
             # An unchanged row further on in the chunk may have claimed this email (at its position
             # in the state): this row comes first, so it wins, and that one is the duplicate.
-            at = locate(key)
-            taken = claimed[at] if at != MISSING else key in others
+            at = locate(key) if in_state else MISSING
+            # A key the state does not hold is claimed at once (one walk of the set, not two),
+            # and given back below if the row cannot be sent.
+            taken = claimed[at] if at != MISSING else not claim_new(key)
             takes_over = taken and at != MISSING and claims.later_than(at, index)
             if taken and not takes_over:
                 counts["duplicate"] += 1
@@ -777,11 +780,14 @@ class _FileReader:
                 why = self.rules.undecodable(fields) if isinstance(exc, ContactNotEncodable) else ""
                 counts["invalid"] += 1
                 rejects.add(name, line, email, "invalid", why or str(exc))
+                if at == MISSING:
+                    seen.others.discard(key)
                 continue
             if takes_over:
                 counts["unchanged"] -= 1
                 counts["duplicate"] += 1
-            seen.add(key, at)
+            elif at != MISSING:
+                seen.claim(at)
             encoded.append(contact_json)
             lines.append(line)
             keys.append(key)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Sequence
 from itertools import compress, islice, repeat
-from operator import eq, mod, not_
+from operator import add, and_, eq, mod, ne, not_, truth
 
 # Slots per entry: at 2.2 (a load of 0.45) about four in five entries sit in the slot they hash to.
 _SLOTS_PER_ENTRY = 2.2
@@ -37,28 +37,22 @@ class PositionIndex:
         self._table = table = array("I" if count < 2**32 else "Q", bytes((4 if count < 2**32 else 8) * size))
         # Whether no number occurs twice; only known when asked for (the check costs a compare
         # on each collision).
-        self.distinct: bool | None = None
-        slots = map(mod, islice(values, 1, None), repeat(size))
-        if not check_distinct:
-            for position, slot in zip(range(1, count), slots, strict=True):
-                while table[slot]:
-                    slot += 1
-                    if slot == size:
-                        slot = 0
-                table[slot] = position
-            return
-        # A number met twice is met on the second one's way from its slot to an empty one, as
-        # both start from the same slot; position 0, never stored, is counted instead.
-        distinct = not count or values.count(values[0]) == 1
-        for position, value, slot in zip(range(1, count), islice(values, 1, None), slots, strict=True):
-            while table[slot]:
-                if values[table[slot]] == value:
-                    distinct = False
+        self.distinct: bool | None = (not count or values.count(values[0]) == 1) if check_distinct else None
+        # One visit to the table an entry: a table of millions is out of the CPU's caches, and a
+        # visit costs a fetch from memory (placing the entries with map() in C, which visits
+        # each slot three times, takes twice as long).
+        for position, value, slot in zip(
+            range(1, count), islice(values, 1, None), map(mod, islice(values, 1, None), repeat(size)), strict=True
+        ):
+            while there := table[slot]:
+                # A number met twice is met here, on the second one's walk from the slot both
+                # start from (position 0, never stored, was counted above).
+                if check_distinct and values[there] == value:
+                    self.distinct = False
                 slot += 1
                 if slot == size:
                     slot = 0
             table[slot] = position
-        self.distinct = distinct
 
     def __len__(self) -> int:
         return len(self._values)
@@ -89,12 +83,23 @@ class PositionIndex:
         values = self._values
         if not values:
             return [MISSING] * len(numbers)
-        slots = list(map(mod, numbers, repeat(self._size)))
-        found = list(map(self._table.__getitem__, slots))
-        first_probe_hit = map(eq, map(values.__getitem__, found), numbers)
-        find = self.find
-        for at in compress(range(len(found)), map(not_, first_probe_hit)):
-            found[at] = find(numbers[at])
+        size, get, value_at = self._size, self._table.__getitem__, values.__getitem__
+        slots = list(map(mod, numbers, repeat(size)))
+        found = list(map(get, slots))
+        # Most are settled by their first slot: found there, or absent (an empty slot).
+        missed = list(map(ne, map(value_at, found), numbers))
+        if not any(missed):
+            return found
+        for at in compress(range(len(found)), map(and_, missed, map(not_, found))):
+            found[at] = MISSING
+        walking = list(compress(range(len(found)), map(and_, missed, map(truth, found))))
+        if walking:
+            # The second slot, in C too; the few that go on walk in Python.
+            wanted = list(map(numbers.__getitem__, walking))
+            there = list(map(get, map(mod, map(add, map(slots.__getitem__, walking), repeat(1)), repeat(size))))
+            hits = list(map(eq, map(value_at, there), wanted))
+            for at, position, hit, number in zip(walking, there, hits, wanted, strict=True):
+                found[at] = position if hit else self.find(number) if position else MISSING
         return found
 
 
@@ -160,6 +165,29 @@ class KeySet:
             slot += 1
             if slot == size:
                 slot = 0
+
+    def discard(self, number: int) -> None:
+        """Take ``number`` out, if in (the slots after it that it kept from their own move back)."""
+        if not number:
+            self._has_zero = False
+            return
+        table, size = self._table, self._size
+        slot = number % size
+        while (there := table[slot]) != number:
+            if not there:
+                return
+            slot = slot + 1 if slot + 1 < size else 0
+        table[slot] = 0
+        self._count -= 1
+        hole, slot = slot, slot + 1 if slot + 1 < size else 0
+        while there := table[slot]:
+            home = there % size
+            # It may fill the hole unless its own slot lies after the hole, up to where it is.
+            stays = hole < home <= slot if hole <= slot else (home > hole or home <= slot)
+            if not stays:
+                table[hole], table[slot] = there, 0
+                hole = slot
+            slot = slot + 1 if slot + 1 < size else 0
 
     def _grow(self) -> None:
         old = self._table

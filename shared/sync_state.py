@@ -305,12 +305,20 @@ class SyncState:
                 if (at := index.find(key)) != MISSING:
                     kept[at] = 0
         keys, fps = array("Q", updates.keys), array("Q", updates.fingerprints)
-        keys.extend(compress(self.keys, kept))
-        fps.extend(compress(self.fingerprints, kept))
+        # What is kept comes in runs (a delta drops a few entries here and there): each run is
+        # copied as bytes, not as a million ints.
+        old_keys, old_fps = memoryview(self.keys).cast("B"), memoryview(self.fingerprints).cast("B")
+        runs = list(_runs_of_ones(kept))
+        for start, stop in runs:
+            keys.frombytes(old_keys[8 * start : 8 * stop])
+            fps.frombytes(old_fps[8 * start : 8 * stop])
+        old_keys.release()
+        old_fps.release()
         emails: list[str] | None = None
         if keep_emails:
             emails = list(updates.emails) if updates.emails is not None else [""] * len(updates.keys)
-            emails.extend(compress(self.emails, kept) if self.emails is not None else repeat("", kept.count(1)))
+            for start, stop in runs:
+                emails.extend(self.emails[start:stop] if self.emails is not None else repeat("", stop - start))
         return SyncState(keys, fps, emails)
 
     def indexes_not_in(self, present: Set[int] | RunKeys) -> Iterator[int]:
@@ -318,6 +326,16 @@ class SyncState:
         if isinstance(present, RunKeys) and present.state is self:
             return present.unclaimed()
         return (index for index, key in enumerate(self.keys) if key not in present)
+
+
+def _runs_of_ones(flags: bytearray) -> Iterator[tuple[int, int]]:
+    """(start, stop) of each run of 1 bytes in ``flags`` (of 0 and 1 only)."""
+    start, end = flags.find(1), len(flags)
+    while 0 <= start < end:
+        stop = flags.find(0, start)
+        stop = end if stop < 0 else stop
+        yield start, stop
+        start = flags.find(1, stop)
 
 
 class RunKeys:
@@ -362,6 +380,12 @@ class RunKeys:
             self.others.add(key)
         elif not self.claimed[at]:
             self.claimed[at] = 1
+            self.claimed_count += 1
+
+    def claim(self, position: int) -> None:
+        """Claim the state position of a key located with :meth:`locate`."""
+        if not self.claimed[position]:
+            self.claimed[position] = 1
             self.claimed_count += 1
 
     def claim_unclaimed(self, positions: Set[int]) -> None:

@@ -10,6 +10,10 @@ from shared.sync_state import RunKeys, SyncState
 
 # Small numbers collide in the tables' slots (and 0 marks an empty slot); large ones are keys.
 numbers = st.one_of(st.integers(0, 40), st.integers(0, 2**64 - 1))
+# Numbers that share a key set's first slots and its last ones (its walks wrap round to the start).
+colliding = st.builds(
+    lambda k, r: k * KeySet._MIN_SIZE + r, st.integers(0, 30), st.sampled_from([0, 1, 2, KeySet._MIN_SIZE - 1])
+)
 
 
 @given(st.lists(numbers, unique=True, max_size=60), st.lists(numbers, max_size=60))
@@ -39,7 +43,7 @@ def test_a_position_index_of_many_numbers_wraps_and_stays_small():
     assert index.nbytes <= 10 * len(values)
 
 
-@given(st.lists(numbers, max_size=200))
+@given(st.lists(st.one_of(numbers, colliding), max_size=200))
 def test_a_key_set_is_a_set(sequence):
     keys, model = KeySet(), set()
     for number in sequence:
@@ -49,6 +53,21 @@ def test_a_key_set_is_a_set(sequence):
         assert len(keys) == len(model) and bool(keys) == bool(model)
     assert all(number in keys for number in model)
     assert "a" not in keys
+
+
+@given(st.lists(st.tuples(st.booleans(), st.one_of(numbers, colliding)), max_size=200))
+def test_a_key_set_takes_numbers_out_as_a_set_does(operations):
+    keys, model = KeySet(), set()
+    for taking_out, number in operations:
+        if taking_out:
+            keys.discard(number)
+            model.discard(number)
+        else:
+            keys.add(number)
+            model.add(number)
+        assert len(keys) == len(model)
+    for number in {number for _, number in operations}:
+        assert (number in keys) == (number in model)
 
 
 def test_a_key_set_grows_and_keeps_every_number():
