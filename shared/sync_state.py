@@ -132,10 +132,9 @@ class SyncState:
         return dict(zip(self.fingerprints, self.keys, strict=True))
 
     def fingerprint_index(self) -> PositionIndex:
-        """Fingerprint -> position in this state, about 9 bytes an entry."""
-        if "fingerprints" not in self._indexes:
-            self._indexes["fingerprints"] = PositionIndex(self.fingerprints)
-        return self._indexes["fingerprints"]
+        """Fingerprint -> position in this state, about 9 bytes an entry. Not kept: only the read
+        needs it, and at ten million entries it is 90 MB the merge can use."""
+        return PositionIndex(self.fingerprints)
 
     def key_index(self) -> PositionIndex:
         """Email key -> position in this state, about 9 bytes an entry."""

@@ -72,7 +72,7 @@ def test_a_key_set_takes_numbers_out_as_a_set_does(operations):
 
 def test_a_key_set_grows_and_keeps_every_number():
     keys = KeySet(range(0, 3 * 50_000, 3))
-    assert len(keys) == 50_000 and keys.nbytes <= 32 * 50_000
+    assert len(keys) == 50_000 and keys.nbytes <= 27 * 50_000
     assert all(n in keys for n in range(0, 3 * 50_000, 3))
     assert not any(n in keys for n in range(1, 3 * 50_000, 3))
 
