@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.keysets import MISSING, KeySet, PositionIndex
-from shared.sync_state import RunKeys, SyncState
+from shared.sync_state import RunKeys, SyncState, _runs_of_ones
 
 # Small numbers collide in the tables' slots (and 0 marks an empty slot); large ones are keys.
 numbers = st.one_of(st.integers(0, 40), st.integers(0, 2**64 - 1))
@@ -101,3 +101,10 @@ def test_run_keys_are_a_set_of_keys(state_keys, operations, with_state):
     assert list(state.indexes_not_in(run)) == list(state.indexes_not_in(model))
     if with_state:
         assert list(run.unclaimed()) == [i for i, key in enumerate(state_keys) if key not in model]
+
+
+@given(st.lists(st.sampled_from([0, 1]), max_size=40))
+def test_the_runs_kept_at_a_merge_are_the_runs_of_ones(flags):
+    runs = list(_runs_of_ones(bytearray(flags)))
+    assert [i for start, stop in runs for i in range(start, stop)] == [i for i, f in enumerate(flags) if f]
+    assert all(stop < len(flags) and not flags[stop] for _, stop in runs[:-1])  # maximal runs
