@@ -310,8 +310,12 @@ def report(
     print(
         f"targets: >= 50,000 contacts/s end to end: {'met' if n / full_wall >= 50_000 else 'NOT met'}; "
         f"full <= 1.5x the baseline: {'met' if full_wall <= 1.5 * base else 'NOT met'}; "
-        f"peak RSS < 300 MB (up to 3,000,000 profiles): {'met' if peak < 300 else 'NOT met'}; "
-        f"within a Flex instance's 2,048 MB: {'met' if peak < 2048 else 'NOT met'}; "
+        + (
+            f"peak RSS < 300 MB: {'met' if peak < 300 else 'NOT met'}; "
+            if n <= 3_000_000
+            else "peak RSS < 300 MB: set up to 3,000,000 profiles; "
+        )
+        + f"within a Flex instance's 2,048 MB: {'met' if peak < 2048 else 'NOT met'}; "
         + (
             f"delta < 3 s per million: {'met' if delta_per_million < 3 else 'NOT met'} ({delta_per_million:.2f} s)"
             if n >= 1_000_000
