@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from operator import is_
-from typing import Any, cast
+from operator import eq
+from typing import Any
 
 from .batching import (
     MAX_CONTACTS_PER_BATCH,
@@ -40,6 +40,7 @@ from .errors import (
 )
 from .import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
 from .jobs import JobQueue
+from .keysets import MISSING, PositionIndex
 from .locks import RunLock
 from .mapping import plan_columns
 from .privacy import mask_emails
@@ -59,7 +60,7 @@ from .settings import (
     Settings,
 )
 from .storage import BlobNotFound, BlobStore
-from .sync_state import EMAIL_KEY_HASH, RowFingerprinter, StateUpdates, SyncState, journal_prefix
+from .sync_state import EMAIL_KEY_HASH, RowFingerprinter, RunKeys, StateUpdates, SyncState, journal_prefix
 from .telemetry import emit_run_event
 
 log = logging.getLogger(__name__)
@@ -330,7 +331,7 @@ class _Run:
                 with self.stage("read"):
                     present = self.read_segments(destination, plan, custom_fields, spool, state, list_ids, sender)
                     if not self.mirror:
-                        present = set()  # only removals need who is present: free a million keys now
+                        present = RunKeys()  # only removals need who is present: free it now
                     scan.cancel()  # the read itself now vouches for every file
                     spool.finish()
                 self.progress.reading_done = True
@@ -374,6 +375,9 @@ class _Run:
                         new_state = state.merged(
                             updates, removed=removed, keep_emails=self.mirror, pending=not_found_yet
                         )
+                        # The old state, its key index, the updates and the run's keys are about
+                        # 45 bytes a contact the blob being made does not need.
+                        del state, updates, present
                         new_state.save(self.edges.exports, destination.name)
                         journals = [b.name for b in self.edges.exports.list_blobs(journal_prefix(destination.name))]
                         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="journal-delete") as pool:
@@ -458,12 +462,14 @@ class _Run:
         state: SyncState,
         list_ids: list[str],
         sender: BatchSender | None = None,
-    ) -> set[int]:
+    ) -> RunKeys:
         """Read every record into the spool. Returns the keys of every valid contact (mirror
         mode needs them to find who left). Each file's own counts go to its segment's summary."""
-        # Fingerprint -> email key of the records SendGrid already has; --full knows none.
-        known = {} if self.options.full else state.fingerprint_keys()
-        seen: set[int] = set()  # email keys of this run's valid contacts: de-duplication, first wins
+        # Fingerprint -> position in the state of the records SendGrid already has; --full knows none.
+        known = None if self.options.full or not len(state) else state.fingerprint_index()
+        # Email keys of this run's valid contacts: de-duplication, first wins. Those the state
+        # holds are kept by position; a --full run in upsert mode needs no positions.
+        seen = RunKeys(state if known is not None or self.mirror else None)
         customs = ";".join(f"{d.name}:{d.id}:{d.field_type}" for d in custom_fields.values())
         counts, progress = self.record.counts, self.progress
 
@@ -757,7 +763,9 @@ class _FileReader:
         self.table, self.rules, self.fingerprinter, self.email_at = table, rules, fingerprinter, email_at
         self.counts, self.rejects, self.spool = counts, rejects, spool
 
-    def read(self, known: dict[int, int], seen: set[int], on_chunk: Callable[[int], None] | None = None) -> int:
+    def read(
+        self, known: PositionIndex | None, seen: RunKeys, on_chunk: Callable[[int], None] | None = None
+    ) -> int:
         parse = self.table.parse
         rows = 0
         for chunk in self.table.chunks:
@@ -766,38 +774,45 @@ class _FileReader:
             records = chunk.records
             rows += len(records)
             fps, undecodable = self.fingerprinter.many(records)
-            fresh, claims = self._take_unchanged(fps, known, seen) if known else (range(len(records)), _Claims([], {}))
+            fresh, claims = (
+                self._take_unchanged(fps, known, seen) if known is not None else (range(len(records)), _Claims([], {}))
+            )
             if fresh:
                 parsed, problems = parse(records if len(fresh) == len(records) else [records[i] for i in fresh])
                 self._add(chunk, fresh, fps, undecodable, parsed, problems, seen, claims)
         return rows
 
-    def _take_unchanged(self, fps: list[int], known: dict[int, int], seen: set[int]) -> tuple[Sequence[int], _Claims]:
+    def _take_unchanged(self, fps: list[int], known: PositionIndex, seen: RunKeys) -> tuple[Sequence[int], _Claims]:
         """Count the records SendGrid already has (the very records it accepted last time: valid,
         and unchanged) and return the indexes of the others. In a delta run nearly every record
-        is one of these, so the usual chunk is settled with a few whole-list operations."""
-        keys: list[int | None] = list(map(known.get, fps))
-        missing = keys.count(None)
-        if missing == len(keys):
-            return range(len(keys)), _Claims(keys, {})
-        found = cast(set[int], set(keys) - {None})
-        if len(found) == len(keys) - missing and found.isdisjoint(seen):  # no email twice
-            seen |= found
+        is one of these, so the usual chunk is settled with a few whole-list operations.
+
+        Such a record is known by its position in the state, whose key is its email's: it is
+        claimed there, without its key being made or looked up."""
+        at = known.find_many(fps)
+        missing = at.count(MISSING)
+        if missing == len(at):
+            return range(len(at)), _Claims(at, {})
+        found = set(at)
+        found.discard(MISSING)
+        claimed = seen.claimed
+        if len(found) == len(at) - missing and not any(map(claimed.__getitem__, found)):  # no email twice
+            seen.claim_unclaimed(found)
             self.counts["unchanged"] += len(found)
-            fresh = list(compress(range(len(keys)), map(is_, keys, repeat(None)))) if missing else []
-            return fresh, _Claims(keys)
+            fresh = list(compress(range(len(at)), map(eq, at, repeat(MISSING)))) if missing else []
+            return fresh, _Claims(at)
         fresh = []
-        claimed: dict[int, int] = {}
-        for index, key in enumerate(keys):
-            if key is None:
+        claims: dict[int, int] = {}
+        for index, position in enumerate(at):
+            if position == MISSING:
                 fresh.append(index)
-            elif key in seen:
+            elif claimed[position]:
                 self.counts["duplicate"] += 1
             else:
-                seen.add(key)
-                claimed[key] = index
+                seen.claim_unclaimed({position})
+                claims[position] = index
                 self.counts["unchanged"] += 1
-        return fresh, _Claims(keys, claimed)
+        return fresh, _Claims(at, claims)
 
     def _add(
         self,
@@ -807,12 +822,14 @@ class _FileReader:
         undecodable: set[int],
         parsed: list[list[str] | None],
         problems: dict[int, str],
-        seen: set[int],
+        seen: RunKeys,
         claims: _Claims,
     ) -> None:
         counts, rejects, apply = self.counts, self.rejects, self.rules.apply
         name, email_at, too_large = self.table.name, self.email_at, self.spool.max_contact_bytes
         new_key, from_bytes = EMAIL_KEY_HASH.copy, int.from_bytes
+        locate, claimed, claim_new = seen.locate, seen.claimed, seen.others.add
+        in_state = bool(claimed)
         encoded: list[bytes] = []
         lines: list[int] = []
         keys: list[int] = []
@@ -832,10 +849,14 @@ class _FileReader:
             hashed = new_key()  # email_key(email), without a call per row
             hashed.update(email.encode("utf-8", "surrogateescape"))
             key = from_bytes(hashed.digest(), "little")
-            # An unchanged row further on in the chunk may have claimed this email: this row comes
-            # first, so it wins, and that one is the duplicate.
-            takes_over = key in seen and claims.later_than(key, index)
-            if key in seen and not takes_over:
+            # An unchanged row further on in the chunk may have claimed this email (at its position
+            # in the state): this row comes first, so it wins, and that one is the duplicate.
+            at = locate(key) if in_state else MISSING
+            # A key the state does not hold is claimed at once (one walk of the set, not two),
+            # and given back below if the row cannot be sent.
+            taken = claimed[at] if at != MISSING else not claim_new(key)
+            takes_over = taken and at != MISSING and claims.later_than(at, index)
+            if taken and not takes_over:
                 counts["duplicate"] += 1
                 continue
             line = chunk.line_of(index)
@@ -849,11 +870,14 @@ class _FileReader:
                 why = self.rules.undecodable(fields) if isinstance(exc, ContactNotEncodable) else ""
                 counts["invalid"] += 1
                 rejects.add(name, line, email, "invalid", why or str(exc))
+                if at == MISSING:
+                    seen.others.discard(key)
                 continue
             if takes_over:
                 counts["unchanged"] -= 1
                 counts["duplicate"] += 1
-            seen.add(key)
+            elif at != MISSING:
+                seen.claim(at)
             encoded.append(contact_json)
             lines.append(line)
             keys.append(key)
@@ -869,19 +893,20 @@ class _FileReader:
 
 
 class _Claims:
-    """The email keys a chunk's unchanged records claimed, and where. A changed record earlier
-    in the chunk with the same email still comes first, so it wins, as the first row does."""
+    """The state positions (emails) a chunk's unchanged records claimed, and where in the chunk.
+    A changed record earlier in the chunk with the same email still comes first, so it wins, as
+    the first row does."""
 
-    def __init__(self, keys: list[int | None], claimed: dict[int, int] | None = None):
-        self._keys = keys
-        self._claimed = claimed  # None: every key in keys, at its index (built when first asked)
+    def __init__(self, positions: list[int], claimed: dict[int, int] | None = None):
+        self._positions = positions  # MISSING for a record the state does not know
+        self._claimed = claimed  # None: every position in positions, at its index (built when first asked)
 
-    def later_than(self, key: int, index: int) -> bool:
-        """Whether an unchanged record after ``index`` claimed ``key`` (it then gives it up)."""
+    def later_than(self, position: int, index: int) -> bool:
+        """Whether an unchanged record after ``index`` claimed ``position`` (it then gives it up)."""
         if self._claimed is None:
-            self._claimed = {k: i for i, k in enumerate(self._keys) if k is not None}
-        at = self._claimed.get(key)
+            self._claimed = {p: i for i, p in enumerate(self._positions) if p != MISSING}
+        at = self._claimed.get(position)
         if at is None or at < index:
             return False
-        del self._claimed[key]
+        del self._claimed[position]
         return True

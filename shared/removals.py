@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Set
 from typing import Any, Protocol
 
 from .errors import SendGridError
 from .sendgrid import SEARCH_EMAIL_MAX_LENGTH, SendGridClient
-from .sync_state import SyncState, email_key
+from .sync_state import RunKeys, SyncState, email_key
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def remove_departed(
     client: SendGridClient,
     list_ids: list[str],
     state: SyncState,
-    present: set[int],
+    present: Set[int] | RunKeys,
     *,
     record: Any,
     options: _Options,

@@ -23,12 +23,14 @@ import logging
 import struct
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Set
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from operator import not_
+from operator import ne
 
 from .errors import ExportError
+from .keysets import MISSING, KeySet, PositionIndex
 from .storage import BlobNotFound, BlobStore
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,10 @@ _LEGACY_JOURNAL_RECORD = struct.Struct("<QQH")  # key, fingerprint, email length
 # Bump when the row rules change what a row maps to: every fingerprint then differs, and the
 # next run sends everyone once with the new rules.
 RULES_VERSION = b"rules-2"
+# Update keys looked up in the state at once when merging: bounds the lists of a run of millions.
+_MERGE_BLOCK = 65_536
+# bytes.translate table: 1 for a byte 0 (a state entry no row claimed), 0 for any other.
+_UNCLAIMED = bytes([1]) + bytes(255)
 
 
 # A contact's key: BLAKE2b of its email. Hot loops copy() this and update() it with the email.
@@ -114,13 +120,27 @@ class SyncState:
     emails: list[str] | None = None  # aligned with keys; kept for mirror mode only
     # Mirror mode: departed contacts not yet found by search (see shared.removals).
     pending: dict[int, int] = field(default_factory=dict)
+    # Built when first asked for; a state is not changed once loaded (merged() makes a new one).
+    _indexes: dict[str, PositionIndex] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def fingerprint_keys(self) -> dict[int, int]:
-        """Fingerprint -> email key, for every contact SendGrid confirmed."""
+        """Fingerprint -> email key, for every contact SendGrid confirmed (a dict: for tests and
+        small states; a run uses :meth:`fingerprint_index`)."""
         return dict(zip(self.fingerprints, self.keys, strict=True))
+
+    def fingerprint_index(self) -> PositionIndex:
+        """Fingerprint -> position in this state, about 9 bytes an entry. Not kept: only the read
+        needs it, and at ten million entries it is 90 MB the merge can use."""
+        return PositionIndex(self.fingerprints)
+
+    def key_index(self) -> PositionIndex:
+        """Email key -> position in this state, about 9 bytes an entry."""
+        if "keys" not in self._indexes:
+            self._indexes["keys"] = PositionIndex(self.keys)
+        return self._indexes["keys"]
 
     def email_at(self, index: int) -> str | None:
         return self.emails[index] if self.emails is not None else None
@@ -167,9 +187,11 @@ class SyncState:
         start = _HEADER.size
         if len(raw) < start + 16 * count:
             raise corrupt(source, "it is truncated")
+        # Slices of a memoryview: the arrays are the only copies of a state of 16 bytes a contact.
+        view = memoryview(raw)
         keys, fps = array("Q"), array("Q")
-        keys.frombytes(raw[start : start + 8 * count])
-        fps.frombytes(raw[start + 8 * count : start + 16 * count])
+        keys.frombytes(view[start : start + 8 * count])
+        fps.frombytes(view[start + 8 * count : start + 16 * count])
         start += 16 * count
         pending: dict[int, int] = {}
         if flags & _HAS_PENDING:
@@ -180,15 +202,15 @@ class SyncState:
             if len(raw) < start + 16 * waiting:
                 raise corrupt(source, "it is truncated")
             pending_keys, first_misses = array("Q"), array("Q")
-            pending_keys.frombytes(raw[start : start + 8 * waiting])
-            first_misses.frombytes(raw[start + 8 * waiting : start + 16 * waiting])
+            pending_keys.frombytes(view[start : start + 8 * waiting])
+            first_misses.frombytes(view[start + 8 * waiting : start + 16 * waiting])
             pending = dict(zip(pending_keys, first_misses, strict=True))
             start += 16 * waiting
         emails: list[str] | None = None
         if with_emails:
             if flags & _HAS_EMAILS:
                 try:
-                    text = gzip.decompress(raw[start:]).decode("utf-8")
+                    text = gzip.decompress(view[start:]).decode("utf-8")
                 except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:  # BadGzipFile is an OSError
                     raise corrupt(source, f"its emails do not decompress ({type(exc).__name__})") from None
                 emails = text.split("\n") if count else []
@@ -200,7 +222,12 @@ class SyncState:
 
     def to_bytes(self) -> bytes:
         flags = (_HAS_EMAILS if self.emails is not None else 0) | (_HAS_PENDING if self.pending else 0)
-        parts = [_HEADER.pack(MAGIC, flags, len(self.keys)), self.keys.tobytes(), self.fingerprints.tobytes()]
+        # memoryviews, not tobytes(): join() copies the columns once, into the blob.
+        parts: list[bytes | memoryview] = [
+            _HEADER.pack(MAGIC, flags, len(self.keys)),
+            memoryview(self.keys),
+            memoryview(self.fingerprints),
+        ]
         if self.pending:
             parts += [
                 _PENDING_COUNT.pack(len(self.pending)),
@@ -227,18 +254,19 @@ class SyncState:
         """A new state: this one, less ``removed`` keys and the keys ``updates`` supersede, plus
         ``updates`` (for a key confirmed twice, the last one). ``pending`` replaces the pending
         map (None keeps this one's); a key confirmed again is no longer pending."""
-        new = self._merged(updates, removed=removed, keep_emails=keep_emails)
+        # The update keys, positioned (about 9 bytes a key where a set of them costs 70).
+        confirmed = PositionIndex(updates.keys, check_distinct=True)
+        if confirmed.distinct and all(confirmed.find(key) == MISSING for key in removed):
+            new = self._merged_distinct(updates, removed, keep_emails)
+        else:
+            new = self._merged(updates, removed=removed, keep_emails=keep_emails)
         waiting = self.pending if pending is None else pending
         if waiting and keep_emails:
-            confirmed = set(updates.keys)
-            new.pending = {k: t for k, t in waiting.items() if k not in confirmed and k not in removed}
+            new.pending = {k: t for k, t in waiting.items() if confirmed.find(k) == MISSING and k not in removed}
         return new
 
     def _merged(self, updates: StateUpdates, *, removed: set[int], keep_emails: bool) -> SyncState:
-        superseded = set(updates.keys)
-        if len(superseded) == len(updates.keys) and superseded.isdisjoint(removed):
-            superseded |= removed  # in place: a copy of a million keys would cost 30 MB more
-            return self._merged_distinct(updates, superseded, keep_emails)
+        # A key confirmed twice: only journals of runs that died, applied at load (small).
         keys, fps = array("Q"), array("Q")
         emails: list[str] | None = [] if keep_emails else None
         # Newest first, so that of a key confirmed twice (journals of several runs) the last wins.
@@ -262,25 +290,111 @@ class SyncState:
                 emails.append(old_emails[index] if old_emails is not None else "")
         return SyncState(keys, fps, emails)
 
-    def _merged_distinct(self, updates: StateUpdates, dropped: set[int], keep_emails: bool) -> SyncState:
+    def _merged_distinct(self, updates: StateUpdates, removed: Set[int], keep_emails: bool) -> SyncState:
         # The usual case, no key confirmed twice: whole-array operations, not a loop in Python
         # (a million entries take a tenth of the time).
         # One byte an entry (1 to keep it), not a list of a million references.
-        kept = bytes(map(not_, map(dropped.__contains__, self.keys)))
+        kept = bytearray(b"\x01") * len(self.keys)
+        if self.keys and (updates.keys or removed):
+            index, clear = self.key_index(), kept.__setitem__
+            for start in range(0, len(updates.keys), _MERGE_BLOCK):
+                found = index.find_many(updates.keys[start : start + _MERGE_BLOCK])
+                deque(map(clear, compress(found, map(ne, found, repeat(MISSING))), repeat(0)), maxlen=0)
+            for key in removed:
+                if (at := index.find(key)) != MISSING:
+                    kept[at] = 0
         keys, fps = array("Q", updates.keys), array("Q", updates.fingerprints)
-        keys.extend(compress(self.keys, kept))
-        fps.extend(compress(self.fingerprints, kept))
+        # What is kept comes in runs (a delta drops a few entries here and there): each run is
+        # copied as bytes, not as a million ints.
+        old_keys, old_fps = memoryview(self.keys).cast("B"), memoryview(self.fingerprints).cast("B")
+        runs = list(_runs_of_ones(kept))
+        for start, stop in runs:
+            keys.frombytes(old_keys[8 * start : 8 * stop])
+            fps.frombytes(old_fps[8 * start : 8 * stop])
+        old_keys.release()
+        old_fps.release()
         emails: list[str] | None = None
         if keep_emails:
             emails = list(updates.emails) if updates.emails is not None else [""] * len(updates.keys)
-            emails.extend(compress(self.emails, kept) if self.emails is not None else repeat("", kept.count(1)))
+            for start, stop in runs:
+                emails.extend(self.emails[start:stop] if self.emails is not None else repeat("", stop - start))
         return SyncState(keys, fps, emails)
 
-    def indexes_not_in(self, present: set[int]) -> Iterator[int]:
+    def indexes_not_in(self, present: Set[int] | RunKeys) -> Iterator[int]:
         """Indexes of entries whose key is not in ``present`` (mirror mode's removal candidates)."""
-        for index, key in enumerate(self.keys):
-            if key not in present:
-                yield index
+        if isinstance(present, RunKeys) and present.state is self:
+            return present.unclaimed()
+        return (index for index, key in enumerate(self.keys) if key not in present)
+
+
+def _runs_of_ones(flags: bytearray) -> Iterator[tuple[int, int]]:
+    """(start, stop) of each run of 1 bytes in ``flags`` (of 0 and 1 only)."""
+    start, end = flags.find(1), len(flags)
+    while 0 <= start < end:
+        stop = flags.find(0, start)
+        stop = end if stop < 0 else stop
+        yield start, stop
+        start = flags.find(1, stop)
+
+
+class RunKeys:
+    """The email keys of a run's valid contacts: de-duplication (the first row wins) and, in
+    mirror mode, who is still present.
+
+    A key the state holds is one byte, at its position in the state (``claimed``); any other key
+    is in a :class:`KeySet`. A delta run of a million unchanged rows so costs a megabyte where a
+    set of ints cost a hundred, and claims its rows a chunk at a time by position, without
+    making their keys. Without a state (a ``--full`` run in upsert mode), every key is in the set.
+    """
+
+    def __init__(self, state: SyncState | None = None):
+        self.state = state
+        self.claimed = bytearray(len(state.keys) if state is not None else 0)
+        self.claimed_count = 0
+        self.others = KeySet()
+
+    def __len__(self) -> int:
+        return self.claimed_count + len(self.others)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def locate(self, key: int) -> int:
+        """The key's position in the state, or ``MISSING``."""
+        if self.state is None or not self.claimed:
+            return MISSING
+        return self.state.key_index().find(key)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, int):
+            return False
+        at = self.locate(key)
+        return bool(self.claimed[at]) if at != MISSING else key in self.others
+
+    def add(self, key: int, at: int | None = None) -> None:
+        """Add ``key``; ``at`` is its position in the state if already located."""
+        if at is None:
+            at = self.locate(key)
+        if at == MISSING:
+            self.others.add(key)
+        elif not self.claimed[at]:
+            self.claimed[at] = 1
+            self.claimed_count += 1
+
+    def claim(self, position: int) -> None:
+        """Claim the state position of a key located with :meth:`locate`."""
+        if not self.claimed[position]:
+            self.claimed[position] = 1
+            self.claimed_count += 1
+
+    def claim_unclaimed(self, positions: Set[int]) -> None:
+        """Claim state positions none of which is claimed yet (the caller has checked)."""
+        deque(map(self.claimed.__setitem__, positions, repeat(1)), maxlen=0)
+        self.claimed_count += len(positions)
+
+    def unclaimed(self) -> Iterator[int]:
+        """The positions in the state of the keys no row of the run holds."""
+        return compress(range(len(self.claimed)), self.claimed.translate(_UNCLAIMED))
 
 
 class StateUpdates:

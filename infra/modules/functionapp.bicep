@@ -28,7 +28,7 @@ param applicationInsightsName string
 @description('URI of the Key Vault that holds the SendGrid API key(s).')
 param keyVaultUri string
 
-@description('Memory of each instance, in MB.')
+@description('Memory of each instance, in MB: 2048 by default (main.parameters.json), which holds an export of ten million profiles (under 600 MB at its peak) beside the other runs an instance takes at once; 4096 for mirror destinations of millions, which keep every email in memory (README, Performance and Scaling).')
 param instanceMemoryMB int
 
 @description('Most instances the app may scale out to.')
