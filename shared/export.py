@@ -298,6 +298,8 @@ class _Run:
         try:
             with self.stage("lists"):
                 found = self.find_lists(client, destination)
+                if self.mirror:  # before any list is created: a refused run leaves nothing behind
+                    refuse_mirror_on_shared_lists(config, destination, found)
                 custom_fields = self.resolve_custom_fields(client, destination)
             creates = not self.options.dry_run and any(item is None for item in found)
             if creates:  # no list is created before max_profiles is proven: scan while the state loads
@@ -315,8 +317,6 @@ class _Run:
                         proven.set()
             with self.stage("lists"):
                 list_ids = self.create_lists(client, destination, found)
-                if self.mirror:
-                    refuse_mirror_on_shared_lists(client, config, destination, list_ids)
             self.store.save(record)
             spool = BatchSpool(
                 list_ids, max_contacts=self.edges.max_batch_contacts, max_bytes=self.edges.max_batch_bytes
@@ -707,32 +707,24 @@ def unproven_read(plan: list[tuple[SegmentRef, list[SegmentFile]]]) -> str:
 
 
 def refuse_mirror_on_shared_lists(
-    client: SendGridClient, config: DestinationsConfig, destination: Destination, list_ids: list[str]
+    config: DestinationsConfig, destination: Destination, found: list[dict[str, Any] | None]
 ) -> None:
     """Mirror mode removes by its own state alone, so it would take off a list the people another
     destination sends to the same list (and that one would never put them back): refuse it.
 
-    Another destination may use another API key of the same account, so a list it names by id is
-    compared whatever its key; one it names by name is resolved when it shares this key, and
-    otherwise compared by name with this destination's lists (another account may well have a
-    list of that name too: the error says to rename one, which is safe either way)."""
-    others = [d for d in config.destinations.values() if d.name != destination.name]
-    if not others:
-        return
-    names: dict[str, str] | None = None
-
-    def by_name() -> dict[str, str]:
-        nonlocal names
-        if names is None:
-            names = {str(item.get("name")): str(item.get("id")) for item in client.iter_lists()}
-        return names
-
-    for other in others:
+    Another destination may use another API key of the same account, so it is compared whatever
+    its key: a list it names by id against this destination's lists' ids, one it names by name
+    against their names (SendGrid's, or the name of one still to be created). Another account may
+    well have a list of that name too: the error says to rename one, which is safe either way."""
+    ids = {str(item["id"]) for item in found if item is not None}
+    names = {str(item.get("name")) for item in found if item is not None}
+    names |= {ref.name for ref, item in zip(destination.lists, found, strict=True) if item is None and ref.name}
+    for other in config.destinations.values():
+        if other.name == destination.name:
+            continue
         same_key = other.api_key_secret == destination.api_key_secret and other.region == destination.region
         for ref in other.lists:
-            # A name is looked up in this key's account: the same list if the key is the same.
-            shared = ref.id in list_ids if ref.id is not None else by_name().get(ref.name or "") in list_ids
-            if shared:
+            if (ref.id is not None and ref.id in ids) or (ref.id is None and ref.name in names):
                 hint = "" if same_key else " (if it is another SendGrid account, give the lists different names)"
                 raise ConfigError(
                     f"mirror mode would remove contacts that destination '{other.name}' also sends to the "
@@ -763,9 +755,7 @@ class _FileReader:
         self.table, self.rules, self.fingerprinter, self.email_at = table, rules, fingerprinter, email_at
         self.counts, self.rejects, self.spool = counts, rejects, spool
 
-    def read(
-        self, known: PositionIndex | None, seen: RunKeys, on_chunk: Callable[[int], None] | None = None
-    ) -> int:
+    def read(self, known: PositionIndex | None, seen: RunKeys, on_chunk: Callable[[int], None] | None = None) -> int:
         parse = self.table.parse
         rows = 0
         for chunk in self.table.chunks:

@@ -331,3 +331,23 @@ def test_freed_memory_is_handed_back_after_each_file():
     edges.release_memory = lambda: released.append(len(released))
     record = run(edges)
     assert record.counts["sent"] == 60 and released == [0, 1]
+
+
+def test_mirror_mode_on_a_list_another_destination_names_is_refused_whatever_its_key():
+    from shared.config import parse_destinations
+    from shared.errors import ConfigError
+    from shared.export import refuse_mirror_on_shared_lists
+
+    def config(other_list):
+        mirror = {"name": "news", "data_privacy_consent": True, "mode": "mirror", "list": {"id": LIST_ID}}
+        other = {"name": "loyalty", "data_privacy_consent": True, "api_key_secret": "other-key", "list": other_list}
+        mirror["segments"] = other["segments"] = [{"path": "a.csv"}]
+        return parse_destinations(json.dumps({"destinations": [mirror, other]}))
+
+    found = [{"id": LIST_ID, "name": "Newsletter"}]
+    for other_list in ({"id": LIST_ID}, {"name": "Newsletter"}):
+        cfg = config(other_list)
+        with pytest.raises(ConfigError, match="'loyalty'.*another SendGrid account"):
+            refuse_mirror_on_shared_lists(cfg, cfg.get("news"), found)
+    cfg = config({"name": "Loyalty"})
+    refuse_mirror_on_shared_lists(cfg, cfg.get("news"), found)  # a list of its own: fine
