@@ -347,7 +347,7 @@ def test_mirror_mode_on_a_list_another_destination_names_is_refused_whatever_its
     found = [{"id": LIST_ID, "name": "Newsletter"}]
     for other_list in ({"id": LIST_ID}, {"name": "Newsletter"}):
         cfg = config(other_list)
-        with pytest.raises(ConfigError, match="'loyalty'.*another SendGrid account"):
+        with pytest.raises(ConfigError, match=r"'loyalty'.*another SendGrid account"):
             refuse_mirror_on_shared_lists(cfg, cfg.get("news"), found)
     cfg = config({"name": "Loyalty"})
     refuse_mirror_on_shared_lists(cfg, cfg.get("news"), found)  # a list of its own: fine
