@@ -19,6 +19,7 @@ from typing import Any
 from .config import Destination, SegmentRef
 from .context import propagate
 from .errors import ExportError, ProfileLimitError
+from .keysets import KeySet
 from .mapping import plan_columns
 from .rows import RowRules
 from .segments import SegmentFile, open_segment_file, scan_segment_file
@@ -125,7 +126,7 @@ class BoundScan:
 def require_within_limit(store: BlobStore, plan: Plan, destination: Destination, max_record_bytes: int) -> int:
     """Count the distinct valid emails, and fail past ``max_profiles`` (as soon as it is passed)."""
     limit = destination.max_profiles
-    keys: set[int] = set()
+    keys = KeySet()  # compact: this count must not cost memory a set of ints would (see keysets)
     for _, files in plan:
         for file in files:
             table = open_segment_file(store, file, destination.mapping, max_record_bytes)

@@ -220,10 +220,12 @@ def up(state: Path, data: Path, settings_file: Path) -> int:
 
 
 def _start(state: Path, data: Path) -> dict[str, Any]:
-    from tools.storage_emulator import BIN_DIR, azurite_command
+    from tools.storage_emulator import azurite_command
 
-    if not (BIN_DIR / "azurite").exists():
-        raise SystemExit(f"{BIN_DIR / 'azurite'} is missing: run 'npm ci' (make install does) first.")
+    try:
+        azurite_command(0, 0, 0, None)  # says what to run when the emulator is not installed
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
     ports = _pick_ports()
     # Kept across restarts, so a key you copied stays good; the identity header need not be.
     key_file = state / "sendgrid-api-key"

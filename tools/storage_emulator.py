@@ -31,6 +31,8 @@ def azurite_command(blob_port: int, queue_port: int, table_port: int, location: 
     """The one place Azurite's command line is made: on 127.0.0.1 only, and never without
     --disableTelemetry. ``location`` None keeps its data in memory."""
     args = [str(BIN_DIR / "azurite"), "--disableTelemetry", "--skipApiVersionCheck", "--silent", "--loose"]
+    if not Path(args[0]).exists():
+        raise RuntimeError(f"{args[0]} is missing: run 'npm ci' (make install does) first.")
     for service, port in (("blob", blob_port), ("queue", queue_port), ("table", table_port)):
         args += [f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port)]
     return args + (["--inMemoryPersistence"] if location is None else ["--location", location])
@@ -55,8 +57,6 @@ class Emulator:
     def start(self, timeout: float = 30.0) -> Emulator:
         location = None if self._in_memory else self._dir.name
         args = azurite_command(self.blob_port, self.queue_port, self.table_port, location)
-        if not Path(args[0]).exists():
-            raise RuntimeError(f"{args[0]} is missing: run 'npm ci' (make install does) first.")
         with open(self._log, "wb") as log:  # the child keeps its own handle
             self._proc = subprocess.Popen(
                 args,
