@@ -11,8 +11,10 @@ import azure.functions as func
 from opentelemetry import context as otel_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from shared import http_api, privacy, service, telemetry
+from shared import privacy
 from shared.context import invocation
+from shared.entrypoints import http_api, service
+from shared.run import telemetry
 
 # In Azure (APPLICATIONINSIGHTS_CONNECTION_STRING set), logs, the run event and metrics go to
 # Application Insights through OpenTelemetry: host.json "telemetryMode": "OpenTelemetry", the distro

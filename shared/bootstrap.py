@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .export import Edges
-from .jobs import AzureJobQueue, queue_client
-from .locks import BlobLeaseLock
-from .memory import release_free_memory, return_large_buffers_to_the_os
-from .secrets import EnvironmentSecretProvider, KeyVaultSecretProvider, SecretProvider
-from .sendgrid import SendGridClient
-from .settings import Settings
-from .storage import AzureBlobStore, blob_service_client
+from shared.adapters.jobs import AzureJobQueue, queue_client
+from shared.adapters.locks import BlobLeaseLock
+from shared.adapters.memory import release_free_memory, return_large_buffers_to_the_os
+from shared.adapters.secrets import EnvironmentSecretProvider, KeyVaultSecretProvider, SecretProvider
+from shared.adapters.sendgrid import SendGridClient
+from shared.adapters.storage import AzureBlobStore, blob_service_client
+from shared.run.export import Edges
+from shared.settings import Settings
 
 
 def default_credential(settings: Settings) -> Any:

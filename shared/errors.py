@@ -6,6 +6,8 @@ ever carries an API key, an email address or a person's name.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ExportError(Exception):
     """Base class of every error the core raises on purpose."""
@@ -51,7 +53,7 @@ class SecretError(ExportError):
 class SendGridError(ExportError):
     """SendGrid refused a request, or could not be reached within the retry budget."""
 
-    def __init__(self, message: str, *, status: int | None = None, errors: list[dict] | None = None):
+    def __init__(self, message: str, *, status: int | None = None, errors: list[dict[str, Any]] | None = None):
         self.status = status
         self.errors = errors or []
         super().__init__(message)

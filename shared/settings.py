@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from .errors import SettingsError
+from shared.errors import SettingsError
 
 DEFAULT_SEGMENTS_CONTAINER = "segments"
 DEFAULT_EXPORTS_CONTAINER = "sendgrid-exports"

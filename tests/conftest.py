@@ -21,12 +21,12 @@ import requests
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient
 
-from shared import service
+from shared.adapters.jobs import queue_client
+from shared.adapters.retry import RetryPolicy
+from shared.adapters.sendgrid import SendGridClient
 from shared.bootstrap import build_edges
-from shared.export import Edges
-from shared.jobs import queue_client
-from shared.retry import RetryPolicy
-from shared.sendgrid import SendGridClient
+from shared.entrypoints import service
+from shared.run.export import Edges
 from shared.settings import Settings
 from tools import sendgrid_simulator
 from tools.keyvault_standin import KeyVaultStandIn

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO
 
-from shared.storage import BlobInfo, BlobNotFound
+from shared.adapters.storage import BlobInfo, BlobNotFound
 
 
 class InMemoryBlobStore:
@@ -81,7 +81,7 @@ class InMemoryLock:
     def hold(self, destination: str, run_id: str):  # type: ignore[no-untyped-def]
         from contextlib import contextmanager
 
-        from shared.locks import HeldLock, LockHeld
+        from shared.adapters.locks import HeldLock, LockHeld
 
         @contextmanager
         def held():  # type: ignore[no-untyped-def]

@@ -162,7 +162,7 @@ def role_assignments() -> list[dict[str, Any]]:
 
 
 def test_each_data_plane_call_of_the_code_has_its_role_assignment():
-    source = "\n".join(p.read_text() for p in (REPO / "shared").glob("*.py"))
+    source = "\n".join(p.read_text() for p in (REPO / "shared").glob("**/*.py"))
     calls = {name for name in DATA_PLANE if re.search(rf"\.{name}\(", source)}
     assert {"download_blob", "upload_blob", "acquire_lease", "send_message", "get_secret"} <= calls  # the scan works
     granted = {(a["scope"], a["role"]) for a in role_assignments() if a["principal"] == "appPrincipalId"}
@@ -239,8 +239,8 @@ def test_storage_holds_the_containers_and_queue_the_settings_name():
 
 def run_event_dimensions() -> tuple[str, set[str]]:
     """The event's name and the dimensions shared/telemetry.py gives it, read from the source."""
-    telemetry = ast.parse((REPO / "shared" / "telemetry.py").read_text())
-    records = ast.parse((REPO / "shared" / "records.py").read_text())
+    telemetry = ast.parse((REPO / "shared" / "run" / "telemetry.py").read_text())
+    records = ast.parse((REPO / "shared" / "run" / "records.py").read_text())
     event = ""
     dimensions: set[str] = set()
     count_names: tuple[str, ...] = ()
@@ -357,7 +357,7 @@ def test_telemetry_is_opentelemetry_end_to_end():
     assert settings["PYTHON_ENABLE_OPENTELEMETRY"] == "true"
     # The worker would configure a second pipeline of its own, and every record would go twice.
     assert "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY" not in settings
-    telemetry = (REPO / "shared" / "telemetry.py").read_text()
+    telemetry = (REPO / "shared" / "run" / "telemetry.py").read_text()
     assert '"enable_trace_based_sampling_for_logs": False' in telemetry
 
 

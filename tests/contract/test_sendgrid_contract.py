@@ -7,8 +7,11 @@ import json
 
 import pytest
 
-from shared import batching, rows, sendgrid, settings
-from shared.export import ExportOptions, queue_run, run_export
+from shared import settings
+from shared.adapters import sendgrid
+from shared.inputs import rows
+from shared.run import batching
+from shared.run.export import ExportOptions, queue_run, run_export
 from tests.conftest import destination, make_edges, shared_folder
 from tests.contract.openapi import OpenApiContract
 from tools import sendgrid_simulator

@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 import sys
 
+from shared.adapters.locks import BlobLeaseLock
+from shared.adapters.storage import AzureBlobStore
 from shared.bootstrap import build_edges
-from shared.export import ExportOptions
-from shared.locks import BlobLeaseLock
-from shared.service import run_now
+from shared.entrypoints.service import run_now
+from shared.run.export import ExportOptions
 from shared.settings import Settings
-from shared.storage import AzureBlobStore
 
 
 def main() -> int:

@@ -118,7 +118,7 @@ def test_destinations_and_runs(workspace, simulator):
 
 
 def test_the_cli_takes_the_same_lock_as_the_worker(workspace, simulator):
-    from shared.locks import BlobLeaseLock
+    from shared.adapters.locks import BlobLeaseLock
 
     workspace.put_segment("people.csv", "Email\na@example.com\n")
     workspace.put_destinations(destination())
@@ -179,7 +179,7 @@ def test_ctrl_c_prints_one_line_releases_the_lock_and_records_the_run_failed(wor
 
     from azure.storage.blob import BlobServiceClient
 
-    from shared.locks import lock_blob_name
+    from shared.adapters.locks import lock_blob_name
 
     workspace.put_segment("people.csv", "Email\n" + "".join(f"p{i}@example.com\n" for i in range(300)))
     workspace.put_destinations(destination())

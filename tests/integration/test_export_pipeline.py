@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from shared.export import ExportOptions, queue_run, run_export
+from shared.run.export import ExportOptions, queue_run, run_export
 from tests.conftest import destination, make_edges
 
 pytestmark = pytest.mark.integration
@@ -156,7 +156,7 @@ def test_a_read_timeout_is_retried_and_the_upsert_stays_idempotent(workspace, si
     workspace.put_destinations(destination())
     simulator.fault(kind="delay", seconds=1.5, method="PUT", path="/v3/marketing/contacts", times=1)
     edges = make_edges(workspace)
-    from shared.sendgrid import SendGridClient
+    from shared.adapters.sendgrid import SendGridClient
     from tests.conftest import FAST_RETRY
 
     edges.sendgrid = lambda url, key: SendGridClient(url, key, policy=FAST_RETRY, timeout=(1.0, 0.5))

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from shared.export import ExportOptions, queue_run, run_export
-from shared.service import run_now
+from shared.entrypoints.service import run_now
+from shared.run.export import ExportOptions, queue_run, run_export
 from tests.conftest import REPO, destination, make_edges
 
 pytestmark = pytest.mark.integration
@@ -73,7 +73,7 @@ def test_dropped_connections_and_read_timeouts(workspace, simulator):
     simulator.fault(kind="drop", method="PUT", path="/v3/marketing/contacts", times=2)
     simulator.fault(kind="drop", method="GET", path="/v3/marketing/contacts/imports/", times=2)
     simulator.fault(kind="delay", seconds=1.2, method="PUT", path="/v3/marketing/contacts", times=1, after=2)
-    from shared.sendgrid import SendGridClient
+    from shared.adapters.sendgrid import SendGridClient
     from tests.conftest import FAST_RETRY
 
     edges = make_edges(workspace, max_batch_contacts=30)
@@ -145,7 +145,7 @@ def test_two_runs_started_together(workspace, simulator):
 
 
 def test_a_key_sendgrid_quotes_back_reaches_no_record_rejects_check_or_log(workspace, simulator):
-    from shared.preflight import run_checks
+    from shared.run.preflight import run_checks
     from tests.conftest import API_KEY
 
     workspace.put_segment("people.csv", people(3))

@@ -19,8 +19,8 @@ from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
 import function_app
-from shared import service
-from shared.locks import BlobLeaseLock, lock_blob_name
+from shared.adapters.locks import BlobLeaseLock, lock_blob_name
+from shared.entrypoints import service
 from tests.conftest import API_KEY, REPO, destination, make_edges
 from tests.integration.worker_context import WorkerContext
 
@@ -119,7 +119,7 @@ def test_host_json_poisons_after_the_attempts_the_worker_counts():
 
 
 def test_the_core_never_imports_the_functions_framework():
-    for path in pathlib.Path(service.__file__).parent.glob("*.py"):
+    for path in pathlib.Path(service.__file__).parents[1].rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
             if isinstance(node, ast.ImportFrom):

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from shared.export import ExportOptions, queue_run, run_export
+from shared.run.export import ExportOptions, queue_run, run_export
 from shared.settings import Settings
 from tests.conftest import destination, make_edges
 

@@ -11,8 +11,8 @@ from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 from opentelemetry import trace
 
-from shared import service
 from shared.context import current_invocation_id, propagate
+from shared.entrypoints import service
 from tests.integration.test_function_app import functions_by_name
 from tests.integration.worker_context import STORAGE, WorkerContext
 

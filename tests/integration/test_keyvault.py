@@ -2,10 +2,10 @@
 
 import pytest
 
+from shared.adapters.secrets import KeyVaultSecretProvider
 from shared.bootstrap import build_edges
 from shared.errors import SecretError
-from shared.export import queue_run, run_export
-from shared.secrets import KeyVaultSecretProvider
+from shared.run.export import queue_run, run_export
 from shared.settings import Settings
 from tests.conftest import API_KEY, destination
 

@@ -8,10 +8,10 @@ import time
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from shared.export import ExportOptions
-from shared.locks import BlobLeaseLock
-from shared.service import run_now
-from shared.storage import AzureBlobStore
+from shared.adapters.locks import BlobLeaseLock
+from shared.adapters.storage import AzureBlobStore
+from shared.entrypoints.service import run_now
+from shared.run.export import ExportOptions
 from tests.conftest import Workspace, destination, make_edges
 from tests.integration.test_faults import people
 from tools.storage_emulator import Emulator

@@ -12,8 +12,8 @@ import azure.functions as func
 import pytest
 from azure.functions.queue import QueueMessage
 
-from shared import service
-from shared.records import RunRecord
+from shared.entrypoints import service
+from shared.run.records import RunRecord
 from tests.conftest import destination, make_edges
 from tests.integration.test_function_app import call
 

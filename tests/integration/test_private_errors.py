@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from shared.export import queue_run, run_export
-from shared.preflight import Check, run_checks
+from shared.run.export import queue_run, run_export
+from shared.run.preflight import Check, run_checks
 from tests.conftest import SENTINEL_NAMES, destination, make_edges
 
 pytestmark = pytest.mark.integration

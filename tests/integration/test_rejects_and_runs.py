@@ -13,8 +13,8 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 
-from shared import http_api
-from shared.records import REJECT_COLUMNS
+from shared.entrypoints import http_api
+from shared.run.records import REJECT_COLUMNS
 from tests.conftest import API_KEY, REPO, destination
 from tests.integration.test_function_app import HOST, call, work
 

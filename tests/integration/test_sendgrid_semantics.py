@@ -14,10 +14,10 @@ import time
 import pytest
 import requests
 
-from shared.export import ExportOptions, queue_run, run_export
-from shared.preflight import run_checks
-from shared.service import run_locked
-from shared.sync_state import SyncState
+from shared.entrypoints.service import run_locked
+from shared.run.export import ExportOptions, queue_run, run_export
+from shared.run.preflight import run_checks
+from shared.run.sync_state import SyncState
 from tests.conftest import API_KEY, destination, make_edges
 
 pytestmark = pytest.mark.integration

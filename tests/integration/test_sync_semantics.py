@@ -7,9 +7,9 @@ import io
 
 import pytest
 
-from shared.export import ExportOptions, queue_run, run_export
-from shared.sendgrid import SendGridClient
-from shared.sync_state import SyncState, state_blob_name
+from shared.adapters.sendgrid import SendGridClient
+from shared.run.export import ExportOptions, queue_run, run_export
+from shared.run.sync_state import SyncState, state_blob_name
 from tests.conftest import FAST_RETRY, destination, make_edges
 
 pytestmark = pytest.mark.integration

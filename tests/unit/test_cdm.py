@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from shared import cdm
 from shared.errors import SegmentError
+from shared.inputs import cdm
 from tests.conftest import shared_folder
 
 SAMPLES = "samples/cdm/microsoft-CDM"

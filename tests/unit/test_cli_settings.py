@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 
-from shared import cli
+from shared.entrypoints import cli
 
 
 def load(tmp_path, monkeypatch, environment: dict[str, str], values: dict[str, str]) -> dict[str, str]:

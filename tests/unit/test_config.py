@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from shared.config import parse_destinations
 from shared.errors import ConfigError, ConsentError, UnknownDestinationError
+from shared.inputs.config import parse_destinations
 
 
 def doc(*destinations):

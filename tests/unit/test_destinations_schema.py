@@ -10,8 +10,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from shared import config
-from shared.config import InvalidDestination, parse_destinations
+from shared.inputs import config
+from shared.inputs.config import InvalidDestination, parse_destinations
 from tests.conftest import REPO
 
 SCHEMA = json.loads((REPO / "schemas" / "destinations.schema.json").read_text())

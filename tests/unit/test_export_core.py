@@ -6,9 +6,9 @@ from datetime import UTC
 
 import pytest
 
+from shared.adapters.sendgrid import CallStats, JobResult
 from shared.errors import SendGridAuthError, SendGridError
-from shared.export import Edges, ExportOptions, queue_run, run_export
-from shared.sendgrid import CallStats, JobResult
+from shared.run.export import Edges, ExportOptions, queue_run, run_export
 from shared.settings import Settings
 from tests.fakes import DictSecrets, InMemoryBlobStore, InMemoryLock, ListQueue
 
@@ -206,8 +206,8 @@ def test_a_failed_import_job_counts_its_contacts_errored():
 def test_run_ids_sort_by_time_even_within_one_second():
     from datetime import datetime, timedelta
 
-    from shared.jobs import RUN_ID_PATTERN
-    from shared.records import new_run_id
+    from shared.names import RUN_ID_PATTERN
+    from shared.run.records import new_run_id
 
     start = datetime(2026, 11, 23, 3, 15, 0, tzinfo=UTC)
     ids = [new_run_id(start + timedelta(milliseconds=ms)) for ms in (0, 1, 250, 999, 1000)]
@@ -334,9 +334,9 @@ def test_freed_memory_is_handed_back_after_each_file():
 
 
 def test_mirror_mode_on_a_list_another_destination_names_is_refused_whatever_its_key():
-    from shared.config import parse_destinations
     from shared.errors import ConfigError
-    from shared.export import refuse_mirror_on_shared_lists
+    from shared.inputs.config import parse_destinations
+    from shared.run.export import refuse_mirror_on_shared_lists
 
     def config(other_list):
         mirror = {"name": "news", "data_privacy_consent": True, "mode": "mirror", "list": {"id": LIST_ID}}

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.config import _DESTINATION_KEYS, parse_destinations
+from shared.entrypoints.http_api import ApiRequest, check_destination, get_export, handle, list_exports, start_export
 from shared.errors import ConfigError, SegmentError
-from shared.http_api import ApiRequest, check_destination, get_export, handle, list_exports, start_export
-from shared.segments import SegmentFile, open_segment_file
+from shared.inputs.config import _DESTINATION_KEYS, parse_destinations
+from shared.inputs.segments import SegmentFile, open_segment_file
 from shared.settings import DEFAULT_MAX_RECORD_BYTES
 from tests.fakes import InMemoryBlobStore
 from tests.unit.test_export_core import setup
@@ -115,7 +115,7 @@ def test_any_bytes_read_as_a_segment_give_rows_rejections_or_one_clear_error(dat
     file = SegmentFile(name, "jsonl" if name.endswith(".jsonl") else "csv")
     store = InMemoryBlobStore({name: data}, chunk_size=13)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("shared.segments._TEXT_CHUNK_CHARS", text_chunk)
+        patch.setattr("shared.inputs.segments._TEXT_CHUNK_CHARS", text_chunk)
         try:
             table = open_segment_file(store, file, None, limit)
             for chunk in table.chunks:

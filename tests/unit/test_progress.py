@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.progress import LogProgress, ProgressSnapshot, RunProgress
+from shared.run.progress import LogProgress, ProgressSnapshot, RunProgress
 
 
 class Clock:
@@ -70,9 +70,9 @@ def test_a_cancelled_scan_stops_at_the_next_chunk_not_at_the_end_of_its_file():
     import threading
     import time as clock
 
-    from shared.config import parse_destinations
-    from shared.profile_limit import BoundScan
-    from shared.segments import SegmentFile
+    from shared.inputs.config import parse_destinations
+    from shared.inputs.segments import SegmentFile
+    from shared.run.profile_limit import BoundScan
     from tests.fakes import InMemoryBlobStore
 
     class SlowStore(InMemoryBlobStore):

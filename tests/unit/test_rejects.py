@@ -8,7 +8,7 @@ import io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.records import RejectsWriter
+from shared.run.records import RejectsWriter
 from tests.fakes import InMemoryBlobStore
 
 DANGEROUS = ("=", "+", "-", "@", "\t", "\r")

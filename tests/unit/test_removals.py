@@ -5,9 +5,9 @@ from __future__ import annotations
 from array import array
 from types import SimpleNamespace
 
-from shared.removals import PENDING_GIVE_UP_SECONDS, remove_departed
-from shared.sendgrid import JobResult
-from shared.sync_state import SyncState, email_key
+from shared.adapters.sendgrid import JobResult
+from shared.run.removals import PENDING_GIVE_UP_SECONDS, remove_departed
+from shared.run.sync_state import SyncState, email_key
 
 NOW = 1_800_000_000
 

@@ -1,6 +1,6 @@
 import random
 
-from shared.retry import RetryPolicy
+from shared.adapters.retry import RetryPolicy
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap():

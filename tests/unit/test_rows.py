@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.config import FieldMapping
 from shared.errors import SegmentError
-from shared.mapping import plan_columns
-from shared.rows import CustomFieldDef, RowRules, coerce_custom_value
+from shared.inputs.config import FieldMapping
+from shared.inputs.mapping import plan_columns
+from shared.inputs.rows import CustomFieldDef, RowRules, coerce_custom_value
 
 COLUMNS = ["Id", "PrimaryEmail", "FirstName", "LastName", "City", "StateOrProvince", "Country", "PostalCode"]
 

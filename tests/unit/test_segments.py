@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from shared.config import CsvOptions, SegmentRef
 from shared.errors import SegmentError
-from shared.segments import (
+from shared.inputs.config import CsvOptions, SegmentRef
+from shared.inputs.segments import (
     SegmentFile,
     _QuoteTest,
     detect_delimiter,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import CsvOptions
-from shared.mapping import plan_columns
-from shared.rows import RowRules
-from shared.segments import read_csv, read_jsonl
+from shared.inputs.config import CsvOptions
+from shared.inputs.mapping import plan_columns
+from shared.inputs.rows import RowRules
+from shared.inputs.segments import read_csv, read_jsonl
 
 ROW = (
     b'C%08d,person.%d@example.com,"Mar\xc3\xada Jos\xc3\xa9","Garc\xc3\xada L\xc3\xb3pez, Jr.",'

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.sync_state import RowFingerprinter, StateUpdates, SyncState, SyncStateError, email_key
+from shared.run.sync_state import RowFingerprinter, StateUpdates, SyncState, SyncStateError, email_key
 from tests.fakes import InMemoryBlobStore
 
 

@@ -12,10 +12,10 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from shared import telemetry
-from shared.export import queue_run, run_export
-from shared.records import RunRecord
-from shared.telemetry import (
+from shared.run import telemetry
+from shared.run.export import queue_run, run_export
+from shared.run.records import RunRecord
+from shared.run.telemetry import (
     CONTACTS_REJECTED,
     CONTACTS_SENT,
     CUSTOM_EVENT_NAME_ATTRIBUTE,

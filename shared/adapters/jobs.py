@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-from .config import NAME_PATTERN
-from .errors import ExportError, SettingsError
-from .settings import StorageSettings
+from shared.errors import ExportError, SettingsError
+from shared.names import NAME_PATTERN, RUN_ID_PATTERN
+from shared.settings import StorageSettings
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
 
-RUN_ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}\Z")  # \Z: $ would take a final newline
 # A job is a few hundred characters; a queue message can hold 64 KiB.
 MAX_MESSAGE_CHARS = 16_384
 TRIGGERS = ("schedule", "on_demand", "cli", "on_new_data")

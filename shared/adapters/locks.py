@@ -23,8 +23,8 @@ from typing import Any, Protocol
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
-from .context import propagate
-from .errors import ExportError
+from shared.context import propagate
+from shared.errors import ExportError
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +174,10 @@ class BlobLeaseLock:
     @staticmethod
     def _holder(blob: object) -> str | None:
         try:
-            return blob.get_blob_properties().metadata.get("run_id")  # type: ignore[attr-defined]
+            holder = blob.get_blob_properties().metadata.get("run_id")  # type: ignore[attr-defined]
         except HttpResponseError:
             return None
+        return holder if isinstance(holder, str) else None
 
 
 def _call_bounds(within: float, retries: int = 0) -> dict[str, Any]:

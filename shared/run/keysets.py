@@ -30,7 +30,7 @@ class PositionIndex:
     keys, its fingerprints); of a number that occurs twice, one position is found.
     """
 
-    def __init__(self, values: array, *, check_distinct: bool = False):
+    def __init__(self, values: array[int], *, check_distinct: bool = False):
         self._values = values
         count = len(values)
         self._size = size = max(7, int(count * _SLOTS_PER_ENTRY) | 1)

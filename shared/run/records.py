@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import ExportError
-from .storage import BlobNotFound, BlobStore
+from shared.adapters.storage import BlobNotFound, BlobStore
+from shared.errors import ExportError
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings, ExponentialRetry
 
-from .errors import ExportError
-from .settings import StorageSettings
+from shared.errors import ExportError
+from shared.settings import StorageSettings
 
 # Chunks of this size bound the memory a streamed read holds at once.
 READ_CHUNK_BYTES = 4 * 1024 * 1024

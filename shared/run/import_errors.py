@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from .errors import ExportError
+from shared.errors import ExportError
 
 MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
 MAX_MESSAGE_CHARS = 500

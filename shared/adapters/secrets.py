@@ -14,8 +14,8 @@ from azure.core.exceptions import (
 )
 from azure.keyvault.secrets import SecretClient
 
-from .errors import SecretError
-from .privacy import register_secret
+from shared.errors import SecretError
+from shared.privacy import register_secret
 
 
 class SecretProvider(Protocol):

@@ -33,8 +33,8 @@ from typing import Any
 from opentelemetry._logs import LoggerProvider, SeverityNumber, get_logger_provider
 from opentelemetry.metrics import MeterProvider, get_meter_provider
 
-from .privacy import redact
-from .records import RunRecord, record_blob_name
+from shared.privacy import redact
+from shared.run.records import RunRecord, record_blob_name
 
 RUN_EVENT = "SendGridExportRun"
 # The attribute the Azure Monitor exporter reads to send a log record as a custom event.

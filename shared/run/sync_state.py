@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import ne
 
-from .errors import ExportError
-from .keysets import MISSING, KeySet, PositionIndex
-from .storage import BlobNotFound, BlobStore
+from shared.adapters.storage import BlobNotFound, BlobStore
+from shared.errors import ExportError
+from shared.run.keysets import MISSING, KeySet, PositionIndex
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,8 @@ def corrupt(blob: str, why: str) -> SyncStateError:
 
 @dataclass
 class SyncState:
-    keys: array = field(default_factory=lambda: array("Q"))
-    fingerprints: array = field(default_factory=lambda: array("Q"))
+    keys: array[int] = field(default_factory=lambda: array("Q"))
+    fingerprints: array[int] = field(default_factory=lambda: array("Q"))
     emails: list[str] | None = None  # aligned with keys; kept for mirror mode only
     # Mirror mode: departed contacts not yet found by search (see shared.removals).
     pending: dict[int, int] = field(default_factory=dict)
@@ -408,7 +408,7 @@ class StateUpdates:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def extend(self, keys: array, fps: array, emails: list[str] | None) -> None:
+    def extend(self, keys: array[int], fps: array[int], emails: list[str] | None) -> None:
         """Add many triples at once; ``emails`` aligned with ``keys``, or None if none is kept."""
         if emails is None and self.emails is not None:
             emails = [""] * len(keys)

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import IO, Any
 
-from . import cdm
-from .config import CSV_DELIMITERS, CsvOptions, FieldMapping, SegmentRef
-from .errors import SegmentError
-from .settings import DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_LIMIT
-from .storage import BlobNotFound, BlobStore, ChunkStream
+from shared.adapters.storage import BlobNotFound, BlobStore, ChunkStream
+from shared.errors import SegmentError
+from shared.inputs import cdm
+from shared.inputs.config import CSV_DELIMITERS, CsvOptions, FieldMapping, SegmentRef
+from shared.settings import DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_LIMIT
 
 CSV_SUFFIXES = (".csv", ".txt", ".csv.gz", ".txt.gz")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")

@@ -19,18 +19,17 @@ from pathlib import Path
 
 from azure.core.exceptions import AzureError
 
-from .bootstrap import build_edges
-from .config import NAME_PATTERN
-from .errors import ConfigError, ConsentError, ExportError, SettingsError
-from .export import Edges, ExportOptions, load_destinations
-from .jobs import RUN_ID_PATTERN
-from .preflight import run_checks
-from .privacy import SecretRedactingFilter, redact
-from .progress import BarProgress, LogProgress
-from .records import RunRecord, rejects_blob_name
-from .service import run_now
-from .settings import Settings
-from .storage import BlobNotFound
+from shared.adapters.storage import BlobNotFound
+from shared.bootstrap import build_edges
+from shared.entrypoints.service import run_now
+from shared.errors import ConfigError, ConsentError, ExportError, SettingsError
+from shared.names import NAME_PATTERN, RUN_ID_PATTERN
+from shared.privacy import SecretRedactingFilter, redact
+from shared.run.export import Edges, ExportOptions, load_destinations
+from shared.run.preflight import run_checks
+from shared.run.progress import BarProgress, LogProgress
+from shared.run.records import RunRecord, rejects_blob_name
+from shared.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C

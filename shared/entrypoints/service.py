@@ -15,10 +15,22 @@ import threading
 from collections.abc import Mapping
 from typing import IO, Any, cast
 
-from .bootstrap import build_edges
-from .errors import ExportError, SendGridError
-from .events import CDM_MANIFEST, MalformedEvent, gate_blob_name, gate_run_id, landed_blob, still_queued, watches
-from .export import (
+from shared.adapters.jobs import ExportJob, MalformedJob
+from shared.adapters.locks import HeldLock, LockHeld
+from shared.adapters.sendgrid import SendGridClient
+from shared.adapters.storage import BlobStore
+from shared.bootstrap import build_edges
+from shared.entrypoints.events import (
+    CDM_MANIFEST,
+    MalformedEvent,
+    gate_blob_name,
+    gate_run_id,
+    landed_blob,
+    still_queued,
+    watches,
+)
+from shared.errors import ExportError, SendGridError
+from shared.run.export import (
     Edges,
     ExportOptions,
     describe_unexpected,
@@ -27,13 +39,9 @@ from .export import (
     queue_run,
     run_export,
 )
-from .jobs import ExportJob, MalformedJob
-from .locks import HeldLock, LockHeld
-from .records import FINAL_STATUSES, CorruptRunRecord, RunRecord, iso, new_run_id, utc_now
-from .sendgrid import SendGridClient
-from .settings import Settings
-from .storage import BlobStore
-from .telemetry import emit_run_event
+from shared.run.records import FINAL_STATUSES, CorruptRunRecord, RunRecord, iso, new_run_id, utc_now
+from shared.run.telemetry import emit_run_event
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

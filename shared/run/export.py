@@ -23,45 +23,45 @@ from itertools import compress, repeat
 from operator import eq
 from typing import Any
 
-from .batching import (
+from shared.adapters.jobs import JobQueue
+from shared.adapters.locks import RunLock
+from shared.adapters.secrets import SecretProvider
+from shared.adapters.sendgrid import JobResult, SendGridClient
+from shared.adapters.storage import BlobNotFound, BlobStore
+from shared.context import propagate
+from shared.errors import (
+    ConfigError,
+    ExportError,
+    ProfileLimitError,
+    SendGridError,
+)
+from shared.inputs.config import Destination, DestinationsConfig, ListRef, SegmentRef, parse_destinations
+from shared.inputs.mapping import plan_columns
+from shared.inputs.rows import CustomFieldDef, RowRules
+from shared.inputs.segments import RecordChunk, SegmentFile, TabularFile, open_segment_file, resolve_segment
+from shared.privacy import mask_emails
+from shared.run.batching import (
     MAX_CONTACTS_PER_BATCH,
     BatchSpool,
     ContactNotEncodable,
     ContactTooLarge,
     encode_contact,
 )
-from .config import Destination, DestinationsConfig, ListRef, SegmentRef, parse_destinations
-from .context import propagate
-from .errors import (
-    ConfigError,
-    ExportError,
-    ProfileLimitError,
-    SendGridError,
-)
-from .import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
-from .jobs import JobQueue
-from .keysets import MISSING, PositionIndex
-from .locks import RunLock
-from .mapping import plan_columns
-from .privacy import mask_emails
-from .profile_limit import BoundScan, require_within_limit
-from .progress import NoProgress, ProgressSink, ProgressSnapshot, RunProgress
-from .records import RejectsWriter, RunRecord, RunRecordStore, iso, new_run_id, rejects_blob_name, utc_now
-from .removals import remove_departed
-from .rows import CustomFieldDef, RowRules
-from .secrets import SecretProvider
-from .segments import RecordChunk, SegmentFile, TabularFile, open_segment_file, resolve_segment
-from .sendgrid import JobResult, SendGridClient
-from .sending import BatchSender, PendingJob, SendOutcome, batch_entry
-from .settings import (
+from shared.run.import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
+from shared.run.keysets import MISSING, PositionIndex
+from shared.run.profile_limit import BoundScan, require_within_limit
+from shared.run.progress import NoProgress, ProgressSink, ProgressSnapshot, RunProgress
+from shared.run.records import RejectsWriter, RunRecord, RunRecordStore, iso, new_run_id, rejects_blob_name, utc_now
+from shared.run.removals import remove_departed
+from shared.run.sending import BatchSender, PendingJob, SendOutcome, batch_entry
+from shared.run.sync_state import EMAIL_KEY_HASH, RowFingerprinter, RunKeys, StateUpdates, SyncState, journal_prefix
+from shared.run.telemetry import emit_run_event
+from shared.settings import (
     DEFAULT_JOB_WAIT_SECONDS,
     DEFAULT_MAX_BATCH_BYTES,
     DEFAULT_RUN_DEADLINE_SECONDS,
     Settings,
 )
-from .storage import BlobNotFound, BlobStore
-from .sync_state import EMAIL_KEY_HASH, RowFingerprinter, RunKeys, StateUpdates, SyncState, journal_prefix
-from .telemetry import emit_run_event
 
 log = logging.getLogger(__name__)
 

@@ -16,15 +16,15 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .config import Destination, SegmentRef
-from .context import propagate
-from .errors import ExportError, ProfileLimitError
-from .keysets import KeySet
-from .mapping import plan_columns
-from .rows import RowRules
-from .segments import SegmentFile, open_segment_file, scan_segment_file
-from .storage import BlobStore
-from .sync_state import email_key
+from shared.adapters.storage import BlobStore
+from shared.context import propagate
+from shared.errors import ExportError, ProfileLimitError
+from shared.inputs.config import Destination, SegmentRef
+from shared.inputs.mapping import plan_columns
+from shared.inputs.rows import RowRules
+from shared.inputs.segments import SegmentFile, open_segment_file, scan_segment_file
+from shared.run.keysets import KeySet
+from shared.run.sync_state import email_key
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ import time
 from collections.abc import Iterator, Sequence, Set
 from typing import Any, Protocol
 
-from .errors import SendGridError
-from .sendgrid import SEARCH_EMAIL_MAX_LENGTH, SendGridClient
-from .sync_state import RunKeys, SyncState, email_key
+from shared.adapters.sendgrid import SEARCH_EMAIL_MAX_LENGTH, SendGridClient
+from shared.errors import SendGridError
+from shared.run.sync_state import RunKeys, SyncState, email_key
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .config import CsvOptions
-from .errors import SegmentError
+from shared.errors import SegmentError
+from shared.inputs.config import CsvOptions
 
 MODEL_FILE = "model.json"
 # Customer Insights writes model.json files of kilobytes, a few MB with thousands of partitions.

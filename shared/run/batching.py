@@ -70,7 +70,7 @@ class Batch:
     index: int
     body: bytes
     count: int
-    columns: dict[str, array]
+    columns: dict[str, array[Any]]
     _sources: list[str]
     _head: bytes
     _tail: bytes
@@ -224,7 +224,7 @@ class BatchSpool:
         # pread: no shared file position, so a batch can be read while the next one is written.
         region = os.pread(self._file.fileno(), plan.length, plan.offset)
         meta = os.pread(self._meta.fileno(), plan.count * _CONTACT_META_BYTES, plan.meta_offset)
-        columns: dict[str, array] = {}
+        columns: dict[str, array[Any]] = {}
         at = 0
         for name, code in _COLUMNS:
             column = array(code)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .config import FieldMapping
-from .errors import SegmentError
+from shared.errors import SegmentError
+from shared.inputs.config import FieldMapping
 
 DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "email": ("PrimaryEmail", "EMail", "Email", "EmailAddress", "EMailAddress1", "email_address"),

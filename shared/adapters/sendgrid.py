@@ -19,9 +19,9 @@ from urllib.parse import parse_qs, urlparse
 
 import requests
 
-from .errors import SendGridAuthError, SendGridError
-from .privacy import mask_emails, redact_secrets, register_secret, registered_secrets
-from .retry import RETRYABLE_STATUSES, RetryPolicy
+from shared.adapters.retry import RETRYABLE_STATUSES, RetryPolicy
+from shared.errors import SendGridAuthError, SendGridError
+from shared.privacy import mask_emails, redact_secrets, register_secret, registered_secrets
 
 log = logging.getLogger(__name__)
 

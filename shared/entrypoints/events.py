@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .config import Destination
-from .errors import ExportError
-from .jobs import RUN_ID_PATTERN
-from .records import utc_now
-from .segments import CSV_SUFFIXES, JSONL_SUFFIXES
+from shared.errors import ExportError
+from shared.inputs.config import Destination
+from shared.inputs.segments import CSV_SUFFIXES, JSONL_SUFFIXES
+from shared.names import RUN_ID_PATTERN
+from shared.run.records import utc_now
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 MAX_SUBJECT_CHARS = 2048  # container (63) and blob name (1,024) with room for the path around them

@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .errors import ConfigError, ConsentError, UnknownDestinationError
+from shared.errors import ConfigError, ConsentError, UnknownDestinationError
+from shared.names import NAME_PATTERN
 
 # \Z, not $: $ also matches before a final newline, and "newsletter\n" would be a second
 # destination, with its own lock, on the same list.
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 _SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}\Z")
 _LIST_ID = re.compile(r"^[0-9A-Za-z-]{1,64}\Z")
 

@@ -12,8 +12,8 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .mapping import ColumnPlan
-from .privacy import mask_emails
+from shared.inputs.mapping import ColumnPlan
+from shared.privacy import mask_emails
 
 # SendGrid's maximum lengths for reserved fields (ContactRequest in the Contacts OpenAPI document).
 FIELD_LIMITS: dict[str, int] = {

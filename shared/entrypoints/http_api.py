@@ -14,14 +14,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import NAME_PATTERN
-from .errors import ConfigError, ConsentError, ExportError, SettingsError, UnknownDestinationError
-from .export import DestinationDisabledError, Edges, ExportOptions, load_destinations
-from .jobs import OPTION_NAMES, RUN_ID_PATTERN
-from .preflight import run_checks
-from .privacy import mask_emails
-from .records import CorruptRunRecord, rejects_blob_name
-from .service import enqueue_export
+from shared.adapters.jobs import OPTION_NAMES
+from shared.entrypoints.service import enqueue_export
+from shared.errors import ConfigError, ConsentError, ExportError, SettingsError, UnknownDestinationError
+from shared.names import NAME_PATTERN, RUN_ID_PATTERN
+from shared.privacy import mask_emails
+from shared.run.export import DestinationDisabledError, Edges, ExportOptions, load_destinations
+from shared.run.preflight import run_checks
+from shared.run.records import CorruptRunRecord, rejects_blob_name
 
 log = logging.getLogger(__name__)
 

@@ -27,11 +27,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from .batching import Batch, BatchSpool
-from .context import propagate
-from .errors import SendGridAuthError, SendGridError
-from .privacy import mask_emails
-from .sendgrid import CallStats, SendGridClient
+from shared.adapters.sendgrid import CallStats, SendGridClient
+from shared.context import propagate
+from shared.errors import SendGridAuthError, SendGridError
+from shared.privacy import mask_emails
+from shared.run.batching import Batch, BatchSpool
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .config import Destination
-from .errors import ConfigError, ExportError, SendGridAuthError, SendGridError, UnknownDestinationError
-from .export import Edges, load_destinations
-from .mapping import plan_columns
-from .privacy import mask_emails
-from .segments import open_segment_file, resolve_segment
-from .sendgrid import SendGridClient
+from shared.adapters.sendgrid import SendGridClient
+from shared.errors import ConfigError, ExportError, SendGridAuthError, SendGridError, UnknownDestinationError
+from shared.inputs.config import Destination
+from shared.inputs.mapping import plan_columns
+from shared.inputs.segments import open_segment_file, resolve_segment
+from shared.privacy import mask_emails
+from shared.run.export import Edges, load_destinations
 
 
 @dataclass
