@@ -84,6 +84,31 @@ def test_every_bicep_file_parses_and_describes_every_parameter(path):
     assert undocumented == []
 
 
+# A skip trailing a property line must concern that property; these are the ones that do.
+SKIP_ON_PROPERTY = {
+    "clientCertEnabled": "CKV_AZURE_17",
+    "publicNetworkAccess": {"CKV_AZURE_222", "CKV_AZURE_59", "CKV_AZURE_189"},
+    "defaultAction": {"CKV_AZURE_35", "CKV_AZURE_109"},
+    "name": "CKV_AZURE_206",  # the storage SKU's name
+}
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=lambda p: str(p.relative_to(INFRA)))
+def test_each_checkov_skip_sits_on_the_line_it_concerns(path):
+    """A skip either stands on a line of its own (it concerns the block it is in) or trails the
+    property it concerns: never an unrelated line, such as an app setting."""
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        found = re.search(r"checkov:skip=(CKV_[A-Z0-9_]+)", line)
+        code = line.split("//", 1)[0].strip()
+        if not found or not code:
+            continue
+        key = code.split(":", 1)[0].strip()
+        allowed = SKIP_ON_PROPERTY.get(key, ())
+        allowed = {allowed} if isinstance(allowed, str) else allowed
+        where = f"{path.name}:{number}"
+        assert found.group(1) in allowed, f"{where}: {found.group(1)} trails '{key}', which it does not concern"
+
+
 def test_main_is_at_subscription_scope_with_a_resource_group_and_a_token():
     text = (INFRA / "main.bicep").read_text()
     assert parsed(INFRA / "main.bicep")["globals"]["scope"]["value"] == "subscription"
