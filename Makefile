@@ -29,12 +29,15 @@ up:
 down:
 	@$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m tools.local_stack $(STACK_OPTS) down
 
+# Coverage of shared/, subprocesses included (python -m shared, the export process, the bench):
+# see [tool.coverage] in pyproject.toml. Below the floor, the run fails.
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
 
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check shared function_app.py
+	$(VENV)/bin/lint-imports
 
 # The core (shared/) is held to --strict; the app's top level, tools and tests to the defaults.
 typecheck: install

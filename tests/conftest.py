@@ -1,7 +1,7 @@
-"""Fixtures: the real local stand-ins (storage emulator, SendGrid simulator, Key Vault stand-in).
+"""What every test shares: the privacy check on log lines, test constants, how a test builds edges.
 
-The storage emulator starts once per session; every test gets its own containers and its own
-simulator, so tests never see each other's state.
+The fixtures that start the real local stand-ins live in tests/standins.py, loaded only by the
+integration and contract tests: unit tests import neither tools/ nor trustme.
 """
 
 from __future__ import annotations
@@ -10,27 +10,20 @@ import json
 import logging
 import os
 import re
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
 
-from shared.adapters.jobs import queue_client
 from shared.adapters.retry import RetryPolicy
 from shared.adapters.sendgrid import SendGridClient
 from shared.bootstrap import build_edges
-from shared.entrypoints import service
 from shared.run.export import Edges
 from shared.settings import Settings
-from tools import sendgrid_simulator
-from tools.keyvault_standin import KeyVaultStandIn
-from tools.storage_emulator import Emulator
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO.parent / "shared"
@@ -68,49 +61,6 @@ def no_personal_data_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]
         assert not any(name in message for name in SENTINEL_NAMES), f"{where} a person's name"
 
 
-@pytest.fixture(scope="session")
-def emulator() -> Iterator[Emulator]:
-    with Emulator() as running:
-        yield running
-
-
-@pytest.fixture(scope="session")
-def blob_service(emulator: Emulator) -> BlobServiceClient:
-    return BlobServiceClient.from_connection_string(emulator.connection_string)
-
-
-class Simulator:
-    def __init__(self) -> None:
-        self.state = sendgrid_simulator.SimState([API_KEY], job_delay=0.05)
-        self.server = sendgrid_simulator.start(self.state)
-        self.url = self.server.base_url
-
-    def fault(self, **spec: Any) -> None:
-        requests.post(f"{self.url}/__sim/faults", json=spec, timeout=5).raise_for_status()
-
-    def config(self, **spec: Any) -> None:
-        requests.post(f"{self.url}/__sim/config", json=spec, timeout=5).raise_for_status()
-
-    def snapshot(self) -> dict[str, Any]:
-        return requests.get(f"{self.url}/__sim/state", timeout=10).json()
-
-    def members(self, list_name: str) -> list[str]:
-        for item in self.snapshot()["lists"]:
-            if item["name"] == list_name:
-                return list(item["members"])
-        raise AssertionError(f"no list named {list_name!r} in the simulator")
-
-    def stop(self) -> None:
-        self.server.stop()
-
-
-@pytest.fixture
-def simulator() -> Iterator[Simulator]:
-    sim = Simulator()
-    yield sim
-    sim.stop()
-
-
 @dataclass
 class Workspace:
     """Containers of one test in the emulator, and the settings that point at them."""
@@ -142,30 +92,6 @@ class Workspace:
         return bodies
 
 
-@pytest.fixture
-def workspace(emulator: Emulator, blob_service: BlobServiceClient, simulator: Simulator) -> Iterator[Workspace]:
-    suffix = secrets.token_hex(4)
-    segments = blob_service.create_container(f"segments-{suffix}")
-    exports = blob_service.create_container(f"exports-{suffix}")
-    queue_name = f"jobs-{suffix}"
-    env = {
-        "EXPORT_QUEUE": queue_name,
-        "EXPORT_STORAGE": emulator.connection_string,
-        "AzureWebJobsStorage": emulator.connection_string,
-        "SEGMENTS_CONTAINER": segments.container_name,
-        "EXPORTS_CONTAINER": exports.container_name,
-        "SECRETS_SOURCE": "environment",
-        "SENDGRID_SECRET_SENDGRID_API_KEY": API_KEY,
-        "SENDGRID_API_BASE_URL": simulator.url,
-    }
-    queue = queue_client(Settings.from_env(env).host_storage, queue_name)
-    queue.create_queue()
-    yield Workspace(emulator.connection_string, segments, exports, queue, env)
-    segments.delete_container()
-    exports.delete_container()
-    queue.delete_queue()
-
-
 def make_edges(workspace: Workspace, **overrides: Any) -> Edges:
     """Real edges over the test's containers; SendGrid calls use short (real) retry delays."""
     settings = Settings.from_env(workspace.env)
@@ -190,19 +116,3 @@ def destination(**overrides: Any) -> dict[str, Any]:
         del base["list"]
     base.update(overrides)
     return base
-
-
-@pytest.fixture
-def keyvault() -> Iterator[KeyVaultStandIn]:
-    vault = KeyVaultStandIn({"sendgrid-api-key": API_KEY}).start()
-    yield vault
-    vault.stop()
-
-
-@pytest.fixture
-def app_edges(workspace: Workspace) -> Iterator[Edges]:
-    """The Functions app's edges, pointed at the test's workspace (as the host's process builds them)."""
-    edges = make_edges(workspace)
-    service.reset_app_edges(edges)
-    yield edges
-    service.reset_app_edges()

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from shared.adapters.storage import BlobInfo, BlobNotFound
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from shared.adapters.jobs import ExportJob
+    from shared.adapters.locks import HeldLock
 
 
 class InMemoryBlobStore:
@@ -78,13 +84,13 @@ class InMemoryLock:
         self._mutex = threading.Lock()
         self.holders: dict[str, str] = {}
 
-    def hold(self, destination: str, run_id: str):  # type: ignore[no-untyped-def]
+    def hold(self, destination: str, run_id: str) -> AbstractContextManager[HeldLock]:
         from contextlib import contextmanager
 
         from shared.adapters.locks import HeldLock, LockHeld
 
         @contextmanager
-        def held():  # type: ignore[no-untyped-def]
+        def held() -> Iterator[HeldLock]:
             with self._mutex:
                 if destination in self.holders:
                     raise LockHeld(destination, self.holders[destination])
@@ -100,9 +106,9 @@ class InMemoryLock:
 
 class ListQueue:
     def __init__(self) -> None:
-        self.jobs: list = []
+        self.jobs: list[ExportJob] = []
         self.delays: list[int] = []
 
-    def enqueue(self, job, *, delay: int = 0) -> None:  # type: ignore[no-untyped-def]
+    def enqueue(self, job: ExportJob, *, delay: int = 0) -> None:
         self.jobs.append(job)
         self.delays.append(delay)

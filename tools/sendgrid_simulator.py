@@ -51,6 +51,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -578,72 +579,73 @@ class Handler(BaseHTTPRequestHandler):
         state: SimState,
         scopes: list[str],
     ) -> tuple[int, Any]:
-        parts = path.strip("/").split("/")
-        if path == "/v3/scopes" and method == "GET":
-            return 200, {"scopes": scopes}
-        if parts[:2] != ["v3", "marketing"]:
+        for route_method, pattern, handle in API_ROUTES:
+            match = pattern.fullmatch(path)
+            if match is not None and method == route_method:
+                return handle(self, ApiCall(query, body, state, scopes, match.groups()))
+        if path.strip("/").split("/")[:2] != ["v3", "marketing"]:
             raise ApiError(404, "not found")
-        rest = parts[2:]
-        if rest == ["contacts"] and method == "PUT":
-            return self._upsert(body, state)
-        if len(rest) == 3 and rest[:2] == ["contacts", "imports"] and method == "GET":
-            with state.lock:
-                state.process_jobs()
-                job = state.jobs.get(rest[2])
-                if job is None or (job.job_type == "list_removal" and not state.removal_jobs_pollable):
-                    raise ApiError(404, "job not found")
-                return 200, {
-                    "id": job.id,
-                    "status": job.status,
-                    "job_type": job.job_type,
-                    "results": job.results,
-                    "started_at": job.started_at,
-                    **({"finished_at": job.finished_at} if job.finished_at else {}),
-                }
-        if rest == ["contacts", "search", "emails"] and method == "POST":
-            return self._search_emails(body, state)
-        if rest == ["contacts", "search"] and method == "POST":
-            return self._search_sgql(body, state)
-        if rest == ["lists"] and method == "GET":
-            return self._get_lists(query, state)
-        if rest == ["lists"] and method == "POST":
-            doc = _json_object(body)
-            name = doc.get("name")
-            if set(doc) - {"name"} or not isinstance(name, str) or not 1 <= len(name) <= 100:
-                raise ApiError(400, [{"field": "name", "message": "name must be 1 to 100 characters"}])
-            with state.lock:
-                if any(meta["name"] == name for meta in state.lists.values()):
-                    raise ApiError(400, [{"field": "name", "message": "list name already exists"}])
-                created = state.add_list(name)
-            return 201, {
-                **created,
-                "contact_count": 0,
-                "_metadata": {"self": f"{self._base()}/v3/marketing/lists/{created['id']}"},
-            }
-        if len(rest) == 2 and rest[0] == "lists" and method == "GET":
-            with state.lock:
-                state.process_jobs()
-                meta = state.lists.get(rest[1])
-                if meta is None:
-                    raise ApiError(404, "list not found")
-                count = state.contact_count(rest[1])
-            return 200, {**meta, "contact_count": count}
-        if len(rest) == 3 and rest[0] == "lists" and rest[2] == "contacts" and method == "DELETE":
-            return self._remove_from_list(rest[1], query, state)
-        if rest == ["field_definitions"] and method == "GET":
-            with state.lock:
-                return 200, {
-                    "custom_fields": list(state.custom_fields.values()),
-                    "reserved_fields": RESERVED_FIELDS,
-                    "_metadata": {"self": f"{self._base()}/v3/marketing/field_definitions"},
-                }
         raise ApiError(404, f"{method} {path} is not simulated")
+
+    def _scopes(self, call: ApiCall) -> tuple[int, Any]:
+        return 200, {"scopes": call.scopes}
+
+    def _import_status(self, call: ApiCall) -> tuple[int, Any]:
+        state = call.state
+        with state.lock:
+            state.process_jobs()
+            job = state.jobs.get(call.ids[0])
+            if job is None or (job.job_type == "list_removal" and not state.removal_jobs_pollable):
+                raise ApiError(404, "job not found")
+            return 200, {
+                "id": job.id,
+                "status": job.status,
+                "job_type": job.job_type,
+                "results": job.results,
+                "started_at": job.started_at,
+                **({"finished_at": job.finished_at} if job.finished_at else {}),
+            }
+
+    def _create_list(self, call: ApiCall) -> tuple[int, Any]:
+        state = call.state
+        doc = _json_object(call.body)
+        name = doc.get("name")
+        if set(doc) - {"name"} or not isinstance(name, str) or not 1 <= len(name) <= 100:
+            raise ApiError(400, [{"field": "name", "message": "name must be 1 to 100 characters"}])
+        with state.lock:
+            if any(meta["name"] == name for meta in state.lists.values()):
+                raise ApiError(400, [{"field": "name", "message": "list name already exists"}])
+            created = state.add_list(name)
+        return 201, {
+            **created,
+            "contact_count": 0,
+            "_metadata": {"self": f"{self._base()}/v3/marketing/lists/{created['id']}"},
+        }
+
+    def _get_list(self, call: ApiCall) -> tuple[int, Any]:
+        state, list_id = call.state, call.ids[0]
+        with state.lock:
+            state.process_jobs()
+            meta = state.lists.get(list_id)
+            if meta is None:
+                raise ApiError(404, "list not found")
+            count = state.contact_count(list_id)
+        return 200, {**meta, "contact_count": count}
+
+    def _field_definitions(self, call: ApiCall) -> tuple[int, Any]:
+        with call.state.lock:
+            return 200, {
+                "custom_fields": list(call.state.custom_fields.values()),
+                "reserved_fields": RESERVED_FIELDS,
+                "_metadata": {"self": f"{self._base()}/v3/marketing/field_definitions"},
+            }
 
     def _base(self) -> str:
         host, port = self.server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def _upsert(self, body: bytes, state: SimState) -> tuple[int, Any]:
+    def _upsert(self, call: ApiCall) -> tuple[int, Any]:
+        body, state = call.body, call.state
         if len(body) > state.max_body_bytes:
             raise ApiError(state.too_large_status, "request body too large")
         doc = _json_object(body)
@@ -697,8 +699,9 @@ class Handler(BaseHTTPRequestHandler):
             state._due.notify()
         return 202, {"job_id": job.id}
 
-    def _search_emails(self, body: bytes, state: SimState) -> tuple[int, Any]:
-        doc = _json_object(body)
+    def _search_emails(self, call: ApiCall) -> tuple[int, Any]:
+        state = call.state
+        doc = _json_object(call.body)
         emails = doc.get("emails")
         if not isinstance(emails, list) or not emails or not all(isinstance(e, str) for e in emails):
             raise ApiError(400, [{"field": "emails", "message": "emails must be a non-empty array of strings"}])
@@ -732,9 +735,10 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "no contacts found")
         return 200, {"result": result}
 
-    def _search_sgql(self, body: bytes, state: SimState) -> tuple[int, Any]:
+    def _search_sgql(self, call: ApiCall) -> tuple[int, Any]:
         """``POST /v3/marketing/contacts/search``: only ``email = '...'`` of SGQL is simulated."""
-        query = _json_object(body).get("query")
+        state = call.state
+        query = _json_object(call.body).get("query")
         match = SGQL_EMAIL_EQUALS.match(query) if isinstance(query, str) else None
         if match is None:
             raise ApiError(400, [{"field": "query", "message": "only email = '...' queries are simulated"}])
@@ -745,7 +749,8 @@ class Handler(BaseHTTPRequestHandler):
             found = [_public_contact(contact)] if contact is not None and state.searchable(email) else []
         return 200, {"result": found, "contact_count": len(found), "_metadata": {}}
 
-    def _get_lists(self, query: dict[str, list[str]], state: SimState) -> tuple[int, Any]:
+    def _get_lists(self, call: ApiCall) -> tuple[int, Any]:
+        query, state = call.query, call.state
         try:
             size = int(query.get("page_size", ["100"])[0])
         except ValueError:
@@ -766,7 +771,8 @@ class Handler(BaseHTTPRequestHandler):
             metadata["next"] = f"{self._base()}/v3/marketing/lists?page_size={size}&page_token={start + size}"
         return 200, {"result": page, "_metadata": metadata}
 
-    def _remove_from_list(self, list_id: str, query: dict[str, list[str]], state: SimState) -> tuple[int, Any]:
+    def _remove_from_list(self, call: ApiCall) -> tuple[int, Any]:
+        query, state, list_id = call.query, call.state, call.ids[0]
         raw = query.get("contact_ids", [""])[0]
         ids = [i for i in raw.split(",") if i]
         if not ids:
@@ -801,60 +807,120 @@ class Handler(BaseHTTPRequestHandler):
     # -- control endpoints ----------------------------------------------------------------------
 
     def _control(self, method: str, path: str, body: bytes) -> None:
-        state = self.server.state
-        if path.startswith("/__sim/files/") and method == "GET":
+        if path.startswith("/__sim/files/") and method == "GET":  # a download, not a JSON command
             self._errors_file(path)
             return
         doc = json.loads(body) if body else {}
-        if path == "/__sim/state" and method == "GET":
-            self._send(200, state.snapshot())
-        elif path == "/__sim/reset" and method == "POST":
-            state.reset()
-            self._send(200, {"ok": True})
-        elif path == "/__sim/faults" and method == "POST":
-            faults = doc if isinstance(doc, list) else [doc]
-            with state.lock:
-                state.faults.extend(Fault(**f) for f in faults)
-            self._send(200, {"ok": True, "faults": len(state.faults)})
-        elif path == "/__sim/faults" and method == "DELETE":
-            with state.lock:
-                state.faults.clear()
-            self._send(200, {"ok": True})
-        elif path == "/__sim/config" and method == "POST":
-            with state.lock:
-                if "rate_limit" in doc:
-                    state.rate_limit = doc["rate_limit"]
-                    state._windows.clear()
-                state.rate_window = float(doc.get("rate_window", state.rate_window))
-                state.job_delay = float(doc.get("job_delay", state.job_delay))
-                state.record_bodies = bool(doc.get("record_bodies", state.record_bodies))
-                state.max_body_bytes = int(doc.get("max_body_bytes", state.max_body_bytes))
-                state.too_large_status = int(doc.get("too_large_status", state.too_large_status))
-                state.indexed_errors = bool(doc.get("indexed_errors", state.indexed_errors))
-                state.errors_format = str(doc.get("errors_format", state.errors_format))
-                state.search_lag = float(doc.get("search_lag", state.search_lag))
-                state.removal_jobs_pollable = bool(doc.get("removal_jobs_pollable", state.removal_jobs_pollable))
-                for key in doc.get("api_keys", []):
-                    state.api_keys[key] = list(ALL_SCOPES)
-                for key, scopes in doc.get("scopes", {}).items():
-                    state.api_keys[key] = list(scopes)
-            self._send(200, {"ok": True})
-        elif path == "/__sim/lists" and method == "POST":
-            self._send(201, state.add_list(doc["name"], doc.get("id")))
-        elif path == "/__sim/field_definitions" and method == "POST":
-            self._send(201, state.add_custom_field(doc["name"], doc["field_type"]))
-        elif path == "/__sim/requests" and method == "GET":
-            with state.lock:
-                self._send(200, {"requests": list(state.requests)})
-        elif path == "/__sim/contacts" and method == "POST":
-            # A contact some other tool made (e.g. with an external_id), straight into the store.
-            with state.lock:
-                contact = {**doc, "email": doc["email"].lower(), "id": state.new_contact_id()}
-                state.set_lists(contact, frozenset(doc.get("list_ids", [])))
-                state.contacts[contact["email"]] = contact
-            self._send(201, _public_contact(contact))
-        else:
+        handle = CONTROL_ROUTES.get((method, path))
+        if handle is None:
             self._send(404, {"errors": [{"message": f"no control endpoint {method} {path}"}]})
+        else:
+            handle(self, doc)
+
+    def _sim_state(self, doc: Any) -> None:
+        self._send(200, self.server.state.snapshot())
+
+    def _sim_reset(self, doc: Any) -> None:
+        self.server.state.reset()
+        self._send(200, {"ok": True})
+
+    def _sim_add_faults(self, doc: Any) -> None:
+        state = self.server.state
+        faults = doc if isinstance(doc, list) else [doc]
+        with state.lock:
+            state.faults.extend(Fault(**f) for f in faults)
+        self._send(200, {"ok": True, "faults": len(state.faults)})
+
+    def _sim_clear_faults(self, doc: Any) -> None:
+        state = self.server.state
+        with state.lock:
+            state.faults.clear()
+        self._send(200, {"ok": True})
+
+    def _sim_config(self, doc: Any) -> None:
+        state = self.server.state
+        with state.lock:
+            if "rate_limit" in doc:
+                state.rate_limit = doc["rate_limit"]
+                state._windows.clear()
+            state.rate_window = float(doc.get("rate_window", state.rate_window))
+            state.job_delay = float(doc.get("job_delay", state.job_delay))
+            state.record_bodies = bool(doc.get("record_bodies", state.record_bodies))
+            state.max_body_bytes = int(doc.get("max_body_bytes", state.max_body_bytes))
+            state.too_large_status = int(doc.get("too_large_status", state.too_large_status))
+            state.indexed_errors = bool(doc.get("indexed_errors", state.indexed_errors))
+            state.errors_format = str(doc.get("errors_format", state.errors_format))
+            state.search_lag = float(doc.get("search_lag", state.search_lag))
+            state.removal_jobs_pollable = bool(doc.get("removal_jobs_pollable", state.removal_jobs_pollable))
+            for key in doc.get("api_keys", []):
+                state.api_keys[key] = list(ALL_SCOPES)
+            for key, scopes in doc.get("scopes", {}).items():
+                state.api_keys[key] = list(scopes)
+        self._send(200, {"ok": True})
+
+    def _sim_add_list(self, doc: Any) -> None:
+        self._send(201, self.server.state.add_list(doc["name"], doc.get("id")))
+
+    def _sim_add_custom_field(self, doc: Any) -> None:
+        self._send(201, self.server.state.add_custom_field(doc["name"], doc["field_type"]))
+
+    def _sim_requests(self, doc: Any) -> None:
+        state = self.server.state
+        with state.lock:
+            self._send(200, {"requests": list(state.requests)})
+
+    def _sim_add_contact(self, doc: Any) -> None:
+        # A contact some other tool made (e.g. with an external_id), straight into the store.
+        state = self.server.state
+        with state.lock:
+            contact = {**doc, "email": doc["email"].lower(), "id": state.new_contact_id()}
+            state.set_lists(contact, frozenset(doc.get("list_ids", [])))
+            state.contacts[contact["email"]] = contact
+        self._send(201, _public_contact(contact))
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One request to the simulated API, as its route's handler sees it."""
+
+    query: dict[str, list[str]]
+    body: bytes
+    state: SimState
+    scopes: list[str]
+    ids: tuple[str, ...]  # the variable parts of the path, in order
+
+
+def _marketing(pattern: str) -> re.Pattern[str]:
+    # Matched as the path with its outer slashes stripped was (before the table) compared.
+    return re.compile(r"/*v3/marketing/" + pattern + r"/*")
+
+
+# SendGrid's API: method and path pattern -> handler. A path that matches none is a 404.
+API_ROUTES: list[tuple[str, re.Pattern[str], Callable[[Handler, ApiCall], tuple[int, Any]]]] = [
+    ("GET", re.compile(r"/v3/scopes"), Handler._scopes),
+    ("PUT", _marketing("contacts"), Handler._upsert),
+    ("GET", _marketing(r"contacts/imports/([^/]+)"), Handler._import_status),
+    ("POST", _marketing("contacts/search/emails"), Handler._search_emails),
+    ("POST", _marketing("contacts/search"), Handler._search_sgql),
+    ("GET", _marketing("lists"), Handler._get_lists),
+    ("POST", _marketing("lists"), Handler._create_list),
+    ("GET", _marketing(r"lists/([^/]+)"), Handler._get_list),
+    ("DELETE", _marketing(r"lists/([^/]*)/contacts"), Handler._remove_from_list),
+    ("GET", _marketing("field_definitions"), Handler._field_definitions),
+]
+
+# The simulator's own control endpoints (no key): method and exact path -> handler of the JSON body.
+CONTROL_ROUTES: dict[tuple[str, str], Callable[[Handler, Any], None]] = {
+    ("GET", "/__sim/state"): Handler._sim_state,
+    ("POST", "/__sim/reset"): Handler._sim_reset,
+    ("POST", "/__sim/faults"): Handler._sim_add_faults,
+    ("DELETE", "/__sim/faults"): Handler._sim_clear_faults,
+    ("POST", "/__sim/config"): Handler._sim_config,
+    ("POST", "/__sim/lists"): Handler._sim_add_list,
+    ("POST", "/__sim/field_definitions"): Handler._sim_add_custom_field,
+    ("GET", "/__sim/requests"): Handler._sim_requests,
+    ("POST", "/__sim/contacts"): Handler._sim_add_contact,
+}
 
 
 def _route_key(method: str, path: str) -> str:

@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import urlparse
 
 import requests
 
 from shared.adapters.retry import RETRYABLE_STATUSES, RetryPolicy
+from shared.adapters.sendgrid_answers import answer_error_text, answer_errors, answer_json, next_page_token
 from shared.errors import SendGridAuthError, SendGridError
-from shared.privacy import mask_emails, redact_secrets, register_secret, registered_secrets
+from shared.privacy import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class SendGridClient:
         self._base = base_url.rstrip("/")
         # Epoch second past which no call waits or retries (set by the run); None: no bound.
         self.deadline: float | None = None
-        register_secret(api_key)  # so that SendGrid quoting it back never carries it on (_errors)
+        register_secret(api_key)  # so that SendGrid quoting it back never carries it on (answer_errors)
         self._session = session or requests.Session()
         self._session.headers.update(
             {
@@ -211,7 +212,7 @@ class SendGridClient:
         while True:
             answer = self._call("GET", "/v3/marketing/lists", params=params, expect=(200,))
             yield from answer.get("result") or []
-            token = _next_page_token(answer)
+            token = next_page_token(answer)
             if not token:
                 return
             params = {"page_size": 1000, "page_token": token}
@@ -296,12 +297,7 @@ class SendGridClient:
         stats: CallStats | None = None,
     ) -> dict[str, Any]:
         stats = stats or CallStats()
-        timeout = self._timeout
-        if self.deadline is not None:  # no single call outlasts the run's deadline either
-            left = self.deadline - self._clock()
-            if left <= 0:
-                raise SendGridError(f"{method} {path}: not sent; the run's deadline has passed.")
-            timeout = (min(timeout[0], left), min(timeout[1], left))
+        timeout = self._timeout_within_deadline(method, path)
         if json_body is not None:
             data = json.dumps(json_body, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json"} if data is not None else None
@@ -310,63 +306,65 @@ class SendGridClient:
             stats.attempts += 1
             try:
                 response = self._session.request(
-                    method,
-                    self._base + path,
-                    params=params,
-                    data=data,
-                    headers=headers,
-                    timeout=timeout,
+                    method, self._base + path, params=params, data=data, headers=headers, timeout=timeout
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 failures += 1
-                if failures >= self._policy.max_attempts:
-                    raise SendGridError(
-                        f"{method} {path}: SendGrid could not be reached after {failures} attempts "
-                        f"({type(exc).__name__})."
-                    ) from None
-                delay = self._policy.backoff(failures)
-                self._within_deadline(method, path, delay, type(exc).__name__)
-                log.warning("%s %s: %s; retrying in %.1fs", method, path, type(exc).__name__, delay)
-                self._sleep(delay)
+                self._back_off_unreached(method, path, failures, type(exc).__name__)
                 continue
             status = response.status_code
             if status in expect:
-                return _json(response)
+                return answer_json(response)
             if status == 429:
-                stats.rate_limited += 1
-                if stats.rate_limited > self._policy.max_rate_limited:
-                    raise SendGridError(
-                        f"{method} {path}: still rate limited (429) after {stats.rate_limited} waits.",
-                        status=429,
-                    )
-                wait = self._policy.rate_limit_wait(response.headers, self._clock())
-                self._within_deadline(method, path, wait, "rate limited (429)")
-                stats.waited_seconds += wait
-                log.info("%s %s: rate limited; waiting %.1fs for the reset", method, path, wait)
-                self._sleep(wait)
-                continue
-            if status in RETRYABLE_STATUSES:
+                self._wait_for_rate_limit(method, path, response, stats)
+            elif status in RETRYABLE_STATUSES:
                 failures += 1
-                if failures >= self._policy.max_attempts:
-                    raise SendGridError(
-                        f"{method} {path}: SendGrid answered {status} {failures} times: {_error_text(response)}",
-                        status=status,
-                        errors=_errors(response),
-                    )
-                delay = self._policy.backoff(failures)
-                self._within_deadline(method, path, delay, f"SendGrid answered {status}", status)
-                log.warning("%s %s: SendGrid answered %d; retrying in %.1fs", method, path, status, delay)
-                self._sleep(delay)
-                continue
-            message = f"{method} {path}: SendGrid answered {status}: {_error_text(response)}"
-            if status in (401, 403):
-                raise SendGridAuthError(
-                    message + " Check that the API key in the secret store is current and was made "
-                    "with Marketing: Full Access (Settings > API Keys > Restricted Access).",
-                    status=status,
-                    errors=_errors(response),
-                )
-            raise SendGridError(message, status=status, errors=_errors(response))
+                self._back_off_failed(method, path, failures, response)
+            else:
+                raise _refusal(method, path, response)
+
+    def _timeout_within_deadline(self, method: str, path: str) -> tuple[float, float]:
+        """The client's timeouts, cut so that no single call outlasts the run's deadline either."""
+        if self.deadline is None:
+            return self._timeout
+        left = self.deadline - self._clock()
+        if left <= 0:
+            raise SendGridError(f"{method} {path}: not sent; the run's deadline has passed.")
+        return (min(self._timeout[0], left), min(self._timeout[1], left))
+
+    def _back_off_unreached(self, method: str, path: str, failures: int, why: str) -> None:
+        if failures >= self._policy.max_attempts:
+            raise SendGridError(f"{method} {path}: SendGrid could not be reached after {failures} attempts ({why}).")
+        delay = self._policy.backoff(failures)
+        self._within_deadline(method, path, delay, why)
+        log.warning("%s %s: %s; retrying in %.1fs", method, path, why, delay)
+        self._sleep(delay)
+
+    def _back_off_failed(self, method: str, path: str, failures: int, response: requests.Response) -> None:
+        status = response.status_code
+        if failures >= self._policy.max_attempts:
+            raise SendGridError(
+                f"{method} {path}: SendGrid answered {status} {failures} times: {answer_error_text(response)}",
+                status=status,
+                errors=answer_errors(response),
+            )
+        delay = self._policy.backoff(failures)
+        self._within_deadline(method, path, delay, f"SendGrid answered {status}", status)
+        log.warning("%s %s: SendGrid answered %d; retrying in %.1fs", method, path, status, delay)
+        self._sleep(delay)
+
+    def _wait_for_rate_limit(self, method: str, path: str, response: requests.Response, stats: CallStats) -> None:
+        stats.rate_limited += 1
+        if stats.rate_limited > self._policy.max_rate_limited:
+            raise SendGridError(
+                f"{method} {path}: still rate limited (429) after {stats.rate_limited} waits.",
+                status=429,
+            )
+        wait = self._policy.rate_limit_wait(response.headers, self._clock())
+        self._within_deadline(method, path, wait, "rate limited (429)")
+        stats.waited_seconds += wait
+        log.info("%s %s: rate limited; waiting %.1fs for the reset", method, path, wait)
+        self._sleep(wait)
 
     def _within_deadline(self, method: str, path: str, wait: float, why: str, status: int | None = None) -> None:
         if self.deadline is not None and self._clock() + wait > self.deadline:
@@ -375,57 +373,15 @@ class SendGridClient:
             )
 
 
-def _json(response: requests.Response) -> dict[str, Any]:
-    if not response.content:
-        return {}
-    try:
-        value = response.json()
-    except ValueError:
-        raise SendGridError(
-            f"SendGrid answered {response.status_code} with a body that is not JSON.",
-            status=response.status_code,
-        ) from None
-    return value if isinstance(value, dict) else {"result": value}
-
-
-def _errors(response: requests.Response) -> list[dict[str, Any]]:
-    try:
-        body = response.json()
-    except ValueError:
-        return []
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if isinstance(errors, dict):
-        errors = [errors]
-    # Redacted here, the one way SendGrid's words enter the app: they reach records and rejects.
-    known = registered_secrets()
-    return [
-        {k: redact_secrets(v, *known) if isinstance(v, str) else v for k, v in e.items()}
-        for e in errors or []
-        if isinstance(e, dict)
-    ]
-
-
-def _error_text(response: requests.Response) -> str:
-    """SendGrid's own words, with any address and any secret in them masked: this text reaches
-    logs and records."""
-    return mask_emails(redact_secrets(_raw_error_text(response), *registered_secrets()))
-
-
-def _raw_error_text(response: requests.Response) -> str:
-    errors = _errors(response)
-    if errors:
-        parts = []
-        for error in errors[:5]:
-            where = f"{error['field']}: " if error.get("field") else ""
-            parts.append(f"{where}{error.get('message', '')}".strip())
-        more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
-        return "; ".join(parts) + more
-    return (response.reason or "no error message").strip()
-
-
-def _next_page_token(answer: dict[str, Any]) -> str | None:
-    next_url = (answer.get("_metadata") or {}).get("next")
-    if not next_url:
-        return None
-    tokens = parse_qs(urlparse(next_url).query).get("page_token")
-    return tokens[0] if tokens else None
+def _refusal(method: str, path: str, response: requests.Response) -> SendGridError:
+    """The error for an answer no retry can change: any 4xx but 429, with SendGrid's own words."""
+    status = response.status_code
+    message = f"{method} {path}: SendGrid answered {status}: {answer_error_text(response)}"
+    if status in (401, 403):
+        return SendGridAuthError(
+            message + " Check that the API key in the secret store is current and was made "
+            "with Marketing: Full Access (Settings > API Keys > Restricted Access).",
+            status=status,
+            errors=answer_errors(response),
+        )
+    return SendGridError(message, status=status, errors=answer_errors(response))

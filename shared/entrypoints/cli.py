@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -62,31 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _load_local_settings(args)
         edges = _edges(args.command in SECRET_COMMANDS)
-        if args.command == "export":
-            return _export(edges, args)
-        if args.command == "destinations":
-            config = load_destinations(edges)
-            out = [config.destinations[n].public_view() for n in sorted(config.destinations)]
-            out += [{"name": n, "error": str(e)} for n, e in sorted(config.invalid.items())]
-            _print_json({"destinations": out})
-            return EXIT_OK
-        if args.command == "check":
-            checks = run_checks(edges, args.name)
-            ok = all(c.ok for c in checks)
-            _print_json({"ok": ok, "checks": [c.as_dict() for c in checks]})
-            for c in checks:
-                print(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}", file=sys.stderr)
-            return EXIT_OK if ok else EXIT_FAILED
-        if args.command == "runs":
-            load_destinations(edges).get(args.name)
-            records = edges.records.recent(args.name, args.limit)
-            if args.json:
-                _print_json({"runs": [r.to_dict() for r in records]})
-            else:
-                _print_runs_table(records)
-            return EXIT_OK
-        if args.command == "rejects":
-            return _rejects(edges, args.name, args.run_id)
+        command = _COMMANDS.get(args.command)
+        if command is not None:
+            return command(edges, args)
     except KeyboardInterrupt:
         # The run has released its lock and recorded itself failed (interrupted) on the way out.
         logging.disable(logging.CRITICAL)  # a thread still winding down must not log after the last line
@@ -117,6 +95,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     parser.error(f"unknown command {args.command}")
     return EXIT_USAGE
+
+
+def _destinations(edges: Edges, args: argparse.Namespace) -> int:
+    config = load_destinations(edges)
+    out = [config.destinations[n].public_view() for n in sorted(config.destinations)]
+    out += [{"name": n, "error": str(e)} for n, e in sorted(config.invalid.items())]
+    _print_json({"destinations": out})
+    return EXIT_OK
+
+
+def _check(edges: Edges, args: argparse.Namespace) -> int:
+    checks = run_checks(edges, args.name)
+    ok = all(c.ok for c in checks)
+    _print_json({"ok": ok, "checks": [c.as_dict() for c in checks]})
+    for c in checks:
+        print(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}", file=sys.stderr)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _runs(edges: Edges, args: argparse.Namespace) -> int:
+    load_destinations(edges).get(args.name)
+    records = edges.records.recent(args.name, args.limit)
+    if args.json:
+        _print_json({"runs": [r.to_dict() for r in records]})
+    else:
+        _print_runs_table(records)
+    return EXIT_OK
 
 
 def _export(edges: Edges, args: argparse.Namespace) -> int:
@@ -178,8 +183,9 @@ def _setting_family(key: str) -> str:
     return key.split("__", 1)[0].lower()
 
 
-def _rejects(edges: Edges, name: str, run_id: str) -> int:
+def _rejects(edges: Edges, args: argparse.Namespace) -> int:
     """Stream the rejects CSV to stdout: it may be far larger than memory should hold."""
+    name, run_id = args.name, args.run_id
     blob = rejects_blob_name(name, run_id)
     try:
         chunks = edges.exports.iter_chunks(blob)
@@ -330,3 +336,12 @@ def _whoami() -> str | None:
         return f"cli:{getpass.getuser()}"
     except Exception:  # no user name in some containers
         return "cli"
+
+
+_COMMANDS: dict[str, Callable[[Edges, argparse.Namespace], int]] = {
+    "export": _export,
+    "destinations": _destinations,
+    "check": _check,
+    "runs": _runs,
+    "rejects": _rejects,
+}

@@ -116,6 +116,7 @@ def test_the_export_process_killed_mid_run_then_run_again(workspace, simulator):
     assert again.conservation_holds()
     assert_exactly_once(simulator, 600)
     marked = edges.records.load("newsletter", dead.run_id)
+    assert marked is not None
     assert marked.status == "failed" and "stopped without finishing" in marked.errors[-1]
     assert workspace.export_names("state/newsletter/journal-") == []
     third = run_now(edges, "newsletter", options=ExportOptions(), requested_by="test")

@@ -28,7 +28,7 @@ HOST = "https://exports.example.net"
 
 
 @functools.cache
-def functions_by_name() -> dict[str, Any]:
+def functions_by_name() -> dict[str | None, Any]:
     # get_functions() indexes the app and may run only once per process.
     return {f.get_function_name(): f for f in function_app.app.get_functions()}
 

@@ -44,7 +44,11 @@ def profile(i: int, city: str = "Oslo") -> list[str]:
     return [f"C{i}", f"p{i}@example.com", f"First{i}", f"Last{i}", city, "", "Norway", "0150"]
 
 
-def model_json(workspace, folder: str, partitions: dict[str, dict], entity: str = "NewsletterSegment") -> bytes:
+# A partition of a model.json: its file, and its fileFormatSettings if any.
+Partitions = dict[str, tuple[str, dict[str, str] | None]]
+
+
+def model_json(workspace, folder: str, partitions: Partitions, entity: str = "NewsletterSegment") -> bytes:
     """A model.json as Customer Insights writes it: attributes in order, absolute partition URLs."""
     base = workspace.segments.url
     return json.dumps(

@@ -31,9 +31,12 @@ def capture(monkeypatch, core: str) -> list[tuple[Any, ...]]:
     """Replace a core entry point by one that records what it and a thread it starts see."""
     found: list[tuple[Any, ...]] = []
 
+    def record() -> None:
+        found.append(seen())
+
     def fake(*args: Any, **kwargs: Any) -> list[Any]:
         found.append(seen())
-        thread = threading.Thread(target=propagate(lambda: found.append(seen())))
+        thread = threading.Thread(target=propagate(record))
         thread.start()
         thread.join()
         return []

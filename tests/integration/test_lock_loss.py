@@ -57,6 +57,7 @@ def test_a_lock_that_cannot_be_renewed_stops_the_run_before_its_lease_expires(si
         assert record.status == "failed" and any("the lock of 'newsletter' was lost" in e for e in record.errors)
         assert _puts(simulator) == sent_during_outage < 60  # nothing sent once the lock was lost
         stored = edges.records.load("newsletter", record.run_id)
+        assert stored is not None
         assert stored.status == "failed" and stored.errors == record.errors
         again = run_now(make_edges(workspace), "newsletter", options=ExportOptions(), requested_by="t")
         assert again.status == "succeeded", again.errors

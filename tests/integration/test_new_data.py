@@ -185,7 +185,7 @@ def test_two_deliveries_handled_at_the_same_moment_queue_one_run(workspace, simu
     workspace.put_segment("people.csv", "Email\np1@example.com\n")
     event = blob_created(workspace.segments.container_name, "people.csv")
     real_write_if = app_edges.exports.write_if
-    raced = []
+    raced: list[bool] = []
 
     def write_if(name, data, **kwargs):
         if not raced:  # a second delivery runs in the gap between reading the gate and writing it

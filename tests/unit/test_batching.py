@@ -84,7 +84,9 @@ def test_the_encoding_is_compact_utf8_json_and_refuses_undecodable_text():
 )
 def test_contacts_added_in_runs_are_packed_as_one_by_one_greedily(runs, max_contacts, max_bytes):
     spool = BatchSpool(["l"], max_contacts=max_contacts, max_bytes=max_bytes)
-    contacts, expected, current = [], [], []
+    contacts: list[bytes] = []
+    expected: list[list[bytes]] = []
+    current: list[bytes] = []
     for run in runs:
         encoded = [encode_contact({"email": f"p{len(contacts) + i}@x.io", "city": "c" * n}) for i, n in enumerate(run)]
         spool.add_many(encoded, "f.csv", list(range(len(encoded))), [7] * len(encoded), [9] * len(encoded))

@@ -33,10 +33,14 @@ def test_a_plain_thread_loses_the_invocation_and_a_propagated_one_keeps_it():
     storage = WorkerStorage()
     results: dict[str, tuple] = {}
     token = in_trace()
+
+    def record_bound() -> None:
+        results.update(bound=seen(storage))
+
     try:
         with invocation("inv-1", storage):
             plain = threading.Thread(target=lambda: results.update(plain=seen(storage)))
-            bound = threading.Thread(target=propagate(lambda: results.update(bound=seen(storage))))
+            bound = threading.Thread(target=propagate(record_bound))
             for thread in (plain, bound):
                 thread.start()
                 thread.join()

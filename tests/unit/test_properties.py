@@ -15,7 +15,7 @@ emails = st.one_of(
     st.text(max_size=12),  # mostly not addresses at all
     st.from_regex(r"[a-z]{1,8}@[a-z]{1,8}\.(com|org)", fullmatch=True),
 )
-values = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=70)
+values = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=70)
 rows = st.lists(st.tuples(emails, values, values), max_size=40)
 
 

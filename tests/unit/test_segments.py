@@ -108,7 +108,7 @@ def test_segment_resolution():
         resolve_segment(store, SegmentRef("ci/", table="People"))
 
 
-cell = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+cell = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 # Control characters other than tab, CR and LF are removed from values as they are read.
 WITHOUT_CONTROLS = dict.fromkeys((*range(0, 9), 11, 12, *range(14, 32), *range(127, 160), 0xFEFF))
 
@@ -277,4 +277,6 @@ def test_a_record_of_many_lines_costs_its_length_not_its_length_squared():
     started = time.perf_counter()
     rows = list(read_csv(chunks(data, 1 << 20), "s.csv", CsvOptions()).rows)
     assert time.perf_counter() - started < 5
-    assert [line for line, _ in rows] == [2, 200_003] and rows[0][1][1] == '"\n' * 200_000
+    assert [line for line, _ in rows] == [2, 200_003]
+    first = rows[0][1]
+    assert first is not None and first[1] == '"\n' * 200_000

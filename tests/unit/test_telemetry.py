@@ -43,7 +43,7 @@ class Captured:
 
     def points(self, name: str) -> list[Any]:
         data = self.metrics.get_metrics_data()
-        found = []
+        found: list[Any] = []
         for resource in data.resource_metrics if data else []:
             for scope in resource.scope_metrics:
                 for metric in scope.metrics:

@@ -1,0 +1,74 @@
+"""Reading SendGrid's answers: the JSON body, its ``errors`` and the next page's token.
+
+This is the one way SendGrid's words enter the app, so it is where they are cleaned: every
+registered secret (the API key among them) is redacted from the ``errors`` SendGrid returns, and
+the error text that reaches logs and records has its addresses masked as well.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import requests
+
+from shared.errors import SendGridError
+from shared.privacy import mask_emails, redact_secrets, registered_secrets
+
+SHOWN_ERRORS = 5  # an error text quotes this many of SendGrid's errors and counts the rest
+
+
+def answer_json(response: requests.Response) -> dict[str, Any]:
+    if not response.content:
+        return {}
+    try:
+        value = response.json()
+    except ValueError:
+        raise SendGridError(
+            f"SendGrid answered {response.status_code} with a body that is not JSON.",
+            status=response.status_code,
+        ) from None
+    return value if isinstance(value, dict) else {"result": value}
+
+
+def answer_errors(response: requests.Response) -> list[dict[str, Any]]:
+    try:
+        body = response.json()
+    except ValueError:
+        return []
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, dict):
+        errors = [errors]
+    # Redacted here, the one way SendGrid's words enter the app: they reach records and rejects.
+    known = registered_secrets()
+    return [
+        {k: redact_secrets(v, *known) if isinstance(v, str) else v for k, v in e.items()}
+        for e in errors or []
+        if isinstance(e, dict)
+    ]
+
+
+def answer_error_text(response: requests.Response) -> str:
+    """SendGrid's own words, with any address and any secret in them masked: this text reaches
+    logs and records."""
+    return mask_emails(redact_secrets(_raw_error_text(response), *registered_secrets()))
+
+
+def _raw_error_text(response: requests.Response) -> str:
+    errors = answer_errors(response)
+    if errors:
+        parts = []
+        for error in errors[:SHOWN_ERRORS]:
+            where = f"{error['field']}: " if error.get("field") else ""
+            parts.append(f"{where}{error.get('message', '')}".strip())
+        more = f" (+{len(errors) - SHOWN_ERRORS} more)" if len(errors) > SHOWN_ERRORS else ""
+        return "; ".join(parts) + more
+    return (response.reason or "no error message").strip()
+
+
+def next_page_token(answer: dict[str, Any]) -> str | None:
+    next_url = (answer.get("_metadata") or {}).get("next")
+    if not next_url:
+        return None
+    tokens = parse_qs(urlparse(next_url).query).get("page_token")
+    return tokens[0] if tokens else None
