@@ -11,7 +11,7 @@ from typing import Any
 
 from shared.errors import SegmentError
 from shared.inputs.blob_stream import check_encoding, open_binary
-from shared.inputs.config import CSV_DELIMITERS, CsvOptions
+from shared.inputs.destination import CSV_DELIMITERS, CsvOptions
 from shared.inputs.record_split import OVERSIZED, QuoteTest, RecordChunk, drop_first, split_records
 from shared.inputs.tabular import Parsed, TabularFile, Tally, may_hold_controls, refusing_oversized, without_controls
 from shared.settings import DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_LIMIT

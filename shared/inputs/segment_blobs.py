@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from shared.adapters.storage import BlobNotFound, BlobStore
 from shared.errors import SegmentError
 from shared.inputs import cdm
-from shared.inputs.config import CsvOptions, SegmentRef
+from shared.inputs.destination import CsvOptions, SegmentRef
 
 CSV_SUFFIXES = (".csv", ".txt", ".csv.gz", ".txt.gz")
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")

@@ -24,8 +24,8 @@ from collections.abc import Iterable
 
 from shared.adapters.storage import BlobNotFound, BlobStore
 from shared.errors import SegmentError
-from shared.inputs.config import FieldMapping
 from shared.inputs.csv_reader import read_csv
+from shared.inputs.destination import FieldMapping
 from shared.inputs.jsonl_reader import read_jsonl
 from shared.inputs.line_count import record_bound, scan_plain
 from shared.inputs.record_split import RecordChunk
