@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import SegmentError
-from shared.inputs.config import CsvOptions
+from shared.inputs.destination import CsvOptions
 
 MODEL_FILE = "model.json"
 # Customer Insights writes model.json files of kilobytes, a few MB with thousands of partitions.

@@ -6,22 +6,49 @@ invalid entry and raises it only when that destination is asked for.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from shared.errors import ConfigError, ConsentError, UnknownDestinationError
+from shared.errors import ConfigError
+from shared.inputs.destination import (
+    CSV_DELIMITERS,
+    REGION_BASE_URLS,
+    CsvOptions,
+    Destination,
+    DestinationsConfig,
+    FieldMapping,
+    ListRef,
+    SegmentRef,
+)
 from shared.names import NAME_PATTERN
+
+# The destination types are re-exported: callers that parse the file also name what it holds.
+__all__ = [
+    "CSV_DELIMITERS",
+    "CSV_ENCODINGS",
+    "DEFAULT_MAX_PROFILES",
+    "DEFAULT_MAX_REMOVAL_FRACTION",
+    "MODES",
+    "REGION_BASE_URLS",
+    "RESERVED_FIELDS",
+    "CsvOptions",
+    "Destination",
+    "DestinationsConfig",
+    "FieldMapping",
+    "InvalidDestination",
+    "ListRef",
+    "SegmentRef",
+    "parse_destinations",
+]
 
 # \Z, not $: $ also matches before a final newline, and "newsletter\n" would be a second
 # destination, with its own lock, on the same list.
 _SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}\Z")
 _LIST_ID = re.compile(r"^[0-9A-Za-z-]{1,64}\Z")
-
-REGION_BASE_URLS = {"global": "https://api.sendgrid.com", "eu": "https://api.eu.sendgrid.com"}
 
 # SendGrid's writable reserved fields (PUT /v3/marketing/contacts, ContactRequest).
 RESERVED_FIELDS = (
@@ -38,115 +65,15 @@ RESERVED_FIELDS = (
     "phone_number_id",
     "alternate_emails",
 )
-CSV_DELIMITERS = (",", ";", "\t", "|")
 CSV_ENCODINGS = ("utf-8", "utf-8-sig", "latin-1", "cp1252", "utf-16")
 MODES = ("upsert", "mirror")
 DEFAULT_MAX_PROFILES = 100_000
 DEFAULT_MAX_REMOVAL_FRACTION = 0.2
 
 
-@dataclass(frozen=True)
-class ListRef:
-    id: str | None = None
-    name: str | None = None
-    create_if_missing: bool = False
-
-    def describe(self) -> str:
-        return f"list id '{self.id}'" if self.id else f"list named '{self.name}'"
-
-
-@dataclass(frozen=True)
-class CsvOptions:
-    delimiter: str | None = None
-    header: bool = True
-    columns: tuple[str, ...] | None = None
-    encoding: str = "utf-8"
-    quoted: bool = True  # False: quotes are plain characters (CDM QuoteStyle.None)
-    skip_repeated_header: bool = False  # headerless CDM partitions: a first row of the column names is skipped
-
-
-@dataclass(frozen=True)
-class SegmentRef:
-    path: str
-    table: str | None = None
-    csv: CsvOptions = field(default_factory=CsvOptions)
-
-    @property
-    def is_prefix(self) -> bool:
-        return self.path.endswith("/")
-
-
-@dataclass(frozen=True)
-class FieldMapping:
-    """SendGrid reserved field -> source column, and custom field name -> source column."""
-
-    fields: Mapping[str, str]
-    custom_fields: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Destination:
-    name: str
-    display_name: str
-    enabled: bool
-    data_privacy_consent: bool
-    api_key_secret: str
-    region: str
-    lists: tuple[ListRef, ...]
-    segments: tuple[SegmentRef, ...]
-    mapping: FieldMapping | None
-    mode: str
-    max_profiles: int
-    max_removal_fraction: float
-    schedule_enabled: bool
-    on_new_data: bool = False  # export when a segment blob lands (Event Grid), see shared.events
-
-    def require_consent(self) -> None:
-        if not self.data_privacy_consent:
-            raise ConsentError(
-                f"destination '{self.name}' has not given data_privacy_consent: set "
-                '"data_privacy_consent": true in destinations.json to confirm that sending '
-                "these profiles to SendGrid is allowed. Nothing was sent."
-            )
-
-    def api_base_url(self, override: str | None) -> str:
-        return override or REGION_BASE_URLS[self.region]
-
-    def public_view(self) -> dict[str, Any]:
-        """What may be shown to a caller: the configuration, never a secret's value."""
-        return {
-            "name": self.name,
-            "display_name": self.display_name,
-            "enabled": self.enabled,
-            "data_privacy_consent": self.data_privacy_consent,
-            "region": self.region,
-            "lists": [{k: v for k, v in vars(ref).items() if v is not None} for ref in self.lists],
-            "segments": [s.path for s in self.segments],
-            "mode": self.mode,
-            "max_profiles": self.max_profiles,
-            "schedule_enabled": self.schedule_enabled,
-            "on_new_data": self.on_new_data,
-        }
-
-
-@dataclass(frozen=True)
-class DestinationsConfig:
-    destinations: Mapping[str, Destination]
-    invalid: Mapping[str, ConfigError]
-
-    def get(self, name: str) -> Destination:
-        if name in self.invalid:
-            raise self.invalid[name]
-        try:
-            return self.destinations[name]
-        except KeyError:
-            known = ", ".join(sorted([*self.destinations, *self.invalid])) or "none"
-            raise UnknownDestinationError(
-                f"no destination named '{name}' in destinations.json (configured: {known})."
-            ) from None
-
-    def names(self) -> list[str]:
-        return sorted([*self.destinations, *self.invalid])
+# The keys an entry may hold: one per field of Destination, and "list", the one-list spelling of
+# "lists".
+_DESTINATION_KEYS = {f.name for f in dataclasses.fields(Destination)} | {"list"}
 
 
 def parse_destinations(text: str | bytes, source: str = "destinations.json") -> DestinationsConfig:
@@ -179,25 +106,6 @@ def parse_destinations(text: str | bytes, source: str = "destinations.json") -> 
         except ConfigError as exc:
             invalid[label] = exc
     return DestinationsConfig(valid, invalid)
-
-
-_DESTINATION_KEYS = {
-    "name",
-    "display_name",
-    "enabled",
-    "data_privacy_consent",
-    "api_key_secret",
-    "region",
-    "list",
-    "lists",
-    "segments",
-    "mapping",
-    "mode",
-    "max_profiles",
-    "max_removal_fraction",
-    "schedule_enabled",
-    "on_new_data",
-}
 
 
 T = TypeVar("T")
@@ -240,84 +148,80 @@ class _Problems:
             return default
 
 
-def _parse_destination(entry: Any, label: str) -> Destination:
-    problems = _Problems()
-    fail = problems.fail
+# Each scalar key of an entry: whether a value is valid, and what to say when it is not.
+_IS_BOOLEAN: tuple[Callable[[Any], bool], str] = (lambda value: isinstance(value, bool), "must be true or false.")
+_SCALAR_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "name": (
+        lambda value: isinstance(value, str) and bool(NAME_PATTERN.match(value)),
+        "must match ^[a-z0-9][a-z0-9-]{0,62}$.",
+    ),
+    "display_name": (
+        lambda value: isinstance(value, str) and bool(value.strip()) and len(value) <= 200,
+        "must be a non-empty string of at most 200 characters.",
+    ),
+    "api_key_secret": (
+        lambda value: isinstance(value, str) and bool(_SECRET_NAME.match(value)),
+        "must be a Key Vault secret name (letters, digits, hyphens).",
+    ),
+    "region": (lambda value: isinstance(value, str) and value in REGION_BASE_URLS, "must be 'global' or 'eu'."),
+    "mode": (lambda value: isinstance(value, str) and value in MODES, "must be 'upsert' or 'mirror'."),
+    "max_profiles": (
+        lambda value: _is_number(value, int) and value >= 1,
+        "must be a whole number of at least 1.",
+    ),
+    "max_removal_fraction": (
+        lambda value: _is_number(value, (int, float)) and 0 <= value <= 1,
+        "must be a number from 0 to 1.",
+    ),
+    "enabled": _IS_BOOLEAN,
+    "data_privacy_consent": _IS_BOOLEAN,
+    "schedule_enabled": _IS_BOOLEAN,
+    "on_new_data": _IS_BOOLEAN,
+}
 
+
+def _is_number(value: Any, kind: type | tuple[type, ...]) -> bool:
+    return not isinstance(value, bool) and isinstance(value, kind)  # JSON's true is no number
+
+
+def _parse_destination(entry: Any, label: str) -> Destination:
     if not isinstance(entry, dict):
         raise InvalidDestination(label, [("", "each destination must be a JSON object.")])
+    problems = _Problems()
     allowed = ", ".join(sorted(_DESTINATION_KEYS))
     for key in sorted(set(entry) - _DESTINATION_KEYS, key=str):
         problems.found.append((key, f"unknown key (allowed: {allowed})."))
 
-    def parse_name() -> str:
-        name = entry.get("name")
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
-            raise fail("name", "must match ^[a-z0-9][a-z0-9-]{0,62}$.")
-        return name
+    def scalar(key: str, default: Any, fallback: Any) -> Any:
+        """The key's value, or its default when absent; ``fallback`` (a problem kept) when invalid."""
+        valid, message = _SCALAR_CHECKS[key]
 
-    name = problems.check(parse_name, label)
-
-    def boolean(key: str, default: bool) -> bool:
-        def parse() -> bool:
+        def parse() -> Any:
             value = entry.get(key, default)
-            if not isinstance(value, bool):
-                raise fail(key, "must be true or false.")
+            if not valid(value):
+                raise _FieldError(key, message)
             return value
 
-        return problems.check(parse, default)
+        return problems.check(parse, fallback)
 
-    def parse_display_name() -> str:
-        display_name = entry.get("display_name", name)
-        if not isinstance(display_name, str) or not display_name.strip() or len(display_name) > 200:
-            raise fail("display_name", "must be a non-empty string of at most 200 characters.")
-        return display_name.strip()
-
-    def parse_secret() -> str:
-        secret = entry.get("api_key_secret", "sendgrid-api-key")
-        if not isinstance(secret, str) or not _SECRET_NAME.match(secret):
-            raise fail("api_key_secret", "must be a Key Vault secret name (letters, digits, hyphens).")
-        return secret
-
-    def parse_region() -> str:
-        region = entry.get("region", "global")
-        if not isinstance(region, str) or region not in REGION_BASE_URLS:
-            raise fail("region", "must be 'global' or 'eu'.")
-        return region
-
-    def parse_mode() -> str:
-        mode = entry.get("mode", "upsert")
-        if not isinstance(mode, str) or mode not in MODES:
-            raise fail("mode", "must be 'upsert' or 'mirror'.")
-        return mode
-
-    def parse_max_profiles() -> int:
-        max_profiles = entry.get("max_profiles", DEFAULT_MAX_PROFILES)
-        if isinstance(max_profiles, bool) or not isinstance(max_profiles, int) or max_profiles < 1:
-            raise fail("max_profiles", "must be a whole number of at least 1.")
-        return max_profiles
-
-    def parse_fraction() -> float:
-        fraction = entry.get("max_removal_fraction", DEFAULT_MAX_REMOVAL_FRACTION)
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
-            raise fail("max_removal_fraction", "must be a number from 0 to 1.")
-        return float(fraction)
-
+    name: str = scalar("name", None, label)
     destination = Destination(
         name=name,
-        display_name=problems.check(parse_display_name, name),
-        enabled=boolean("enabled", True),
-        data_privacy_consent=boolean("data_privacy_consent", False),
-        api_key_secret=problems.check(parse_secret, ""),
-        region=problems.check(parse_region, "global"),
-        lists=problems.check(lambda: _parse_lists(entry, fail), ()),
+        display_name=scalar("display_name", name, name).strip(),
+        enabled=scalar("enabled", True, True),
+        data_privacy_consent=scalar("data_privacy_consent", False, False),
+        api_key_secret=scalar("api_key_secret", "sendgrid-api-key", ""),
+        region=scalar("region", "global", "global"),
+        lists=problems.check(lambda: _parse_lists(entry, problems.fail), ()),
         segments=_parse_segments(entry.get("segments"), problems),
         mapping=_parse_mapping(entry.get("mapping"), problems),
-        mode=problems.check(parse_mode, "upsert"),
-        max_profiles=problems.check(parse_max_profiles, DEFAULT_MAX_PROFILES),
-        max_removal_fraction=problems.check(parse_fraction, DEFAULT_MAX_REMOVAL_FRACTION),
-        schedule_enabled=boolean("schedule_enabled", True),
-        on_new_data=boolean("on_new_data", False),
+        mode=scalar("mode", "upsert", "upsert"),
+        max_profiles=scalar("max_profiles", DEFAULT_MAX_PROFILES, DEFAULT_MAX_PROFILES),
+        max_removal_fraction=float(
+            scalar("max_removal_fraction", DEFAULT_MAX_REMOVAL_FRACTION, DEFAULT_MAX_REMOVAL_FRACTION)
+        ),
+        schedule_enabled=scalar("schedule_enabled", True, True),
+        on_new_data=scalar("on_new_data", False, False),
     )
     if problems.found:
         raise InvalidDestination(label, problems.found)

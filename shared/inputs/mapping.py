@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from shared.errors import SegmentError
-from shared.inputs.config import FieldMapping
+from shared.inputs.destination import FieldMapping
 
 DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "email": ("PrimaryEmail", "EMail", "Email", "EmailAddress", "EMailAddress1", "email_address"),

@@ -115,7 +115,7 @@ def test_any_bytes_read_as_a_segment_give_rows_rejections_or_one_clear_error(dat
     file = SegmentFile(name, "jsonl" if name.endswith(".jsonl") else "csv")
     store = InMemoryBlobStore({name: data}, chunk_size=13)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("shared.inputs.segments._TEXT_CHUNK_CHARS", text_chunk)
+        patch.setattr("shared.inputs.record_split._TEXT_CHUNK_CHARS", text_chunk)
         try:
             table = open_segment_file(store, file, None, limit)
             for chunk in table.chunks:

@@ -17,15 +17,9 @@ from hypothesis import strategies as st
 from shared.errors import SegmentError, SettingsError
 from shared.inputs import cdm
 from shared.inputs.config import CsvOptions, SegmentRef
-from shared.inputs.segments import (
-    MAX_JSON_DEPTH,
-    SegmentFile,
-    open_segment_file,
-    read_csv,
-    read_jsonl,
-    resolve_segment,
-    scan_segment_file,
-)
+from shared.inputs.csv_reader import read_csv
+from shared.inputs.jsonl_reader import MAX_JSON_DEPTH, read_jsonl
+from shared.inputs.segments import SegmentFile, open_segment_file, resolve_segment, scan_segment_file
 from shared.settings import DEFAULT_MAX_RECORD_BYTES, Settings
 from tests.fakes import InMemoryBlobStore
 
@@ -56,7 +50,7 @@ def test_an_over_long_line_is_rejected_with_its_line_and_the_next_line_is_read()
 
 
 def test_an_over_long_line_read_past_across_many_chunks(monkeypatch):
-    monkeypatch.setattr("shared.inputs.segments._TEXT_CHUNK_CHARS", 64)
+    monkeypatch.setattr("shared.inputs.record_split._TEXT_CHUNK_CHARS", 64)
     data = b"Email\na@example.com\n" + b"y" * 10_000 + b"\nc@example.com\n" + b"z" * 3000
     got = rows_of(read_csv(chunks(data, 33), "s.csv", CsvOptions(), max_record_bytes=1024))
     assert [(line, fields) for line, fields, _ in got] == [
@@ -68,7 +62,7 @@ def test_an_over_long_line_read_past_across_many_chunks(monkeypatch):
 
 
 def test_an_over_long_quoted_record_stops_the_file_naming_the_line_it_opened_on(monkeypatch):
-    monkeypatch.setattr("shared.inputs.segments._TEXT_CHUNK_CHARS", 64)
+    monkeypatch.setattr("shared.inputs.record_split._TEXT_CHUNK_CHARS", 64)
     data = b'Email,Note\na@example.com,"opens\n' + b"y" * 10_000 + b"\nmore\n"
     with pytest.raises(SegmentError, match=r"'s\.csv', line 2: a quoted field never ends"):
         list(read_csv(chunks(data), "s.csv", CsvOptions(), max_record_bytes=1024).rows)
@@ -98,7 +92,7 @@ def test_a_headerless_first_row_longer_than_a_read_is_a_row():
 
 
 def test_an_over_long_json_line_is_rejected_and_the_file_read_on(monkeypatch):
-    monkeypatch.setattr("shared.inputs.segments._TEXT_CHUNK_CHARS", 100)
+    monkeypatch.setattr("shared.inputs.record_split._TEXT_CHUNK_CHARS", 100)
     data = b'{"email": "a@example.com"}\n{"email": "' + b"q" * 4000 + b'"}\n{"email": "c@example.com"}\n'
     table = read_jsonl(chunks(data, 50), "s.jsonl", ["email"], max_record_bytes=1024)
     got = rows_of(table)
@@ -113,7 +107,7 @@ lines_strategy = st.lists(st.text(alphabet="ab,é", max_size=60), max_size=25)
 def test_every_line_is_a_row_or_rejected_as_over_long_whatever_the_chunking(lines, limit, text_chunk, byte_chunk):
     data = ("Email,Name\n" + "\n".join(lines)).encode()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("shared.inputs.segments._TEXT_CHUNK_CHARS", text_chunk)
+        patch.setattr("shared.inputs.record_split._TEXT_CHUNK_CHARS", text_chunk)
         got = [
             (line, fields)
             for line, fields, _ in rows_of(

@@ -9,15 +9,9 @@ from hypothesis import strategies as st
 
 from shared.errors import SegmentError
 from shared.inputs.config import CsvOptions, SegmentRef
-from shared.inputs.segments import (
-    SegmentFile,
-    _QuoteTest,
-    detect_delimiter,
-    open_segment_file,
-    read_csv,
-    resolve_segment,
-    scan_segment_file,
-)
+from shared.inputs.csv_reader import detect_delimiter, read_csv
+from shared.inputs.record_split import QuoteTest
+from shared.inputs.segments import SegmentFile, open_segment_file, resolve_segment, scan_segment_file
 from tests.fakes import InMemoryBlobStore
 
 
@@ -232,7 +226,7 @@ def test_the_scan_bound_is_never_below_the_records_a_run_reads(lines, chunk_size
 def reference_records(text: str, delimiter: str) -> list[tuple[int, str]]:
     """The records as the reader made them before it looked at new lines only: the whole record
     so far asked again at every line (right, and quadratic in the record's lines)."""
-    ends_open = _QuoteTest(delimiter)
+    ends_open = QuoteTest(delimiter)
     records: list[tuple[int, str]] = []
     pending: tuple[int, str] | None = None
     pieces = text.split("\n")

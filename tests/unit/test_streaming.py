@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from shared.inputs.config import CsvOptions
+from shared.inputs.csv_reader import read_csv
+from shared.inputs.jsonl_reader import read_jsonl
 from shared.inputs.mapping import plan_columns
 from shared.inputs.rows import RowRules
-from shared.inputs.segments import read_csv, read_jsonl
 
 ROW = (
     b'C%08d,person.%d@example.com,"Mar\xc3\xada Jos\xc3\xa9","Garc\xc3\xada L\xc3\xb3pez, Jr.",'
