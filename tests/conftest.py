@@ -6,6 +6,7 @@ simulator, so tests never see each other's state.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -24,9 +25,9 @@ from azure.storage.queue import QueueClient
 from shared.adapters.jobs import queue_client
 from shared.adapters.retry import RetryPolicy
 from shared.adapters.sendgrid import SendGridClient
-from shared.bootstrap import build_edges
+from shared.bootstrap import build_runtime
 from shared.entrypoints import service
-from shared.run.export import Edges
+from shared.run.runtime import Runtime
 from shared.settings import Settings
 from tools import sendgrid_simulator
 from tools.keyvault_standin import KeyVaultStandIn
@@ -166,15 +167,14 @@ def workspace(emulator: Emulator, blob_service: BlobServiceClient, simulator: Si
     queue.delete_queue()
 
 
-def make_edges(workspace: Workspace, **overrides: Any) -> Edges:
-    """Real edges over the test's containers; SendGrid calls use short (real) retry delays."""
+def make_runtime(workspace: Workspace, **overrides: Any) -> Runtime:
+    """Real edges over the test's containers, tuned by ``overrides``; SendGrid calls use short (real)
+    retry delays."""
     settings = Settings.from_env(workspace.env)
-    edges = build_edges(settings, environ=workspace.env)
-    edges.sendgrid = lambda base_url, key: SendGridClient(base_url, key, policy=FAST_RETRY, timeout=(2.0, 5.0))
-    edges.job_poll_interval = 0.02
-    for name, value in overrides.items():
-        setattr(edges, name, value)
-    return edges
+    runtime = build_runtime(settings, environ=workspace.env)
+    runtime.edges.sendgrid = lambda base_url, key: SendGridClient(base_url, key, policy=FAST_RETRY, timeout=(2.0, 5.0))
+    runtime.tuning = dataclasses.replace(runtime.tuning, job_poll_interval=0.02, **overrides)
+    return runtime
 
 
 def destination(**overrides: Any) -> dict[str, Any]:
@@ -200,9 +200,9 @@ def keyvault() -> Iterator[KeyVaultStandIn]:
 
 
 @pytest.fixture
-def app_edges(workspace: Workspace) -> Iterator[Edges]:
-    """The Functions app's edges, pointed at the test's workspace (as the host's process builds them)."""
-    edges = make_edges(workspace)
-    service.reset_app_edges(edges)
-    yield edges
-    service.reset_app_edges()
+def app_runtime(workspace: Workspace) -> Iterator[Runtime]:
+    """The Functions app's runtime, pointed at the test's workspace (as the host's process builds it)."""
+    runtime = make_runtime(workspace)
+    service.reset_app_runtime(runtime)
+    yield runtime
+    service.reset_app_runtime()

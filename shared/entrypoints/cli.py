@@ -20,15 +20,16 @@ from pathlib import Path
 from azure.core.exceptions import AzureError
 
 from shared.adapters.storage import BlobNotFound
-from shared.bootstrap import build_edges
+from shared.bootstrap import build_runtime
 from shared.entrypoints.service import run_now
 from shared.errors import ConfigError, ConsentError, ExportError, SettingsError
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
 from shared.privacy import SecretRedactingFilter, redact
-from shared.run.export import Edges, ExportOptions, load_destinations
+from shared.run.export import ExportOptions, load_destinations
 from shared.run.preflight import run_checks
 from shared.run.progress import BarProgress, LogProgress
 from shared.run.records import RunRecord, rejects_blob_name
+from shared.run.runtime import Runtime
 from shared.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -61,32 +62,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         _load_local_settings(args)
-        edges = _edges(args.command in SECRET_COMMANDS)
+        runtime = _runtime(args.command in SECRET_COMMANDS)
         if args.command == "export":
-            return _export(edges, args)
+            return _export(runtime, args)
         if args.command == "destinations":
-            config = load_destinations(edges)
+            config = load_destinations(runtime)
             out = [config.destinations[n].public_view() for n in sorted(config.destinations)]
             out += [{"name": n, "error": str(e)} for n, e in sorted(config.invalid.items())]
             _print_json({"destinations": out})
             return EXIT_OK
         if args.command == "check":
-            checks = run_checks(edges, args.name)
+            checks = run_checks(runtime, args.name)
             ok = all(c.ok for c in checks)
             _print_json({"ok": ok, "checks": [c.as_dict() for c in checks]})
             for c in checks:
                 print(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}", file=sys.stderr)
             return EXIT_OK if ok else EXIT_FAILED
         if args.command == "runs":
-            load_destinations(edges).get(args.name)
-            records = edges.records.recent(args.name, args.limit)
+            load_destinations(runtime).get(args.name)
+            records = runtime.edges.records.recent(args.name, args.limit)
             if args.json:
                 _print_json({"runs": [r.to_dict() for r in records]})
             else:
                 _print_runs_table(records)
             return EXIT_OK
         if args.command == "rejects":
-            return _rejects(edges, args.name, args.run_id)
+            return _rejects(runtime, args.name, args.run_id)
     except KeyboardInterrupt:
         # The run has released its lock and recorded itself failed (interrupted) on the way out.
         logging.disable(logging.CRITICAL)  # a thread still winding down must not log after the last line
@@ -119,11 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_USAGE
 
 
-def _export(edges: Edges, args: argparse.Namespace) -> int:
+def _export(runtime: Runtime, args: argparse.Namespace) -> int:
     options = ExportOptions(dry_run=args.dry_run, full=args.full, force_removals=args.force_removals)
     # A bar on a terminal; plain lines every few seconds where stderr is a file or a pipe.
-    edges.progress = BarProgress() if sys.stderr.isatty() else LogProgress()
-    final = run_now(edges, args.name, options=options, requested_by=_whoami())
+    runtime.edges.progress = BarProgress() if sys.stderr.isatty() else LogProgress()
+    final = run_now(runtime, args.name, options=options, requested_by=_whoami())
     _print_json(final.to_dict())
     print(f"run {final.run_id}: {final.status}", file=sys.stderr)
     return STATUS_EXIT.get(final.status, EXIT_FAILED)
@@ -136,15 +137,15 @@ class _NoKeyVaultSetting:
         raise SettingsError(f"KEY_VAULT_URL is not set, and reading secret '{name}' needs it.")
 
 
-def _edges(needs_secrets: bool) -> Edges:
+def _runtime(needs_secrets: bool) -> Runtime:
     settings = Settings.from_env(require_key_vault=needs_secrets)
     if settings.secrets_source == "keyvault" and settings.key_vault_url is None:
         # Build no Key Vault client at all (there is no URL to build it with) and fail loudly if
         # anything asks for a secret after all.
-        edges = build_edges(dataclasses.replace(settings, secrets_source="environment"), fail_fast=True)
-        edges.secrets = _NoKeyVaultSetting()
-        return edges
-    return build_edges(settings, fail_fast=True)
+        runtime = build_runtime(dataclasses.replace(settings, secrets_source="environment"), fail_fast=True)
+        runtime.edges.secrets = _NoKeyVaultSetting()
+        return runtime
+    return build_runtime(settings, fail_fast=True)
 
 
 def _load_local_settings(args: argparse.Namespace) -> None:
@@ -178,14 +179,14 @@ def _setting_family(key: str) -> str:
     return key.split("__", 1)[0].lower()
 
 
-def _rejects(edges: Edges, name: str, run_id: str) -> int:
+def _rejects(runtime: Runtime, name: str, run_id: str) -> int:
     """Stream the rejects CSV to stdout: it may be far larger than memory should hold."""
     blob = rejects_blob_name(name, run_id)
     try:
-        chunks = edges.exports.iter_chunks(blob)
+        chunks = runtime.edges.exports.iter_chunks(blob)
         first = next(chunks, b"")
     except BlobNotFound:
-        if edges.records.load(name, run_id) is None:
+        if runtime.edges.records.load(name, run_id) is None:
             why = f"no run {run_id} of destination '{name}' (see: python -m shared runs {name})."
         else:
             why = f"run {run_id} of destination '{name}' rejected no rows: it has no rejects file."

@@ -18,16 +18,13 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import eq
 from typing import Any
 
-from shared.adapters.jobs import JobQueue
-from shared.adapters.locks import RunLock
-from shared.adapters.secrets import SecretProvider
-from shared.adapters.sendgrid import JobResult, SendGridClient
-from shared.adapters.storage import BlobNotFound, BlobStore
+from shared.adapters.sendgrid import JobResult
+from shared.adapters.storage import BlobNotFound
 from shared.context import propagate
 from shared.errors import (
     ConfigError,
@@ -41,7 +38,6 @@ from shared.inputs.rows import CustomFieldDef, RowRules
 from shared.inputs.segments import RecordChunk, SegmentFile, TabularFile, open_segment_file, resolve_segment
 from shared.privacy import mask_emails
 from shared.run.batching import (
-    MAX_CONTACTS_PER_BATCH,
     BatchSpool,
     ContactNotEncodable,
     ContactTooLarge,
@@ -49,23 +45,18 @@ from shared.run.batching import (
 )
 from shared.run.import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
 from shared.run.keysets import MISSING, PositionIndex
+from shared.run.ports import SendGridApi
 from shared.run.profile_limit import BoundScan, require_within_limit
-from shared.run.progress import NoProgress, ProgressSink, ProgressSnapshot, RunProgress
-from shared.run.records import RejectsWriter, RunRecord, RunRecordStore, iso, new_run_id, rejects_blob_name, utc_now
+from shared.run.progress import ProgressSnapshot, RunProgress
+from shared.run.records import RejectsWriter, RunRecord, iso, new_run_id, rejects_blob_name, utc_now
 from shared.run.removals import remove_departed
+from shared.run.runtime import Runtime
 from shared.run.sending import BatchSender, PendingJob, SendOutcome, batch_entry
 from shared.run.sync_state import EMAIL_KEY_HASH, RowFingerprinter, RunKeys, StateUpdates, SyncState, journal_prefix
 from shared.run.telemetry import emit_run_event
-from shared.settings import (
-    DEFAULT_JOB_WAIT_SECONDS,
-    DEFAULT_MAX_BATCH_BYTES,
-    DEFAULT_RUN_DEADLINE_SECONDS,
-    Settings,
-)
 
 log = logging.getLogger(__name__)
 
-SendGridFactory = Callable[[str, str], SendGridClient]
 # The counts each file of a segment reports in the record (those it changed).
 FILE_COUNTS = ("invalid", "duplicate", "unchanged", "sent", "truncated", "fields_rejected", "control_chars_stripped")
 
@@ -80,58 +71,25 @@ class ExportOptions:
         return {"dry_run": self.dry_run, "full": self.full, "force_removals": self.force_removals}
 
 
-@dataclass
-class Edges:
-    """Everything a run touches outside itself, built once (see :mod:`shared.bootstrap`)."""
-
-    settings: Settings
-    segments: BlobStore
-    exports: BlobStore
-    secrets: SecretProvider
-    sendgrid: SendGridFactory
-    lock: RunLock
-    jobs: JobQueue
-    # One deadline for all of a run's SendGrid jobs, counted from when waiting starts; and one
-    # for everything the run asks of SendGrid, counted from its start (429 waits included).
-    job_wait_seconds: float = DEFAULT_JOB_WAIT_SECONDS
-    run_deadline_seconds: float = DEFAULT_RUN_DEADLINE_SECONDS
-    job_poll_interval: float = 0.25
-    job_poll_max_interval: float = 30.0
-    max_batch_contacts: int = MAX_CONTACTS_PER_BATCH
-    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
-    # Batches in flight at once: the next body travels while SendGrid parses the last.
-    send_concurrency: int = 3
-    # Hands the memory a file's rows left free back to the OS (see shared.memory).
-    release_memory: Callable[[], None] = lambda: None
-    # Where a run's progress is shown while it goes (the CLI's stderr); the record moves anyway.
-    progress: ProgressSink = field(default_factory=NoProgress)
-    progress_every: float = 2.0  # seconds between two updates of the progress shown
-    record_save_every: float = 5.0  # seconds between two saves of the running record
-
-    @property
-    def records(self) -> RunRecordStore:
-        return RunRecordStore(self.exports)
-
-
 class DestinationDisabledError(ConfigError):
     pass
 
 
-def load_destinations(edges: Edges) -> DestinationsConfig:
-    name = edges.settings.destinations_blob
+def load_destinations(runtime: Runtime) -> DestinationsConfig:
+    name = runtime.settings.destinations_blob
     try:
-        text = edges.exports.read_bytes(name)
+        text = runtime.edges.exports.read_bytes(name)
     except BlobNotFound:
         raise ConfigError(
-            f"{name} not found in container '{edges.settings.exports_container}': upload it "
+            f"{name} not found in container '{runtime.settings.exports_container}': upload it "
             "(see README, 'destinations.json')."
         ) from None
     return parse_destinations(text, source=name)
 
 
-def exportable_destination(edges: Edges, name: str, config: DestinationsConfig | None = None) -> Destination:
+def exportable_destination(runtime: Runtime, name: str, config: DestinationsConfig | None = None) -> Destination:
     """The destination, if it may be exported now; else the error that says why not."""
-    destination = (config or load_destinations(edges)).get(name)
+    destination = (config or load_destinations(runtime)).get(name)
     if not destination.enabled:
         raise DestinationDisabledError(
             'is disabled; set "enabled": true to export it.', destination=name, field="enabled"
@@ -141,7 +99,7 @@ def exportable_destination(edges: Edges, name: str, config: DestinationsConfig |
 
 
 def queue_run(
-    edges: Edges,
+    runtime: Runtime,
     destination: str,
     *,
     trigger: str,
@@ -159,13 +117,13 @@ def queue_run(
         status="queued",
         queued_at=iso(utc_now()),
     )
-    edges.records.save(record)
+    runtime.edges.records.save(record)
     return record
 
 
-def run_export(edges: Edges, record: RunRecord) -> RunRecord:
+def run_export(runtime: Runtime, record: RunRecord) -> RunRecord:
     """Run a queued export to its end. Never raises for a run-level failure: the record says it."""
-    run = _Run(edges, record)
+    run = _Run(runtime, record)
     try:
         run.execute()
     except ExportError as exc:
@@ -183,21 +141,22 @@ def describe_unexpected(exc: BaseException) -> str:
 
 
 class _Run:
-    def __init__(self, edges: Edges, record: RunRecord):
-        self.edges = edges
+    def __init__(self, runtime: Runtime, record: RunRecord):
+        self.runtime = runtime
+        self.edges, self.settings, self.tuning = runtime.edges, runtime.settings, runtime.tuning
         self.record = record
         self.options = ExportOptions(**record.options)
         self.rejects = RejectsWriter()
-        self.store = edges.records
+        self.store = self.edges.records
         self.failed = False
         self._t0 = time.monotonic()
         self._sent = False  # the sender's outcome has been taken into the record
         self._delivered = False  # a batch was handed to SendGrid
         self.progress = RunProgress(
-            edges.progress,
+            self.edges.progress,
             self._save_running,
-            interval=edges.progress_every,
-            save_every=edges.record_save_every,
+            interval=self.tuning.progress_every,
+            save_every=self.tuning.record_save_every,
         )
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -267,21 +226,21 @@ class _Run:
         record.started_at = iso(utc_now())
         self.store.save(record)
         with self.stage("config"):
-            config = load_destinations(self.edges)
-            destination = exportable_destination(self.edges, record.destination, config)
-            base_url = destination.api_base_url(self.edges.settings.sendgrid_api_base_url)
+            config = load_destinations(self.runtime)
+            destination = exportable_destination(self.runtime, record.destination, config)
+            base_url = destination.api_base_url(self.settings.sendgrid_api_base_url)
             # Every segment resolved before anything is read, so a missing one fails the run up front.
             plan = [(segment, resolve_segment(self.edges.segments, segment)) for segment in destination.segments]
         self.destination = destination
         self.mirror = destination.mode == "mirror"
-        max_record_bytes = self.edges.settings.max_record_bytes
+        max_record_bytes = self.settings.max_record_bytes
         self.progress.stage = "preparing"
         with self.stage("secret"):
             api_key = self.edges.secrets.get_secret(destination.api_key_secret)
         client = self.edges.sendgrid(base_url, api_key)
         del api_key
         # From the run's start: the configuration and the key may already have taken a while.
-        client.deadline = time.time() + self.edges.run_deadline_seconds - (time.monotonic() - self._t0)
+        client.deadline = time.time() + self.tuning.run_deadline_seconds - (time.monotonic() - self._t0)
         sender: BatchSender | None = None
         proven = threading.Event()  # max_profiles cannot be passed: batches may go as they fill
 
@@ -319,11 +278,11 @@ class _Run:
                 list_ids = self.create_lists(client, destination, found)
             self.store.save(record)
             spool = BatchSpool(
-                list_ids, max_contacts=self.edges.max_batch_contacts, max_bytes=self.edges.max_batch_bytes
+                list_ids, max_contacts=self.tuning.max_batch_contacts, max_bytes=self.tuning.max_batch_bytes
             )
             try:
                 if not self.options.dry_run:
-                    sender = BatchSender(client, spool, concurrency=self.edges.send_concurrency)
+                    sender = BatchSender(client, spool, concurrency=self.tuning.send_concurrency)
                     spool.on_ready = self._sending_gate(scan, sender)
                     if proven.is_set():
                         sender.open()
@@ -365,9 +324,9 @@ class _Run:
                             options=self.options,
                             failed=self.failed,
                             max_fraction=destination.max_removal_fraction,
-                            job_wait_seconds=self.edges.job_wait_seconds,
-                            poll_interval=self.edges.job_poll_interval,
-                            poll_max_interval=self.edges.job_poll_max_interval,
+                            job_wait_seconds=self.tuning.job_wait_seconds,
+                            poll_interval=self.tuning.job_poll_interval,
+                            poll_max_interval=self.tuning.job_poll_max_interval,
                             unproven=unproven_read(plan),
                         )
                 if not self.options.dry_run:
@@ -393,7 +352,7 @@ class _Run:
             scan.cancel()
             client.close()
 
-    def find_lists(self, client: SendGridClient, destination: Destination) -> list[dict[str, Any] | None]:
+    def find_lists(self, client: SendGridApi, destination: Destination) -> list[dict[str, Any] | None]:
         """Each list the destination names, as SendGrid has it, or None where it is to be created.
         Creates nothing: that waits until the run knows it will send."""
         found: list[dict[str, Any] | None] = []
@@ -406,7 +365,7 @@ class _Run:
         return found
 
     def create_lists(
-        self, client: SendGridClient, destination: Destination, found: list[dict[str, Any] | None]
+        self, client: SendGridApi, destination: Destination, found: list[dict[str, Any] | None]
     ) -> list[str]:
         ids: list[str] = []
         for ref, item in zip(destination.lists, found, strict=True):
@@ -424,12 +383,12 @@ class _Run:
         return ids
 
     @staticmethod
-    def _find_list(client: SendGridClient, ref: ListRef) -> dict[str, Any] | None:
+    def _find_list(client: SendGridApi, ref: ListRef) -> dict[str, Any] | None:
         if ref.id is not None:
             return client.get_list(ref.id)
         return next((item for item in client.iter_lists() if item.get("name") == ref.name), None)
 
-    def resolve_custom_fields(self, client: SendGridClient, destination: Destination) -> dict[str, CustomFieldDef]:
+    def resolve_custom_fields(self, client: SendGridApi, destination: Destination) -> dict[str, CustomFieldDef]:
         wanted = dict(destination.mapping.custom_fields) if destination.mapping else {}
         if not wanted:
             return {}
@@ -485,7 +444,7 @@ class _Run:
             self.record.segments.append(summary)
             for file in files:
                 table = open_segment_file(
-                    self.edges.segments, file, destination.mapping, self.edges.settings.max_record_bytes
+                    self.edges.segments, file, destination.mapping, self.settings.max_record_bytes
                 )
                 columns = plan_columns(destination.mapping, table.columns, file.name)
                 reader = _FileReader(
@@ -506,7 +465,7 @@ class _Run:
                     {"name": file.name, "rows": rows}
                     | {k: counts[k] - before[k] for k in FILE_COUNTS if counts[k] != before[k]}
                 )
-                self.edges.release_memory()
+                self.tuning.release_memory()
                 log.info("read %s: %d rows (%d to send so far)", file.name, rows, spool.count)
         return seen
 
@@ -545,14 +504,14 @@ class _Run:
             self.fail(message)
 
     def wait_for_jobs(
-        self, client: SendGridClient, spool: BatchSpool, pending: list[PendingJob], updates: StateUpdates
+        self, client: SendGridApi, spool: BatchSpool, pending: list[PendingJob], updates: StateUpdates
     ) -> None:
         """Follow every import job of the run at once, against one deadline; as each ends, confirm
         what it accepted (journaled at once) and reject what it failed, by its errors file."""
         if not pending:
             return
         journal = journal_prefix(self.record.destination) + self.record.run_id
-        deadline = time.time() + self.edges.job_wait_seconds
+        deadline = time.time() + self.tuning.job_wait_seconds
         if client.deadline is not None:
             deadline = min(deadline, client.deadline)
         by_job = {item.job_id: item for item in pending}
@@ -568,21 +527,21 @@ class _Run:
         client.wait_for_jobs(
             list(by_job),
             deadline=deadline,
-            interval=self.edges.job_poll_interval,
-            max_interval=self.edges.job_poll_max_interval,
+            interval=self.tuning.job_poll_interval,
+            max_interval=self.tuning.job_poll_max_interval,
             on_end=on_end,
             tick=self.progress.tick,
         )
         if unfinished:
             self.record.errors.append(
                 f"{unfinished} import job(s) did not finish before the run's deadline for jobs "
-                f"(SENDGRID_JOB_WAIT_SECONDS={self.edges.job_wait_seconds:.0f}); their contacts are counted "
+                f"(SENDGRID_JOB_WAIT_SECONDS={self.tuning.job_wait_seconds:.0f}); their contacts are counted "
                 "errored and will be sent again by the next run."
             )
 
     def _settle_job(
         self,
-        client: SendGridClient,
+        client: SendGridApi,
         spool: BatchSpool,
         item: PendingJob,
         result: JobResult,
@@ -649,7 +608,7 @@ class _Run:
             entry["job"] = job
 
     def _errored_in_job(
-        self, client: SendGridClient, batch: Any, item: PendingJob, result: JobResult
+        self, client: SendGridApi, batch: Any, item: PendingJob, result: JobResult
     ) -> dict[int, str] | None:
         """The positions an import job failed, with SendGrid's message, from its errors file;
         None (and the record says why) when the file cannot tell them with certainty."""

@@ -8,13 +8,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from shared.adapters.sendgrid import SendGridClient
 from shared.errors import ConfigError, ExportError, SendGridAuthError, SendGridError, UnknownDestinationError
 from shared.inputs.config import Destination
 from shared.inputs.mapping import plan_columns
 from shared.inputs.segments import open_segment_file, resolve_segment
 from shared.privacy import mask_emails
-from shared.run.export import Edges, load_destinations
+from shared.run.export import load_destinations
+from shared.run.ports import SendGridApi
+from shared.run.runtime import Runtime
 
 
 @dataclass
@@ -32,10 +33,10 @@ class Check:
         return asdict(self)
 
 
-def run_checks(edges: Edges, name: str) -> list[Check]:
+def run_checks(runtime: Runtime, name: str) -> list[Check]:
     """Raises :class:`UnknownDestinationError` only; every other fault is a failed check."""
     try:
-        destination = load_destinations(edges).get(name)
+        destination = load_destinations(runtime).get(name)
     except UnknownDestinationError:
         raise
     except ConfigError as exc:
@@ -55,14 +56,14 @@ def run_checks(edges: Edges, name: str) -> list[Check]:
             else "data_privacy_consent is not given: nothing will be sent until it is true.",
         ),
     ]
-    checks += _segment_checks(edges, destination)
+    checks += _segment_checks(runtime, destination)
     try:
-        api_key = edges.secrets.get_secret(destination.api_key_secret)
+        api_key = runtime.edges.secrets.get_secret(destination.api_key_secret)
     except ExportError as exc:
         checks.append(Check("secret", False, str(exc)))
         return [*checks, Check("api_key", False, "not checked: the secret could not be read.")]
     checks.append(Check("secret", True, f"secret '{destination.api_key_secret}' is readable."))
-    client = edges.sendgrid(destination.api_base_url(edges.settings.sendgrid_api_base_url), api_key)
+    client = runtime.edges.sendgrid(destination.api_base_url(runtime.settings.sendgrid_api_base_url), api_key)
     del api_key
     try:
         checks += _sendgrid_checks(client, destination)
@@ -71,7 +72,7 @@ def run_checks(edges: Edges, name: str) -> list[Check]:
     return checks
 
 
-def _sendgrid_checks(client: SendGridClient, destination: Destination) -> list[Check]:
+def _sendgrid_checks(client: SendGridApi, destination: Destination) -> list[Check]:
     checks: list[Check] = []
     try:
         scopes = client.scopes()
@@ -144,13 +145,15 @@ def scope_check(scopes: list[str]) -> Check:
     )
 
 
-def _segment_checks(edges: Edges, destination: Destination) -> list[Check]:
+def _segment_checks(runtime: Runtime, destination: Destination) -> list[Check]:
     checks = []
     for segment in destination.segments:
         try:
-            blobs = resolve_segment(edges.segments, segment)
+            blobs = resolve_segment(runtime.edges.segments, segment)
             for file in blobs:
-                table = open_segment_file(edges.segments, file, destination.mapping, edges.settings.max_record_bytes)
+                table = open_segment_file(
+                    runtime.edges.segments, file, destination.mapping, runtime.settings.max_record_bytes
+                )
                 plan_columns(destination.mapping, table.columns, file.name)
             checks.append(
                 Check(

@@ -26,8 +26,9 @@ import time
 from collections.abc import Iterator, Sequence, Set
 from typing import Any, Protocol
 
-from shared.adapters.sendgrid import SEARCH_EMAIL_MAX_LENGTH, SendGridClient
+from shared.adapters.sendgrid import SEARCH_EMAIL_MAX_LENGTH
 from shared.errors import SendGridError
+from shared.run.ports import SendGridApi
 from shared.run.sync_state import RunKeys, SyncState, email_key
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class _Options(Protocol):
 
 
 def remove_departed(
-    client: SendGridClient,
+    client: SendGridApi,
     list_ids: list[str],
     state: SyncState,
     present: Set[int] | RunKeys,
@@ -100,7 +101,7 @@ def remove_departed(
 
 
 class _Removal:
-    def __init__(self, client: SendGridClient, list_ids: list[str], state: SyncState, record: Any, now: float):
+    def __init__(self, client: SendGridApi, list_ids: list[str], state: SyncState, record: Any, now: float):
         self.client, self.list_ids, self.state, self.now = client, list_ids, state, now
         self.record, self.removals = record, record.removals
         self.budget = MAX_ISOLATION_REQUESTS

@@ -13,7 +13,7 @@ import pytest
 
 from shared.run.export import ExportOptions, queue_run, run_export
 from shared.settings import Settings
-from tests.conftest import destination, make_edges
+from tests.conftest import destination, make_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +21,8 @@ ATTRIBUTES = ["CustomerId", "PrimaryEmail", "FirstName", "LastName", "City", "St
 
 
 def run(workspace, **overrides):
-    edges = make_edges(workspace, **overrides)
-    return run_export(edges, queue_run(edges, "newsletter", trigger="cli"))
+    runtime = make_runtime(workspace, **overrides)
+    return run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
 
 
 def rejects_of(workspace, record) -> list[dict[str, str]]:
@@ -144,9 +144,9 @@ def test_mirror_mode_removes_nobody_on_a_read_that_cannot_be_proven_complete(wor
     record = run(workspace)
     assert record.removals["refused"] and "cannot be proven complete" in record.removals["reason"]
     assert len(simulator.members("Newsletter")) == 4
-    edges = make_edges(workspace)
+    runtime = make_runtime(workspace)
     forced = run_export(
-        edges, queue_run(edges, "newsletter", trigger="cli", options=ExportOptions(force_removals=True))
+        runtime, queue_run(runtime, "newsletter", trigger="cli", options=ExportOptions(force_removals=True))
     )
     assert forced.removals["done"] == 2 and len(simulator.members("Newsletter")) == 2
 

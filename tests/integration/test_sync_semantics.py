@@ -10,7 +10,7 @@ import pytest
 from shared.adapters.sendgrid import SendGridClient
 from shared.run.export import ExportOptions, queue_run, run_export
 from shared.run.sync_state import SyncState, state_blob_name
-from tests.conftest import FAST_RETRY, destination, make_edges
+from tests.conftest import FAST_RETRY, destination, make_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +28,8 @@ def people(n: int, city: str = "Oslo", start: int = 0) -> list[tuple[str, ...]]:
 
 
 def run(workspace, **options):
-    edges = make_edges(workspace)
-    return run_export(edges, queue_run(edges, "newsletter", trigger="cli", options=ExportOptions(**options)))
+    runtime = make_runtime(workspace)
+    return run_export(runtime, queue_run(runtime, "newsletter", trigger="cli", options=ExportOptions(**options)))
 
 
 def put_methods(simulator) -> list[str]:
@@ -196,8 +196,8 @@ def test_an_errored_job_confirms_all_but_the_contacts_its_errors_file_names(work
 def test_a_run_that_dies_after_some_jobs_resends_only_what_was_not_confirmed(workspace, simulator):
     workspace.put_destinations(destination())
     workspace.put_segment("people.csv", csv_of(people(30)))
-    edges = make_edges(workspace, max_batch_contacts=10)
-    real = edges.exports
+    runtime = make_runtime(workspace, max_batch_contacts=10)
+    real = runtime.edges.exports
 
     class DiesOnSecondJournal:
         written = 0
@@ -212,28 +212,28 @@ def test_a_run_that_dies_after_some_jobs_resends_only_what_was_not_confirmed(wor
                     raise KeyboardInterrupt("the worker was killed")  # not an Exception: nothing catches it
             return real.write_bytes(name, data, **kwargs)
 
-    edges.exports = DiesOnSecondJournal()
+    runtime.edges.exports = DiesOnSecondJournal()
     with pytest.raises(KeyboardInterrupt):
-        run_export(edges, queue_run(edges, "newsletter", trigger="cli"))
+        run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert len(workspace.export_names("state/newsletter/journal-")) == 1  # batch 0 confirmed, then death
-    edges.exports = real
-    again = run_export(edges, queue_run(edges, "newsletter", trigger="cli"))
+    runtime.edges.exports = real
+    again = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert (again.counts["unchanged"], again.counts["sent"]) == (10, 20)
     assert workspace.export_names("state/newsletter/journal-") == []
-    assert len(SyncState.load(edges.exports, "newsletter", with_emails=False)) == 30
+    assert len(SyncState.load(runtime.edges.exports, "newsletter", with_emails=False)) == 30
 
 
 def test_the_eu_region_uses_the_eu_host(workspace, simulator):
     workspace.put_destinations(destination(region="eu"))
     workspace.put_segment("people.csv", csv_of(people(1)))
     del workspace.env["SENDGRID_API_BASE_URL"]
-    edges = make_edges(workspace)
+    runtime = make_runtime(workspace)
     asked: list[str] = []
 
     def factory(url, key):
         asked.append(url)
         return SendGridClient(simulator.url, key, policy=FAST_RETRY)
 
-    edges.sendgrid = factory
-    run_export(edges, queue_run(edges, "newsletter", trigger="cli"))
+    runtime.edges.sendgrid = factory
+    run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert asked == ["https://api.eu.sendgrid.com"]
