@@ -167,11 +167,12 @@ def workspace(emulator: Emulator, blob_service: BlobServiceClient, simulator: Si
     queue.delete_queue()
 
 
-def make_runtime(workspace: Workspace, **overrides: Any) -> Runtime:
+def make_runtime(workspace: Workspace, settings: Settings | None = None, **overrides: Any) -> Runtime:
     """Real edges over the test's containers, tuned by ``overrides``; SendGrid calls use short (real)
     retry delays."""
-    settings = Settings.from_env(workspace.env)
-    runtime = build_runtime(settings, environ=workspace.env)
+    runtime = build_runtime(Settings.from_env(workspace.env), environ=workspace.env)
+    if settings is not None:
+        runtime.settings = settings
     runtime.edges.sendgrid = lambda base_url, key: SendGridClient(base_url, key, policy=FAST_RETRY, timeout=(2.0, 5.0))
     runtime.tuning = dataclasses.replace(runtime.tuning, job_poll_interval=0.02, **overrides)
     return runtime

@@ -25,10 +25,10 @@ from shared.entrypoints.service import run_now
 from shared.errors import ConfigError, ConsentError, ExportError, SettingsError
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
 from shared.privacy import SecretRedactingFilter, redact
-from shared.run.export import ExportOptions, load_destinations
+from shared.run.export import load_destinations
 from shared.run.preflight import run_checks
 from shared.run.progress import BarProgress, LogProgress
-from shared.run.records import RunRecord, rejects_blob_name
+from shared.run.records import ExportOptions, RunRecord, rejects_blob_name
 from shared.run.runtime import Runtime
 from shared.settings import Settings
 
@@ -222,14 +222,13 @@ def _print_runs_table(records: list[RunRecord]) -> None:
 def _run_row(record: RunRecord) -> tuple[str, ...]:
     counts = record.counts
     # Rows in the rejects file: refused by the row rules, or refused by SendGrid.
-    rejected = int(counts.get("invalid", 0)) + int(counts.get("errored", 0))
     return (
         record.run_id,
-        record.status,
+        str(record.status),
         record.trigger,
-        str(counts.get("read", 0)),
-        str(counts.get("sent", 0)),
-        str(rejected),
+        str(counts.read),
+        str(counts.sent),
+        str(counts.rejected),
         _duration(record.started_at, record.finished_at),
     )
 

@@ -30,7 +30,6 @@ from shared.entrypoints.events import (
 )
 from shared.errors import ExportError, SendGridError
 from shared.run.export import (
-    ExportOptions,
     describe_unexpected,
     exportable_destination,
     load_destinations,
@@ -38,7 +37,16 @@ from shared.run.export import (
     run_export,
 )
 from shared.run.ports import SendGridApi
-from shared.run.records import FINAL_STATUSES, CorruptRunRecord, RunRecord, iso, new_run_id, utc_now
+from shared.run.records import (
+    FINAL_STATUSES,
+    CorruptRunRecord,
+    ExportOptions,
+    RunRecord,
+    RunStatus,
+    iso,
+    new_run_id,
+    utc_now,
+)
 from shared.run.runtime import Runtime
 from shared.run.telemetry import emit_run_event
 from shared.settings import Settings
@@ -90,11 +98,11 @@ def enqueue_export(
 
 def _enqueue_job(runtime: Runtime, record: RunRecord, delay: int) -> RunRecord:
     """Put a queued record's job on the queue; if it cannot be, the record says so and ends."""
-    job = ExportJob(record.run_id, record.destination, record.trigger, record.requested_by, dict(record.options))
+    job = ExportJob(record.run_id, record.destination, record.trigger, record.requested_by, record.options.as_dict())
     try:
         runtime.edges.jobs.enqueue(job, delay=delay)
     except Exception as exc:
-        record.status = "failed"
+        record.status = RunStatus.FAILED
         record.finished_at = iso(utc_now())
         record.errors.append(f"the job could not be queued ({type(exc).__name__}); nothing ran.")
         runtime.edges.records.save(record)
@@ -187,7 +195,7 @@ def _queue_once(runtime: Runtime, destination: str, settle: int) -> RunRecord | 
             earlier = runtime.edges.records.load(destination, run_id)
         except CorruptRunRecord:
             earlier = None
-        if earlier is not None and earlier.status == "queued" and still_queued(earlier.queued_at, settle):
+        if earlier is not None and earlier.status == RunStatus.QUEUED and still_queued(earlier.queued_at, settle):
             log.info("new data for %s: run %s is queued and has not started; no second run", destination, run_id)
             return None
     try:
@@ -199,7 +207,7 @@ def _queue_once(runtime: Runtime, destination: str, settle: int) -> RunRecord | 
     body = json.dumps({"run_id": record.run_id}).encode()
     etag = current[1] if current else None
     if not runtime.edges.exports.write_if(gate, body, etag=etag, content_type="application/json"):
-        record.status = "skipped"
+        record.status = RunStatus.SKIPPED
         record.finished_at = iso(utc_now())
         record.errors.append("another event queued a run of this destination at the same moment; this one never ran.")
         runtime.edges.records.save(record)
@@ -232,7 +240,7 @@ def on_job(runtime: Runtime, body: str | bytes, *, dequeue_count: int = 1) -> Ru
             destination=job.destination,
             trigger=job.trigger,
             requested_by=job.requested_by,
-            options=dict(job.options),
+            options=ExportOptions.from_dict(job.options),
             queued_at=iso(utc_now()),
         )
     elif record.status in FINAL_STATUSES:
@@ -272,7 +280,7 @@ def run_locked(runtime: Runtime, record: RunRecord, *, attempt: int = 1) -> RunR
                 return record
             log.info("run %s of %s: lock held by %s; queued again", record.run_id, record.destination, exc.holder)
             return record
-        record.status = "skipped"
+        record.status = RunStatus.SKIPPED
         record.errors.append(str(exc))
         record.finished_at = iso(utc_now())
         runtime.edges.records.save(record)
@@ -281,7 +289,7 @@ def run_locked(runtime: Runtime, record: RunRecord, *, attempt: int = 1) -> RunR
         return record
     except KeyboardInterrupt:
         # The lock is released already (the with block ended); the record must not stay "running".
-        record.status = "failed"
+        record.status = RunStatus.FAILED
         record.errors.append(INTERRUPTED)
         record.finished_at = iso(utc_now())
         runtime.edges.records.save(record)
@@ -294,14 +302,14 @@ def run_locked(runtime: Runtime, record: RunRecord, *, attempt: int = 1) -> RunR
         if not record.errors or record.errors[-1] != reason:  # the run may have recorded it already
             record.errors.append(reason)
         if attempt < MAX_DEQUEUE_COUNT:
-            record.status = "queued"
+            record.status = RunStatus.QUEUED
             record.errors.append(f"attempt {attempt} of {MAX_DEQUEUE_COUNT} failed; the job will be retried.")
         else:
-            record.status = "failed"
+            record.status = RunStatus.FAILED
             record.errors.append(f"attempt {attempt} failed; gave up after {attempt} attempts.")
-        record.finished_at = iso(utc_now()) if record.status == "failed" else None
+        record.finished_at = iso(utc_now()) if record.status == RunStatus.FAILED else None
         runtime.edges.records.save(record)
-        if record.status == "failed":
+        if record.status == RunStatus.FAILED:
             emit_run_event(record)
         raise
 
@@ -388,12 +396,12 @@ def _only_while_held(runtime: Runtime, held: HeldLock) -> Runtime:
 def _end_lost(runtime: Runtime, record: RunRecord, held: HeldLock) -> RunRecord:
     reason = held.lost_reason or "the lock was lost"
     was = record.status
-    record.status = "failed"
+    record.status = RunStatus.FAILED
     if reason not in record.errors:
         record.errors.append(reason)
     record.finished_at = iso(utc_now())
     runtime.edges.records.save(record)
-    if was != "failed":  # the run's own end emitted its event as failed already
+    if was != RunStatus.FAILED:  # the run's own end emitted its event as failed already
         emit_run_event(record)
     log.error("run %s of %s failed: its lock was lost", record.run_id, record.destination)
     return record
@@ -402,9 +410,9 @@ def _end_lost(runtime: Runtime, record: RunRecord, held: HeldLock) -> RunRecord:
 def _close_abandoned_runs(runtime: Runtime, current: RunRecord) -> None:
     """Only the lock holder runs: another record still ``running`` now belongs to a dead process."""
     for other in runtime.edges.records.recent(current.destination, ABANDONED_SCAN):
-        if other.run_id == current.run_id or other.status != "running":
+        if other.run_id == current.run_id or other.status != RunStatus.RUNNING:
             continue
-        other.status = "failed"
+        other.status = RunStatus.FAILED
         other.finished_at = iso(utc_now())
         other.errors.append(
             f"the run stopped without finishing (its process died or was stopped); found by run {current.run_id}. "

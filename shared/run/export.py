@@ -18,7 +18,6 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import eq
 from typing import Any
@@ -43,12 +42,22 @@ from shared.run.batching import (
     ContactTooLarge,
     encode_contact,
 )
+from shared.run.counts import FILE_COUNTS, RunCounts
 from shared.run.import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
 from shared.run.keysets import MISSING, PositionIndex
 from shared.run.ports import SendGridApi
 from shared.run.profile_limit import BoundScan, require_within_limit
 from shared.run.progress import ProgressSnapshot, RunProgress
-from shared.run.records import RejectsWriter, RunRecord, iso, new_run_id, rejects_blob_name, utc_now
+from shared.run.records import (
+    ExportOptions,
+    RejectsWriter,
+    RunRecord,
+    RunStatus,
+    iso,
+    new_run_id,
+    rejects_blob_name,
+    utc_now,
+)
 from shared.run.removals import remove_departed
 from shared.run.runtime import Runtime
 from shared.run.sending import BatchSender, PendingJob, SendOutcome, batch_entry
@@ -57,18 +66,6 @@ from shared.run.telemetry import emit_run_event
 
 log = logging.getLogger(__name__)
 
-# The counts each file of a segment reports in the record (those it changed).
-FILE_COUNTS = ("invalid", "duplicate", "unchanged", "sent", "truncated", "fields_rejected", "control_chars_stripped")
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    dry_run: bool = False
-    full: bool = False
-    force_removals: bool = False
-
-    def as_dict(self) -> dict[str, bool]:
-        return {"dry_run": self.dry_run, "full": self.full, "force_removals": self.force_removals}
 
 
 class DestinationDisabledError(ConfigError):
@@ -113,8 +110,8 @@ def queue_run(
         destination=destination,
         trigger=trigger,
         requested_by=requested_by,
-        options=(options or ExportOptions()).as_dict(),
-        status="queued",
+        options=options or ExportOptions(),
+        status=RunStatus.QUEUED,
         queued_at=iso(utc_now()),
     )
     runtime.edges.records.save(record)
@@ -145,7 +142,7 @@ class _Run:
         self.runtime = runtime
         self.edges, self.settings, self.tuning = runtime.edges, runtime.settings, runtime.tuning
         self.record = record
-        self.options = ExportOptions(**record.options)
+        self.options = record.options
         self.rejects = RejectsWriter()
         self.store = self.edges.records
         self.failed = False
@@ -181,20 +178,18 @@ class _Run:
     def finish(self) -> None:
         record = self.record
         counts = record.counts
-        if counts["sent"] and not self._delivered:
-            # Nothing reached SendGrid (a dry run, or a run stopped before sending): what passed the
-            # row rules is what would have been sent.
-            counts["would_send"], counts["sent"] = counts["would_send"] + counts["sent"], 0
+        if counts.sent and not self._delivered:  # a dry run, or a run stopped before sending
+            counts.take_back_unsent()
         self.progress.stage = "done"
-        self.progress.rows_read = counts["read"]
+        self.progress.rows_read = counts.read
         self.progress.close()
         record.progress = self.progress.snapshot().as_dict()
         if self.failed:
-            record.status = "failed"
-        elif counts["invalid"] or counts["errored"] or counts["fields_rejected"]:
-            record.status = "completed_with_errors"
+            record.status = RunStatus.FAILED
+        elif counts.invalid or counts.errored or counts.fields_rejected:
+            record.status = RunStatus.COMPLETED_WITH_ERRORS
         else:
-            record.status = "succeeded"
+            record.status = RunStatus.SUCCEEDED
         if self.rejects.count:
             name = rejects_blob_name(record.destination, record.run_id)
             self.rejects.upload(self.edges.exports, name)
@@ -210,7 +205,7 @@ class _Run:
             record.run_id,
             record.destination,
             record.status,
-            ", ".join(f"{k}={v}" for k, v in counts.items()),
+            ", ".join(f"{k}={v}" for k, v in counts.as_dict().items()),
         )
 
     # -- the stages ----------------------------------------------------------------------------
@@ -222,7 +217,7 @@ class _Run:
         record.lists, record.segments, record.counts = fresh.lists, fresh.segments, fresh.counts
         record.batches, record.removals, record.timings = fresh.batches, fresh.removals, fresh.timings
         record.rejects_blob = None
-        record.status = "running"
+        record.status = RunStatus.RUNNING
         record.started_at = iso(utc_now())
         self.store.save(record)
         with self.stage("config"):
@@ -433,7 +428,7 @@ class _Run:
         counts, progress = self.record.counts, self.progress
 
         def on_chunk(rows_in_file: int) -> None:
-            progress.rows_read = counts["read"] + rows_in_file
+            progress.rows_read = counts.read + rows_in_file
             progress.batches_spooled = spool.batch_count
             if sender is not None:
                 progress.batches_sent = sender.settled
@@ -456,14 +451,14 @@ class _Run:
                     self.rejects,
                     spool,
                 )
-                before = dict(counts)
+                before = counts.snapshot()
                 rows = reader.read(known, seen, on_chunk)
-                counts["read"] += rows
-                counts["control_chars_stripped"] += table.control_chars_stripped
+                counts.read += rows
+                counts.control_chars_stripped += table.control_chars_stripped
                 summary["rows"] += rows
                 summary["by_file"].append(
                     {"name": file.name, "rows": rows}
-                    | {k: counts[k] - before[k] for k in FILE_COUNTS if counts[k] != before[k]}
+                    | counts.changed_since(before, FILE_COUNTS)
                 )
                 self.tuning.release_memory()
                 log.info("read %s: %d rows (%d to send so far)", file.name, rows, spool.count)
@@ -497,7 +492,7 @@ class _Run:
     def _take_outcome(self, outcome: SendOutcome) -> None:
         self._sent = True
         self.record.batches.extend(outcome.entries)
-        self.record.counts["errored"] += outcome.errored
+        self.record.counts.errored += outcome.errored
         for source, line, email, kind, why in outcome.rejects:
             self.rejects.add(source, line, email, kind, why)
         for message in outcome.failures:
@@ -556,13 +551,13 @@ class _Run:
         journal_name = f"{journal}-{item.index:05d}-{item.part:02d}.bin"
         if result.status not in ("completed", "errored"):
             # failed, unknown, or not finished in time: nothing of this part is confirmed.
-            counts["errored"] += sent
+            counts.errored += sent
             return result.status
-        counts["created"] += result.created
-        counts["updated"] += result.updated
+        counts.created += result.created
+        counts.updated += result.updated
         if result.requested not in (0, sent) or (result.status == "errored" and result.errored == 0):
             # The job does not describe this part: which of its contacts it took is unknown.
-            counts["errored"] += sent
+            counts.errored += sent
             self._unknown_outcome(
                 item,
                 result,
@@ -571,18 +566,18 @@ class _Run:
             )
             return result.status
         if result.errored == 0:
-            counts["accepted"] += sent
+            counts.accepted += sent
             self._confirm(batch, item.positions, updates, journal_name)
             return result.status
         failed = self._errored_in_job(client, batch, item, result)
         if failed is None:
             # Which contacts failed is unknown: none is confirmed, the next run sends them again.
             errored = min(result.errored, sent)
-            counts["accepted"] += sent - errored
-            counts["errored"] += errored
+            counts.accepted += sent - errored
+            counts.errored += errored
             return result.status
-        counts["accepted"] += sent - len(failed)
-        counts["errored"] += len(failed)
+        counts.accepted += sent - len(failed)
+        counts.errored += len(failed)
         for position, message in failed.items():
             origin = batch.origin(position)
             self.rejects.add(origin.source, origin.line, origin.email, "errored", message)
@@ -707,7 +702,7 @@ class _FileReader:
         rules: RowRules,
         fingerprinter: RowFingerprinter,
         email_at: int,
-        counts: dict[str, int],
+        counts: RunCounts,
         rejects: RejectsWriter,
         spool: BatchSpool,
     ):
@@ -747,7 +742,7 @@ class _FileReader:
         claimed = seen.claimed
         if len(found) == len(at) - missing and not any(map(claimed.__getitem__, found)):  # no email twice
             seen.claim_unclaimed(found)
-            self.counts["unchanged"] += len(found)
+            self.counts.unchanged += len(found)
             fresh = list(compress(range(len(at)), map(eq, at, repeat(MISSING)))) if missing else []
             return fresh, _Claims(at)
         fresh = []
@@ -756,11 +751,11 @@ class _FileReader:
             if position == MISSING:
                 fresh.append(index)
             elif claimed[position]:
-                self.counts["duplicate"] += 1
+                self.counts.duplicate += 1
             else:
                 seen.claim_unclaimed({position})
                 claims[position] = index
-                self.counts["unchanged"] += 1
+                self.counts.unchanged += 1
         return fresh, _Claims(at, claims)
 
     def _add(
@@ -785,12 +780,12 @@ class _FileReader:
         chosen: list[int] = []
         for position, (index, fields) in enumerate(zip(indexes, parsed, strict=True)):
             if fields is None:  # a record the reader could not make fields of
-                counts["invalid"] += 1
+                counts.invalid += 1
                 rejects.add(name, chunk.line_of(index), "", "invalid", problems.get(position, "unreadable record"))
                 continue
             contact, reason, truncated, field_rejects = apply(fields, index in undecodable)
             if contact is None:
-                counts["invalid"] += 1
+                counts.invalid += 1
                 email = fields[email_at] if email_at < len(fields) else ""
                 rejects.add(name, chunk.line_of(index), email, "invalid", reason)
                 continue
@@ -806,7 +801,7 @@ class _FileReader:
             taken = claimed[at] if at != MISSING else not claim_new(key)
             takes_over = taken and at != MISSING and claims.later_than(at, index)
             if taken and not takes_over:
-                counts["duplicate"] += 1
+                counts.duplicate += 1
                 continue
             line = chunk.line_of(index)
             try:
@@ -817,14 +812,14 @@ class _FileReader:
                 # Undecodable text can also come from a JSON escape, which the record's raw
                 # text does not show.
                 why = self.rules.undecodable(fields) if isinstance(exc, ContactNotEncodable) else ""
-                counts["invalid"] += 1
+                counts.invalid += 1
                 rejects.add(name, line, email, "invalid", why or str(exc))
                 if at == MISSING:
                     seen.others.discard(key)
                 continue
             if takes_over:
-                counts["unchanged"] -= 1
-                counts["duplicate"] += 1
+                counts.unchanged -= 1
+                counts.duplicate += 1
             elif at != MISSING:
                 seen.claim(at)
             encoded.append(contact_json)
@@ -832,13 +827,13 @@ class _FileReader:
             keys.append(key)
             chosen.append(fps[index])
             if truncated:
-                counts["truncated"] += 1
+                counts.truncated += 1
             if field_rejects:
-                counts["fields_rejected"] += len(field_rejects)
+                counts.fields_rejected += len(field_rejects)
                 for field_name, problem in field_rejects:
                     rejects.add(name, line, email, "field_rejected", problem, field_name)
         self.spool.add_many(encoded, name, lines, keys, chosen)
-        counts["sent"] += len(encoded)
+        counts.sent += len(encoded)
 
 
 class _Claims:

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from shared.adapters.sendgrid import SEARCH_EMAIL_MAX_LENGTH
 from shared.errors import SendGridError
 from shared.run.ports import SendGridApi
+from shared.run.records import RunRecord
 from shared.run.sync_state import RunKeys, SyncState, email_key
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def remove_departed(
     state: SyncState,
     present: Set[int] | RunKeys,
     *,
-    record: Any,
+    record: RunRecord,
     options: _Options,
     failed: bool,
     max_fraction: float,
@@ -101,7 +102,7 @@ def remove_departed(
 
 
 class _Removal:
-    def __init__(self, client: SendGridApi, list_ids: list[str], state: SyncState, record: Any, now: float):
+    def __init__(self, client: SendGridApi, list_ids: list[str], state: SyncState, record: RunRecord, now: float):
         self.client, self.list_ids, self.state, self.now = client, list_ids, state, now
         self.record, self.removals = record, record.removals
         self.budget = MAX_ISOLATION_REQUESTS
@@ -146,7 +147,7 @@ class _Removal:
         )
         by_id = {contact_id: by_email[email] for email, contact_id in ids.items()}
         done.update(by_id[i] for i in removed_ids | gone_ids)
-        removals["done"] = self.record.counts["removed"] = len(removed_ids) + len(gone_ids)
+        removals["done"] = self.record.counts.removed = len(removed_ids) + len(gone_ids)
         if gone_ids:
             removals["gone"] = len(gone_ids)
         if unconfirmed:

@@ -11,7 +11,8 @@ from shared import settings
 from shared.adapters import sendgrid
 from shared.inputs import rows
 from shared.run import batching
-from shared.run.export import ExportOptions, queue_run, run_export
+from shared.run.export import queue_run, run_export
+from shared.run.records import ExportOptions
 from tests.conftest import destination, make_runtime, shared_folder
 from tests.contract.openapi import OpenApiContract
 from tools import sendgrid_simulator

@@ -13,7 +13,7 @@ from shared.adapters.locks import BlobLeaseLock
 from shared.adapters.storage import AzureBlobStore
 from shared.bootstrap import build_runtime
 from shared.entrypoints.service import run_now
-from shared.run.export import ExportOptions
+from shared.run.records import ExportOptions
 from shared.settings import Settings
 
 

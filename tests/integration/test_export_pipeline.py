@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from shared.run.export import ExportOptions, queue_run, run_export
+from shared.run.export import queue_run, run_export
+from shared.run.records import ExportOptions
 from tests.conftest import destination, make_runtime
 
 pytestmark = pytest.mark.integration
@@ -63,7 +64,7 @@ def test_every_valid_contact_lands_in_the_list_exactly_once(workspace, simulator
     assert sorted(members) == sorted(expected) and len(members) == len(set(members)) == 1700
     assert simulator.snapshot()["upserted_contacts"] == 1700  # each contact sent once
     c = record.counts
-    assert (c["read"], c["invalid"], c["duplicate"], c["sent"], c["accepted"], c["created"]) == (
+    assert (c.read, c.invalid, c.duplicate, c.sent, c.accepted, c.created) == (
         1803,
         2,
         101,
@@ -71,7 +72,7 @@ def test_every_valid_contact_lands_in_the_list_exactly_once(workspace, simulator
         1700,
         1700,
     )
-    assert record.conservation_holds()
+    assert record.counts.conserved()
     assert record.status == "completed_with_errors"
     assert [b["contacts"] for b in record.batches] == [400, 400, 400, 400, 100]
     assert all(b["status"] == "completed" and b["job_id"] for b in record.batches)
@@ -83,7 +84,7 @@ def test_every_valid_contact_lands_in_the_list_exactly_once(workspace, simulator
     by_file = [f for s in record.segments for f in s["by_file"]]
     assert [f["name"] for f in by_file] == ["ci/part-1.csv", "ci/part-2.csv.gz", "manual/vip.csv"]
     for count in ("read", "invalid", "duplicate", "sent"):
-        assert sum(f.get("rows" if count == "read" else count, 0) for f in by_file) == c[count], count
+        assert sum(f.get("rows" if count == "read" else count, 0) for f in by_file) == getattr(c, count), count
     assert stored_record(workspace, record) == record.to_dict()
     assert record.lists[0]["action"] == "created"
     rejects = rejects_of(workspace, record)
@@ -173,7 +174,7 @@ def test_retries_are_bounded(workspace, simulator):
     record = run(make_runtime(workspace))
     assert record.status == "failed"
     assert "answered 503 4 times" in record.errors[0]
-    assert record.counts["errored"] == 5 and record.conservation_holds()
+    assert record.counts.errored == 5 and record.counts.conserved()
     assert simulator.members("Newsletter") == []
 
 
@@ -185,7 +186,7 @@ def test_a_400_naming_a_contact_isolates_it_with_sendgrids_message(workspace, si
     simulator.fault(kind="reject_email", emails=[rows[2][0]], times=1)
     record = run(make_runtime(workspace))
     assert record.status == "completed_with_errors"
-    assert record.counts["errored"] == 1 and record.counts["accepted"] == 4 and record.conservation_holds()
+    assert record.counts.errored == 1 and record.counts.accepted == 4 and record.counts.conserved()
     batch = record.batches[0]
     assert batch["status"] == "completed" and batch["isolated"] == 1
     assert "SendGrid answered 400: contacts[2].email: email address is not deliverable" in batch["error"]
@@ -210,7 +211,7 @@ def test_a_400_that_names_no_contact_is_isolated_down_to_each_contact_with_sendg
     record = run(make_runtime(workspace))
     assert record.batches[0]["status"] == "refused" and record.batches[0]["bisected"] >= 1
     assert "SendGrid answered 400: contacts could not be processed" in record.batches[0]["error"]
-    assert record.counts["errored"] == 3 and record.conservation_holds()
+    assert record.counts.errored == 3 and record.counts.conserved()
     assert {r["reason"] for r in rejects_of(workspace, record)} == {record.batches[0]["error"]}
 
 
@@ -219,7 +220,7 @@ def test_a_400_that_names_no_contact_once_costs_no_contact(workspace, simulator)
     workspace.put_destinations(destination())
     simulator.fault(kind="status", status=400, message="try again", method="PUT", path="/v3/marketing/contacts")
     record = run(make_runtime(workspace))
-    assert record.status == "succeeded" and record.counts["accepted"] == 3
+    assert record.status == "succeeded" and record.counts.accepted == 3
     assert record.batches[0]["status"] == "completed" and len(simulator.members("Newsletter")) == 3
 
 
@@ -239,7 +240,7 @@ def test_a_missing_segment_fails_before_anything_is_sent(workspace, simulator):
     record = run(make_runtime(workspace))
     assert record.status == "failed" and "'missing.csv' not found" in record.errors[0]
     assert simulator.snapshot()["upserted_contacts"] == 0
-    assert record.counts["read"] == 0
+    assert record.counts.read == 0
 
 
 def test_a_missing_destinations_file_says_what_to_upload(workspace, simulator):
@@ -254,8 +255,8 @@ def test_a_job_that_ends_errored_counts_its_errored_contacts(workspace, simulato
     simulator.fault(kind="job_status", emails=[rows[0][0], rows[1][0]], times=1)
     record = run(make_runtime(workspace))
     assert record.batches[0]["status"] == "errored"
-    assert (record.counts["accepted"], record.counts["errored"]) == (8, 2)
-    assert record.status == "completed_with_errors" and record.conservation_holds()
+    assert (record.counts.accepted, record.counts.errored) == (8, 2)
+    assert record.status == "completed_with_errors" and record.counts.conserved()
     assert len(simulator.members("Newsletter")) == 8
 
 
@@ -270,7 +271,7 @@ def test_names_and_addresses_reach_sendgrid_but_no_log_line(workspace, simulator
     workspace.put_destinations(destination())
     simulator.fault(kind="status", status=503, method="PUT", path="/v3/marketing/contacts", times=1)
     record = run(make_runtime(workspace))
-    assert record.counts["accepted"] == 1 and record.counts["invalid"] == 1
+    assert record.counts.accepted == 1 and record.counts.invalid == 1
     assert simulator.snapshot()["contacts"]["zebedee@example.com"]["last_name"] == "Quixotica"
     assert len(caplog.records) > 5  # the run did log: progress, the retry, the event
     assert "bad-address" in workspace.read_export(record.rejects_blob).decode()  # the one place a row goes
@@ -301,6 +302,6 @@ def test_the_stored_record_moves_while_a_run_goes(workspace, simulator):
     finally:
         done.set()
         watcher.join()
-    assert final.status == "succeeded" and final.counts["accepted"] == 20_000
+    assert final.status == "succeeded" and final.counts.accepted == 20_000
     moving = {tuple(progress) for status, *progress in seen if status == "running"}
     assert len(moving) >= 3, seen[:20]  # several distinct running counts, not one frozen record

@@ -14,7 +14,8 @@ import time
 import pytest
 
 from shared.entrypoints.service import run_now
-from shared.run.export import ExportOptions, queue_run, run_export
+from shared.run.export import queue_run, run_export
+from shared.run.records import ExportOptions
 from tests.conftest import REPO, destination, make_runtime
 
 pytestmark = pytest.mark.integration
@@ -44,7 +45,7 @@ def test_a_429_storm_is_waited_out(workspace, simulator):
     record = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert record.status == "succeeded", record.errors
     assert sum(b.get("rate_limited", 0) for b in record.batches) >= 4
-    assert record.counts["accepted"] == 200 and record.conservation_holds()
+    assert record.counts.accepted == 200 and record.counts.conserved()
     assert_exactly_once(simulator, 200)
 
 
@@ -62,7 +63,7 @@ def test_bursts_of_500_and_503_everywhere(workspace, simulator):
     runtime = make_runtime(workspace, max_batch_contacts=30)
     record = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert record.status == "succeeded", record.errors
-    assert record.counts["accepted"] == 120 and record.conservation_holds()
+    assert record.counts.accepted == 120 and record.counts.conserved()
     assert_exactly_once(simulator, 120)
     assert len(simulator.snapshot()["lists"]) == 1  # a retried create made no second list
 
@@ -80,7 +81,7 @@ def test_dropped_connections_and_read_timeouts(workspace, simulator):
     runtime.edges.sendgrid = lambda url, key: SendGridClient(url, key, policy=FAST_RETRY, timeout=(1.0, 0.8))
     record = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert record.status == "succeeded", record.errors
-    assert record.counts["accepted"] == 90 and record.conservation_holds()
+    assert record.counts.accepted == 90 and record.counts.conserved()
     assert_exactly_once(simulator, 90)
 
 
@@ -112,14 +113,14 @@ def test_the_export_process_killed_mid_run_then_run_again(workspace, simulator):
     runtime = make_runtime(workspace)
     again = run_now(runtime, "newsletter", options=ExportOptions(), requested_by="test")
     assert again.status == "succeeded", again.errors
-    assert again.counts["unchanged"] >= confirmed and again.counts["sent"] == 600 - again.counts["unchanged"]
-    assert again.conservation_holds()
+    assert again.counts.unchanged >= confirmed and again.counts.sent == 600 - again.counts.unchanged
+    assert again.counts.conserved()
     assert_exactly_once(simulator, 600)
     marked = runtime.edges.records.load("newsletter", dead.run_id)
     assert marked.status == "failed" and "stopped without finishing" in marked.errors[-1]
     assert workspace.export_names("state/newsletter/journal-") == []
     third = run_now(runtime, "newsletter", options=ExportOptions(), requested_by="test")
-    assert third.counts["unchanged"] == 600 and third.counts["sent"] == 0
+    assert third.counts.unchanged == 600 and third.counts.sent == 0
 
 
 def test_two_runs_started_together(workspace, simulator):
@@ -160,6 +161,6 @@ def test_a_key_sendgrid_quotes_back_reaches_no_record_rejects_check_or_log(works
     checks = run_checks(runtime, "newsletter")
     written = json.dumps(record.to_dict()) + workspace.read_export(record.rejects_blob).decode()
     written += json.dumps([c.as_dict() for c in checks])
-    assert record.counts["errored"] == 3 and "key *** refused" in written and "Bearer ***" in written
+    assert record.counts.errored == 3 and "key *** refused" in written and "Bearer ***" in written
     for secret in (API_KEY, "abc.def-ghi", shaped):
         assert secret not in written

@@ -416,7 +416,7 @@ def test_a_retried_job_starts_from_clean_counts(workspace, simulator, app_runtim
         call("export_worker", QueueMessage(body=body.encode(), dequeue_count=1))
     call("export_worker", QueueMessage(body=body.encode(), dequeue_count=2))
     (record,) = app_runtime.edges.records.recent("newsletter")
-    assert record.status == "succeeded" and record.counts["read"] == 2 and record.conservation_holds()
+    assert record.status == "succeeded" and record.counts.read == 2 and record.counts.conserved()
     assert record.errors == [
         "unexpected error (RuntimeError): first attempt dies",
         "attempt 1 of 3 failed; the job will be retried.",

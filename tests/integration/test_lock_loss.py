@@ -11,7 +11,7 @@ from azure.storage.blob import BlobServiceClient
 from shared.adapters.locks import BlobLeaseLock
 from shared.adapters.storage import AzureBlobStore
 from shared.entrypoints.service import run_now
-from shared.run.export import ExportOptions
+from shared.run.records import ExportOptions
 from tests.conftest import Workspace, destination, make_runtime
 from tests.integration.test_faults import people
 from tools.storage_emulator import Emulator

@@ -8,9 +8,9 @@ from datetime import UTC
 import pytest
 
 from shared.errors import SendGridAuthError, SendGridError
-from shared.run.export import ExportOptions, queue_run, run_export
+from shared.run.export import queue_run, run_export
 from shared.run.ports import Edges
-from shared.run.records import RunRecordStore
+from shared.run.records import ExportOptions, RunRecordStore
 from shared.run.runtime import Runtime, Tuning
 from shared.settings import Settings
 from tests.fakes import LIST_ID, DictSecrets, FakeSendGrid, InMemoryBlobStore, InMemoryLock, ListQueue, serving
@@ -56,10 +56,10 @@ def test_a_run_sends_valid_unique_contacts_and_records_everything():
     record = run(runtime)
     assert [c["email"] for c in fake.bodies[0]["contacts"]] == ["a@example.com", "b@example.com"]
     assert fake.bodies[0]["list_ids"] == [LIST_ID]
-    assert record.counts | {} == stored(runtime, record)["counts"]
+    assert record.counts.as_dict() == stored(runtime, record)["counts"]
     c = record.counts
-    assert (c["read"], c["invalid"], c["duplicate"], c["sent"], c["accepted"]) == (4, 1, 1, 2, 2)
-    assert record.conservation_holds()
+    assert (c.read, c.invalid, c.duplicate, c.sent, c.accepted) == (4, 1, 1, 2, 2)
+    assert record.counts.conserved()
     assert record.status == "completed_with_errors"
     rejects = runtime.edges.exports.blobs[record.rejects_blob].decode()
     assert rejects.splitlines()[1] == "people.csv,4,bad,invalid,,invalid email address"
@@ -79,14 +79,14 @@ def test_more_valid_profiles_than_max_profiles_fails_before_sending():
     record = run(runtime)
     assert record.status == "failed" and fake.bodies == []
     assert "max_profiles (1)" in record.errors[0]
-    assert record.conservation_holds()
+    assert record.counts.conserved()
 
 
 def test_a_dry_run_sends_nothing_but_counts_what_would_be_sent():
     runtime, fake = setup({"list": {"name": "Fresh", "create_if_missing": True}})
     record = run(runtime, dry_run=True)
     assert fake.bodies == [] and fake.created_lists == []
-    assert (record.counts["sent"], record.counts["would_send"]) == (0, 2) and record.conservation_holds()
+    assert (record.counts.sent, record.counts.would_send) == (0, 2) and record.counts.conserved()
     assert record.lists == [{"id": None, "name": "Fresh", "action": "would_create"}]
     assert record.batches[0]["status"] == "dry_run"
 
@@ -114,9 +114,9 @@ def test_a_400_naming_contacts_isolates_them_and_sends_the_rest():
         ["p2@example.com", "p3@example.com"],
         ["p4@example.com"],
     ]
-    assert record.counts["errored"] == 1 and record.counts["accepted"] == 4
+    assert record.counts.errored == 1 and record.counts.accepted == 4
     assert record.batches[0]["isolated"] == 1 and record.batches[0]["status"] == "completed"
-    assert record.status == "completed_with_errors" and record.conservation_holds()
+    assert record.status == "completed_with_errors" and record.counts.conserved()
     lines = runtime.edges.exports.blobs[record.rejects_blob].decode().splitlines()
     assert lines[1] == "people.csv,3,p1@example.com,errored,,contacts[1].email: email is invalid"
 
@@ -130,7 +130,7 @@ def test_a_400_naming_no_contact_fails_the_whole_batch_with_sendgrids_message():
     )
     runtime, _ = setup(csv_text=rows, sendgrid=FakeSendGrid(fail_batches={0: error}))
     record = run(runtime)
-    assert record.counts["errored"] == 3 and record.batches[0]["status"] == "refused"
+    assert record.counts.errored == 3 and record.batches[0]["status"] == "refused"
     assert "list does not exist" in record.batches[0]["error"]
 
 
@@ -142,7 +142,7 @@ def test_an_unreachable_or_refusing_sendgrid_stops_sending_and_fails_the_run(err
     record = run(runtime)
     assert len(fake.bodies) == 1  # the later batches were not attempted
     assert record.status == "failed"
-    assert record.counts["errored"] == 6 and record.counts["sent"] == 6 and record.conservation_holds()
+    assert record.counts.errored == 6 and record.counts.sent == 6 and record.counts.conserved()
     assert [b["status"] for b in record.batches] == [
         "refused" if error.status == 401 else "undelivered",
         "not_sent",
@@ -153,7 +153,7 @@ def test_an_unreachable_or_refusing_sendgrid_stops_sending_and_fails_the_run(err
 def test_a_failed_import_job_counts_its_contacts_errored():
     runtime, _ = setup(sendgrid=FakeSendGrid(job_status="failed"))
     record = run(runtime)
-    assert record.counts["accepted"] == 0 and record.counts["errored"] == 2
+    assert record.counts.accepted == 0 and record.counts.errored == 2
     assert record.status == "completed_with_errors"
 
 
@@ -179,8 +179,8 @@ def test_with_batches_in_flight_an_outage_stops_the_rest_and_every_row_is_counte
     assert 1 <= len(fake.bodies) <= 3  # at most the batches already in flight went out
     statuses = [b["status"] for b in record.batches]
     assert statuses[0] == "undelivered" and statuses.count("not_sent") >= 7
-    assert record.counts["sent"] == 20 and record.counts["accepted"] + record.counts["errored"] == 20
-    assert record.conservation_holds()
+    assert record.counts.sent == 20 and record.counts.accepted + record.counts.errored == 20
+    assert record.counts.conserved()
 
 
 class WatchingStore(InMemoryBlobStore):
@@ -225,7 +225,7 @@ def test_sending_starts_while_reading_once_max_profiles_is_proven(max_profiles, 
     assert runtime.edges.segments.sent_before_last_file is overlaps
     sent = [c["email"] for body in fake.bodies for c in body["contacts"]]
     assert sorted(sent) == sorted(f"p{i}@example.com" for i in range(550))
-    assert record.counts["duplicate"] == 50 and record.conservation_holds()
+    assert record.counts.duplicate == 50 and record.counts.conserved()
 
 
 def test_a_run_past_max_profiles_whose_list_exists_sends_nothing_and_says_what_it_would_have_sent():
@@ -236,7 +236,7 @@ def test_a_run_past_max_profiles_whose_list_exists_sends_nothing_and_says_what_i
     runtime.tuning = dataclasses.replace(runtime.tuning, max_batch_contacts=100)
     record = run(runtime)
     assert record.status == "failed" and "nothing was sent" in record.errors[0] and fake.bodies == []
-    assert (record.counts["sent"], record.counts["would_send"]) == (0, 550) and record.conservation_holds()
+    assert (record.counts.sent, record.counts.would_send) == (0, 550) and record.counts.conserved()
 
 
 def test_a_run_past_max_profiles_fails_before_any_list_is_created_or_anything_is_sent():
@@ -249,7 +249,7 @@ def test_a_run_past_max_profiles_fails_before_any_list_is_created_or_anything_is
     record = run(runtime)
     assert record.status == "failed" and "no list was created" in record.errors[0]
     assert fake.bodies == [] and fake.created_lists == [] and record.lists == []
-    assert record.counts["read"] == 0 and record.counts["sent"] == 0
+    assert record.counts.read == 0 and record.counts.sent == 0
 
 
 def test_an_escaped_undecodable_character_in_json_lines_is_a_rejected_row_not_a_crash():
@@ -258,7 +258,7 @@ def test_an_escaped_undecodable_character_in_json_lines_is_a_rejected_row_not_a_
     runtime.edges.segments = InMemoryBlobStore({"people.jsonl": lines.encode()})
     record = run(runtime)
     assert [c["email"] for body in fake.bodies for c in body["contacts"]] == ["b@example.com"]
-    assert record.counts["invalid"] == 1 and record.conservation_holds()
+    assert record.counts.invalid == 1 and record.counts.conserved()
     assert "undecodable bytes (not UTF-8) in column 2" in runtime.edges.exports.blobs[record.rejects_blob].decode()
 
 
@@ -274,8 +274,8 @@ def test_the_first_row_of_an_email_wins_over_an_unchanged_one_in_the_same_chunk(
     record = run(runtime)
     assert [c["first_name"] for body in fake.bodies for c in body["contacts"]] == sent
     counts = record.counts
-    assert (counts["sent"], counts["unchanged"], counts["duplicate"]) == (len(sent), 1 - len(sent), 1)
-    assert record.conservation_holds()
+    assert (counts.sent, counts.unchanged, counts.duplicate) == (len(sent), 1 - len(sent), 1)
+    assert record.counts.conserved()
 
 
 def test_freed_memory_is_handed_back_after_each_file():
@@ -286,7 +286,7 @@ def test_freed_memory_is_handed_back_after_each_file():
     released = []
     runtime.tuning = dataclasses.replace(runtime.tuning, release_memory=lambda: released.append(len(released)))
     record = run(runtime)
-    assert record.counts["sent"] == 60 and released == [0, 1]
+    assert record.counts.sent == 60 and released == [0, 1]
 
 
 def test_mirror_mode_on_a_list_another_destination_names_is_refused_whatever_its_key():

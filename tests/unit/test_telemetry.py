@@ -14,7 +14,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from shared.run import telemetry
 from shared.run.export import queue_run, run_export
-from shared.run.records import RunRecord
+from shared.run.records import RunRecord, RunStatus
 from shared.run.telemetry import (
     CONTACTS_REJECTED,
     CONTACTS_SENT,
@@ -126,7 +126,7 @@ def test_a_failed_run_is_an_error_event_with_its_error_and_without_who_asked(cap
 
 
 def test_error_text_is_redacted_and_bounded(captured):
-    record = RunRecord("r1", "newsletter", "on_demand", status="failed")
+    record = RunRecord("r1", "newsletter", "on_demand", status=RunStatus.FAILED)
     record.errors.append(f"SendGrid said no to zed@example.org with SG.{'a' * 22}.{'b' * 43}; " + "x" * 2000)
     emit_run_event(record)
     (event,) = captured.events()
@@ -159,9 +159,9 @@ def test_a_dry_run_is_timed_but_sends_and_rejects_no_contacts(captured):
 
 
 def test_a_scheduled_run_says_its_destination_is_scheduled(captured):
-    record = RunRecord("r1", "newsletter", "schedule", status="succeeded")
+    record = RunRecord("r1", "newsletter", "schedule", status=RunStatus.SUCCEEDED)
     emit_run_event(record)
-    emit_run_event(RunRecord("r2", "newsletter", "on_demand", status="succeeded"), schedule_enabled=False)
+    emit_run_event(RunRecord("r2", "newsletter", "on_demand", status=RunStatus.SUCCEEDED), schedule_enabled=False)
     first, second = captured.events()
     assert first.attributes["schedule_enabled"] == "true" and second.attributes["schedule_enabled"] == "false"
 
@@ -169,7 +169,7 @@ def test_a_scheduled_run_says_its_destination_is_scheduled(captured):
 def test_without_a_configured_sdk_nothing_is_sent_and_nothing_fails():
     # The global providers are OpenTelemetry's no-op proxies: the CLI, the demo and the tests.
     assert not telemetry._sdk_configured()
-    emit_run_event(RunRecord("r1", "newsletter", "cli", status="succeeded"))
+    emit_run_event(RunRecord("r1", "newsletter", "cli", status=RunStatus.SUCCEEDED))
 
 
 def test_a_telemetry_fault_never_fails_the_run(monkeypatch, caplog):
