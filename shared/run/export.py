@@ -67,7 +67,6 @@ from shared.run.telemetry import emit_run_event
 log = logging.getLogger(__name__)
 
 
-
 class DestinationDisabledError(ConfigError):
     pass
 
@@ -456,10 +455,7 @@ class _Run:
                 counts.read += rows
                 counts.control_chars_stripped += table.control_chars_stripped
                 summary["rows"] += rows
-                summary["by_file"].append(
-                    {"name": file.name, "rows": rows}
-                    | counts.changed_since(before, FILE_COUNTS)
-                )
+                summary["by_file"].append({"name": file.name, "rows": rows} | counts.changed_since(before, FILE_COUNTS))
                 self.tuning.release_memory()
                 log.info("read %s: %d rows (%d to send so far)", file.name, rows, spool.count)
         return seen

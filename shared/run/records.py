@@ -25,6 +25,7 @@ from shared.run.counts import RunCounts
 
 log = logging.getLogger(__name__)
 
+
 class RunStatus(StrEnum):
     """A run's status; its value is what the record stores."""
 
