@@ -25,7 +25,7 @@ from shared.entrypoints.service import run_now
 from shared.errors import ConfigError, ConsentError, ExportError, SettingsError
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
 from shared.privacy import SecretRedactingFilter, redact
-from shared.run.export import load_destinations
+from shared.run.destinations import load_destinations
 from shared.run.preflight import run_checks
 from shared.run.progress import BarProgress, LogProgress
 from shared.run.records import ExportOptions, RunRecord, rejects_blob_name

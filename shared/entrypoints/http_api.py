@@ -19,7 +19,7 @@ from shared.entrypoints.service import enqueue_export
 from shared.errors import ConfigError, ConsentError, ExportError, SettingsError, UnknownDestinationError
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
 from shared.privacy import mask_emails
-from shared.run.export import DestinationDisabledError, load_destinations
+from shared.run.destinations import DestinationDisabledError, load_destinations
 from shared.run.preflight import run_checks
 from shared.run.records import CorruptRunRecord, ExportOptions, rejects_blob_name
 from shared.run.runtime import Runtime

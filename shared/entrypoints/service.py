@@ -7,13 +7,12 @@ job, and the queue worker runs it, one run at a time per destination.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
 import threading
 from collections.abc import Mapping
-from typing import IO, Any, cast
+from typing import Any
 
 from shared.adapters.jobs import ExportJob, MalformedJob
 from shared.adapters.locks import HeldLock, LockHeld
@@ -28,15 +27,10 @@ from shared.entrypoints.events import (
     still_queued,
     watches,
 )
-from shared.errors import ExportError, SendGridError
-from shared.run.export import (
-    describe_unexpected,
-    exportable_destination,
-    load_destinations,
-    queue_run,
-    run_export,
-)
-from shared.run.ports import SendGridApi
+from shared.entrypoints.lock_guard import only_while_held
+from shared.errors import ExportError
+from shared.run.destinations import exportable_destination, load_destinations
+from shared.run.export import describe_unexpected, queue_run, run_export
 from shared.run.records import (
     FINAL_STATUSES,
     CorruptRunRecord,
@@ -261,32 +255,12 @@ def run_locked(runtime: Runtime, record: RunRecord, *, attempt: int = 1) -> RunR
     try:
         with runtime.edges.lock.hold(record.destination, record.run_id) as held:
             _close_abandoned_runs(runtime, record)
-            record = run_export(_only_while_held(runtime, held), record)
+            record = run_export(only_while_held(runtime, held), record)
         if held.lost.is_set():
             return _end_lost(runtime, record, held)
         return record
     except LockHeld as exc:
-        if record.trigger == "on_new_data":
-            # New data must not wait for the next timer because a run of older data held the lock:
-            # try again after the settle delay (events meanwhile coalesce into this run).
-            settle = runtime.settings.export_settle_seconds
-            holder = f"run {exc.holder}" if exc.holder else "another run"
-            record.errors.append(f"{holder} held the lock; queued again to start in {max(settle, 30)} s.")
-            runtime.edges.records.save(record)
-            try:
-                _enqueue_job(runtime, record, max(settle, 30))
-            except ExportError as queue_error:
-                log.error("run %s of %s could not be queued again: %s", record.run_id, record.destination, queue_error)
-                return record
-            log.info("run %s of %s: lock held by %s; queued again", record.run_id, record.destination, exc.holder)
-            return record
-        record.status = RunStatus.SKIPPED
-        record.errors.append(str(exc))
-        record.finished_at = iso(utc_now())
-        runtime.edges.records.save(record)
-        emit_run_event(record)
-        log.warning("run %s of %s skipped: lock held by %s", record.run_id, record.destination, exc.holder)
-        return record
+        return _lock_held(runtime, record, exc)
     except KeyboardInterrupt:
         # The lock is released already (the with block ended); the record must not stay "running".
         record.status = RunStatus.FAILED
@@ -298,99 +272,55 @@ def run_locked(runtime: Runtime, record: RunRecord, *, attempt: int = 1) -> RunR
     except Exception as exc:
         if held is not None and held.lost.is_set():  # what failed is what the lost lock stopped
             return _end_lost(runtime, record, held)
-        reason = describe_unexpected(exc)
-        if not record.errors or record.errors[-1] != reason:  # the run may have recorded it already
-            record.errors.append(reason)
-        if attempt < MAX_DEQUEUE_COUNT:
-            record.status = RunStatus.QUEUED
-            record.errors.append(f"attempt {attempt} of {MAX_DEQUEUE_COUNT} failed; the job will be retried.")
-        else:
-            record.status = RunStatus.FAILED
-            record.errors.append(f"attempt {attempt} failed; gave up after {attempt} attempts.")
-        record.finished_at = iso(utc_now()) if record.status == RunStatus.FAILED else None
-        runtime.edges.records.save(record)
-        if record.status == RunStatus.FAILED:
-            emit_run_event(record)
+        _note_failed_attempt(runtime, record, exc, attempt)
         raise
+
+
+def _lock_held(runtime: Runtime, record: RunRecord, exc: LockHeld) -> RunRecord:
+    if record.trigger == "on_new_data":
+        # New data must not wait for the next timer because a run of older data held the lock:
+        # try again after the settle delay (events meanwhile coalesce into this run).
+        settle = runtime.settings.export_settle_seconds
+        holder = f"run {exc.holder}" if exc.holder else "another run"
+        record.errors.append(f"{holder} held the lock; queued again to start in {max(settle, 30)} s.")
+        runtime.edges.records.save(record)
+        try:
+            _enqueue_job(runtime, record, max(settle, 30))
+        except ExportError as queue_error:
+            log.error("run %s of %s could not be queued again: %s", record.run_id, record.destination, queue_error)
+            return record
+        log.info("run %s of %s: lock held by %s; queued again", record.run_id, record.destination, exc.holder)
+        return record
+    record.status = RunStatus.SKIPPED
+    record.errors.append(str(exc))
+    record.finished_at = iso(utc_now())
+    runtime.edges.records.save(record)
+    emit_run_event(record)
+    log.warning("run %s of %s skipped: lock held by %s", record.run_id, record.destination, exc.holder)
+    return record
+
+
+def _note_failed_attempt(runtime: Runtime, record: RunRecord, exc: Exception, attempt: int) -> None:
+    """An attempt that raised: queued again for the host's retry, or, at the last attempt, failed."""
+    reason = describe_unexpected(exc)
+    if not record.errors or record.errors[-1] != reason:  # the run may have recorded it already
+        record.errors.append(reason)
+    if attempt < MAX_DEQUEUE_COUNT:
+        record.status = RunStatus.QUEUED
+        record.errors.append(f"attempt {attempt} of {MAX_DEQUEUE_COUNT} failed; the job will be retried.")
+    else:
+        record.status = RunStatus.FAILED
+        record.errors.append(f"attempt {attempt} failed; gave up after {attempt} attempts.")
+    record.finished_at = iso(utc_now()) if record.status == RunStatus.FAILED else None
+    runtime.edges.records.save(record)
+    if record.status == RunStatus.FAILED:
+        emit_run_event(record)
 
 
 INTERRUPTED = (
     "the run was interrupted (Ctrl-C or a stop signal) and its lock released; contacts SendGrid had "
     "confirmed are kept in the sync state, and running the export again sends the rest."
 )
-
-
-class SendingStopped(SendGridError):
-    """The run's lock is lost: nothing more may reach SendGrid."""
-
-
-class _SendingWhileHeld:
-    """A SendGrid client that refuses every call once the run's lock is lost."""
-
-    def __init__(self, client: SendGridApi, held: HeldLock):
-        self._client = client
-        self._held = held
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # The run sets the client's deadline: it must reach the client that waits, not this wrapper.
-        if name.startswith("_"):
-            object.__setattr__(self, name, value)
-        else:
-            setattr(self._client, name, value)
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if not callable(attr) or name == "close":
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if self._held.lost.is_set():
-                raise SendingStopped(self._held.lost_reason or "the lock was lost")
-            return attr(*args, **kwargs)
-
-        return call
-
-
-class _StateWritesWhileHeld:
-    """The exports container, but the sync state (``state/``) is written only while the lock holds:
-    a run that lost its lock must not overwrite, or delete the journals of, the run that took it."""
-
-    def __init__(self, exports: BlobStore, held: HeldLock):
-        self._exports = exports
-        self._held = held
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._exports, name)
-
-    def _check(self, name: str) -> None:
-        if name.startswith("state/"):
-            self._held.check()
-
-    def write_bytes(self, name: str, data: bytes, *, content_type: str) -> None:
-        self._check(name)
-        self._exports.write_bytes(name, data, content_type=content_type)
-
-    def write_stream(self, name: str, stream: IO[bytes], *, content_type: str) -> None:
-        self._check(name)
-        self._exports.write_stream(name, stream, content_type=content_type)
-
-    def delete(self, name: str) -> None:
-        self._check(name)
-        self._exports.delete(name)
-
-
-def _only_while_held(runtime: Runtime, held: HeldLock) -> Runtime:
-    """The run's runtime: SendGrid calls and sync-state writes stop once the lock is lost.
-
-    The run core needs no change for it; a per-run copy of the edges, as the process's are shared.
-    """
-    make_client = runtime.edges.sendgrid
-
-    def sendgrid(base_url: str, api_key: str) -> SendGridApi:
-        return cast(SendGridApi, _SendingWhileHeld(make_client(base_url, api_key), held))
-
-    exports = cast(BlobStore, _StateWritesWhileHeld(runtime.edges.exports, held))
-    return dataclasses.replace(runtime, edges=dataclasses.replace(runtime.edges, sendgrid=sendgrid, exports=exports))
 
 
 def _end_lost(runtime: Runtime, record: RunRecord, held: HeldLock) -> RunRecord:

@@ -292,7 +292,7 @@ def test_freed_memory_is_handed_back_after_each_file():
 def test_mirror_mode_on_a_list_another_destination_names_is_refused_whatever_its_key():
     from shared.errors import ConfigError
     from shared.inputs.config import parse_destinations
-    from shared.run.export import refuse_mirror_on_shared_lists
+    from shared.run.destinations import refuse_mirror_on_shared_lists
 
     def config(other_list):
         mirror = {"name": "news", "data_privacy_consent": True, "mode": "mirror", "list": {"id": LIST_ID}}

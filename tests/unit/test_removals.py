@@ -6,9 +6,10 @@ from array import array
 from types import SimpleNamespace
 
 from shared.adapters.sendgrid import JobResult
+from shared.run.identity import email_key
 from shared.run.records import RunRecord
 from shared.run.removals import PENDING_GIVE_UP_SECONDS, remove_departed
-from shared.run.sync_state import SyncState, email_key
+from shared.run.sync_state import SyncState
 
 NOW = 1_800_000_000
 
