@@ -174,7 +174,7 @@ def make_runtime(workspace: Workspace, settings: Settings | None = None, **overr
     if settings is not None:
         runtime.settings = settings
     runtime.edges.sendgrid = lambda base_url, key: SendGridClient(base_url, key, policy=FAST_RETRY, timeout=(2.0, 5.0))
-    runtime.tuning = dataclasses.replace(runtime.tuning, job_poll_interval=0.02, **overrides)
+    runtime.tuning = dataclasses.replace(runtime.tuning, **{"job_poll_interval": 0.02, **overrides})
     return runtime
 
 
