@@ -52,7 +52,7 @@ def _http(handler: http_api.Handler, req: func.HttpRequest) -> func.HttpResponse
         headers=dict(req.headers),
         body=req.get_body() or b"",
     )
-    response = http_api.handle(handler, service.app_edges, request)
+    response = http_api.handle(handler, service.app_runtime, request)
     return func.HttpResponse(
         response.body_bytes(), status_code=response.status, headers=response.headers, mimetype=response.mimetype
     )
@@ -61,14 +61,14 @@ def _http(handler: http_api.Handler, req: func.HttpRequest) -> func.HttpResponse
 @app.timer_trigger(arg_name="timer", schedule="%EXPORT_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def scheduled_export(timer: func.TimerRequest, context: func.Context) -> None:
     with _invocation(context):
-        queued = service.on_schedule(service.app_edges(), past_due=timer.past_due)
+        queued = service.on_schedule(service.app_runtime(), past_due=timer.past_due)
         logging.info("schedule: queued %d export(s)", len(queued))
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%EXPORT_QUEUE%", connection="AzureWebJobsStorage")
 def export_worker(msg: func.QueueMessage, context: func.Context) -> None:
     with _invocation(context):
-        service.on_job(service.app_edges(), msg.get_body(), dequeue_count=msg.dequeue_count or 1)
+        service.on_job(service.app_runtime(), msg.get_body(), dequeue_count=msg.dequeue_count or 1)
 
 
 @app.event_grid_trigger(arg_name="event")
@@ -81,7 +81,7 @@ def segment_landed(event: func.EventGridEvent, context: func.Context) -> None:
         data = None
     with _invocation(context):
         queued = service.on_blob_created(
-            service.app_edges(),
+            service.app_runtime(),
             {"id": event.id, "eventType": event.event_type, "subject": event.subject, "data": data},
         )
         logging.info("new data: queued %d export(s)", len(queued))

@@ -1,4 +1,5 @@
-"""The composition root: the one place the real edges (storage, Key Vault, SendGrid) are built."""
+"""The composition root: the one place the real edges (storage, Key Vault, SendGrid) are built,
+with the settings and the tuning they run under."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from shared.adapters.memory import release_free_memory, return_large_buffers_to_
 from shared.adapters.secrets import EnvironmentSecretProvider, KeyVaultSecretProvider, SecretProvider
 from shared.adapters.sendgrid import SendGridClient
 from shared.adapters.storage import AzureBlobStore, blob_service_client
-from shared.run.export import Edges
+from shared.run.ports import Edges
+from shared.run.records import RunRecordStore
+from shared.run.runtime import Runtime, Tuning
 from shared.settings import Settings
 
 
@@ -23,14 +26,14 @@ def default_credential(settings: Settings) -> Any:
     return DefaultAzureCredential(managed_identity_client_id=client_id) if client_id else DefaultAzureCredential()
 
 
-def build_edges(
+def build_runtime(
     settings: Settings,
     *,
     credential: Any | None = None,
     environ: Mapping[str, str] | None = None,
     key_vault_options: Mapping[str, Any] | None = None,
     fail_fast: bool = False,
-) -> Edges:
+) -> Runtime:
     """``fail_fast``: storage calls give up within about 15 s (the CLI; see :func:`blob_service_client`)."""
     needs_identity = (
         settings.export_storage.uses_identity
@@ -48,16 +51,14 @@ def build_edges(
     else:
         secrets = EnvironmentSecretProvider(environ)
     exports = service.get_container_client(settings.exports_container)
-    return Edges(
-        settings=settings,
+    exports_store = AzureBlobStore(exports)
+    edges = Edges(
         segments=AzureBlobStore(service.get_container_client(settings.segments_container)),
-        exports=AzureBlobStore(exports),
+        exports=exports_store,
         secrets=secrets,
         sendgrid=lambda base_url, api_key: SendGridClient(base_url, api_key),
         lock=BlobLeaseLock(exports),
         jobs=AzureJobQueue(lambda: queue_client(settings.host_storage, settings.export_queue, credential)),
-        release_memory=release_free_memory,
-        max_batch_bytes=settings.max_batch_bytes,
-        job_wait_seconds=settings.job_wait_seconds,
-        run_deadline_seconds=settings.run_deadline_seconds,
+        records=RunRecordStore(exports_store),
     )
+    return Runtime(settings, edges, Tuning.from_settings(settings, release_memory=release_free_memory))

@@ -1,4 +1,4 @@
-"""What every test shares: the privacy check on log lines, test constants, how a test builds edges.
+"""What every test shares: the privacy check on log lines, test constants, how a test builds a runtime.
 
 The fixtures that start the real local stand-ins live in tests/standins.py, loaded only by the
 integration and contract tests: unit tests import neither tools/ nor trustme.
@@ -6,6 +6,7 @@ integration and contract tests: unit tests import neither tools/ nor trustme.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -21,8 +22,8 @@ from azure.storage.queue import QueueClient
 
 from shared.adapters.retry import RetryPolicy
 from shared.adapters.sendgrid import SendGridClient
-from shared.bootstrap import build_edges
-from shared.run.export import Edges
+from shared.bootstrap import build_runtime
+from shared.run.runtime import Runtime
 from shared.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,15 +93,15 @@ class Workspace:
         return bodies
 
 
-def make_edges(workspace: Workspace, **overrides: Any) -> Edges:
-    """Real edges over the test's containers; SendGrid calls use short (real) retry delays."""
-    settings = Settings.from_env(workspace.env)
-    edges = build_edges(settings, environ=workspace.env)
-    edges.sendgrid = lambda base_url, key: SendGridClient(base_url, key, policy=FAST_RETRY, timeout=(2.0, 5.0))
-    edges.job_poll_interval = 0.02
-    for name, value in overrides.items():
-        setattr(edges, name, value)
-    return edges
+def make_runtime(workspace: Workspace, settings: Settings | None = None, **overrides: Any) -> Runtime:
+    """Real edges over the test's containers, tuned by ``overrides``; SendGrid calls use short (real)
+    retry delays."""
+    runtime = build_runtime(Settings.from_env(workspace.env), environ=workspace.env)
+    if settings is not None:
+        runtime.settings = settings
+    runtime.edges.sendgrid = lambda base_url, key: SendGridClient(base_url, key, policy=FAST_RETRY, timeout=(2.0, 5.0))
+    runtime.tuning = dataclasses.replace(runtime.tuning, **{"job_poll_interval": 0.02, **overrides})
+    return runtime
 
 
 def destination(**overrides: Any) -> dict[str, Any]:

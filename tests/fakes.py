@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any
 
+from shared.adapters.sendgrid import CallStats, JobResult
 from shared.adapters.storage import BlobInfo, BlobNotFound
+from shared.run.ports import SendGridApi, SendGridFactory
+
+LIST_ID = "ca7a3796-e8a8-4029-9ccb-df8937940562"
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -112,3 +118,87 @@ class ListQueue:
     def enqueue(self, job: ExportJob, *, delay: int = 0) -> None:
         self.jobs.append(job)
         self.delays.append(delay)
+
+
+class FakeSendGrid:
+    """SendGrid for the run core: accepts every batch (but those told to fail) as a job that ends
+    with ``job_status``, and keeps each request body it was sent."""
+
+    def __init__(self, fail_batches: dict[int, Exception] | None = None, job_status: str = "completed"):
+        self.bodies: list[dict[str, Any]] = []
+        self.fail_batches = fail_batches or {}
+        self.job_status = job_status
+        self.lists: list[dict[str, Any]] = [{"id": LIST_ID, "name": "Newsletter"}]
+        self.created_lists: list[str] = []
+        self.closed = False
+        self.lock = threading.Lock()
+        self.deadline: float | None = None
+
+    def upsert_contacts(self, body: bytes) -> tuple[str, CallStats]:
+        with self.lock:  # called from the sender threads
+            index = len(self.bodies)
+            self.bodies.append(json.loads(body))
+        if index in self.fail_batches:
+            raise self.fail_batches[index]
+        return f"job-{index}", CallStats(attempts=1)
+
+    def wait_for_jobs(
+        self,
+        job_ids: list[str],
+        *,
+        deadline: float,
+        interval: float = 0.25,
+        max_interval: float = 30.0,
+        on_end: Callable[[JobResult], None] | None = None,
+        tick: Callable[[], None] | None = None,
+    ) -> dict[str, JobResult]:
+        results = {}
+        for job_id in job_ids:
+            count = len(self.bodies[int(job_id.split("-")[1])]["contacts"])
+            results[job_id] = JobResult(job_id, self.job_status, requested=count, created=count)
+            if on_end is not None:
+                on_end(results[job_id])
+        return results
+
+    def download_errors_file(self, url: str) -> bytes:
+        raise AssertionError("no job of this fake names an errors file")
+
+    def iter_lists(self) -> Iterator[dict[str, Any]]:
+        return iter(self.lists)
+
+    def get_list(self, list_id: str) -> dict[str, Any] | None:
+        return next((item for item in self.lists if item["id"] == list_id), None)
+
+    def create_list(self, name: str) -> dict[str, Any]:
+        self.created_lists.append(name)
+        created = {"id": f"new-{name}", "name": name}
+        self.lists.append(created)
+        return created
+
+    def search_emails(self, emails: list[str]) -> dict[str, str]:
+        return {}
+
+    def search_email_by_query(self, email: str) -> str | None:
+        return None
+
+    def remove_from_list(self, list_id: str, contact_ids: list[str]) -> str | None:
+        raise AssertionError("this fake holds no contacts to remove")
+
+    def scopes(self) -> list[str]:
+        return []
+
+    def field_definitions(self) -> dict[str, Any]:
+        return {"custom_fields": []}
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def serving(client: SendGridApi) -> SendGridFactory:
+    """A factory that hands out ``client`` whatever the URL and key (typed: a fake that drifts
+    from :class:`SendGridApi` fails mypy here)."""
+
+    def factory(base_url: str, api_key: str) -> SendGridApi:
+        return client
+
+    return factory

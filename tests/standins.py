@@ -17,9 +17,9 @@ from azure.storage.blob import BlobServiceClient
 
 from shared.adapters.jobs import queue_client
 from shared.entrypoints import service
-from shared.run.export import Edges
+from shared.run.runtime import Runtime
 from shared.settings import Settings
-from tests.conftest import API_KEY, Workspace, make_edges
+from tests.conftest import API_KEY, Workspace, make_runtime
 from tools import sendgrid_simulator
 from tools.keyvault_standin import KeyVaultStandIn
 from tools.storage_emulator import Emulator
@@ -100,9 +100,9 @@ def keyvault() -> Iterator[KeyVaultStandIn]:
 
 
 @pytest.fixture
-def app_edges(workspace: Workspace) -> Iterator[Edges]:
-    """The Functions app's edges, pointed at the test's workspace (as the host's process builds them)."""
-    edges = make_edges(workspace)
-    service.reset_app_edges(edges)
-    yield edges
-    service.reset_app_edges()
+def app_runtime(workspace: Workspace) -> Iterator[Runtime]:
+    """The Functions app's runtime, pointed at the test's workspace (as the host's process builds it)."""
+    runtime = make_runtime(workspace)
+    service.reset_app_runtime(runtime)
+    yield runtime
+    service.reset_app_runtime()

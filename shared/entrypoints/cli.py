@@ -20,15 +20,16 @@ from pathlib import Path
 from azure.core.exceptions import AzureError
 
 from shared.adapters.storage import BlobNotFound
-from shared.bootstrap import build_edges
+from shared.bootstrap import build_runtime
 from shared.entrypoints.service import run_now
 from shared.errors import ConfigError, ConsentError, ExportError, SettingsError
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
 from shared.privacy import SecretRedactingFilter, redact
-from shared.run.export import Edges, ExportOptions, load_destinations
+from shared.run.destinations import load_destinations
 from shared.run.preflight import run_checks
 from shared.run.progress import BarProgress, LogProgress
-from shared.run.records import RunRecord, rejects_blob_name
+from shared.run.records import ExportOptions, RunRecord, rejects_blob_name
+from shared.run.runtime import Runtime
 from shared.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
@@ -61,10 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         _load_local_settings(args)
-        edges = _edges(args.command in SECRET_COMMANDS)
+        runtime = _runtime(args.command in SECRET_COMMANDS)
         command = _COMMANDS.get(args.command)
         if command is not None:
-            return command(edges, args)
+            return command(runtime, args)
     except KeyboardInterrupt:
         # The run has released its lock and recorded itself failed (interrupted) on the way out.
         logging.disable(logging.CRITICAL)  # a thread still winding down must not log after the last line
@@ -97,16 +98,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_USAGE
 
 
-def _destinations(edges: Edges, args: argparse.Namespace) -> int:
-    config = load_destinations(edges)
+def _destinations(runtime: Runtime, args: argparse.Namespace) -> int:
+    config = load_destinations(runtime)
     out = [config.destinations[n].public_view() for n in sorted(config.destinations)]
     out += [{"name": n, "error": str(e)} for n, e in sorted(config.invalid.items())]
     _print_json({"destinations": out})
     return EXIT_OK
 
 
-def _check(edges: Edges, args: argparse.Namespace) -> int:
-    checks = run_checks(edges, args.name)
+def _check(runtime: Runtime, args: argparse.Namespace) -> int:
+    checks = run_checks(runtime, args.name)
     ok = all(c.ok for c in checks)
     _print_json({"ok": ok, "checks": [c.as_dict() for c in checks]})
     for c in checks:
@@ -114,9 +115,9 @@ def _check(edges: Edges, args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
-def _runs(edges: Edges, args: argparse.Namespace) -> int:
-    load_destinations(edges).get(args.name)
-    records = edges.records.recent(args.name, args.limit)
+def _runs(runtime: Runtime, args: argparse.Namespace) -> int:
+    load_destinations(runtime).get(args.name)
+    records = runtime.edges.records.recent(args.name, args.limit)
     if args.json:
         _print_json({"runs": [r.to_dict() for r in records]})
     else:
@@ -124,11 +125,11 @@ def _runs(edges: Edges, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _export(edges: Edges, args: argparse.Namespace) -> int:
+def _export(runtime: Runtime, args: argparse.Namespace) -> int:
     options = ExportOptions(dry_run=args.dry_run, full=args.full, force_removals=args.force_removals)
     # A bar on a terminal; plain lines every few seconds where stderr is a file or a pipe.
-    edges.progress = BarProgress() if sys.stderr.isatty() else LogProgress()
-    final = run_now(edges, args.name, options=options, requested_by=_whoami())
+    runtime.edges.progress = BarProgress() if sys.stderr.isatty() else LogProgress()
+    final = run_now(runtime, args.name, options=options, requested_by=_whoami())
     _print_json(final.to_dict())
     print(f"run {final.run_id}: {final.status}", file=sys.stderr)
     return STATUS_EXIT.get(final.status, EXIT_FAILED)
@@ -141,15 +142,15 @@ class _NoKeyVaultSetting:
         raise SettingsError(f"KEY_VAULT_URL is not set, and reading secret '{name}' needs it.")
 
 
-def _edges(needs_secrets: bool) -> Edges:
+def _runtime(needs_secrets: bool) -> Runtime:
     settings = Settings.from_env(require_key_vault=needs_secrets)
     if settings.secrets_source == "keyvault" and settings.key_vault_url is None:
         # Build no Key Vault client at all (there is no URL to build it with) and fail loudly if
         # anything asks for a secret after all.
-        edges = build_edges(dataclasses.replace(settings, secrets_source="environment"), fail_fast=True)
-        edges.secrets = _NoKeyVaultSetting()
-        return edges
-    return build_edges(settings, fail_fast=True)
+        runtime = build_runtime(dataclasses.replace(settings, secrets_source="environment"), fail_fast=True)
+        runtime.edges.secrets = _NoKeyVaultSetting()
+        return runtime
+    return build_runtime(settings, fail_fast=True)
 
 
 def _load_local_settings(args: argparse.Namespace) -> None:
@@ -183,15 +184,15 @@ def _setting_family(key: str) -> str:
     return key.split("__", 1)[0].lower()
 
 
-def _rejects(edges: Edges, args: argparse.Namespace) -> int:
+def _rejects(runtime: Runtime, args: argparse.Namespace) -> int:
     """Stream the rejects CSV to stdout: it may be far larger than memory should hold."""
     name, run_id = args.name, args.run_id
     blob = rejects_blob_name(name, run_id)
     try:
-        chunks = edges.exports.iter_chunks(blob)
+        chunks = runtime.edges.exports.iter_chunks(blob)
         first = next(chunks, b"")
     except BlobNotFound:
-        if edges.records.load(name, run_id) is None:
+        if runtime.edges.records.load(name, run_id) is None:
             why = f"no run {run_id} of destination '{name}' (see: python -m shared runs {name})."
         else:
             why = f"run {run_id} of destination '{name}' rejected no rows: it has no rejects file."
@@ -227,14 +228,13 @@ def _print_runs_table(records: list[RunRecord]) -> None:
 def _run_row(record: RunRecord) -> tuple[str, ...]:
     counts = record.counts
     # Rows in the rejects file: refused by the row rules, or refused by SendGrid.
-    rejected = int(counts.get("invalid", 0)) + int(counts.get("errored", 0))
     return (
         record.run_id,
-        record.status,
+        str(record.status),
         record.trigger,
-        str(counts.get("read", 0)),
-        str(counts.get("sent", 0)),
-        str(rejected),
+        str(counts.read),
+        str(counts.sent),
+        str(counts.rejected),
         _duration(record.started_at, record.finished_at),
     )
 
@@ -338,7 +338,7 @@ def _whoami() -> str | None:
         return "cli"
 
 
-_COMMANDS: dict[str, Callable[[Edges, argparse.Namespace], int]] = {
+_COMMANDS: dict[str, Callable[[Runtime, argparse.Namespace], int]] = {
     "export": _export,
     "destinations": _destinations,
     "check": _check,

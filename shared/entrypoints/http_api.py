@@ -19,9 +19,10 @@ from shared.entrypoints.service import enqueue_export
 from shared.errors import ConfigError, ConsentError, ExportError, SettingsError, UnknownDestinationError
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
 from shared.privacy import mask_emails
-from shared.run.export import DestinationDisabledError, Edges, ExportOptions, load_destinations
+from shared.run.destinations import DestinationDisabledError, load_destinations
 from shared.run.preflight import run_checks
-from shared.run.records import CorruptRunRecord, rejects_blob_name
+from shared.run.records import CorruptRunRecord, ExportOptions, rejects_blob_name
+from shared.run.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +74,13 @@ def error(status: int, code: str, message: str) -> ApiResponse:
     return ApiResponse(status, {"error": {"code": code, "message": mask_emails(message)}})
 
 
-Handler = Callable[[Edges, ApiRequest], ApiResponse]
+Handler = Callable[[Runtime, ApiRequest], ApiResponse]
 
 
-def handle(handler: Handler, edges_factory: Callable[[], Edges], request: ApiRequest) -> ApiResponse:
+def handle(handler: Handler, runtime_factory: Callable[[], Runtime], request: ApiRequest) -> ApiResponse:
     """Run a handler; every failure becomes a clear JSON error, never a traceback."""
     try:
-        return handler(edges_factory(), request)
+        return handler(runtime_factory(), request)
     except BadRequest as exc:
         return error(400, exc.code, str(exc))
     except UnknownDestinationError as exc:
@@ -142,24 +143,26 @@ def _limit(request: ApiRequest) -> int:
     return int(raw)
 
 
-def list_destinations(edges: Edges, request: ApiRequest) -> ApiResponse:
-    config = load_destinations(edges)
+def list_destinations(runtime: Runtime, request: ApiRequest) -> ApiResponse:
+    config = load_destinations(runtime)
     out: list[dict[str, Any]] = []
     for name in config.names():
         if name in config.invalid:
             out.append({"name": name, "error": str(config.invalid[name])})
             continue
         view = config.destinations[name].public_view()
-        last = edges.records.recent(name, 1)
+        last = runtime.edges.records.recent(name, 1)
         view["last_run"] = _summary(last[0].to_dict()) if last else None
         out.append(view)
     return ApiResponse(200, {"destinations": out})
 
 
-def start_export(edges: Edges, request: ApiRequest) -> ApiResponse:
+def start_export(runtime: Runtime, request: ApiRequest) -> ApiResponse:
     name = _name(request)
     options = _options(request.body)
-    record = enqueue_export(edges, name, trigger="on_demand", requested_by=_principal(edges, request), options=options)
+    record = enqueue_export(
+        runtime, name, trigger="on_demand", requested_by=_principal(runtime, request), options=options
+    )
     # Relative, not built from the Host header: a caller chooses that header, and the link would
     # send whoever follows it (and their function key) to the caller's host.
     status_url = f"/api/destinations/{name}/exports/{record.run_id}"
@@ -167,23 +170,23 @@ def start_export(edges: Edges, request: ApiRequest) -> ApiResponse:
     return ApiResponse(202, body, {"Location": status_url})
 
 
-def _principal(edges: Edges, request: ApiRequest) -> str | None:
+def _principal(runtime: Runtime, request: ApiRequest) -> str | None:
     """Who asked, when App Service authentication vouches for it; otherwise nobody is named.
 
     Without authentication, ``X-MS-CLIENT-PRINCIPAL-NAME`` is whatever a caller with a function
     key chose to send.
     """
-    if not edges.settings.app_service_auth:
+    if not runtime.settings.app_service_auth:
         return None
     name = (request.header("X-MS-CLIENT-PRINCIPAL-NAME") or "").strip()
     return name[:MAX_PRINCIPAL_CHARS] or None
 
 
-def list_exports(edges: Edges, request: ApiRequest) -> ApiResponse:
+def list_exports(runtime: Runtime, request: ApiRequest) -> ApiResponse:
     name = _name(request)
     limit = _limit(request)
-    load_destinations(edges).get(name)
-    return ApiResponse(200, {"runs": [r.to_dict() for r in edges.records.recent(name, limit)]})
+    load_destinations(runtime).get(name)
+    return ApiResponse(200, {"runs": [r.to_dict() for r in runtime.edges.records.recent(name, limit)]})
 
 
 def _run_id(request: ApiRequest) -> str:
@@ -193,24 +196,24 @@ def _run_id(request: ApiRequest) -> str:
     return run_id
 
 
-def get_export(edges: Edges, request: ApiRequest) -> ApiResponse:
+def get_export(runtime: Runtime, request: ApiRequest) -> ApiResponse:
     name = _name(request)
     run_id = _run_id(request)
-    record = edges.records.load(name, run_id)
+    record = runtime.edges.records.load(name, run_id)
     if record is None:
         return error(404, "run_not_found", f"no run {run_id} of destination '{name}'.")
     return ApiResponse(200, record.to_dict())
 
 
-def get_rejects(edges: Edges, request: ApiRequest) -> ApiResponse:
+def get_rejects(runtime: Runtime, request: ApiRequest) -> ApiResponse:
     """The run's rejects CSV (source, line, email, category, field, reason), as written."""
     name = _name(request)
     run_id = _run_id(request)
     blob = rejects_blob_name(name, run_id)
     # The size comes from the listing, so a file too large is refused before any of it is read.
-    found = [b for b in edges.exports.list_blobs(blob) if b.name == blob]
+    found = [b for b in runtime.edges.exports.list_blobs(blob) if b.name == blob]
     if not found:
-        if edges.records.load(name, run_id) is None:
+        if runtime.edges.records.load(name, run_id) is None:
             return error(404, "run_not_found", f"no run {run_id} of destination '{name}'.")
         why = f"run {run_id} of destination '{name}' rejected no rows: it has no rejects file."
         return error(404, "rejects_not_found", why)
@@ -220,9 +223,9 @@ def get_rejects(edges: Edges, request: ApiRequest) -> ApiResponse:
             "rejects_too_large",
             f"the rejects file {blob} is {found[0].size} bytes, over the {MAX_REJECTS_HTTP_BYTES} this API returns; "
             f"get it with 'python -m shared rejects {name} {run_id}', which streams it, or from the "
-            f"{edges.settings.exports_container} container.",
+            f"{runtime.settings.exports_container} container.",
         )
-    data = b"".join(edges.exports.iter_chunks(blob))
+    data = b"".join(runtime.edges.exports.iter_chunks(blob))
     headers = {
         "Content-Disposition": f'attachment; filename="{name}-{run_id}.rejects.csv"',
         # The cells are source data: never let a browser sniff them into something it runs.
@@ -231,9 +234,9 @@ def get_rejects(edges: Edges, request: ApiRequest) -> ApiResponse:
     return ApiResponse(200, data, headers, mimetype="text/csv")
 
 
-def check_destination(edges: Edges, request: ApiRequest) -> ApiResponse:
+def check_destination(runtime: Runtime, request: ApiRequest) -> ApiResponse:
     name = _name(request)
-    checks = run_checks(edges, name)
+    checks = run_checks(runtime, name)
     return ApiResponse(200, {"ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks]})
 
 

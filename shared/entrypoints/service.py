@@ -7,19 +7,17 @@ job, and the queue worker runs it, one run at a time per destination.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
 import threading
 from collections.abc import Mapping
-from typing import IO, Any, cast
+from typing import Any
 
 from shared.adapters.jobs import ExportJob, MalformedJob
 from shared.adapters.locks import HeldLock, LockHeld
-from shared.adapters.sendgrid import SendGridClient
 from shared.adapters.storage import BlobStore
-from shared.bootstrap import build_edges
+from shared.bootstrap import build_runtime
 from shared.entrypoints.events import (
     CDM_MANIFEST,
     MalformedEvent,
@@ -29,17 +27,21 @@ from shared.entrypoints.events import (
     still_queued,
     watches,
 )
-from shared.errors import ExportError, SendGridError
-from shared.run.export import (
-    Edges,
+from shared.entrypoints.lock_guard import only_while_held
+from shared.errors import ExportError
+from shared.run.destinations import exportable_destination, load_destinations
+from shared.run.export import describe_unexpected, queue_run, run_export
+from shared.run.records import (
+    FINAL_STATUSES,
+    CorruptRunRecord,
     ExportOptions,
-    describe_unexpected,
-    exportable_destination,
-    load_destinations,
-    queue_run,
-    run_export,
+    RunRecord,
+    RunStatus,
+    iso,
+    new_run_id,
+    utc_now,
 )
-from shared.run.records import FINAL_STATUSES, CorruptRunRecord, RunRecord, iso, new_run_id, utc_now
+from shared.run.runtime import Runtime
 from shared.run.telemetry import emit_run_event
 from shared.settings import Settings
 
@@ -50,28 +52,28 @@ MAX_DEQUEUE_COUNT = 3
 # How many recent runs a new run looks through for ones a dead process left "running".
 ABANDONED_SCAN = 20
 
-_edges: Edges | None = None
-_edges_lock = threading.Lock()
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
 
 
-def app_edges() -> Edges:
-    """The process's edges, built on first use and reused by every invocation after it."""
-    global _edges
-    with _edges_lock:
-        if _edges is None:
-            _edges = build_edges(Settings.from_env())
-        return _edges
+def app_runtime() -> Runtime:
+    """The process's runtime, built on first use and reused by every invocation after it."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = build_runtime(Settings.from_env())
+        return _runtime
 
 
-def reset_app_edges(edges: Edges | None = None) -> None:
-    """For tests: drop (or replace) the cached edges."""
-    global _edges
-    with _edges_lock:
-        _edges = edges
+def reset_app_runtime(runtime: Runtime | None = None) -> None:
+    """For tests: drop (or replace) the cached runtime."""
+    global _runtime
+    with _runtime_lock:
+        _runtime = runtime
 
 
 def enqueue_export(
-    edges: Edges,
+    runtime: Runtime,
     destination: str,
     *,
     trigger: str,
@@ -82,29 +84,29 @@ def enqueue_export(
 ) -> RunRecord:
     """Check the destination may run, store a ``queued`` record, and put its job on the queue
     (visible to the worker after ``delay`` seconds)."""
-    exportable_destination(edges, destination)
+    exportable_destination(runtime, destination)
     options = options or ExportOptions()
-    record = queue_run(edges, destination, trigger=trigger, requested_by=requested_by, options=options, run_id=run_id)
-    return _enqueue_job(edges, record, delay)
+    record = queue_run(runtime, destination, trigger=trigger, requested_by=requested_by, options=options, run_id=run_id)
+    return _enqueue_job(runtime, record, delay)
 
 
-def _enqueue_job(edges: Edges, record: RunRecord, delay: int) -> RunRecord:
+def _enqueue_job(runtime: Runtime, record: RunRecord, delay: int) -> RunRecord:
     """Put a queued record's job on the queue; if it cannot be, the record says so and ends."""
-    job = ExportJob(record.run_id, record.destination, record.trigger, record.requested_by, dict(record.options))
+    job = ExportJob(record.run_id, record.destination, record.trigger, record.requested_by, record.options.as_dict())
     try:
-        edges.jobs.enqueue(job, delay=delay)
+        runtime.edges.jobs.enqueue(job, delay=delay)
     except Exception as exc:
-        record.status = "failed"
+        record.status = RunStatus.FAILED
         record.finished_at = iso(utc_now())
         record.errors.append(f"the job could not be queued ({type(exc).__name__}); nothing ran.")
-        edges.records.save(record)
+        runtime.edges.records.save(record)
         raise ExportError(f"the export of '{record.destination}' could not be queued: {type(exc).__name__}") from exc
     return record
 
 
-def scheduled_destinations(edges: Edges) -> list[str]:
+def scheduled_destinations(runtime: Runtime) -> list[str]:
     """Destinations the timer exports: enabled, consenting, ``schedule_enabled``."""
-    config = load_destinations(edges)
+    config = load_destinations(runtime)
     for error in config.invalid.values():
         log.error("destinations.json: %s (skipped by the schedule)", error)
     due = []
@@ -118,20 +120,20 @@ def scheduled_destinations(edges: Edges) -> list[str]:
     return due
 
 
-def on_schedule(edges: Edges, *, past_due: bool = False) -> list[RunRecord]:
+def on_schedule(runtime: Runtime, *, past_due: bool = False) -> list[RunRecord]:
     """Enqueue one job per scheduled destination; one that cannot be queued does not stop the rest."""
     if past_due:
         log.warning("the export schedule is running late (past due); enqueuing now")
     queued = []
-    for name in scheduled_destinations(edges):
+    for name in scheduled_destinations(runtime):
         try:
-            queued.append(enqueue_export(edges, name, trigger="schedule", requested_by="schedule"))
+            queued.append(enqueue_export(runtime, name, trigger="schedule", requested_by="schedule"))
         except ExportError as exc:
             log.error("scheduled export of %s not queued: %s", name, exc)
     return queued
 
 
-def on_blob_created(edges: Edges, event: Mapping[str, Any]) -> list[RunRecord]:
+def on_blob_created(runtime: Runtime, event: Mapping[str, Any]) -> list[RunRecord]:
     """An Event Grid event: queue, after the settle delay, the export of each destination that
     follows the data that landed (see :mod:`shared.events`). Never raises for a bad event or a
     configuration fault (Event Grid would deliver it again and again): it logs why and drops it."""
@@ -143,19 +145,19 @@ def on_blob_created(edges: Edges, event: Mapping[str, Any]) -> list[RunRecord]:
     if landed is None:
         log.debug("ignored an Event Grid event of type %s", str(event.get("eventType", event.get("type")))[:100])
         return []
-    settings = edges.settings
+    settings = runtime.settings
     if landed.container != settings.segments_container:
         log.debug("ignored a blob created in container %s, not %s", landed.container, settings.segments_container)
         return []
     try:
-        config = load_destinations(edges)
+        config = load_destinations(runtime)
     except ExportError as exc:
         log.error("new data landed, but no export was queued: %s", exc)
         return []
     queued = []
     followers = [d for _, d in sorted(config.destinations.items()) if d.on_new_data]
     for destination in followers:
-        if not watches(destination, landed.name, functools.partial(_is_cdm_folder, edges.segments)):
+        if not watches(destination, landed.name, functools.partial(_is_cdm_folder, runtime.edges.segments)):
             continue
         if not destination.enabled:
             log.info("new data for %s, which is disabled: not queued", destination.name)
@@ -163,7 +165,7 @@ def on_blob_created(edges: Edges, event: Mapping[str, Any]) -> list[RunRecord]:
         if not destination.data_privacy_consent:
             log.warning("new data for %s, which has no data_privacy_consent: not queued", destination.name)
             continue
-        record = _queue_once(edges, destination.name, settings.export_settle_seconds)
+        record = _queue_once(runtime, destination.name, settings.export_settle_seconds)
         if record is not None:
             queued.append(record)
     if not queued:
@@ -175,37 +177,38 @@ def _is_cdm_folder(segments: BlobStore, prefix: str) -> bool:
     return any(b.name == prefix + CDM_MANIFEST for b in segments.list_blobs(prefix + CDM_MANIFEST))
 
 
-def _queue_once(edges: Edges, destination: str, settle: int) -> RunRecord | None:
+def _queue_once(runtime: Runtime, destination: str, settle: int) -> RunRecord | None:
     """Queue a run unless one queued earlier has not started yet. The gate blob names the last
     run queued by new data; it is replaced only if unchanged since read, so of two events handled
     at once only one queues a run. The run's ``queued`` record is saved before the gate names it,
     so an event that reads the gate always finds the record it names."""
     gate = gate_blob_name(destination)
-    current = edges.exports.read_versioned(gate)
+    current = runtime.edges.exports.read_versioned(gate)
     if current is not None and (run_id := gate_run_id(current[0])) is not None:
         try:
-            earlier = edges.records.load(destination, run_id)
+            earlier = runtime.edges.records.load(destination, run_id)
         except CorruptRunRecord:
             earlier = None
-        if earlier is not None and earlier.status == "queued" and still_queued(earlier.queued_at, settle):
+        if earlier is not None and earlier.status == RunStatus.QUEUED and still_queued(earlier.queued_at, settle):
             log.info("new data for %s: run %s is queued and has not started; no second run", destination, run_id)
             return None
     try:
-        exportable_destination(edges, destination)
+        exportable_destination(runtime, destination)
     except ExportError as exc:
         log.error("new data for %s, but no run may be queued: %s", destination, exc)
         return None
-    record = queue_run(edges, destination, trigger="on_new_data", requested_by="event grid")
+    record = queue_run(runtime, destination, trigger="on_new_data", requested_by="event grid")
     body = json.dumps({"run_id": record.run_id}).encode()
-    if not edges.exports.write_if(gate, body, etag=current[1] if current else None, content_type="application/json"):
-        record.status = "skipped"
+    etag = current[1] if current else None
+    if not runtime.edges.exports.write_if(gate, body, etag=etag, content_type="application/json"):
+        record.status = RunStatus.SKIPPED
         record.finished_at = iso(utc_now())
         record.errors.append("another event queued a run of this destination at the same moment; this one never ran.")
-        edges.records.save(record)
+        runtime.edges.records.save(record)
         log.info("new data for %s: another event queued its run at the same moment", destination)
         return None
     try:
-        _enqueue_job(edges, record, settle)
+        _enqueue_job(runtime, record, settle)
     except ExportError as exc:
         log.error("new data for %s, but its run could not be queued: %s", destination, exc)
         return None
@@ -213,15 +216,15 @@ def _queue_once(edges: Edges, destination: str, settle: int) -> RunRecord | None
     return record
 
 
-def on_job(edges: Edges, body: str | bytes, *, dequeue_count: int = 1) -> RunRecord | None:
+def on_job(runtime: Runtime, body: str | bytes, *, dequeue_count: int = 1) -> RunRecord | None:
     """The queue worker: run one job. Raises only to have the host retry (then poison) it."""
     try:
         job = ExportJob.from_json(body)
     except MalformedJob as exc:
-        _record_malformed(edges, body, str(exc))
+        _record_malformed(runtime, body, str(exc))
         return None  # dropped: a malformed message would fail the same way every time
     try:
-        record = edges.records.load(job.destination, job.run_id)
+        record = runtime.edges.records.load(job.destination, job.run_id)
     except CorruptRunRecord as exc:
         log.warning("%s; the job starts it afresh", exc)
         record = None
@@ -231,7 +234,7 @@ def on_job(edges: Edges, body: str | bytes, *, dequeue_count: int = 1) -> RunRec
             destination=job.destination,
             trigger=job.trigger,
             requested_by=job.requested_by,
-            options=dict(job.options),
+            options=ExportOptions.from_dict(job.options),
             queued_at=iso(utc_now()),
         )
     elif record.status in FINAL_STATUSES:
@@ -239,10 +242,10 @@ def on_job(edges: Edges, body: str | bytes, *, dequeue_count: int = 1) -> RunRec
             "job %s of %s is already %s; a repeated delivery is ignored", job.run_id, job.destination, record.status
         )
         return record
-    return run_locked(edges, record, attempt=dequeue_count)
+    return run_locked(runtime, record, attempt=dequeue_count)
 
 
-def run_locked(edges: Edges, record: RunRecord, *, attempt: int = 1) -> RunRecord:
+def run_locked(runtime: Runtime, record: RunRecord, *, attempt: int = 1) -> RunRecord:
     """Run under the destination's lock; a held lock ends the run ``skipped``, naming the holder.
 
     A lock lost mid-run (see :mod:`shared.locks`) stops the sending and ends the run ``failed``;
@@ -250,59 +253,68 @@ def run_locked(edges: Edges, record: RunRecord, *, attempt: int = 1) -> RunRecor
     """
     held: HeldLock | None = None
     try:
-        with edges.lock.hold(record.destination, record.run_id) as held:
-            _close_abandoned_runs(edges, record)
-            record = run_export(_only_while_held(edges, held), record)
+        with runtime.edges.lock.hold(record.destination, record.run_id) as held:
+            _close_abandoned_runs(runtime, record)
+            record = run_export(only_while_held(runtime, held), record)
         if held.lost.is_set():
-            return _end_lost(edges, record, held)
+            return _end_lost(runtime, record, held)
         return record
     except LockHeld as exc:
-        if record.trigger == "on_new_data":
-            # New data must not wait for the next timer because a run of older data held the lock:
-            # try again after the settle delay (events meanwhile coalesce into this run).
-            settle = edges.settings.export_settle_seconds
-            holder = f"run {exc.holder}" if exc.holder else "another run"
-            record.errors.append(f"{holder} held the lock; queued again to start in {max(settle, 30)} s.")
-            edges.records.save(record)
-            try:
-                _enqueue_job(edges, record, max(settle, 30))
-            except ExportError as queue_error:
-                log.error("run %s of %s could not be queued again: %s", record.run_id, record.destination, queue_error)
-                return record
-            log.info("run %s of %s: lock held by %s; queued again", record.run_id, record.destination, exc.holder)
-            return record
-        record.status = "skipped"
-        record.errors.append(str(exc))
-        record.finished_at = iso(utc_now())
-        edges.records.save(record)
-        emit_run_event(record)
-        log.warning("run %s of %s skipped: lock held by %s", record.run_id, record.destination, exc.holder)
-        return record
+        return _lock_held(runtime, record, exc)
     except KeyboardInterrupt:
         # The lock is released already (the with block ended); the record must not stay "running".
-        record.status = "failed"
+        record.status = RunStatus.FAILED
         record.errors.append(INTERRUPTED)
         record.finished_at = iso(utc_now())
-        edges.records.save(record)
+        runtime.edges.records.save(record)
         emit_run_event(record)
         raise
     except Exception as exc:
         if held is not None and held.lost.is_set():  # what failed is what the lost lock stopped
-            return _end_lost(edges, record, held)
-        reason = describe_unexpected(exc)
-        if not record.errors or record.errors[-1] != reason:  # the run may have recorded it already
-            record.errors.append(reason)
-        if attempt < MAX_DEQUEUE_COUNT:
-            record.status = "queued"
-            record.errors.append(f"attempt {attempt} of {MAX_DEQUEUE_COUNT} failed; the job will be retried.")
-        else:
-            record.status = "failed"
-            record.errors.append(f"attempt {attempt} failed; gave up after {attempt} attempts.")
-        record.finished_at = iso(utc_now()) if record.status == "failed" else None
-        edges.records.save(record)
-        if record.status == "failed":
-            emit_run_event(record)
+            return _end_lost(runtime, record, held)
+        _note_failed_attempt(runtime, record, exc, attempt)
         raise
+
+
+def _lock_held(runtime: Runtime, record: RunRecord, exc: LockHeld) -> RunRecord:
+    if record.trigger == "on_new_data":
+        # New data must not wait for the next timer because a run of older data held the lock:
+        # try again after the settle delay (events meanwhile coalesce into this run).
+        settle = runtime.settings.export_settle_seconds
+        holder = f"run {exc.holder}" if exc.holder else "another run"
+        record.errors.append(f"{holder} held the lock; queued again to start in {max(settle, 30)} s.")
+        runtime.edges.records.save(record)
+        try:
+            _enqueue_job(runtime, record, max(settle, 30))
+        except ExportError as queue_error:
+            log.error("run %s of %s could not be queued again: %s", record.run_id, record.destination, queue_error)
+            return record
+        log.info("run %s of %s: lock held by %s; queued again", record.run_id, record.destination, exc.holder)
+        return record
+    record.status = RunStatus.SKIPPED
+    record.errors.append(str(exc))
+    record.finished_at = iso(utc_now())
+    runtime.edges.records.save(record)
+    emit_run_event(record)
+    log.warning("run %s of %s skipped: lock held by %s", record.run_id, record.destination, exc.holder)
+    return record
+
+
+def _note_failed_attempt(runtime: Runtime, record: RunRecord, exc: Exception, attempt: int) -> None:
+    """An attempt that raised: queued again for the host's retry, or, at the last attempt, failed."""
+    reason = describe_unexpected(exc)
+    if not record.errors or record.errors[-1] != reason:  # the run may have recorded it already
+        record.errors.append(reason)
+    if attempt < MAX_DEQUEUE_COUNT:
+        record.status = RunStatus.QUEUED
+        record.errors.append(f"attempt {attempt} of {MAX_DEQUEUE_COUNT} failed; the job will be retried.")
+    else:
+        record.status = RunStatus.FAILED
+        record.errors.append(f"attempt {attempt} failed; gave up after {attempt} attempts.")
+    record.finished_at = iso(utc_now()) if record.status == RunStatus.FAILED else None
+    runtime.edges.records.save(record)
+    if record.status == RunStatus.FAILED:
+        emit_run_event(record)
 
 
 INTERRUPTED = (
@@ -311,119 +323,46 @@ INTERRUPTED = (
 )
 
 
-class SendingStopped(SendGridError):
-    """The run's lock is lost: nothing more may reach SendGrid."""
-
-
-class _SendingWhileHeld:
-    """A SendGrid client that refuses every call once the run's lock is lost."""
-
-    def __init__(self, client: SendGridClient, held: HeldLock):
-        self._client = client
-        self._held = held
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # The run sets the client's deadline: it must reach the client that waits, not this wrapper.
-        if name.startswith("_"):
-            object.__setattr__(self, name, value)
-        else:
-            setattr(self._client, name, value)
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if not callable(attr) or name == "close":
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if self._held.lost.is_set():
-                raise SendingStopped(self._held.lost_reason or "the lock was lost")
-            return attr(*args, **kwargs)
-
-        return call
-
-
-class _StateWritesWhileHeld:
-    """The exports container, but the sync state (``state/``) is written only while the lock holds:
-    a run that lost its lock must not overwrite, or delete the journals of, the run that took it."""
-
-    def __init__(self, exports: BlobStore, held: HeldLock):
-        self._exports = exports
-        self._held = held
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._exports, name)
-
-    def _check(self, name: str) -> None:
-        if name.startswith("state/"):
-            self._held.check()
-
-    def write_bytes(self, name: str, data: bytes, *, content_type: str) -> None:
-        self._check(name)
-        self._exports.write_bytes(name, data, content_type=content_type)
-
-    def write_stream(self, name: str, stream: IO[bytes], *, content_type: str) -> None:
-        self._check(name)
-        self._exports.write_stream(name, stream, content_type=content_type)
-
-    def delete(self, name: str) -> None:
-        self._check(name)
-        self._exports.delete(name)
-
-
-def _only_while_held(edges: Edges, held: HeldLock) -> Edges:
-    """The run's edges: SendGrid calls and sync-state writes stop once the lock is lost.
-
-    The run core needs no change for it; a per-run copy, as the process's edges are shared.
-    """
-    make_client = edges.sendgrid
-
-    def sendgrid(base_url: str, api_key: str) -> SendGridClient:
-        return cast(SendGridClient, _SendingWhileHeld(make_client(base_url, api_key), held))
-
-    exports = cast(BlobStore, _StateWritesWhileHeld(edges.exports, held))
-    return dataclasses.replace(edges, sendgrid=sendgrid, exports=exports)
-
-
-def _end_lost(edges: Edges, record: RunRecord, held: HeldLock) -> RunRecord:
+def _end_lost(runtime: Runtime, record: RunRecord, held: HeldLock) -> RunRecord:
     reason = held.lost_reason or "the lock was lost"
     was = record.status
-    record.status = "failed"
+    record.status = RunStatus.FAILED
     if reason not in record.errors:
         record.errors.append(reason)
     record.finished_at = iso(utc_now())
-    edges.records.save(record)
-    if was != "failed":  # the run's own end emitted its event as failed already
+    runtime.edges.records.save(record)
+    if was != RunStatus.FAILED:  # the run's own end emitted its event as failed already
         emit_run_event(record)
     log.error("run %s of %s failed: its lock was lost", record.run_id, record.destination)
     return record
 
 
-def _close_abandoned_runs(edges: Edges, current: RunRecord) -> None:
+def _close_abandoned_runs(runtime: Runtime, current: RunRecord) -> None:
     """Only the lock holder runs: another record still ``running`` now belongs to a dead process."""
-    for other in edges.records.recent(current.destination, ABANDONED_SCAN):
-        if other.run_id == current.run_id or other.status != "running":
+    for other in runtime.edges.records.recent(current.destination, ABANDONED_SCAN):
+        if other.run_id == current.run_id or other.status != RunStatus.RUNNING:
             continue
-        other.status = "failed"
+        other.status = RunStatus.FAILED
         other.finished_at = iso(utc_now())
         other.errors.append(
             f"the run stopped without finishing (its process died or was stopped); found by run {current.run_id}. "
             "Contacts SendGrid had confirmed were kept in the sync state; the rest were sent again."
         )
-        edges.records.save(other)
+        runtime.edges.records.save(other)
         emit_run_event(other)
         log.warning("run %s of %s was abandoned; marked failed", other.run_id, other.destination)
 
 
-def run_now(edges: Edges, destination: str, *, options: ExportOptions, requested_by: str | None) -> RunRecord:
+def run_now(runtime: Runtime, destination: str, *, options: ExportOptions, requested_by: str | None) -> RunRecord:
     """The CLI's export: no queue, but the same records and the same lock as the worker."""
-    exportable_destination(edges, destination)
-    record = queue_run(edges, destination, trigger="cli", requested_by=requested_by, options=options)
-    return run_locked(edges, record, attempt=MAX_DEQUEUE_COUNT)
+    exportable_destination(runtime, destination)
+    record = queue_run(runtime, destination, trigger="cli", requested_by=requested_by, options=options)
+    return run_locked(runtime, record, attempt=MAX_DEQUEUE_COUNT)
 
 
-def _record_malformed(edges: Edges, body: str | bytes, reason: str) -> None:
+def _record_malformed(runtime: Runtime, body: str | bytes, reason: str) -> None:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     name = f"runs/_malformed/{new_run_id()}.json"
     document = {"reason": reason, "received_at": iso(utc_now()), "message": text[:2000]}
-    edges.exports.write_bytes(name, json.dumps(document, indent=2).encode(), content_type="application/json")
+    runtime.edges.exports.write_bytes(name, json.dumps(document, indent=2).encode(), content_type="application/json")
     log.error("dropped a malformed export job (%s); recorded as %s", reason, name)

@@ -8,13 +8,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from shared.adapters.sendgrid import SendGridClient
 from shared.errors import ConfigError, ExportError, SendGridAuthError, SendGridError, UnknownDestinationError
-from shared.inputs.config import Destination
+from shared.inputs.config import Destination, ListRef
 from shared.inputs.mapping import plan_columns
 from shared.inputs.segments import open_segment_file, resolve_segment
 from shared.privacy import mask_emails
-from shared.run.export import Edges, load_destinations
+from shared.run.destinations import load_destinations
+from shared.run.lookups import SendGridList, custom_field_definitions, find_lists
+from shared.run.ports import SendGridApi
+from shared.run.runtime import Runtime
 
 
 @dataclass
@@ -32,10 +34,10 @@ class Check:
         return asdict(self)
 
 
-def run_checks(edges: Edges, name: str) -> list[Check]:
+def run_checks(runtime: Runtime, name: str) -> list[Check]:
     """Raises :class:`UnknownDestinationError` only; every other fault is a failed check."""
     try:
-        destination = load_destinations(edges).get(name)
+        destination = load_destinations(runtime).get(name)
     except UnknownDestinationError:
         raise
     except ConfigError as exc:
@@ -55,14 +57,14 @@ def run_checks(edges: Edges, name: str) -> list[Check]:
             else "data_privacy_consent is not given: nothing will be sent until it is true.",
         ),
     ]
-    checks += _segment_checks(edges, destination)
+    checks += _segment_checks(runtime, destination)
     try:
-        api_key = edges.secrets.get_secret(destination.api_key_secret)
+        api_key = runtime.edges.secrets.get_secret(destination.api_key_secret)
     except ExportError as exc:
         checks.append(Check("secret", False, str(exc)))
         return [*checks, Check("api_key", False, "not checked: the secret could not be read.")]
     checks.append(Check("secret", True, f"secret '{destination.api_key_secret}' is readable."))
-    client = edges.sendgrid(destination.api_base_url(edges.settings.sendgrid_api_base_url), api_key)
+    client = runtime.edges.sendgrid(destination.api_base_url(runtime.settings.sendgrid_api_base_url), api_key)
     del api_key
     try:
         checks += _sendgrid_checks(client, destination)
@@ -71,7 +73,7 @@ def run_checks(edges: Edges, name: str) -> list[Check]:
     return checks
 
 
-def _sendgrid_checks(client: SendGridClient, destination: Destination) -> list[Check]:
+def _sendgrid_checks(client: SendGridApi, destination: Destination) -> list[Check]:
     checks: list[Check] = []
     try:
         scopes = client.scopes()
@@ -81,45 +83,35 @@ def _sendgrid_checks(client: SendGridClient, destination: Destination) -> list[C
         return [Check("api_key", False, f"SendGrid could not be asked: {exc}")]
     checks.append(scope_check(scopes))
     try:
-        lists = {item.get("name"): item.get("id") for item in client.iter_lists()}
-        for ref in destination.lists:
-            if ref.id is not None:
-                found = client.get_list(ref.id) is not None
-                checks.append(
-                    Check(f"list:{ref.id}", found, "found." if found else "no list with this id in SendGrid.")
-                )
-            elif ref.name in lists:
-                checks.append(Check(f"list:{ref.name}", True, f"found (id {lists[ref.name]})."))
-            else:
-                creatable = ref.create_if_missing
-                checks.append(
-                    Check(
-                        f"list:{ref.name}",
-                        creatable,
-                        "not found; the first run creates it."
-                        if creatable
-                        else 'not found, and "create_if_missing" is not set.',
-                    )
-                )
+        for ref, item in zip(destination.lists, find_lists(client, destination.lists), strict=True):
+            checks.append(_list_check(ref, item))
         wanted = destination.mapping.custom_fields if destination.mapping else {}
-        if wanted:
-            # SendGrid matches field names case-insensitively, as the run does.
-            definitions = client.field_definitions().get("custom_fields") or []
-            defined = {str(d.get("name")).lower(): d for d in definitions}
-            for field_name in wanted:
-                d = defined.get(field_name.lower())
-                checks.append(
-                    Check(
-                        f"custom_field:{field_name}",
-                        d is not None,
-                        f"exists, type {d.get('field_type')}."
-                        if d
-                        else "no custom field of this name in SendGrid: create it first.",
-                    )
+        for field_name, d in custom_field_definitions(client, wanted).items():
+            checks.append(
+                Check(
+                    f"custom_field:{field_name}",
+                    d is not None,
+                    f"exists, type {d.get('field_type')}."
+                    if d
+                    else "no custom field of this name in SendGrid: create it first.",
                 )
+            )
     except SendGridError as exc:
         checks.append(Check("sendgrid", False, str(exc)))
     return checks
+
+
+def _list_check(ref: ListRef, item: SendGridList | None) -> Check:
+    if ref.id is not None:
+        return Check(f"list:{ref.id}", item is not None, "found." if item else "no list with this id in SendGrid.")
+    if item is not None:
+        return Check(f"list:{ref.name}", True, f"found (id {item.get('id')}).")
+    creatable = ref.create_if_missing
+    return Check(
+        f"list:{ref.name}",
+        creatable,
+        "not found; the first run creates it." if creatable else 'not found, and "create_if_missing" is not set.',
+    )
 
 
 # SendGrid's published permission names: the new Marketing API's are read-type only
@@ -144,13 +136,15 @@ def scope_check(scopes: list[str]) -> Check:
     )
 
 
-def _segment_checks(edges: Edges, destination: Destination) -> list[Check]:
+def _segment_checks(runtime: Runtime, destination: Destination) -> list[Check]:
     checks = []
     for segment in destination.segments:
         try:
-            blobs = resolve_segment(edges.segments, segment)
+            blobs = resolve_segment(runtime.edges.segments, segment)
             for file in blobs:
-                table = open_segment_file(edges.segments, file, destination.mapping, edges.settings.max_record_bytes)
+                table = open_segment_file(
+                    runtime.edges.segments, file, destination.mapping, runtime.settings.max_record_bytes
+                )
                 plan_columns(destination.mapping, table.columns, file.name)
             checks.append(
                 Check(

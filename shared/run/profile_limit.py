@@ -23,8 +23,8 @@ from shared.inputs.config import Destination, SegmentRef
 from shared.inputs.mapping import plan_columns
 from shared.inputs.rows import RowRules
 from shared.inputs.segments import SegmentFile, open_segment_file, scan_segment_file
+from shared.run.identity import email_key
 from shared.run.keysets import KeySet
-from shared.run.sync_state import email_key
 
 log = logging.getLogger(__name__)
 

@@ -16,30 +16,44 @@ import secrets
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from shared.adapters.storage import BlobNotFound, BlobStore
 from shared.errors import ExportError
+from shared.run.counts import RunCounts
 
 log = logging.getLogger(__name__)
 
-FINAL_STATUSES = frozenset({"succeeded", "completed_with_errors", "failed", "skipped"})
-COUNT_NAMES = (
-    "read",
-    "invalid",
-    "duplicate",
-    "unchanged",
-    "sent",
-    "would_send",  # passed the row rules, but nothing reached SendGrid (a dry run, a run stopped first)
-    "accepted",
-    "created",
-    "updated",
-    "errored",
-    "truncated",
-    "fields_rejected",
-    "removed",
-    "control_chars_stripped",
-)
+
+class RunStatus(StrEnum):
+    """A run's status; its value is what the record stores."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+FINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.COMPLETED_WITH_ERRORS, RunStatus.FAILED, RunStatus.SKIPPED})
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    dry_run: bool = False
+    full: bool = False
+    force_removals: bool = False
+
+    def as_dict(self) -> dict[str, bool]:
+        return {"dry_run": self.dry_run, "full": self.full, "force_removals": self.force_removals}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExportOptions:
+        return cls(**{name: data[name] for name in ("dry_run", "full", "force_removals") if name in data})
+
+
 REJECT_COLUMNS = ("source", "line", "email", "category", "field", "reason")
 
 
@@ -75,14 +89,14 @@ class RunRecord:
     destination: str
     trigger: str
     requested_by: str | None = None
-    options: dict[str, bool] = field(default_factory=lambda: {"dry_run": False, "full": False, "force_removals": False})
-    status: str = "queued"
+    options: ExportOptions = field(default_factory=ExportOptions)
+    status: RunStatus = RunStatus.QUEUED
     queued_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
     lists: list[dict[str, Any]] = field(default_factory=list)
     segments: list[dict[str, Any]] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_NAMES, 0))
+    counts: RunCounts = field(default_factory=RunCounts)
     batches: list[dict[str, Any]] = field(default_factory=list)
     removals: dict[str, Any] = field(
         default_factory=lambda: {"planned": 0, "done": 0, "refused": False, "reason": None}
@@ -99,14 +113,14 @@ class RunRecord:
             "destination": self.destination,
             "trigger": self.trigger,
             "requested_by": self.requested_by,
-            "options": dict(self.options),
-            "status": self.status,
+            "options": self.options.as_dict(),
+            "status": str(self.status),
             "queued_at": self.queued_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "lists": self.lists,
             "segments": self.segments,
-            "counts": dict(self.counts),
+            "counts": self.counts.as_dict(),
             "batches": self.batches,
             "removals": dict(self.removals),
             "errors": list(self.errors),
@@ -117,14 +131,18 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        """The record as stored; a part of the wrong type is left as it is, for the caller to refuse."""
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        if isinstance(known.get("counts"), dict):  # a record from before a count existed has it as 0
-            known["counts"] = dict.fromkeys(COUNT_NAMES, 0) | known["counts"]
+        if isinstance(known.get("counts"), dict):
+            known["counts"] = RunCounts.from_dict(known["counts"])
+        if isinstance(known.get("options"), dict):
+            known["options"] = ExportOptions.from_dict(known["options"])
+        if known.get("status") in _STATUS_VALUES:
+            known["status"] = RunStatus(known["status"])
         return cls(**known)
 
-    def conservation_holds(self) -> bool:
-        c = self.counts
-        return c["read"] == c["invalid"] + c["duplicate"] + c["unchanged"] + c["sent"] + c["would_send"]
+
+_STATUS_VALUES = frozenset(status.value for status in RunStatus)
 
 
 class CorruptRunRecord(ExportError):
@@ -197,14 +215,14 @@ class RunRecordStore:
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "trigger": str,
     "requested_by": str,
-    "options": dict,
-    "status": str,
+    "options": ExportOptions,
+    "status": RunStatus,
     "queued_at": str,
     "started_at": str,
     "finished_at": str,
     "lists": list,
     "segments": list,
-    "counts": dict,
+    "counts": RunCounts,
     "batches": list,
     "removals": dict,
     "errors": list,

@@ -26,9 +26,12 @@ import time
 from collections.abc import Iterator, Sequence, Set
 from typing import Any, Protocol
 
-from shared.adapters.sendgrid import SEARCH_EMAIL_MAX_LENGTH, SendGridClient
+from shared.adapters.sendgrid import SEARCH_EMAIL_MAX_LENGTH
 from shared.errors import SendGridError
-from shared.run.sync_state import RunKeys, SyncState, email_key
+from shared.run.identity import email_key
+from shared.run.ports import SendGridApi
+from shared.run.records import RunRecord
+from shared.run.sync_state import RunKeys, SyncState
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +50,12 @@ class _Options(Protocol):
 
 
 def remove_departed(
-    client: SendGridClient,
+    client: SendGridApi,
     list_ids: list[str],
     state: SyncState,
     present: Set[int] | RunKeys,
     *,
-    record: Any,
+    record: RunRecord,
     options: _Options,
     failed: bool,
     max_fraction: float,
@@ -100,7 +103,7 @@ def remove_departed(
 
 
 class _Removal:
-    def __init__(self, client: SendGridClient, list_ids: list[str], state: SyncState, record: Any, now: float):
+    def __init__(self, client: SendGridApi, list_ids: list[str], state: SyncState, record: RunRecord, now: float):
         self.client, self.list_ids, self.state, self.now = client, list_ids, state, now
         self.record, self.removals = record, record.removals
         self.budget = MAX_ISOLATION_REQUESTS
@@ -109,6 +112,38 @@ class _Removal:
     def run(
         self, departed: list[int], job_wait_seconds: float, poll_interval: float, poll_max_interval: float
     ) -> tuple[set[int], dict[int, int]]:
+        removals = self.removals
+        by_email = self._checked_emails(departed)
+        ids, unfindable, unsearched = self._find(list(by_email))
+        done: set[int] = {by_email[e] for e in unfindable}
+        if unfindable:
+            removals["unfindable"] = len(unfindable)
+            self.notes.append(
+                f"{len(unfindable)} address(es) SendGrid's search refuses as invalid could not be found to "
+                "be removed; they stay on the list(s)"
+            )
+        removed_ids, gone_ids, unconfirmed = self._remove(
+            list(ids.values()), job_wait_seconds, poll_interval, poll_max_interval
+        )
+        by_id = {contact_id: by_email[email] for email, contact_id in ids.items()}
+        done.update(by_id[i] for i in removed_ids | gone_ids)
+        removals["done"] = self.record.counts.removed = len(removed_ids) + len(gone_ids)
+        if gone_ids:
+            removals["gone"] = len(gone_ids)
+        if unconfirmed:
+            removals["unconfirmed"] = len(unconfirmed)
+            self.notes.append(
+                f"{len(unconfirmed)} removal(s) were not confirmed by SendGrid in time; the next run tries again"
+            )
+        missed = [e for e in by_email if e not in ids and e not in unfindable and e not in unsearched]
+        pending = self._still_pending(by_email, missed, unsearched, done)
+        if self.notes:
+            removals["reason"] = "; ".join(self.notes) + "."
+        log.info("removals: %d done, %d pending, %d unfindable", removals["done"], len(pending), len(unfindable))
+        return done, pending
+
+    def _checked_emails(self, departed: list[int]) -> dict[str, int]:
+        """The departed contacts' emails, each with its key, if the key is the email's own."""
         state, removals = self.state, self.removals
         by_email: dict[str, int] = {}
         unknown = mismatched = 0
@@ -132,31 +167,17 @@ class _Removal:
                 f"{mismatched} stored email(s) do not match their keys (the sync state is corrupt): they were "
                 "not removed; delete the sync state or run with full to rebuild it"
             )
-        ids, unfindable, unsearched = self._find(list(by_email))
-        done: set[int] = {by_email[e] for e in unfindable}
-        if unfindable:
-            removals["unfindable"] = len(unfindable)
-            self.notes.append(
-                f"{len(unfindable)} address(es) SendGrid's search refuses as invalid could not be found to "
-                "be removed; they stay on the list(s)"
-            )
-        removed_ids, gone_ids, unconfirmed = self._remove(
-            list(ids.values()), job_wait_seconds, poll_interval, poll_max_interval
-        )
-        by_id = {contact_id: by_email[email] for email, contact_id in ids.items()}
-        done.update(by_id[i] for i in removed_ids | gone_ids)
-        removals["done"] = self.record.counts["removed"] = len(removed_ids) + len(gone_ids)
-        if gone_ids:
-            removals["gone"] = len(gone_ids)
-        if unconfirmed:
-            removals["unconfirmed"] = len(unconfirmed)
-            self.notes.append(
-                f"{len(unconfirmed)} removal(s) were not confirmed by SendGrid in time; the next run tries again"
-            )
+        return by_email
+
+    def _still_pending(
+        self, by_email: dict[str, int], missed: list[str], unsearched: set[str], done: set[int]
+    ) -> dict[int, int]:
+        """The new pending map; a contact missed for too long is let go (added to ``done``)."""
+        state, removals = self.state, self.removals
         # Not found: not searchable yet (search lags the import), or deleted from SendGrid.
         pending: dict[int, int] = {}
         not_found = 0
-        for email in (e for e in by_email if e not in ids and e not in unfindable and e not in unsearched):
+        for email in missed:
             key = by_email[email]
             first_miss = state.pending.get(key, int(self.now))
             if self.now - first_miss >= PENDING_GIVE_UP_SECONDS:
@@ -176,10 +197,7 @@ class _Removal:
             )
         if not_found:
             removals["not_found"] = not_found
-        if self.notes:
-            removals["reason"] = "; ".join(self.notes) + "."
-        log.info("removals: %d done, %d pending, %d unfindable", removals["done"], len(pending), len(unfindable))
-        return done, pending
+        return pending
 
     # -- finding contacts ---------------------------------------------------------------------
 

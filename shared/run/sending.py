@@ -27,11 +27,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.adapters.sendgrid import CallStats, SendGridClient
+from shared.adapters.sendgrid import CallStats
 from shared.context import propagate
 from shared.errors import SendGridAuthError, SendGridError
 from shared.privacy import mask_emails
 from shared.run.batching import Batch, BatchSpool
+from shared.run.ports import SendGridApi
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def batch_level(exc: SendGridError) -> bool:
 class BatchSender:
     """Sends the batches the spool reports ready, once :meth:`open` has been called."""
 
-    def __init__(self, client: SendGridClient, spool: BatchSpool, *, concurrency: int):
+    def __init__(self, client: SendGridApi, spool: BatchSpool, *, concurrency: int):
         self._client = client
         self._spool = spool
         self._concurrency = max(1, concurrency)

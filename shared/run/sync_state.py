@@ -18,7 +18,6 @@ run's load applies them: only what SendGrid did not confirm is sent again.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import struct
 import zlib
@@ -30,7 +29,7 @@ from itertools import compress, repeat
 from operator import ne
 
 from shared.adapters.storage import BlobNotFound, BlobStore
-from shared.errors import ExportError
+from shared.run.journal import StateUpdates, SyncStateError, corrupt, journal_prefix
 from shared.run.keysets import MISSING, KeySet, PositionIndex
 
 log = logging.getLogger(__name__)
@@ -41,76 +40,14 @@ _HAS_EMAILS = 1
 # Mirror mode's departed contacts search could not find yet: key -> epoch second of the first miss.
 _HAS_PENDING = 2
 _PENDING_COUNT = struct.Struct("<Q")
-# A journal: magic, count, the keys, the fingerprints, then (mirror mode) the emails, one a line.
-_JOURNAL = struct.Struct("<8sQ")
-JOURNAL_MAGIC = b"SGJRNL02"
-_LEGACY_JOURNAL_RECORD = struct.Struct("<QQH")  # key, fingerprint, email length; then the email bytes
-# Bump when the row rules change what a row maps to: every fingerprint then differs, and the
-# next run sends everyone once with the new rules.
-RULES_VERSION = b"rules-2"
 # Update keys looked up in the state at once when merging: bounds the lists of a run of millions.
 _MERGE_BLOCK = 65_536
 # bytes.translate table: 1 for a byte 0 (a state entry no row claimed), 0 for any other.
 _UNCLAIMED = bytes([1]) + bytes(255)
 
 
-# A contact's key: BLAKE2b of its email. Hot loops copy() this and update() it with the email.
-EMAIL_KEY_HASH = hashlib.blake2b(digest_size=8)
-
-
-def email_key(email: str) -> int:
-    hashed = EMAIL_KEY_HASH.copy()
-    hashed.update(email.encode("utf-8", "surrogateescape"))
-    return int.from_bytes(hashed.digest(), "little")
-
-
-class RowFingerprinter:
-    """Fingerprints of source rows under one payload-shaping context (see the module doc)."""
-
-    def __init__(self, *context: str | bytes):
-        seed = hashlib.blake2b(RULES_VERSION, digest_size=32)
-        for part in context:
-            seed.update(b"\x00" + (part.encode("utf-8", "surrogateescape") if isinstance(part, str) else part))
-        self._proto = hashlib.blake2b(seed.digest(), digest_size=8)
-
-    def __call__(self, record: str) -> int:
-        return self.many([record])[0][0]
-
-    def many(self, records: list[str]) -> tuple[list[int], set[int]]:
-        """Fingerprints of the records, and the indexes of those holding undecodable bytes."""
-        copy, from_bytes = self._proto.copy, int.from_bytes
-        out = []
-        undecodable: set[int] = set()
-        for index, record in enumerate(records):
-            try:
-                data = record.encode("utf-8")
-            except UnicodeEncodeError:  # lone surrogates: bytes the reader could not decode
-                data = record.encode("utf-8", "surrogateescape")
-                undecodable.add(index)
-            h = copy()
-            h.update(data)
-            out.append(from_bytes(h.digest(), "little"))
-        return out, undecodable
-
-
 def state_blob_name(destination: str) -> str:
     return f"state/{destination}/state.bin"
-
-
-def journal_prefix(destination: str) -> str:
-    return f"state/{destination}/journal-"
-
-
-class SyncStateError(ExportError):
-    pass
-
-
-def corrupt(blob: str, why: str) -> SyncStateError:
-    """The one wording of a corrupt state or journal: which blob, why, and the two ways out."""
-    return SyncStateError(
-        f"the sync state is corrupt ({blob}: {why}): delete {blob} or run with --full "
-        "(either way the next run sends every contact once)."
-    )
 
 
 @dataclass
@@ -299,7 +236,7 @@ class SyncState:
             index, clear = self.key_index(), kept.__setitem__
             for start in range(0, len(updates.keys), _MERGE_BLOCK):
                 found = index.find_many(updates.keys[start : start + _MERGE_BLOCK])
-                deque(map(clear, compress(found, map(ne, found, repeat(MISSING))), repeat(0)), maxlen=0)
+                _exhaust(map(clear, compress(found, map(ne, found, repeat(MISSING))), repeat(0)))
             for key in removed:
                 if (at := index.find(key)) != MISSING:
                     kept[at] = 0
@@ -325,6 +262,11 @@ class SyncState:
         if isinstance(present, RunKeys) and present.state is self:
             return present.unclaimed()
         return (index for index, key in enumerate(self.keys) if key not in present)
+
+
+def _exhaust(calls: Iterator[object]) -> None:
+    """Make every call of a ``map()``: a deque of length 0 drains it in C, not in a Python loop."""
+    deque(calls, maxlen=0)
 
 
 def _runs_of_ones(flags: bytearray) -> Iterator[tuple[int, int]]:
@@ -389,95 +331,9 @@ class RunKeys:
 
     def claim_unclaimed(self, positions: Set[int]) -> None:
         """Claim state positions none of which is claimed yet (the caller has checked)."""
-        deque(map(self.claimed.__setitem__, positions, repeat(1)), maxlen=0)
+        _exhaust(map(self.claimed.__setitem__, positions, repeat(1)))
         self.claimed_count += len(positions)
 
     def unclaimed(self) -> Iterator[int]:
         """The positions in the state of the keys no row of the run holds."""
         return compress(range(len(self.claimed)), self.claimed.translate(_UNCLAIMED))
-
-
-class StateUpdates:
-    """Confirmed (key, fingerprint[, email]) triples, in the order they were confirmed."""
-
-    def __init__(self) -> None:
-        self.keys = array("Q")
-        self.fingerprints = array("Q")
-        self.emails: list[str] | None = None
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def extend(self, keys: array[int], fps: array[int], emails: list[str] | None) -> None:
-        """Add many triples at once; ``emails`` aligned with ``keys``, or None if none is kept."""
-        if emails is None and self.emails is not None:
-            emails = [""] * len(keys)
-        elif emails is not None and self.emails is None:
-            self.emails = [""] * len(self.keys)
-        self.keys.extend(keys)
-        self.fingerprints.extend(fps)
-        if self.emails is not None and emails is not None:
-            self.emails.extend(emails)
-
-    def add(self, key: int, fp: int, email: str | None) -> None:
-        self.keys.append(key)
-        self.fingerprints.append(fp)
-        if email is not None:
-            if self.emails is None:
-                self.emails = [""] * (len(self.keys) - 1)
-            self.emails.append(email)
-        elif self.emails is not None:
-            self.emails.append("")
-
-    def journal_bytes(self, start: int = 0) -> bytes:
-        """The records from ``start`` on, in the journal's binary form."""
-        parts = [
-            _JOURNAL.pack(JOURNAL_MAGIC, len(self.keys) - start),
-            self.keys[start:].tobytes(),
-            self.fingerprints[start:].tobytes(),
-        ]
-        if self.emails is not None:
-            parts.append("\n".join(self.emails[start:]).encode("utf-8"))
-        return b"".join(parts)
-
-    def extend_from_journal(self, raw: bytes, *, source: str = "a sync state journal") -> None:
-        if not raw.startswith(JOURNAL_MAGIC):
-            self._extend_from_legacy_journal(raw, source)
-            return
-        count = _JOURNAL.unpack_from(raw)[1] if len(raw) >= _JOURNAL.size else -1
-        if count < 0 or len(raw) < _JOURNAL.size + 16 * count:
-            raise corrupt(source, "the journal is truncated")
-        keys, fps = array("Q"), array("Q")
-        keys.frombytes(raw[_JOURNAL.size : _JOURNAL.size + 8 * count])
-        fps.frombytes(raw[_JOURNAL.size + 8 * count : _JOURNAL.size + 16 * count])
-        rest = raw[_JOURNAL.size + 16 * count :]
-        emails = None
-        if rest and count:
-            try:
-                emails = rest.decode("utf-8").split("\n")
-            except UnicodeDecodeError:
-                raise corrupt(source, "the journal's emails are not UTF-8") from None
-            if len(emails) != count:
-                raise corrupt(source, f"the journal holds {len(emails)} emails for {count} contacts")
-        self.extend(keys, fps, emails)
-
-    def _extend_from_legacy_journal(self, raw: bytes, source: str) -> None:
-        # Written by versions before journal format 2; only a run that died leaves one behind.
-        # Parsed whole before anything is added, so a corrupt one adds nothing.
-        parsed: list[tuple[int, int, str | None]] = []
-        offset = 0
-        while offset + _LEGACY_JOURNAL_RECORD.size <= len(raw):
-            key, fp, length = _LEGACY_JOURNAL_RECORD.unpack_from(raw, offset)
-            offset += _LEGACY_JOURNAL_RECORD.size
-            if offset + length > len(raw):
-                raise corrupt(source, "the journal is truncated")
-            try:
-                email = raw[offset : offset + length].decode("utf-8")
-            except UnicodeDecodeError:
-                raise corrupt(source, "the journal's emails are not UTF-8") from None
-            offset += length
-            parsed.append((key, fp, email or None))
-        if offset != len(raw):
-            raise corrupt(source, "the journal is truncated")
-        for key, fp, maybe_email in parsed:
-            self.add(key, fp, maybe_email)

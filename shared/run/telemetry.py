@@ -34,7 +34,7 @@ from opentelemetry._logs import LoggerProvider, SeverityNumber, get_logger_provi
 from opentelemetry.metrics import MeterProvider, get_meter_provider
 
 from shared.privacy import redact
-from shared.run.records import RunRecord, record_blob_name
+from shared.run.records import RunRecord, RunStatus, record_blob_name
 
 RUN_EVENT = "SendGridExportRun"
 # The attribute the Azure Monitor exporter reads to send a log record as a custom event.
@@ -61,17 +61,17 @@ def run_event(record: RunRecord, *, schedule_enabled: bool | None = None) -> dic
     """The event's dimensions. ``schedule_enabled`` is given by a caller that knows the
     destination's configuration; a ``schedule`` trigger implies it."""
     counts = record.counts
-    rejected = counts["invalid"] + counts["errored"]
+    rejected = counts.rejected
     event: dict[str, Dimension] = {
         "run_id": record.run_id,
         "destination": record.destination,
         "trigger": record.trigger,
-        "status": record.status,
-        "dry_run": _flag(bool(record.options.get("dry_run"))),
-        "full": _flag(bool(record.options.get("full"))),
+        "status": str(record.status),
+        "dry_run": _flag(record.options.dry_run),
+        "full": _flag(record.options.full),
         "duration_seconds": round(record.timings.get("total", 0.0), 3),
         "rejected": rejected,
-        "reject_rate": round(rejected / counts["read"], 6) if counts["read"] else 0.0,
+        "reject_rate": round(rejected / counts.read, 6) if counts.read else 0.0,
         "batches": len(record.batches),
         "removals_refused": _flag(bool(record.removals.get("refused"))),
         "error_count": len(record.errors),
@@ -79,7 +79,7 @@ def run_event(record: RunRecord, *, schedule_enabled: bool | None = None) -> dic
         "record_blob": record_blob_name(record.destination, record.run_id),
         "rejects_blob": record.rejects_blob or "",
     }
-    event.update({f"count_{name}": value for name, value in counts.items()})
+    event.update({f"count_{name}": value for name, value in counts.as_dict().items()})
     if schedule_enabled is None and record.trigger == "schedule":
         schedule_enabled = True  # the timer queues only schedule_enabled destinations
     if schedule_enabled is not None:
@@ -96,7 +96,7 @@ def emit_run_event(
 ) -> None:
     """Send the run event and record the run's metrics (the global providers unless given)."""
     event = run_event(record, schedule_enabled=schedule_enabled)
-    failed = record.status == "failed"
+    failed = record.status == RunStatus.FAILED
     try:
         otel_logger = (logger_provider or get_logger_provider()).get_logger(SCOPE)
         otel_logger.emit(
@@ -117,10 +117,10 @@ def _record_metrics(record: RunRecord, event: Mapping[str, Dimension], provider:
     meter.create_histogram(RUN_DURATION, unit="s", description="Duration of an export run").record(
         float(event["duration_seconds"]), dimensions
     )
-    if record.options.get("dry_run"):
+    if record.options.dry_run:
         return  # a dry run sends nothing: it must not count as contacts sent or rejected
     meter.create_counter(CONTACTS_SENT, unit="{contact}", description="Contacts sent to SendGrid").add(
-        record.counts["sent"], dimensions
+        record.counts.sent, dimensions
     )
     meter.create_counter(
         CONTACTS_REJECTED, unit="{contact}", description="Rows rejected by the row rules or by SendGrid"

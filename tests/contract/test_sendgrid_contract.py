@@ -11,8 +11,9 @@ from shared import settings
 from shared.adapters import sendgrid
 from shared.inputs import rows
 from shared.run import batching
-from shared.run.export import ExportOptions, queue_run, run_export
-from tests.conftest import destination, make_edges, shared_folder
+from shared.run.export import queue_run, run_export
+from shared.run.records import ExportOptions
+from tests.conftest import destination, make_runtime, shared_folder
 from tests.contract.openapi import OpenApiContract
 from tools import sendgrid_simulator
 
@@ -64,8 +65,8 @@ def test_every_request_of_an_export_matches_the_openapi_documents(contract, work
     workspace.put_destinations(
         destination(lists=[{"id": existing}, {"name": "Created", "create_if_missing": True}], mapping=mapping)
     )
-    edges = make_edges(workspace)
-    record = run_export(edges, queue_run(edges, "newsletter", trigger="cli", options=ExportOptions()))
+    runtime = make_runtime(workspace)
+    record = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli", options=ExportOptions()))
     assert record.status == "succeeded", record.errors
 
     sent = simulator.state.requests

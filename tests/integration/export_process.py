@@ -5,27 +5,31 @@ Usage: python -m tests.integration.export_process  (settings in the environment)
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
 from shared.adapters.locks import BlobLeaseLock
 from shared.adapters.storage import AzureBlobStore
-from shared.bootstrap import build_edges
+from shared.bootstrap import build_runtime
 from shared.entrypoints.service import run_now
-from shared.run.export import ExportOptions
+from shared.run.records import ExportOptions
 from shared.settings import Settings
 
 
 def main() -> int:
     settings = Settings.from_env()
-    edges = build_edges(settings)
-    edges.job_poll_interval = 0.05
-    edges.max_batch_contacts = int(os.environ.get("TEST_BATCH_CONTACTS", "100"))
-    edges.send_concurrency = 1
-    assert isinstance(edges.exports, AzureBlobStore)
+    runtime = build_runtime(settings)
+    runtime.tuning = dataclasses.replace(
+        runtime.tuning,
+        job_poll_interval=0.05,
+        max_batch_contacts=int(os.environ.get("TEST_BATCH_CONTACTS", "100")),
+        send_concurrency=1,
+    )
+    assert isinstance(runtime.edges.exports, AzureBlobStore)
     # The shortest lease Blob Storage allows, so the test need not wait a minute for it to expire.
-    edges.lock = BlobLeaseLock(edges.exports._container, lease_seconds=15, renew_every=5)
-    record = run_now(edges, "newsletter", options=ExportOptions(), requested_by="test")
+    runtime.edges.lock = BlobLeaseLock(runtime.edges.exports._container, lease_seconds=15, renew_every=5)
+    record = run_now(runtime, "newsletter", options=ExportOptions(), requested_by="test")
     print(record.status, flush=True)
     return 0
 

@@ -14,8 +14,9 @@ import time
 import pytest
 
 from shared.entrypoints.service import run_now
-from shared.run.export import ExportOptions, queue_run, run_export
-from tests.conftest import REPO, destination, make_edges
+from shared.run.export import queue_run, run_export
+from shared.run.records import ExportOptions
+from tests.conftest import REPO, destination, make_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -40,11 +41,11 @@ def test_a_429_storm_is_waited_out(workspace, simulator):
     simulator.config(rate_limit=3, rate_window=1.0)  # SendGrid's own limit, every endpoint
     simulator.fault(kind="rate_limit", method="PUT", path="/v3/marketing/contacts", times=4, reset_in=1)
     simulator.fault(kind="rate_limit", method="GET", path="/v3/marketing/contacts/imports/", times=3, reset_in=1)
-    edges = make_edges(workspace, max_batch_contacts=25)
-    record = run_export(edges, queue_run(edges, "newsletter", trigger="cli"))
+    runtime = make_runtime(workspace, max_batch_contacts=25)
+    record = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert record.status == "succeeded", record.errors
     assert sum(b.get("rate_limited", 0) for b in record.batches) >= 4
-    assert record.counts["accepted"] == 200 and record.conservation_holds()
+    assert record.counts.accepted == 200 and record.counts.conserved()
     assert_exactly_once(simulator, 200)
 
 
@@ -59,10 +60,10 @@ def test_bursts_of_500_and_503_everywhere(workspace, simulator):
     ):
         simulator.fault(kind="status", status=500, method=method, path=path, times=1)
         simulator.fault(kind="status", status=503, method=method, path=path, times=2, after=1)
-    edges = make_edges(workspace, max_batch_contacts=30)
-    record = run_export(edges, queue_run(edges, "newsletter", trigger="cli"))
+    runtime = make_runtime(workspace, max_batch_contacts=30)
+    record = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert record.status == "succeeded", record.errors
-    assert record.counts["accepted"] == 120 and record.conservation_holds()
+    assert record.counts.accepted == 120 and record.counts.conserved()
     assert_exactly_once(simulator, 120)
     assert len(simulator.snapshot()["lists"]) == 1  # a retried create made no second list
 
@@ -76,11 +77,11 @@ def test_dropped_connections_and_read_timeouts(workspace, simulator):
     from shared.adapters.sendgrid import SendGridClient
     from tests.conftest import FAST_RETRY
 
-    edges = make_edges(workspace, max_batch_contacts=30)
-    edges.sendgrid = lambda url, key: SendGridClient(url, key, policy=FAST_RETRY, timeout=(1.0, 0.8))
-    record = run_export(edges, queue_run(edges, "newsletter", trigger="cli"))
+    runtime = make_runtime(workspace, max_batch_contacts=30)
+    runtime.edges.sendgrid = lambda url, key: SendGridClient(url, key, policy=FAST_RETRY, timeout=(1.0, 0.8))
+    record = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert record.status == "succeeded", record.errors
-    assert record.counts["accepted"] == 90 and record.conservation_holds()
+    assert record.counts.accepted == 90 and record.counts.conserved()
     assert_exactly_once(simulator, 90)
 
 
@@ -106,21 +107,21 @@ def test_the_export_process_killed_mid_run_then_run_again(workspace, simulator):
     finally:
         proc.wait(10)
     confirmed = len(workspace.export_names("state/newsletter/journal-")) * 100
-    (dead,) = make_edges(workspace).records.recent("newsletter")
+    (dead,) = make_runtime(workspace).edges.records.recent("newsletter")
     assert dead.status == "running" and proc.returncode == -signal.SIGKILL
     time.sleep(16)  # the dead process's 15 s lease expires
-    edges = make_edges(workspace)
-    again = run_now(edges, "newsletter", options=ExportOptions(), requested_by="test")
+    runtime = make_runtime(workspace)
+    again = run_now(runtime, "newsletter", options=ExportOptions(), requested_by="test")
     assert again.status == "succeeded", again.errors
-    assert again.counts["unchanged"] >= confirmed and again.counts["sent"] == 600 - again.counts["unchanged"]
-    assert again.conservation_holds()
+    assert again.counts.unchanged >= confirmed and again.counts.sent == 600 - again.counts.unchanged
+    assert again.counts.conserved()
     assert_exactly_once(simulator, 600)
-    marked = edges.records.load("newsletter", dead.run_id)
+    marked = runtime.edges.records.load("newsletter", dead.run_id)
     assert marked is not None
     assert marked.status == "failed" and "stopped without finishing" in marked.errors[-1]
     assert workspace.export_names("state/newsletter/journal-") == []
-    third = run_now(edges, "newsletter", options=ExportOptions(), requested_by="test")
-    assert third.counts["unchanged"] == 600 and third.counts["sent"] == 0
+    third = run_now(runtime, "newsletter", options=ExportOptions(), requested_by="test")
+    assert third.counts.unchanged == 600 and third.counts.sent == 0
 
 
 def test_two_runs_started_together(workspace, simulator):
@@ -132,8 +133,8 @@ def test_two_runs_started_together(workspace, simulator):
     results = []
 
     def one() -> None:
-        edges = make_edges(workspace)
-        results.append(run_now(edges, "newsletter", options=ExportOptions(), requested_by="test"))
+        runtime = make_runtime(workspace)
+        results.append(run_now(runtime, "newsletter", options=ExportOptions(), requested_by="test"))
 
     threads = [threading.Thread(target=one) for _ in range(2)]
     for t in threads:
@@ -156,11 +157,11 @@ def test_a_key_sendgrid_quotes_back_reaches_no_record_rejects_check_or_log(works
     # Every PUT: a one-off 400 naming no contact is isolated by halving, and the contacts then go.
     simulator.fault(kind="status", status=400, method="PUT", path="/v3/marketing/contacts", message=echo, times=50)
     simulator.fault(kind="status", status=403, method="GET", path="/v3/scopes", message=echo)
-    edges = make_edges(workspace)
-    record = run_export(edges, queue_run(edges, "newsletter", trigger="cli"))
-    checks = run_checks(edges, "newsletter")
+    runtime = make_runtime(workspace)
+    record = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
+    checks = run_checks(runtime, "newsletter")
     written = json.dumps(record.to_dict()) + workspace.read_export(record.rejects_blob).decode()
     written += json.dumps([c.as_dict() for c in checks])
-    assert record.counts["errored"] == 3 and "key *** refused" in written and "Bearer ***" in written
+    assert record.counts.errored == 3 and "key *** refused" in written and "Bearer ***" in written
     for secret in (API_KEY, "abc.def-ghi", shaped):
         assert secret not in written

@@ -21,7 +21,7 @@ from azure.functions.timer import TimerRequest
 import function_app
 from shared.adapters.locks import BlobLeaseLock, lock_blob_name
 from shared.entrypoints import service
-from tests.conftest import API_KEY, REPO, destination, make_edges
+from tests.conftest import API_KEY, REPO, destination, make_runtime
 from tests.integration.worker_context import WorkerContext
 
 HOST = "https://exports.example.net"
@@ -135,7 +135,7 @@ def test_health_is_a_bare_probe():
 
 
 @pytest.mark.integration
-def test_post_then_worker_then_get_gives_a_final_record(workspace, simulator, app_edges):
+def test_post_then_worker_then_get_gives_a_final_record(workspace, simulator, app_runtime):
     workspace.put_segment("people.csv", "Email\na@example.com\nb@example.com\n")
     workspace.put_destinations(destination())
     status, body, headers = http(
@@ -173,7 +173,7 @@ def test_post_then_worker_then_get_gives_a_final_record(workspace, simulator, ap
 
 
 @pytest.mark.integration
-def test_the_timer_enqueues_every_scheduled_consenting_destination(workspace, simulator, app_edges):
+def test_the_timer_enqueues_every_scheduled_consenting_destination(workspace, simulator, app_runtime):
     workspace.put_segment("people.csv", "Email\na@example.com\nb@example.com\n")
     workspace.put_destinations(
         destination(),
@@ -191,7 +191,7 @@ def test_the_timer_enqueues_every_scheduled_consenting_destination(workspace, si
     assert work(workspace) == 2
     assert sorted(item["name"] for item in simulator.snapshot()["lists"]) == ["Newsletter", "Weekly"]
     for name in ("newsletter", "weekly"):
-        (record,) = app_edges.records.recent(name)
+        (record,) = app_runtime.edges.records.recent(name)
         assert record.status == "succeeded" and record.trigger == "schedule"
 
 
@@ -212,7 +212,7 @@ def test_the_timer_enqueues_every_scheduled_consenting_destination(workspace, si
         ("broken", b"", 409, "destination_invalid"),
     ],
 )
-def test_start_export_refuses_with_a_clear_json_error(workspace, simulator, app_edges, name, body, status, code):
+def test_start_export_refuses_with_a_clear_json_error(workspace, simulator, app_runtime, name, body, status, code):
     workspace.put_destinations(
         destination(),
         destination(name="off", enabled=False),
@@ -241,7 +241,7 @@ def test_start_export_refuses_with_a_clear_json_error(workspace, simulator, app_
         ("check_destination", {"name": "nobody"}, {}, 404, "destination_not_found"),
     ],
 )
-def test_reads_refuse_with_a_clear_json_error(workspace, simulator, app_edges, function, route, params, status, code):
+def test_reads_refuse_with_a_clear_json_error(workspace, simulator, app_runtime, function, route, params, status, code):
     workspace.put_destinations(destination())
     got_status, got, _ = http(function, "GET", "x", route=route, params=params)
     assert (got_status, got["error"]["code"]) == (status, code)
@@ -249,8 +249,8 @@ def test_reads_refuse_with_a_clear_json_error(workspace, simulator, app_edges, f
 
 @pytest.mark.integration
 @pytest.mark.parametrize("auth_on", [False, True])
-def test_requested_by_is_believed_only_under_app_service_authentication(workspace, simulator, app_edges, auth_on):
-    app_edges.settings = dataclasses.replace(app_edges.settings, app_service_auth=auth_on)
+def test_requested_by_is_believed_only_under_app_service_authentication(workspace, simulator, app_runtime, auth_on):
+    app_runtime.settings = dataclasses.replace(app_runtime.settings, app_service_auth=auth_on)
     workspace.put_destinations(destination())
     status, body, _ = http(
         "start_export",
@@ -260,12 +260,12 @@ def test_requested_by_is_believed_only_under_app_service_authentication(workspac
         headers={"X-MS-CLIENT-PRINCIPAL-NAME": "ceo@example.com", "Host": "evil.example.org"},
     )
     assert status == 202 and "evil" not in body["status_url"] and body["status_url"].startswith("/api/")
-    record = app_edges.records.load("newsletter", body["run_id"])
+    record = app_runtime.edges.records.load("newsletter", body["run_id"])
     assert record.requested_by == ("ceo@example.com" if auth_on else None)
 
 
 @pytest.mark.integration
-def test_a_corrupt_older_record_is_skipped_by_the_listings_and_the_next_run(workspace, simulator, app_edges, caplog):
+def test_a_corrupt_older_record_is_skipped_by_the_listings_and_the_next_run(workspace, simulator, app_runtime, caplog):
     workspace.put_segment("people.csv", "Email\na@example.com\n")
     workspace.put_destinations(destination())
     for run_id, junk in (("20200101T000000Z-00000001", b"\xff{"), ("20200101T000000Z-00000002", b'{"run_id": 1}')):
@@ -284,14 +284,14 @@ def test_a_corrupt_older_record_is_skipped_by_the_listings_and_the_next_run(work
 
 
 @pytest.mark.integration
-def test_a_missing_destinations_file_is_a_server_side_configuration_error(workspace, simulator, app_edges):
+def test_a_missing_destinations_file_is_a_server_side_configuration_error(workspace, simulator, app_runtime):
     status, body, _ = http("list_destinations", "GET", "destinations")
     assert status == 500 and body["error"]["code"] == "configuration_error"
     assert "destinations.json not found" in body["error"]["message"]
 
 
 @pytest.mark.integration
-def test_two_workers_for_one_destination_give_one_run_and_one_skipped(workspace, simulator, app_edges):
+def test_two_workers_for_one_destination_give_one_run_and_one_skipped(workspace, simulator, app_runtime):
     workspace.put_segment("people.csv", "Email\na@example.com\n")
     workspace.put_destinations(destination())
     simulator.config(job_delay=1.5)  # keeps the first run busy while the second arrives
@@ -307,7 +307,7 @@ def test_two_workers_for_one_destination_give_one_run_and_one_skipped(workspace,
         time.sleep(0.2)
     for t in threads:
         t.join()
-    records = app_edges.records.recent("newsletter")
+    records = app_runtime.edges.records.recent("newsletter")
     statuses = sorted(r.status for r in records)
     assert statuses == ["skipped", "succeeded"]
     ran = next(r for r in records if r.status == "succeeded")
@@ -318,7 +318,7 @@ def test_two_workers_for_one_destination_give_one_run_and_one_skipped(workspace,
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_a_lease_left_by_a_dead_worker_expires_and_the_next_run_proceeds(workspace, simulator, app_edges):
+def test_a_lease_left_by_a_dead_worker_expires_and_the_next_run_proceeds(workspace, simulator, app_runtime):
     workspace.put_segment("people.csv", "Email\na@example.com\n")
     workspace.put_destinations(destination())
     # A worker that took the lock (15 s, the shortest lease) and died without renewing or releasing it.
@@ -329,12 +329,12 @@ def test_a_lease_left_by_a_dead_worker_expires_and_the_next_run_proceeds(workspa
     taken_at = time.monotonic()
     http("start_export", "POST", "x", route={"name": "newsletter"})
     work(workspace)
-    (first,) = app_edges.records.recent("newsletter")
+    (first,) = app_runtime.edges.records.recent("newsletter")
     assert first.status == "skipped" and "run 20261123T000000Z-deadbeef" in first.errors[0]
     time.sleep(max(0.0, 16 - (time.monotonic() - taken_at)))
     http("start_export", "POST", "x", route={"name": "newsletter"})
     work(workspace)
-    latest = app_edges.records.recent("newsletter")[0]
+    latest = app_runtime.edges.records.recent("newsletter")[0]
     assert latest.status == "succeeded" and simulator.members("Newsletter") == ["a@example.com"]
 
 
@@ -348,7 +348,7 @@ def test_the_lock_is_renewed_while_a_run_lasts(workspace, simulator):
 
 
 @pytest.mark.integration
-def test_a_malformed_message_is_recorded_and_dropped(workspace, simulator, app_edges):
+def test_a_malformed_message_is_recorded_and_dropped(workspace, simulator, app_runtime):
     workspace.put_destinations(destination())
     bodies = (
         b"not json",
@@ -371,21 +371,21 @@ def test_a_malformed_message_is_recorded_and_dropped(workspace, simulator, app_e
 
 
 @pytest.mark.integration
-def test_a_job_that_keeps_failing_is_retried_then_recorded_failed(workspace, simulator, app_edges):
+def test_a_job_that_keeps_failing_is_retried_then_recorded_failed(workspace, simulator, app_runtime):
     workspace.put_segment("people.csv", "Email\na@example.com\n")
     workspace.put_destinations(destination())
 
     def broken_factory(url, key):
         raise RuntimeError("simulated worker crash")
 
-    app_edges.sendgrid = broken_factory
+    app_runtime.edges.sendgrid = broken_factory
     http("start_export", "POST", "x", route={"name": "newsletter"})
     (body,) = workspace.take_jobs()
     run_id = json.loads(body)["run_id"]
     for attempt in (1, 2, 3):
         with pytest.raises(RuntimeError):
             call("export_worker", QueueMessage(body=body.encode(), dequeue_count=attempt))
-        record = app_edges.records.load("newsletter", run_id)
+        record = app_runtime.edges.records.load("newsletter", run_id)
         assert record.status == ("queued" if attempt < 3 else "failed")
     assert record.errors[-2:] == [
         "unexpected error (RuntimeError): simulated worker crash",
@@ -393,14 +393,14 @@ def test_a_job_that_keeps_failing_is_retried_then_recorded_failed(workspace, sim
     ]
     # A copy delivered again after that is not run again.
     call("export_worker", QueueMessage(body=body.encode(), dequeue_count=1))
-    assert app_edges.records.load("newsletter", run_id).status == "failed"
+    assert app_runtime.edges.records.load("newsletter", run_id).status == "failed"
 
 
 @pytest.mark.integration
-def test_a_retried_job_starts_from_clean_counts(workspace, simulator, app_edges):
+def test_a_retried_job_starts_from_clean_counts(workspace, simulator, app_runtime):
     workspace.put_segment("people.csv", "Email\na@example.com\nb@example.com\n")
     workspace.put_destinations(destination())
-    real_factory = app_edges.sendgrid
+    real_factory = app_runtime.edges.sendgrid
     calls = {"n": 0}
 
     def flaky_factory(url, key):
@@ -409,14 +409,14 @@ def test_a_retried_job_starts_from_clean_counts(workspace, simulator, app_edges)
             raise RuntimeError("first attempt dies")
         return real_factory(url, key)
 
-    app_edges.sendgrid = flaky_factory
+    app_runtime.edges.sendgrid = flaky_factory
     http("start_export", "POST", "x", route={"name": "newsletter"})
     (body,) = workspace.take_jobs()
     with pytest.raises(RuntimeError):
         call("export_worker", QueueMessage(body=body.encode(), dequeue_count=1))
     call("export_worker", QueueMessage(body=body.encode(), dequeue_count=2))
-    (record,) = app_edges.records.recent("newsletter")
-    assert record.status == "succeeded" and record.counts["read"] == 2 and record.conservation_holds()
+    (record,) = app_runtime.edges.records.recent("newsletter")
+    assert record.status == "succeeded" and record.counts.read == 2 and record.counts.conserved()
     assert record.errors == [
         "unexpected error (RuntimeError): first attempt dies",
         "attempt 1 of 3 failed; the job will be retried.",
@@ -424,7 +424,7 @@ def test_a_retried_job_starts_from_clean_counts(workspace, simulator, app_edges)
 
 
 @pytest.mark.integration
-def test_check_reports_each_verdict(workspace, simulator, app_edges):
+def test_check_reports_each_verdict(workspace, simulator, app_runtime):
     simulator.state.add_custom_field("tier", "Text")
     workspace.put_segment("people.csv", "Email,Tier\na@example.com,Gold\n")
     workspace.put_destinations(
@@ -453,7 +453,7 @@ def test_check_reports_each_verdict(workspace, simulator, app_edges):
     assert "create_if_missing" in failed["list:Nowhere"]
     assert simulator.snapshot()["lists"] == [] and simulator.snapshot()["upserted_contacts"] == 0
     workspace.env["SENDGRID_SECRET_SENDGRID_API_KEY"] = "revoked-key-0123456789"
-    service.reset_app_edges(make_edges(workspace))
+    service.reset_app_runtime(make_runtime(workspace))
     _, bad_key, _ = http("check_destination", "POST", "x", route={"name": "newsletter"})
     verdict = next(c for c in bad_key["checks"] if c["name"] == "api_key")
     assert not bad_key["ok"] and not verdict["ok"] and "401" in verdict["detail"]

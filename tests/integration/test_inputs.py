@@ -11,9 +11,10 @@ from dataclasses import replace
 
 import pytest
 
-from shared.run.export import ExportOptions, queue_run, run_export
+from shared.run.export import queue_run, run_export
+from shared.run.records import ExportOptions
 from shared.settings import Settings
-from tests.conftest import destination, make_edges
+from tests.conftest import destination, make_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +22,8 @@ ATTRIBUTES = ["CustomerId", "PrimaryEmail", "FirstName", "LastName", "City", "St
 
 
 def run(workspace, **overrides):
-    edges = make_edges(workspace, **overrides)
-    return run_export(edges, queue_run(edges, "newsletter", trigger="cli"))
+    runtime = make_runtime(workspace, **overrides)
+    return run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
 
 
 def rejects_of(workspace, record) -> list[dict[str, str]]:
@@ -141,16 +142,16 @@ def test_mirror_mode_removes_nobody_on_a_read_that_cannot_be_proven_complete(wor
     workspace.put_segment(f"{folder}Seg/2024/03/01/0900/Seg_1.csv", headerless([profile(1), profile(2)]))
     workspace.put_segment(f"{folder}Seg/2024/03/01/0900/Seg_2.csv", headerless([profile(3), profile(4)]))
     workspace.put_destinations(destination(segments=[{"path": folder}], mode="mirror", max_removal_fraction=1.0))
-    assert run(workspace).counts["accepted"] == 4
+    assert run(workspace).counts.accepted == 4
     workspace.put_segment(
         f"{folder}Seg/2024/03/02/0900/Seg_1.csv", headerless([profile(1), profile(2)])
     )  # 1 of 2 so far
     record = run(workspace)
     assert record.removals["refused"] and "cannot be proven complete" in record.removals["reason"]
     assert len(simulator.members("Newsletter")) == 4
-    edges = make_edges(workspace)
+    runtime = make_runtime(workspace)
     forced = run_export(
-        edges, queue_run(edges, "newsletter", trigger="cli", options=ExportOptions(force_removals=True))
+        runtime, queue_run(runtime, "newsletter", trigger="cli", options=ExportOptions(force_removals=True))
     )
     assert forced.removals["done"] == 2 and len(simulator.members("Newsletter")) == 2
 
@@ -174,7 +175,7 @@ def test_bad_cdm_folders_fail_before_anything_is_sent(workspace, simulator, part
     workspace.put_destinations(destination(segments=[{"path": folder, **({"table": table} if table else {})}]))
     record = run(workspace)
     assert record.status == "failed" and message in record.errors[0], record.errors
-    assert simulator.snapshot()["upserted_contacts"] == 0 and record.counts["read"] == 0
+    assert simulator.snapshot()["upserted_contacts"] == 0 and record.counts.read == 0
 
 
 def test_a_partition_outside_the_segments_container_is_refused(workspace, simulator, blob_service):
@@ -223,7 +224,7 @@ def test_json_lines_flattened_with_bad_lines_rejected_and_counted(workspace, sim
     workspace.put_destinations(destination(segments=[{"path": "people.jsonl.gz"}], mapping=mapping))
     record = run(workspace)
     c = record.counts
-    assert (c["read"], c["invalid"], c["sent"]) == (5, 2, 3) and record.conservation_holds()
+    assert (c.read, c.invalid, c.sent) == (5, 2, 3) and record.counts.conserved()
     contacts = simulator.snapshot()["contacts"]
     assert contacts["a@example.com"]["first_name"] == "Ann"
     assert contacts["a@example.com"]["alternate_emails"] == ["a2@example.com"]
@@ -253,8 +254,8 @@ def test_ragged_and_undecodable_rows_are_rejected_with_their_lines(workspace, si
     workspace.put_segment("people.csv", data)
     workspace.put_destinations(destination())
     record = run(workspace)
-    assert (record.counts["read"], record.counts["invalid"], record.counts["sent"]) == (6, 3, 3)
-    assert record.conservation_holds()
+    assert (record.counts.read, record.counts.invalid, record.counts.sent) == (6, 3, 3)
+    assert record.counts.conserved()
     assert [(r["line"], r["reason"]) for r in rejects_of(workspace, record)] == [
         ("3", "ragged row: 2 fields where the header has 3"),
         ("4", "ragged row: 4 fields where the header has 3"),
@@ -321,8 +322,8 @@ def test_hostile_rows_are_each_rejected_with_their_line_and_the_counts_add_up(wo
     settings = replace(Settings.from_env(workspace.env), max_record_bytes=1024)
     record = run(workspace, settings=settings)
     c = record.counts
-    assert (c["read"], c["invalid"], c["sent"], c["control_chars_stripped"]) == (5, 2, 3, 1)
-    assert record.conservation_holds() and record.status == "completed_with_errors"
+    assert (c.read, c.invalid, c.sent, c.control_chars_stripped) == (5, 2, 3, 1)
+    assert record.counts.conserved() and record.status == "completed_with_errors"
     assert simulator.snapshot()["contacts"]["c@example.com"]["first_name"] == "Cy"
     rejects = [(r["line"], r["email"], r["reason"]) for r in rejects_of(workspace, record)]
     assert rejects[0][:2] == ("3", "") and "longer than 1,024 characters (MAX_RECORD_BYTES)" in rejects[0][2]
@@ -342,8 +343,8 @@ def test_json_lines_that_break_a_parser_reject_their_line_only(workspace, simula
     )
     record = run(workspace)
     c = record.counts
-    assert (c["read"], c["invalid"], c["sent"], c["control_chars_stripped"]) == (4, 2, 2, 1)
-    assert record.conservation_holds()
+    assert (c.read, c.invalid, c.sent, c.control_chars_stripped) == (4, 2, 2, 1)
+    assert record.counts.conserved()
     reasons = [(r["line"], r["reason"]) for r in rejects_of(workspace, record)]
     assert [line for line, _ in reasons] == ["2", "3"]
     assert "nested deeper than 32 levels" in reasons[0][1] and "4300" in reasons[1][1]

@@ -42,7 +42,7 @@ def capture(monkeypatch, core: str) -> list[tuple[Any, ...]]:
         return []
 
     monkeypatch.setattr(service, core, fake)
-    monkeypatch.setattr(service, "app_edges", lambda: None)
+    monkeypatch.setattr(service, "app_runtime", lambda: None)
     return found
 
 

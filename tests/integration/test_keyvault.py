@@ -1,9 +1,11 @@
 """The real SecretClient against the HTTPS Key Vault stand-in: challenge auth, TLS, errors."""
 
+import dataclasses
+
 import pytest
 
 from shared.adapters.secrets import KeyVaultSecretProvider
-from shared.bootstrap import build_edges
+from shared.bootstrap import build_runtime
 from shared.errors import SecretError
 from shared.run.export import queue_run, run_export
 from shared.settings import Settings
@@ -49,10 +51,10 @@ def test_an_unavailable_vault_is_a_clear_error(keyvault):
     assert API_KEY not in str(caught.value)
 
 
-def keyvault_edges(workspace, keyvault):
+def keyvault_runtime(workspace, keyvault):
     env = {**workspace.env, "SECRETS_SOURCE": "keyvault", "KEY_VAULT_URL": keyvault.vault_url}
     del env["SENDGRID_SECRET_SENDGRID_API_KEY"]
-    return build_edges(
+    return build_runtime(
         Settings.from_env(env),
         credential=keyvault.credential(),
         key_vault_options={"connection_verify": keyvault.ca_path, "retry_total": 0},
@@ -62,9 +64,9 @@ def keyvault_edges(workspace, keyvault):
 def test_an_export_reads_its_key_from_key_vault(workspace, simulator, keyvault):
     workspace.put_destinations(destination())
     workspace.put_segment("people.csv", "Email\na@example.com\nb@example.com\n")
-    edges = keyvault_edges(workspace, keyvault)
-    edges.job_poll_interval = 0.02
-    record = run_export(edges, queue_run(edges, "newsletter", trigger="cli"))
+    runtime = keyvault_runtime(workspace, keyvault)
+    runtime.tuning = dataclasses.replace(runtime.tuning, job_poll_interval=0.02)
+    record = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert record.status == "succeeded", record.errors
     assert simulator.members("Newsletter") == ["a@example.com", "b@example.com"]
 
@@ -73,8 +75,8 @@ def test_key_vault_down_sends_nothing_and_says_so(workspace, simulator, keyvault
     workspace.put_destinations(destination())
     workspace.put_segment("people.csv", "Email\na@example.com\n")
     keyvault.state.down = True
-    edges = keyvault_edges(workspace, keyvault)
-    record = run_export(edges, queue_run(edges, "newsletter", trigger="cli"))
+    runtime = keyvault_runtime(workspace, keyvault)
+    record = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert record.status == "failed" and "Key Vault" in record.errors[0] and "unavailable" in record.errors[0]
     assert simulator.state.requests == []  # not one call reached SendGrid
     assert API_KEY not in workspace.read_export(f"runs/newsletter/{record.run_id}.json").decode()

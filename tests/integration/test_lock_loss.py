@@ -11,8 +11,8 @@ from azure.storage.blob import BlobServiceClient
 from shared.adapters.locks import BlobLeaseLock
 from shared.adapters.storage import AzureBlobStore
 from shared.entrypoints.service import run_now
-from shared.run.export import ExportOptions
-from tests.conftest import Workspace, destination, make_edges
+from shared.run.records import ExportOptions
+from tests.conftest import Workspace, destination, make_runtime
 from tests.integration.test_faults import people
 from tools.storage_emulator import Emulator
 
@@ -38,12 +38,12 @@ def test_a_lock_that_cannot_be_renewed_stops_the_run_before_its_lease_expires(si
         workspace.put_destinations(destination())
         # One batch of 100 every half second: sending would outlast the outage by far.
         simulator.fault(kind="delay", seconds=0.5, method="PUT", path="/v3/marketing/contacts", times=100)
-        edges = make_edges(workspace, max_batch_contacts=100, send_concurrency=1)
-        assert isinstance(edges.exports, AzureBlobStore)
-        edges.lock = BlobLeaseLock(edges.exports._container, lease_seconds=LEASE, renew_every=5)
+        runtime = make_runtime(workspace, max_batch_contacts=100, send_concurrency=1)
+        assert isinstance(runtime.edges.exports, AzureBlobStore)
+        runtime.edges.lock = BlobLeaseLock(runtime.edges.exports._container, lease_seconds=LEASE, renew_every=5)
         done = []
         run = threading.Thread(
-            target=lambda: done.append(run_now(edges, "newsletter", options=ExportOptions(), requested_by="t"))
+            target=lambda: done.append(run_now(runtime, "newsletter", options=ExportOptions(), requested_by="t"))
         )
         run.start()
         while not any(r["method"] == "PUT" for r in simulator.state.requests):
@@ -56,10 +56,10 @@ def test_a_lock_that_cannot_be_renewed_stops_the_run_before_its_lease_expires(si
         (record,) = done
         assert record.status == "failed" and any("the lock of 'newsletter' was lost" in e for e in record.errors)
         assert _puts(simulator) == sent_during_outage < 60  # nothing sent once the lock was lost
-        stored = edges.records.load("newsletter", record.run_id)
+        stored = runtime.edges.records.load("newsletter", record.run_id)
         assert stored is not None
         assert stored.status == "failed" and stored.errors == record.errors
-        again = run_now(make_edges(workspace), "newsletter", options=ExportOptions(), requested_by="t")
+        again = run_now(make_runtime(workspace), "newsletter", options=ExportOptions(), requested_by="t")
         assert again.status == "succeeded", again.errors
 
 

@@ -13,8 +13,8 @@ import pytest
 from azure.functions.queue import QueueMessage
 
 from shared.entrypoints import service
-from shared.run.records import RunRecord
-from tests.conftest import destination, make_edges
+from shared.run.records import RunRecord, RunStatus
+from tests.conftest import destination, make_runtime
 from tests.integration.test_function_app import call
 
 pytestmark = pytest.mark.integration
@@ -50,16 +50,16 @@ def blob_created(container: str, name: str, event_type: str = "Microsoft.Storage
 
 
 @pytest.fixture
-def app_edges(workspace):
+def app_runtime(workspace):
     workspace.env["EXPORT_SETTLE_SECONDS"] = "2"
-    edges = make_edges(workspace)
-    service.reset_app_edges(edges)
-    yield edges
-    service.reset_app_edges()
+    runtime = make_runtime(workspace)
+    service.reset_app_runtime(runtime)
+    yield runtime
+    service.reset_app_runtime()
 
 
-def queued_records(edges, name="newsletter") -> list[RunRecord]:
-    return [r for r in edges.records.recent(name, limit=50) if r.trigger == "on_new_data"]
+def queued_records(runtime, name="newsletter") -> list[RunRecord]:
+    return [r for r in runtime.edges.records.recent(name, limit=50) if r.trigger == "on_new_data"]
 
 
 def land(workspace, name: str, data: str = "Email\np1@example.com\n") -> None:
@@ -67,10 +67,10 @@ def land(workspace, name: str, data: str = "Email\np1@example.com\n") -> None:
     call("segment_landed", blob_created(workspace.segments.container_name, name))
 
 
-def test_one_event_queues_one_run_that_starts_after_the_settle_delay(workspace, simulator, app_edges):
+def test_one_event_queues_one_run_that_starts_after_the_settle_delay(workspace, simulator, app_runtime):
     workspace.put_destinations(destination(on_new_data=True))
     land(workspace, "people.csv")
-    [record] = queued_records(app_edges)
+    [record] = queued_records(app_runtime)
     assert record.status == "queued" and record.requested_by == "event grid"
     assert workspace.take_jobs() == []  # invisible for the settle delay: a burst has time to land
     message = None
@@ -82,25 +82,25 @@ def test_one_event_queues_one_run_that_starts_after_the_settle_delay(workspace, 
         time.sleep(0.25)
     assert message is not None and record.run_id in message.content
     call("export_worker", QueueMessage(id="m", body=message.content.encode(), dequeue_count=1))
-    final = app_edges.records.load("newsletter", record.run_id)
+    final = app_runtime.edges.records.load("newsletter", record.run_id)
     assert final.status == "succeeded" and final.trigger == "on_new_data"
     assert simulator.members("Newsletter") == ["p1@example.com"]
 
 
-def test_a_burst_of_five_files_queues_one_run(workspace, simulator, app_edges):
+def test_a_burst_of_five_files_queues_one_run(workspace, simulator, app_runtime):
     workspace.put_destinations(destination(on_new_data=True, segments=[{"path": "drop/"}]))
     for i in range(5):
         land(workspace, f"drop/part-{i}.csv")
-    assert len(queued_records(app_edges)) == 1
+    assert len(queued_records(app_runtime)) == 1
 
 
-def test_a_cdm_folder_runs_on_its_model_json_not_on_each_partition(workspace, simulator, app_edges):
+def test_a_cdm_folder_runs_on_its_model_json_not_on_each_partition(workspace, simulator, app_runtime):
     workspace.put_destinations(destination(on_new_data=True, segments=[{"path": "ci/Newsletter/"}]))
     workspace.put_segment("ci/Newsletter/model.json", "{}")
     land(workspace, "ci/Newsletter/Newsletter/part-1.csv")
-    assert queued_records(app_edges) == []
+    assert queued_records(app_runtime) == []
     call("segment_landed", blob_created(workspace.segments.container_name, "ci/Newsletter/model.json"))
-    assert len(queued_records(app_edges)) == 1
+    assert len(queued_records(app_runtime)) == 1
 
 
 @pytest.mark.parametrize(
@@ -111,14 +111,14 @@ def test_a_cdm_folder_runs_on_its_model_json_not_on_each_partition(workspace, si
         (None, "people.csv", "Microsoft.Storage.BlobDeleted"),
     ],
 )
-def test_unrelated_events_queue_nothing(workspace, simulator, app_edges, container, name, event_type):
+def test_unrelated_events_queue_nothing(workspace, simulator, app_runtime, container, name, event_type):
     workspace.put_destinations(destination(on_new_data=True))
     call("segment_landed", blob_created(container or workspace.segments.container_name, name, event_type))
-    assert queued_records(app_edges) == [] and workspace.take_jobs() == []
+    assert queued_records(app_runtime) == [] and workspace.take_jobs() == []
 
 
 def test_destinations_that_do_not_follow_or_may_not_run_are_not_queued_and_the_log_says_why(
-    workspace, simulator, app_edges, caplog
+    workspace, simulator, app_runtime, caplog
 ):
     workspace.put_destinations(
         destination(),  # on_new_data not set: the timer and HTTP only
@@ -126,19 +126,19 @@ def test_destinations_that_do_not_follow_or_may_not_run_are_not_queued_and_the_l
         destination(name="unconsented", on_new_data=True, data_privacy_consent=False),
     )
     land(workspace, "people.csv")
-    assert [queued_records(app_edges, n) for n in ("newsletter", "paused", "unconsented")] == [[], [], []]
+    assert [queued_records(app_runtime, n) for n in ("newsletter", "paused", "unconsented")] == [[], [], []]
     said = " ".join(r.getMessage() for r in caplog.records)
     assert "paused, which is disabled" in said and "unconsented, which has no data_privacy_consent" in said
 
 
-def test_a_run_that_started_lets_the_next_event_queue_another(workspace, simulator, app_edges):
+def test_a_run_that_started_lets_the_next_event_queue_another(workspace, simulator, app_runtime):
     workspace.put_destinations(destination(on_new_data=True))
     land(workspace, "people.csv")
-    [first] = queued_records(app_edges)
-    first.status = "running"
-    app_edges.records.save(first)
+    [first] = queued_records(app_runtime)
+    first.status = RunStatus.RUNNING
+    app_runtime.edges.records.save(first)
     land(workspace, "people.csv")
-    assert len(queued_records(app_edges)) == 2
+    assert len(queued_records(app_runtime)) == 2
 
 
 @pytest.mark.parametrize(
@@ -167,11 +167,11 @@ def test_a_run_that_started_lets_the_next_event_queue_another(workspace, simulat
         ),
     ],
 )
-def test_a_malformed_event_is_logged_and_dropped(workspace, simulator, app_edges, caplog, event):
+def test_a_malformed_event_is_logged_and_dropped(workspace, simulator, app_runtime, caplog, event):
     workspace.put_destinations(destination(on_new_data=True))
     caplog.set_level(logging.DEBUG)
     call("segment_landed", event)  # returns: Event Grid must not deliver it again and again
-    assert queued_records(app_edges) == []
+    assert queued_records(app_runtime) == []
     assert any("dropped a malformed Event Grid event" in r.getMessage() for r in caplog.records)
 
 
@@ -180,11 +180,11 @@ def queue_length(workspace) -> int:
     return workspace.queue.get_queue_properties().approximate_message_count
 
 
-def test_two_deliveries_handled_at_the_same_moment_queue_one_run(workspace, simulator, app_edges):
+def test_two_deliveries_handled_at_the_same_moment_queue_one_run(workspace, simulator, app_runtime):
     workspace.put_destinations(destination(on_new_data=True))
     workspace.put_segment("people.csv", "Email\np1@example.com\n")
     event = blob_created(workspace.segments.container_name, "people.csv")
-    real_write_if = app_edges.exports.write_if
+    real_write_if = app_runtime.edges.exports.write_if
     raced: list[bool] = []
 
     def write_if(name, data, **kwargs):
@@ -193,21 +193,21 @@ def test_two_deliveries_handled_at_the_same_moment_queue_one_run(workspace, simu
             call("segment_landed", event)
         return real_write_if(name, data, **kwargs)
 
-    app_edges.exports.write_if = write_if
+    app_runtime.edges.exports.write_if = write_if
     call("segment_landed", event)
-    statuses = sorted(r.status for r in queued_records(app_edges))
+    statuses = sorted(r.status for r in queued_records(app_runtime))
     assert statuses == ["queued", "skipped"] and queue_length(workspace) == 1
 
 
-def test_a_new_data_run_that_finds_the_lock_held_is_queued_again_not_dropped(workspace, simulator, app_edges):
+def test_a_new_data_run_that_finds_the_lock_held_is_queued_again_not_dropped(workspace, simulator, app_runtime):
     workspace.put_destinations(destination(on_new_data=True))
     land(workspace, "people.csv")
-    [record] = queued_records(app_edges)
+    [record] = queued_records(app_runtime)
     job = json.dumps(
         {"run_id": record.run_id, "destination": "newsletter", "trigger": "on_new_data", "requested_by": "event grid"}
     )
-    with app_edges.lock.hold("newsletter", "20261201T000000Z-0000beef"):  # an older run still going
+    with app_runtime.edges.lock.hold("newsletter", "20261201T000000Z-0000beef"):  # an older run still going
         call("export_worker", QueueMessage(id="m", body=job.encode(), dequeue_count=1))
-    again = app_edges.records.load("newsletter", record.run_id)
+    again = app_runtime.edges.records.load("newsletter", record.run_id)
     assert again.status == "queued" and "queued again" in again.errors[-1]
     assert queue_length(workspace) == 2  # the first delivery's message, and this one

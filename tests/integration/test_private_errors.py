@@ -10,7 +10,7 @@ import pytest
 
 from shared.run.export import queue_run, run_export
 from shared.run.preflight import Check, run_checks
-from tests.conftest import SENTINEL_NAMES, destination, make_edges
+from tests.conftest import SENTINEL_NAMES, destination, make_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -24,8 +24,8 @@ PERSONAL = re.compile(r"example\.com|Zebedee|Quixotica|912 34 567|Storgata", re.
 def test_a_headerless_file_fails_the_run_without_repeating_its_first_row(workspace, simulator, caplog):
     workspace.put_segment("people.csv", HEADERLESS)
     workspace.put_destinations(destination())
-    edges = make_edges(workspace)
-    record = run_export(edges, queue_run(edges, "newsletter", trigger="cli"))
+    runtime = make_runtime(workspace)
+    record = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert record.status == "failed"
     (error,) = record.errors
     assert "no email column found among its 5 columns" in error
@@ -40,7 +40,7 @@ def test_check_names_columns_by_count_and_masks_addresses(workspace, simulator):
     workspace.put_segment("people.csv", HEADERLESS)
     mapping = {"email": "Email", "first_name": "FirstName"}
     workspace.put_destinations(destination(mapping=mapping))
-    checks = run_checks(make_edges(workspace), "newsletter")
+    checks = run_checks(make_runtime(workspace), "newsletter")
     (segment,) = [c for c in checks if c.name.startswith("segment:")]
     assert not segment.ok
     assert "has no column 'Email' (mapped to email) among its 5 columns" in segment.detail

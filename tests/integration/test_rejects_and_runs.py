@@ -51,12 +51,12 @@ def get_rejects(route: dict[str, str]) -> tuple[int, str, bytes, dict[str, str]]
 # -- HTTP ------------------------------------------------------------------------------------------
 
 
-def test_get_rejects_returns_the_csv_as_written(workspace, simulator, app_edges):
+def test_get_rejects_returns_the_csv_as_written(workspace, simulator, app_runtime):
     workspace.put_segment("people.csv", PEOPLE)
     workspace.put_destinations(destination())
     call("start_export", func.HttpRequest("POST", f"{HOST}/api/x", route_params={"name": "newsletter"}, body=b""))
     assert work(workspace) == 1
-    (record,) = app_edges.records.recent("newsletter")
+    (record,) = app_runtime.edges.records.recent("newsletter")
     status, mimetype, body, headers = get_rejects({"name": "newsletter", "run_id": record.run_id})
     assert status == 200 and mimetype == "text/csv"
     assert body == workspace.read_export(record.rejects_blob)
@@ -73,12 +73,12 @@ def json_error(route: dict[str, str]) -> tuple[int, str]:
     return status, json.loads(body)["error"]["code"]
 
 
-def test_get_rejects_404s_and_400s(workspace, simulator, app_edges):
+def test_get_rejects_404s_and_400s(workspace, simulator, app_runtime):
     workspace.put_segment("people.csv", "Email\na@example.com\n")
     workspace.put_destinations(destination())
     call("start_export", func.HttpRequest("POST", f"{HOST}/api/x", route_params={"name": "newsletter"}, body=b""))
     work(workspace)
-    (clean,) = app_edges.records.recent("newsletter")
+    (clean,) = app_runtime.edges.records.recent("newsletter")
     assert clean.rejects_blob is None
     assert json_error({"name": "newsletter", "run_id": clean.run_id}) == (404, "rejects_not_found")
     assert json_error({"name": "newsletter", "run_id": "20260101T000000Z-00000000"}) == (404, "run_not_found")
@@ -87,12 +87,12 @@ def test_get_rejects_404s_and_400s(workspace, simulator, app_edges):
     assert json_error({"name": "newsletter\n", "run_id": clean.run_id}) == (400, "invalid_name")
 
 
-def test_a_rejects_file_over_the_bound_is_a_413_naming_the_cli(workspace, simulator, app_edges, monkeypatch):
+def test_a_rejects_file_over_the_bound_is_a_413_naming_the_cli(workspace, simulator, app_runtime, monkeypatch):
     workspace.put_segment("people.csv", PEOPLE)
     workspace.put_destinations(destination())
     call("start_export", func.HttpRequest("POST", f"{HOST}/api/x", route_params={"name": "newsletter"}, body=b""))
     work(workspace)
-    (record,) = app_edges.records.recent("newsletter")
+    (record,) = app_runtime.edges.records.recent("newsletter")
     size = len(workspace.read_export(record.rejects_blob))
     monkeypatch.setattr(http_api, "MAX_REJECTS_HTTP_BYTES", size - 1)
     status, mimetype, body, _ = get_rejects({"name": "newsletter", "run_id": record.run_id})

@@ -15,10 +15,11 @@ import pytest
 import requests
 
 from shared.entrypoints.service import run_locked
-from shared.run.export import ExportOptions, queue_run, run_export
+from shared.run.export import queue_run, run_export
 from shared.run.preflight import run_checks
+from shared.run.records import ExportOptions
 from shared.run.sync_state import SyncState
-from tests.conftest import API_KEY, destination, make_edges
+from tests.conftest import API_KEY, destination, make_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -35,9 +36,9 @@ def people(n: int, start: int = 0) -> list[str]:
     return [f"p{i}@example.com" for i in range(start, start + n)]
 
 
-def run(workspace, edges=None, **options):
-    edges = edges or make_edges(workspace)
-    return run_export(edges, queue_run(edges, "newsletter", trigger="cli", options=ExportOptions(**options)))
+def run(workspace, runtime=None, **options):
+    runtime = runtime or make_runtime(workspace)
+    return run_export(runtime, queue_run(runtime, "newsletter", trigger="cli", options=ExportOptions(**options)))
 
 
 def rejects_of(workspace, record) -> list[dict[str, str]]:
@@ -60,12 +61,12 @@ def test_a_body_sendgrid_finds_too_large_is_halved_and_no_contact_is_refused(wor
     workspace.put_segment("people.csv", csv_of(people(1000)))  # one batch of about 50 KB
     record = run(workspace)
     assert record.status == "succeeded", record.errors
-    assert (record.counts["accepted"], record.counts["errored"]) == (1000, 0)
+    assert (record.counts.accepted, record.counts.errored) == (1000, 0)
     assert len(simulator.members("Newsletter")) == 1000
     batch = record.batches[0]
     assert batch["split"] >= 2 and batch["status"] == "completed" and len(batch["jobs"]) >= 3
     assert len(requests_to(simulator, "PUT", "/v3/marketing/contacts")) == 1 + 2 * batch["split"]
-    assert run(workspace).counts["unchanged"] == 1000  # every part was confirmed in the state
+    assert run(workspace).counts.unchanged == 1000  # every part was confirmed in the state
 
 
 def test_the_default_batch_cap_stays_under_the_4_mib_production_limit(workspace, simulator):
@@ -97,13 +98,13 @@ def test_contacts_failed_inside_the_job_are_named_and_only_they_are_sent_again(w
     workspace.put_segment("people.csv", csv_of(people(6)))
     simulator.fault(kind="job_status", emails=["p1@example.com", "p4@example.com"], times=1)
     first = run(workspace)
-    assert (first.counts["accepted"], first.counts["errored"]) == (4, 2)
+    assert (first.counts.accepted, first.counts.errored) == (4, 2)
     assert first.status == "completed_with_errors" and first.batches[0]["errors_file"] == "read"
     rejects = rejects_of(workspace, first)
     assert sorted(r["email"] for r in rejects) == ["p1@example.com", "p4@example.com"]
     assert all(r["reason"] == "simulated contact error" and r["line"] for r in rejects)
     second = run(workspace)
-    assert (second.counts["unchanged"], second.counts["sent"], second.counts["accepted"]) == (4, 2, 2)
+    assert (second.counts.unchanged, second.counts.sent, second.counts.accepted) == (4, 2, 2)
     assert len(simulator.members("Newsletter")) == 6
 
 
@@ -113,9 +114,9 @@ def test_an_unreadable_errors_file_confirms_nothing_and_says_why(workspace, simu
     workspace.put_segment("people.csv", csv_of(people(4)))
     simulator.fault(kind="job_status", emails=["p1@example.com"], times=1)
     first = run(workspace)
-    assert (first.counts["accepted"], first.counts["errored"]) == (3, 1)
+    assert (first.counts.accepted, first.counts.errored) == (3, 1)
     assert "binary" in first.batches[0]["errors_file"] and "per contact is unknown" in first.errors[0]
-    assert run(workspace).counts["sent"] == 4  # the whole batch again: upserts are idempotent
+    assert run(workspace).counts.sent == 4  # the whole batch again: upserts are idempotent
 
 
 def test_the_errors_file_is_fetched_without_the_api_key(workspace, simulator):
@@ -137,7 +138,7 @@ def test_a_contact_another_tool_gave_an_external_id_fails_in_the_job_and_is_reje
     workspace.put_destinations(destination())
     workspace.put_segment("people.csv", csv_of(people(4)))
     record = run(workspace)
-    assert (record.counts["accepted"], record.counts["errored"]) == (3, 1)
+    assert (record.counts.accepted, record.counts.errored) == (3, 1)
     [reject] = rejects_of(workspace, record)
     assert reject["email"] == "p2@example.com" and "external_id" in reject["reason"]
 
@@ -153,7 +154,7 @@ def test_a_contact_sendgrid_refuses_is_isolated_whether_or_not_the_400_names_it(
     workspace.put_segment("people.csv", csv_of(emails))
     simulator.fault(kind="reject_email", emails=[emails[77], emails[150]])
     record = run(workspace)
-    assert (record.counts["accepted"], record.counts["errored"]) == (198, 2)
+    assert (record.counts.accepted, record.counts.errored) == (198, 2)
     assert sorted(r["email"] for r in rejects_of(workspace, record)) == sorted([emails[77], emails[150]])
     assert len(simulator.members("Newsletter")) == 198
     puts = len(requests_to(simulator, "PUT", "/v3/marketing/contacts"))
@@ -172,7 +173,7 @@ def test_a_departed_address_over_100_characters_is_found_another_way_and_removed
     assert 100 < len(long_email) <= 254
     workspace.put_destinations(mirror())
     workspace.put_segment("people.csv", csv_of([*people(3), long_email]))
-    assert run(workspace).counts["accepted"] == 4
+    assert run(workspace).counts.accepted == 4
     workspace.put_segment("people.csv", csv_of(people(3)))
     second = run(workspace)
     assert second.status == "succeeded", second.errors
@@ -202,15 +203,15 @@ def test_a_departed_contact_search_cannot_find_yet_stays_pending_until_it_can(wo
     second = run(workspace)
     assert second.removals["pending"] == 1 and second.removals["done"] == 0
     assert "p4@example.com" in simulator.members("Newsletter")
-    edges = make_edges(workspace)
-    state = SyncState.load(edges.exports, "newsletter", with_emails=True)
+    runtime = make_runtime(workspace)
+    state = SyncState.load(runtime.edges.exports, "newsletter", with_emails=True)
     assert len(state) == 5 and len(state.pending) == 1  # still owed a removal, kept for the next run
     with simulator.state.lock:
         simulator.state._unsearchable_until.clear()  # the search index caught up
     third = run(workspace)
     assert third.removals["done"] == 1 and "pending" not in third.removals
     assert "p4@example.com" not in simulator.members("Newsletter")
-    state = SyncState.load(edges.exports, "newsletter", with_emails=True)
+    state = SyncState.load(runtime.edges.exports, "newsletter", with_emails=True)
     assert len(state) == 4 and state.pending == {}
 
 
@@ -237,7 +238,7 @@ def test_a_removal_naming_a_contact_that_no_longer_exists_removes_the_rest(works
     assert record.status == "succeeded", record.errors
     assert record.removals["done"] == 5 and record.removals["gone"] == 1
     assert simulator.members("Newsletter") == sorted([*people(5), "p7@example.com"])
-    assert len(SyncState.load(make_edges(workspace).exports, "newsletter", with_emails=True)) == 5
+    assert len(SyncState.load(make_runtime(workspace).edges.exports, "newsletter", with_emails=True)) == 5
 
 
 def test_removal_jobs_sendgrid_offers_no_status_for_are_taken_as_done(workspace, simulator):
@@ -260,12 +261,12 @@ def test_all_jobs_are_waited_for_against_one_deadline(workspace, simulator):
     simulator.config(job_delay=120)
     workspace.put_destinations(destination())
     workspace.put_segment("people.csv", csv_of(people(50)))
-    edges = make_edges(workspace, max_batch_contacts=10, job_wait_seconds=1.5)
-    record = run(workspace, edges)
+    runtime = make_runtime(workspace, max_batch_contacts=10, job_wait_seconds=1.5)
+    record = run(workspace, runtime)
     assert len(record.batches) == 5 and all(b["status"] == "timeout" for b in record.batches)
-    assert record.counts["errored"] == 50 and "SENDGRID_JOB_WAIT_SECONDS" in record.errors[0]
+    assert record.counts.errored == 50 and "SENDGRID_JOB_WAIT_SECONDS" in record.errors[0]
     assert record.timings["jobs"] < 4.0  # one deadline for all five, not one each
-    assert SyncState.load(edges.exports, "newsletter", with_emails=False).keys.tolist() == []
+    assert SyncState.load(runtime.edges.exports, "newsletter", with_emails=False).keys.tolist() == []
 
 
 @pytest.mark.slow
@@ -273,9 +274,9 @@ def test_jobs_that_take_tens_of_seconds_are_followed_with_backoff(workspace, sim
     simulator.config(job_delay=12)
     workspace.put_destinations(destination())
     workspace.put_segment("people.csv", csv_of(people(40)))
-    edges = make_edges(workspace, max_batch_contacts=10, job_poll_interval=0.25, job_poll_max_interval=5.0)
-    record = run(workspace, edges)
-    assert record.status == "succeeded" and record.counts["accepted"] == 40
+    runtime = make_runtime(workspace, max_batch_contacts=10, job_poll_interval=0.25, job_poll_max_interval=5.0)
+    record = run(workspace, runtime)
+    assert record.status == "succeeded" and record.counts.accepted == 40
     polls = requests_to(simulator, "GET", "/v3/marketing/contacts/imports/")
     assert len(polls) <= 4 * 12  # backoff: a dozen polls a job over 12 s, not one every 0.25 s
 
@@ -284,10 +285,10 @@ def test_a_rate_limit_wait_never_outlasts_the_run_deadline(workspace, simulator)
     workspace.put_destinations(destination())
     workspace.put_segment("people.csv", csv_of(people(3)))
     simulator.fault(kind="rate_limit", method="PUT", reset_in=3600, times=1)
-    edges = make_edges(workspace, run_deadline_seconds=2)  # the tests' 429 waits are capped at 3 s
+    runtime = make_runtime(workspace, run_deadline_seconds=2)  # the tests' 429 waits are capped at 3 s
     started = time.monotonic()
     # As the worker and the CLI run it: under the lock, whose guard wraps the SendGrid client.
-    record = run_locked(edges, queue_run(edges, "newsletter", trigger="cli"))
+    record = run_locked(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert time.monotonic() - started < 3
     assert record.status == "failed" and "deadline" in " ".join(record.errors)
 
@@ -301,8 +302,8 @@ def test_mirror_mode_is_refused_on_a_list_another_destination_sends_to(workspace
         destination(name="loyalty", list={"name": "Newsletter", "create_if_missing": True}),
     )
     workspace.put_segment("people.csv", csv_of(people(3)))
-    edges = make_edges(workspace)
-    loyalty = run_export(edges, queue_run(edges, "loyalty", trigger="cli"))
+    runtime = make_runtime(workspace)
+    loyalty = run_export(runtime, queue_run(runtime, "loyalty", trigger="cli"))
     assert loyalty.status == "succeeded"
     record = run(workspace)
     assert record.status == "failed"
@@ -330,11 +331,11 @@ def test_custom_field_names_match_sendgrids_case_insensitively(workspace, simula
 def test_check_does_not_pass_a_key_whose_scopes_show_only_read_access(workspace, simulator):
     workspace.put_destinations(destination())
     workspace.put_segment("people.csv", csv_of(people(2)))
-    edges = make_edges(workspace)
-    full = {c.name: c for c in run_checks(edges, "newsletter")}
+    runtime = make_runtime(workspace)
+    full = {c.name: c for c in run_checks(runtime, "newsletter")}
     assert full["api_key"].ok, full["api_key"].detail
     simulator.config(scopes={API_KEY: ["marketing.read", "marketing.automation.read"]})
-    limited = {c.name: c for c in run_checks(edges, "newsletter")}
+    limited = {c.name: c for c in run_checks(runtime, "newsletter")}
     assert not limited["api_key"].ok and limited["api_key"].detail.startswith("unconfirmed")
     assert "Marketing: Full Access" in limited["api_key"].detail
     record = run(workspace)  # and SendGrid refuses the writes of such a key
@@ -352,12 +353,12 @@ def test_an_errors_file_that_cannot_be_fetched_confirms_none_of_its_job_and_the_
     workspace.put_destinations(destination())
     workspace.put_segment("people.csv", csv_of(people(30)))
     simulator.fault(kind="job_status", emails=["p1@example.com"], times=3)  # batches may arrive in any order
-    record = run(workspace, make_edges(workspace, max_batch_contacts=10))
+    record = run(workspace, make_runtime(workspace, max_batch_contacts=10))
     assert record.status == "completed_with_errors", record.errors
     assert why in record.batches[0]["errors_file"] and "X-Signature" not in json.dumps(record.to_dict())
-    assert (record.counts["accepted"], record.counts["errored"]) == (29, 1) and record.conservation_holds()
+    assert (record.counts.accepted, record.counts.errored) == (29, 1) and record.counts.conserved()
     assert [b["status"] for b in record.batches[1:]] == ["completed", "completed"]
-    assert run(workspace).counts["sent"] == 10  # only the batch whose errors file could not be read
+    assert run(workspace).counts.sent == 10  # only the batch whose errors file could not be read
 
 
 def test_mirror_mode_is_refused_when_another_key_names_the_same_list(workspace, simulator):
@@ -394,5 +395,5 @@ def test_many_contacts_sendgrid_refuses_cost_a_bounded_number_of_requests(worksp
     record = run(workspace)
     puts = len(requests_to(simulator, "PUT", "/v3/marketing/contacts"))
     assert puts <= 1 + 64 + 10  # the budget, then one last pass in parts of 100
-    assert record.conservation_holds() and record.counts["errored"] <= 100
-    assert len(simulator.members("Newsletter")) == record.counts["accepted"] >= 900
+    assert record.counts.conserved() and record.counts.errored <= 100
+    assert len(simulator.members("Newsletter")) == record.counts.accepted >= 900

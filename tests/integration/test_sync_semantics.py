@@ -8,9 +8,10 @@ import io
 import pytest
 
 from shared.adapters.sendgrid import SendGridClient
-from shared.run.export import ExportOptions, queue_run, run_export
+from shared.run.export import queue_run, run_export
+from shared.run.records import ExportOptions
 from shared.run.sync_state import SyncState, state_blob_name
-from tests.conftest import FAST_RETRY, destination, make_edges
+from tests.conftest import FAST_RETRY, destination, make_runtime
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +29,8 @@ def people(n: int, city: str = "Oslo", start: int = 0) -> list[tuple[str, ...]]:
 
 
 def run(workspace, **options):
-    edges = make_edges(workspace)
-    return run_export(edges, queue_run(edges, "newsletter", trigger="cli", options=ExportOptions(**options)))
+    runtime = make_runtime(workspace)
+    return run_export(runtime, queue_run(runtime, "newsletter", trigger="cli", options=ExportOptions(**options)))
 
 
 def put_methods(simulator) -> list[str]:
@@ -40,23 +41,23 @@ def test_a_second_run_sends_nothing_and_a_changed_row_is_the_only_one_sent(works
     workspace.put_destinations(destination())
     workspace.put_segment("people.csv", csv_of(people(50)))
     first = run(workspace)
-    assert first.counts["sent"] == 50 and simulator.snapshot()["upserted_contacts"] == 50
+    assert first.counts.sent == 50 and simulator.snapshot()["upserted_contacts"] == 50
 
     second = run(workspace)
-    assert (second.counts["unchanged"], second.counts["sent"], second.batches) == (50, 0, [])
-    assert second.status == "succeeded" and second.conservation_holds()
+    assert (second.counts.unchanged, second.counts.sent, second.batches) == (50, 0, [])
+    assert second.status == "succeeded" and second.counts.conserved()
     assert simulator.snapshot()["upserted_contacts"] == 50
 
     rows = people(50)
     rows[7] = ("p7@example.com", "Name7", "Bergen")
     workspace.put_segment("people.csv", csv_of(rows))
     third = run(workspace)
-    assert (third.counts["sent"], third.counts["unchanged"], third.counts["updated"]) == (1, 49, 1)
+    assert (third.counts.sent, third.counts.unchanged, third.counts.updated) == (1, 49, 1)
     assert simulator.snapshot()["contacts"]["p7@example.com"]["city"] == "Bergen"
     assert simulator.snapshot()["upserted_contacts"] == 51
 
     full = run(workspace, full=True)
-    assert full.counts["sent"] == 50 and full.counts["unchanged"] == 0
+    assert full.counts.sent == 50 and full.counts.unchanged == 0
 
 
 def test_mirror_removes_exactly_the_contacts_that_left(workspace, simulator):
@@ -66,11 +67,11 @@ def test_mirror_removes_exactly_the_contacts_that_left(workspace, simulator):
     workspace.put_segment("people.csv", csv_of(people(9, start=1)))  # p0 left
     record = run(workspace)
     assert record.removals == {"planned": 1, "done": 1, "refused": False, "reason": None}
-    assert record.counts["removed"] == 1 and record.status == "succeeded"
+    assert record.counts.removed == 1 and record.status == "succeeded"
     assert simulator.members("Newsletter") == sorted(f"p{i}@example.com" for i in range(1, 10))
     assert "p0@example.com" in simulator.snapshot()["contacts"]  # removed from the list, never deleted
     again = run(workspace)
-    assert again.removals["planned"] == 0 and again.counts["unchanged"] == 9
+    assert again.removals["planned"] == 0 and again.counts.unchanged == 9
 
 
 def test_mirror_refuses_a_mass_removal_unless_forced(workspace, simulator):
@@ -80,7 +81,7 @@ def test_mirror_refuses_a_mass_removal_unless_forced(workspace, simulator):
     workspace.put_segment("people.csv", csv_of(people(5, start=5, city="Bergen")))  # half left, the rest changed
     refused = run(workspace)
     assert refused.removals["refused"] and "5 of 10" in refused.removals["reason"]
-    assert refused.counts["removed"] == 0 and refused.counts["sent"] == 5  # the upserts still went
+    assert refused.counts.removed == 0 and refused.counts.sent == 5  # the upserts still went
     assert len(simulator.members("Newsletter")) == 10
     forced = run(workspace, force_removals=True)
     assert forced.removals["done"] == 5 and not forced.removals["refused"]
@@ -129,7 +130,7 @@ def test_adding_a_list_resends_everyone(workspace, simulator):
         destination(lists=[{"name": "Newsletter"}, {"name": "Second", "create_if_missing": True}])
     )
     record = run(workspace)
-    assert record.counts["sent"] == 3 and simulator.members("Second") == [f"p{i}@example.com" for i in range(3)]
+    assert record.counts.sent == 3 and simulator.members("Second") == [f"p{i}@example.com" for i in range(3)]
 
 
 def test_custom_fields_are_coerced_and_a_bad_value_rejects_only_that_field(workspace, simulator):
@@ -149,7 +150,7 @@ def test_custom_fields_are_coerced_and_a_bad_value_rejects_only_that_field(works
     contacts = simulator.snapshot()["contacts"]
     assert contacts["a@example.com"]["custom_fields"] == {tier: "Gold", points: 1200.5, since: "02/29/2024"}
     assert contacts["b@example.com"]["custom_fields"] == {tier: "Silver"}
-    assert record.counts["fields_rejected"] == 2 and record.counts["accepted"] == 2
+    assert record.counts.fields_rejected == 2 and record.counts.accepted == 2
     assert record.status == "completed_with_errors"
     rejects = list(csv.DictReader(io.StringIO(workspace.read_export(record.rejects_blob).decode())))
     assert [(r["email"], r["category"], r["field"]) for r in rejects] == [
@@ -176,7 +177,7 @@ def test_a_dry_run_writes_nothing_to_sendgrid_or_the_state(workspace, simulator)
     rows[0] = ("p1@example.com", "Renamed", "Oslo")
     workspace.put_segment("people.csv", csv_of(rows))
     record = run(workspace, dry_run=True)
-    assert (record.counts["would_send"], record.counts["unchanged"], record.counts["sent"]) == (1, 4, 0)
+    assert (record.counts.would_send, record.counts.unchanged, record.counts.sent) == (1, 4, 0)
     assert record.removals["planned"] == 1 and record.removals["done"] == 0
     assert put_methods(simulator) == []  # only GETs
     assert workspace.read_export(state_blob_name("newsletter")) == state_before
@@ -188,16 +189,16 @@ def test_an_errored_job_confirms_all_but_the_contacts_its_errors_file_names(work
     workspace.put_segment("people.csv", csv_of(people(4)))
     simulator.fault(kind="job_status", emails=["p1@example.com"], times=1)
     first = run(workspace)
-    assert (first.counts["accepted"], first.counts["errored"]) == (3, 1)
+    assert (first.counts.accepted, first.counts.errored) == (3, 1)
     second = run(workspace)
-    assert (second.counts["sent"], second.counts["unchanged"], second.counts["accepted"]) == (1, 3, 1)
+    assert (second.counts.sent, second.counts.unchanged, second.counts.accepted) == (1, 3, 1)
 
 
 def test_a_run_that_dies_after_some_jobs_resends_only_what_was_not_confirmed(workspace, simulator):
     workspace.put_destinations(destination())
     workspace.put_segment("people.csv", csv_of(people(30)))
-    edges = make_edges(workspace, max_batch_contacts=10)
-    real = edges.exports
+    runtime = make_runtime(workspace, max_batch_contacts=10)
+    real = runtime.edges.exports
 
     class DiesOnSecondJournal:
         written = 0
@@ -212,28 +213,28 @@ def test_a_run_that_dies_after_some_jobs_resends_only_what_was_not_confirmed(wor
                     raise KeyboardInterrupt("the worker was killed")  # not an Exception: nothing catches it
             return real.write_bytes(name, data, **kwargs)
 
-    edges.exports = DiesOnSecondJournal()
+    runtime.edges.exports = DiesOnSecondJournal()
     with pytest.raises(KeyboardInterrupt):
-        run_export(edges, queue_run(edges, "newsletter", trigger="cli"))
+        run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert len(workspace.export_names("state/newsletter/journal-")) == 1  # batch 0 confirmed, then death
-    edges.exports = real
-    again = run_export(edges, queue_run(edges, "newsletter", trigger="cli"))
-    assert (again.counts["unchanged"], again.counts["sent"]) == (10, 20)
+    runtime.edges.exports = real
+    again = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
+    assert (again.counts.unchanged, again.counts.sent) == (10, 20)
     assert workspace.export_names("state/newsletter/journal-") == []
-    assert len(SyncState.load(edges.exports, "newsletter", with_emails=False)) == 30
+    assert len(SyncState.load(runtime.edges.exports, "newsletter", with_emails=False)) == 30
 
 
 def test_the_eu_region_uses_the_eu_host(workspace, simulator):
     workspace.put_destinations(destination(region="eu"))
     workspace.put_segment("people.csv", csv_of(people(1)))
     del workspace.env["SENDGRID_API_BASE_URL"]
-    edges = make_edges(workspace)
+    runtime = make_runtime(workspace)
     asked: list[str] = []
 
     def factory(url, key):
         asked.append(url)
         return SendGridClient(simulator.url, key, policy=FAST_RETRY)
 
-    edges.sendgrid = factory
-    run_export(edges, queue_run(edges, "newsletter", trigger="cli"))
+    runtime.edges.sendgrid = factory
+    run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert asked == ["https://api.eu.sendgrid.com"]

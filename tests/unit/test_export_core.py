@@ -1,66 +1,19 @@
 """The orchestrator with fake edges: no network, no storage service."""
 
+import dataclasses
 import json
 import threading
 from datetime import UTC
 
 import pytest
 
-from shared.adapters.sendgrid import CallStats, JobResult
 from shared.errors import SendGridAuthError, SendGridError
-from shared.run.export import Edges, ExportOptions, queue_run, run_export
+from shared.run.export import queue_run, run_export
+from shared.run.ports import Edges
+from shared.run.records import ExportOptions, RunRecordStore
+from shared.run.runtime import Runtime, Tuning
 from shared.settings import Settings
-from tests.fakes import DictSecrets, InMemoryBlobStore, InMemoryLock, ListQueue
-
-LIST_ID = "ca7a3796-e8a8-4029-9ccb-df8937940562"
-
-
-class FakeSendGrid:
-    def __init__(self, fail_batches: dict[int, Exception] | None = None, job_status: str = "completed"):
-        self.bodies: list[dict] = []
-        self.fail_batches = fail_batches or {}
-        self.job_status = job_status
-        self.lists = [{"id": LIST_ID, "name": "Newsletter"}]
-        self.created_lists: list[str] = []
-        self.closed = False
-        self.lock = threading.Lock()
-
-    def upsert_contacts(self, body: bytes):
-        with self.lock:  # called from the sender threads
-            index = len(self.bodies)
-            self.bodies.append(json.loads(body))
-        if index in self.fail_batches:
-            raise self.fail_batches[index]
-        return f"job-{index}", CallStats(attempts=1)
-
-    deadline = None
-
-    def wait_for_jobs(self, job_ids, *, deadline, interval, max_interval, on_end=None, tick=None):
-        results = {}
-        for job_id in job_ids:
-            count = len(self.bodies[int(job_id.split("-")[1])]["contacts"])
-            results[job_id] = JobResult(job_id, self.job_status, requested=count, created=count)
-            if on_end is not None:
-                on_end(results[job_id])
-        return results
-
-    def iter_lists(self):
-        return iter(self.lists)
-
-    def get_list(self, list_id):
-        return next((item for item in self.lists if item["id"] == list_id), None)
-
-    def create_list(self, name):
-        self.created_lists.append(name)
-        created = {"id": f"new-{name}", "name": name}
-        self.lists.append(created)
-        return created
-
-    def field_definitions(self):
-        return {"custom_fields": []}
-
-    def close(self):
-        self.closed = True
+from tests.fakes import LIST_ID, DictSecrets, FakeSendGrid, InMemoryBlobStore, InMemoryLock, ListQueue, serving
 
 
 def setup(destination_overrides=None, csv_text=None, sendgrid=None):
@@ -77,70 +30,70 @@ def setup(destination_overrides=None, csv_text=None, sendgrid=None):
     fake = sendgrid or FakeSendGrid()
     settings = Settings.from_env({"EXPORT_STORAGE": "UseDevelopmentStorage=true", "SECRETS_SOURCE": "environment"})
     edges = Edges(
-        settings=settings,
         segments=segments,
         exports=exports,
         secrets=DictSecrets({"sendgrid-api-key": "k" * 20}),
-        # The fake is no SendGridClient; the SendGridApi Protocol (core branch) types it, and drops this.
-        sendgrid=lambda url, key: fake,  # type: ignore[arg-type,return-value]
+        sendgrid=serving(fake),
         lock=InMemoryLock(),
         jobs=ListQueue(),
-        send_concurrency=1,  # strict order for the assertions; concurrency has its own test
+        records=RunRecordStore(exports),
     )
-    return edges, fake
+    # strict order for the assertions; concurrency has its own test
+    runtime = Runtime(settings, edges, Tuning(send_concurrency=1))
+    return runtime, fake
 
 
-def run(edges, **options):
-    return run_export(edges, queue_run(edges, "newsletter", trigger="cli", options=ExportOptions(**options)))
+def run(runtime, **options):
+    return run_export(runtime, queue_run(runtime, "newsletter", trigger="cli", options=ExportOptions(**options)))
 
 
-def stored(edges, record):
-    return json.loads(edges.exports.blobs[f"runs/newsletter/{record.run_id}.json"])
+def stored(runtime, record):
+    return json.loads(runtime.edges.exports.blobs[f"runs/newsletter/{record.run_id}.json"])
 
 
 def test_a_run_sends_valid_unique_contacts_and_records_everything():
-    edges, fake = setup()
-    record = run(edges)
+    runtime, fake = setup()
+    record = run(runtime)
     assert [c["email"] for c in fake.bodies[0]["contacts"]] == ["a@example.com", "b@example.com"]
     assert fake.bodies[0]["list_ids"] == [LIST_ID]
-    assert record.counts | {} == stored(edges, record)["counts"]
+    assert record.counts.as_dict() == stored(runtime, record)["counts"]
     c = record.counts
-    assert (c["read"], c["invalid"], c["duplicate"], c["sent"], c["accepted"]) == (4, 1, 1, 2, 2)
-    assert record.conservation_holds()
+    assert (c.read, c.invalid, c.duplicate, c.sent, c.accepted) == (4, 1, 1, 2, 2)
+    assert record.counts.conserved()
     assert record.status == "completed_with_errors"
-    rejects = edges.exports.blobs[record.rejects_blob].decode()
+    rejects = runtime.edges.exports.blobs[record.rejects_blob].decode()
     assert rejects.splitlines()[1] == "people.csv,4,bad,invalid,,invalid email address"
     assert fake.closed
 
 
 def test_without_consent_nothing_is_sent_and_the_record_says_why():
-    edges, fake = setup({"data_privacy_consent": False})
-    record = run(edges)
+    runtime, fake = setup({"data_privacy_consent": False})
+    record = run(runtime)
     assert record.status == "failed" and fake.bodies == []
     assert "data_privacy_consent" in record.errors[0]
-    assert stored(edges, record)["status"] == "failed"
+    assert stored(runtime, record)["status"] == "failed"
 
 
 def test_more_valid_profiles_than_max_profiles_fails_before_sending():
-    edges, fake = setup({"max_profiles": 1})
-    record = run(edges)
+    runtime, fake = setup({"max_profiles": 1})
+    record = run(runtime)
     assert record.status == "failed" and fake.bodies == []
     assert "max_profiles (1)" in record.errors[0]
-    assert record.conservation_holds()
+    assert record.counts.conserved()
 
 
 def test_a_dry_run_sends_nothing_but_counts_what_would_be_sent():
-    edges, fake = setup({"list": {"name": "Fresh", "create_if_missing": True}})
-    record = run(edges, dry_run=True)
+    runtime, fake = setup({"list": {"name": "Fresh", "create_if_missing": True}})
+    record = run(runtime, dry_run=True)
     assert fake.bodies == [] and fake.created_lists == []
-    assert (record.counts["sent"], record.counts["would_send"]) == (0, 2) and record.conservation_holds()
+    assert (record.counts.sent, record.counts.would_send) == (0, 2) and record.counts.conserved()
     assert record.lists == [{"id": None, "name": "Fresh", "action": "would_create"}]
     assert record.batches[0]["status"] == "dry_run"
 
 
 def test_a_missing_list_without_create_fails_naming_it():
-    edges, fake = setup({"list": {"name": "Nope"}})
-    record = run(edges)
+    runtime, fake = setup({"list": {"name": "Nope"}})
+    record = run(runtime)
     assert record.status == "failed" and "list named 'Nope'" in record.errors[0]
     assert fake.bodies == []
 
@@ -152,19 +105,19 @@ def test_a_400_naming_contacts_isolates_them_and_sends_the_rest():
         status=400,
         errors=[{"field": "contacts[1].email", "message": "email is invalid"}],
     )
-    edges, fake = setup(csv_text=rows, sendgrid=FakeSendGrid(fail_batches={0: error}))
-    edges.max_batch_contacts = 2
-    record = run(edges)
+    runtime, fake = setup(csv_text=rows, sendgrid=FakeSendGrid(fail_batches={0: error}))
+    runtime.tuning = dataclasses.replace(runtime.tuning, max_batch_contacts=2)
+    record = run(runtime)
     assert [[c["email"] for c in b["contacts"]] for b in fake.bodies] == [
         ["p0@example.com", "p1@example.com"],
         ["p0@example.com"],
         ["p2@example.com", "p3@example.com"],
         ["p4@example.com"],
     ]
-    assert record.counts["errored"] == 1 and record.counts["accepted"] == 4
+    assert record.counts.errored == 1 and record.counts.accepted == 4
     assert record.batches[0]["isolated"] == 1 and record.batches[0]["status"] == "completed"
-    assert record.status == "completed_with_errors" and record.conservation_holds()
-    lines = edges.exports.blobs[record.rejects_blob].decode().splitlines()
+    assert record.status == "completed_with_errors" and record.counts.conserved()
+    lines = runtime.edges.exports.blobs[record.rejects_blob].decode().splitlines()
     assert lines[1] == "people.csv,3,p1@example.com,errored,,contacts[1].email: email is invalid"
 
 
@@ -175,21 +128,21 @@ def test_a_400_naming_no_contact_fails_the_whole_batch_with_sendgrids_message():
         status=400,
         errors=[{"field": "list_ids[0]", "message": "list does not exist"}],
     )
-    edges, _ = setup(csv_text=rows, sendgrid=FakeSendGrid(fail_batches={0: error}))
-    record = run(edges)
-    assert record.counts["errored"] == 3 and record.batches[0]["status"] == "refused"
+    runtime, _ = setup(csv_text=rows, sendgrid=FakeSendGrid(fail_batches={0: error}))
+    record = run(runtime)
+    assert record.counts.errored == 3 and record.batches[0]["status"] == "refused"
     assert "list does not exist" in record.batches[0]["error"]
 
 
 @pytest.mark.parametrize("error", [SendGridAuthError("401", status=401), SendGridError("down", status=503)])
 def test_an_unreachable_or_refusing_sendgrid_stops_sending_and_fails_the_run(error):
     rows = "Email\n" + "".join(f"p{i}@example.com\n" for i in range(6))
-    edges, fake = setup(csv_text=rows, sendgrid=FakeSendGrid(fail_batches={0: error}))
-    edges.max_batch_contacts = 2
-    record = run(edges)
+    runtime, fake = setup(csv_text=rows, sendgrid=FakeSendGrid(fail_batches={0: error}))
+    runtime.tuning = dataclasses.replace(runtime.tuning, max_batch_contacts=2)
+    record = run(runtime)
     assert len(fake.bodies) == 1  # the later batches were not attempted
     assert record.status == "failed"
-    assert record.counts["errored"] == 6 and record.counts["sent"] == 6 and record.conservation_holds()
+    assert record.counts.errored == 6 and record.counts.sent == 6 and record.counts.conserved()
     assert [b["status"] for b in record.batches] == [
         "refused" if error.status == 401 else "undelivered",
         "not_sent",
@@ -198,9 +151,9 @@ def test_an_unreachable_or_refusing_sendgrid_stops_sending_and_fails_the_run(err
 
 
 def test_a_failed_import_job_counts_its_contacts_errored():
-    edges, _ = setup(sendgrid=FakeSendGrid(job_status="failed"))
-    record = run(edges)
-    assert record.counts["accepted"] == 0 and record.counts["errored"] == 2
+    runtime, _ = setup(sendgrid=FakeSendGrid(job_status="failed"))
+    record = run(runtime)
+    assert record.counts.accepted == 0 and record.counts.errored == 2
     assert record.status == "completed_with_errors"
 
 
@@ -218,16 +171,16 @@ def test_run_ids_sort_by_time_even_within_one_second():
 
 def test_with_batches_in_flight_an_outage_stops_the_rest_and_every_row_is_counted():
     rows = "Email\n" + "".join(f"p{i}@example.com\n" for i in range(20))
-    edges, fake = setup(csv_text=rows, sendgrid=FakeSendGrid(fail_batches={0: SendGridError("down", status=503)}))
-    edges.max_batch_contacts = 2
-    edges.send_concurrency = 3
-    record = run(edges)
+    runtime, fake = setup(csv_text=rows, sendgrid=FakeSendGrid(fail_batches={0: SendGridError("down", status=503)}))
+    runtime.tuning = dataclasses.replace(runtime.tuning, max_batch_contacts=2)
+    runtime.tuning = dataclasses.replace(runtime.tuning, send_concurrency=3)
+    record = run(runtime)
     assert record.status == "failed"
     assert 1 <= len(fake.bodies) <= 3  # at most the batches already in flight went out
     statuses = [b["status"] for b in record.batches]
     assert statuses[0] == "undelivered" and statuses.count("not_sent") >= 7
-    assert record.counts["sent"] == 20 and record.counts["accepted"] + record.counts["errored"] == 20
-    assert record.conservation_holds()
+    assert record.counts.sent == 20 and record.counts.accepted + record.counts.errored == 20
+    assert record.counts.conserved()
 
 
 class WatchingStore(InMemoryBlobStore):
@@ -263,81 +216,83 @@ def test_sending_starts_while_reading_once_max_profiles_is_proven(max_profiles, 
     # read has counted them.
     destination = {"max_profiles": max_profiles, "segments": [{"path": "in/"}]}
     destination["list"] = {"name": list_name, "create_if_missing": True}
-    edges, fake = setup(destination)
+    runtime, fake = setup(destination)
     blobs = {"in/a.csv": many_rows(0, 300).encode(), "in/b.csv": many_rows(250, 300).encode()}
-    edges.segments = WatchingStore(blobs, fake, last="in/b.csv")
-    edges.max_batch_contacts = 100
-    record = run(edges)
+    runtime.edges.segments = WatchingStore(blobs, fake, last="in/b.csv")
+    runtime.tuning = dataclasses.replace(runtime.tuning, max_batch_contacts=100)
+    record = run(runtime)
     assert record.status == "succeeded", record.errors
-    assert edges.segments.sent_before_last_file is overlaps
+    assert runtime.edges.segments.sent_before_last_file is overlaps
     sent = [c["email"] for body in fake.bodies for c in body["contacts"]]
     assert sorted(sent) == sorted(f"p{i}@example.com" for i in range(550))
-    assert record.counts["duplicate"] == 50 and record.conservation_holds()
+    assert record.counts.duplicate == 50 and record.counts.conserved()
 
 
 def test_a_run_past_max_profiles_whose_list_exists_sends_nothing_and_says_what_it_would_have_sent():
-    edges, fake = setup({"max_profiles": 549, "segments": [{"path": "in/"}]})
-    edges.segments = InMemoryBlobStore(
+    runtime, fake = setup({"max_profiles": 549, "segments": [{"path": "in/"}]})
+    runtime.edges.segments = InMemoryBlobStore(
         {"in/a.csv": many_rows(0, 300).encode(), "in/b.csv": many_rows(250, 300).encode()}
     )
-    edges.max_batch_contacts = 100
-    record = run(edges)
+    runtime.tuning = dataclasses.replace(runtime.tuning, max_batch_contacts=100)
+    record = run(runtime)
     assert record.status == "failed" and "nothing was sent" in record.errors[0] and fake.bodies == []
-    assert (record.counts["sent"], record.counts["would_send"]) == (0, 550) and record.conservation_holds()
+    assert (record.counts.sent, record.counts.would_send) == (0, 550) and record.counts.conserved()
 
 
 def test_a_run_past_max_profiles_fails_before_any_list_is_created_or_anything_is_sent():
-    edges, fake = setup(
+    runtime, fake = setup(
         {"max_profiles": 549, "segments": [{"path": "in/"}], "list": {"name": "Fresh", "create_if_missing": True}}
     )
-    edges.segments = InMemoryBlobStore(
+    runtime.edges.segments = InMemoryBlobStore(
         {"in/a.csv": many_rows(0, 300).encode(), "in/b.csv": many_rows(250, 300).encode()}
     )
-    record = run(edges)
+    record = run(runtime)
     assert record.status == "failed" and "no list was created" in record.errors[0]
     assert fake.bodies == [] and fake.created_lists == [] and record.lists == []
-    assert record.counts["read"] == 0 and record.counts["sent"] == 0
+    assert record.counts.read == 0 and record.counts.sent == 0
 
 
 def test_an_escaped_undecodable_character_in_json_lines_is_a_rejected_row_not_a_crash():
-    edges, fake = setup({"segments": [{"path": "people.jsonl"}]})
+    runtime, fake = setup({"segments": [{"path": "people.jsonl"}]})
     lines = '{"Email": "a@example.com", "FirstName": "\\udcff"}\n{"Email": "b@example.com", "FirstName": "Bo"}\n'
-    edges.segments = InMemoryBlobStore({"people.jsonl": lines.encode()})
-    record = run(edges)
+    runtime.edges.segments = InMemoryBlobStore({"people.jsonl": lines.encode()})
+    record = run(runtime)
     assert [c["email"] for body in fake.bodies for c in body["contacts"]] == ["b@example.com"]
-    assert record.counts["invalid"] == 1 and record.conservation_holds()
-    assert "undecodable bytes (not UTF-8) in column 2" in edges.exports.blobs[record.rejects_blob].decode()
+    assert record.counts.invalid == 1 and record.counts.conserved()
+    assert "undecodable bytes (not UTF-8) in column 2" in runtime.edges.exports.blobs[record.rejects_blob].decode()
 
 
 @pytest.mark.parametrize(("changed_first", "sent"), [(True, ["Annie"]), (False, [])])
 def test_the_first_row_of_an_email_wins_over_an_unchanged_one_in_the_same_chunk(changed_first, sent):
-    edges, fake = setup(csv_text="Email,FirstName\na@example.com,Ann\n")
-    run(edges)
+    runtime, fake = setup(csv_text="Email,FirstName\na@example.com,Ann\n")
+    run(runtime)
     rows = ["a@example.com,Annie", "a@example.com,Ann"]
     if not changed_first:
         rows.reverse()
-    edges.segments.blobs["people.csv"] = ("Email,FirstName\n" + "\n".join(rows) + "\n").encode()
+    runtime.edges.segments.blobs["people.csv"] = ("Email,FirstName\n" + "\n".join(rows) + "\n").encode()
     fake.bodies.clear()
-    record = run(edges)
+    record = run(runtime)
     assert [c["first_name"] for body in fake.bodies for c in body["contacts"]] == sent
     counts = record.counts
-    assert (counts["sent"], counts["unchanged"], counts["duplicate"]) == (len(sent), 1 - len(sent), 1)
-    assert record.conservation_holds()
+    assert (counts.sent, counts.unchanged, counts.duplicate) == (len(sent), 1 - len(sent), 1)
+    assert record.counts.conserved()
 
 
 def test_freed_memory_is_handed_back_after_each_file():
-    edges, _ = setup({"segments": [{"path": "in/"}]})
-    edges.segments = InMemoryBlobStore({"in/a.csv": many_rows(0, 30).encode(), "in/b.csv": many_rows(30, 30).encode()})
+    runtime, _ = setup({"segments": [{"path": "in/"}]})
+    runtime.edges.segments = InMemoryBlobStore(
+        {"in/a.csv": many_rows(0, 30).encode(), "in/b.csv": many_rows(30, 30).encode()}
+    )
     released: list[int] = []
-    edges.release_memory = lambda: released.append(len(released))
-    record = run(edges)
-    assert record.counts["sent"] == 60 and released == [0, 1]
+    runtime.tuning = dataclasses.replace(runtime.tuning, release_memory=lambda: released.append(len(released)))
+    record = run(runtime)
+    assert record.counts.sent == 60 and released == [0, 1]
 
 
 def test_mirror_mode_on_a_list_another_destination_names_is_refused_whatever_its_key():
     from shared.errors import ConfigError
     from shared.inputs.config import parse_destinations
-    from shared.run.export import refuse_mirror_on_shared_lists
+    from shared.run.destinations import refuse_mirror_on_shared_lists
 
     def config(other_list):
         mirror = {"name": "news", "data_privacy_consent": True, "mode": "mirror", "list": {"id": LIST_ID}}

@@ -62,7 +62,7 @@ def test_any_bad_field_names_the_destination_and_the_field(changes):
     limit=st.text(max_size=6),
 )
 def test_any_http_input_gets_json_and_a_4xx_or_success(name, body, run_id, limit):
-    edges, fake = setup()
+    runtime, fake = setup()
     for handler, route, query in (
         (start_export, {"name": name}, {}),
         (list_exports, {"name": name}, {"limit": limit}),
@@ -70,7 +70,7 @@ def test_any_http_input_gets_json_and_a_4xx_or_success(name, body, run_id, limit
         (check_destination, {"name": name}, {}),
     ):
         request = ApiRequest("POST", "https://h/api/x", route=route, query=query, body=body)
-        response = handle(handler, lambda: edges, request)
+        response = handle(handler, lambda: runtime, request)
         json.loads(response.json_bytes())
         assert response.status in (200, 202, 400, 404, 409), (handler.__name__, response.body)
         if response.status >= 400:

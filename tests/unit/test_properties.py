@@ -29,12 +29,12 @@ def test_counts_always_add_up(rows, extra_field):
         writer.writerow(
             [email, first, city, "extra"] if extra_field and first.startswith("x") else [email, first, city]
         )
-    edges, fake = setup(csv_text=out.getvalue())
-    record = run(edges)
+    runtime, fake = setup(csv_text=out.getvalue())
+    record = run(runtime)
     c = record.counts
-    assert c["read"] == len(rows)
-    assert c["read"] == c["invalid"] + c["duplicate"] + c["unchanged"] + c["sent"]
-    assert c["sent"] == c["accepted"] + c["errored"]
+    assert c.read == len(rows)
+    assert c.read == c.invalid + c.duplicate + c.unchanged + c.sent
+    assert c.sent == c.accepted + c.errored
     sent = [contact["email"] for body in fake.bodies for contact in body["contacts"]]
-    assert len(sent) == len(set(sent)) == c["sent"]
+    assert len(sent) == len(set(sent)) == c.sent
     assert all(len(contact.get("first_name", "")) <= 50 for body in fake.bodies for contact in body["contacts"])

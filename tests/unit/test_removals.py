@@ -6,8 +6,10 @@ from array import array
 from types import SimpleNamespace
 
 from shared.adapters.sendgrid import JobResult
+from shared.run.identity import email_key
+from shared.run.records import RunRecord
 from shared.run.removals import PENDING_GIVE_UP_SECONDS, remove_departed
-from shared.run.sync_state import SyncState, email_key
+from shared.run.sync_state import SyncState
 
 NOW = 1_800_000_000
 
@@ -34,7 +36,7 @@ class FakeSendGrid:
 
 
 def record():
-    return SimpleNamespace(run_id="r1", removals={}, counts={"removed": 0})
+    return RunRecord("r1", "newsletter", "cli", removals={})
 
 
 def options():
@@ -78,7 +80,7 @@ def test_a_contact_search_never_finds_is_pending_then_let_go_after_a_week():
     assert client.removed == ["id-found"]
     assert done == {email_key("found@example.com"), email_key("old@example.com")}
     assert pending == {email_key("new@example.com"): NOW, email_key("lag@example.com"): NOW - 100}  # first miss kept
-    assert rec.removals["pending"] == 2 and rec.removals["not_found"] == 1 and rec.counts["removed"] == 1
+    assert rec.removals["pending"] == 2 and rec.removals["not_found"] == 1 and rec.counts.removed == 1
 
 
 def test_stored_emails_that_do_not_match_their_keys_are_never_removed():

@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.run.sync_state import RowFingerprinter, StateUpdates, SyncState, SyncStateError, email_key
+from shared.run.identity import RowFingerprinter, email_key
+from shared.run.journal import StateUpdates, SyncStateError
+from shared.run.sync_state import SyncState
 from tests.fakes import InMemoryBlobStore
 
 

@@ -14,7 +14,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from shared.run import telemetry
 from shared.run.export import queue_run, run_export
-from shared.run.records import RunRecord
+from shared.run.records import RunRecord, RunStatus
 from shared.run.telemetry import (
     CONTACTS_REJECTED,
     CONTACTS_SENT,
@@ -73,8 +73,8 @@ def assert_nothing_personal(attributes: dict[str, Any]) -> None:
 
 
 def test_each_run_sends_one_event_with_its_dimensions_and_nothing_personal(captured):
-    edges, _ = setup()
-    record = run(edges)
+    runtime, _ = setup()
+    record = run(runtime)
     (event,) = captured.events()
     attributes = dict(event.attributes)
     assert event.body == RUN_EVENT and event.event_name == RUN_EVENT
@@ -107,16 +107,16 @@ def test_each_run_sends_one_event_with_its_dimensions_and_nothing_personal(captu
 
 def test_the_human_log_keeps_a_sentence_and_no_event_text(captured, caplog):
     caplog.set_level(logging.DEBUG)
-    edges, _ = setup()
-    record = run(edges)
+    runtime, _ = setup()
+    record = run(runtime)
     messages = [r.getMessage() for r in caplog.records]
     assert not [m for m in messages if RUN_EVENT in m or "{" in m]
     assert f"run {record.run_id} of newsletter: completed_with_errors; read=4, invalid=1" in "\n".join(messages)
 
 
 def test_a_failed_run_is_an_error_event_with_its_error_and_without_who_asked(captured):
-    edges, _ = setup({"data_privacy_consent": False})
-    record = run_export(edges, queue_run(edges, "newsletter", trigger="on_demand", requested_by="ops@example.com"))
+    runtime, _ = setup({"data_privacy_consent": False})
+    record = run_export(runtime, queue_run(runtime, "newsletter", trigger="on_demand", requested_by="ops@example.com"))
     (event,) = captured.events()
     attributes = dict(event.attributes)
     assert event.severity_text == "ERROR" and attributes["status"] == "failed"
@@ -126,7 +126,7 @@ def test_a_failed_run_is_an_error_event_with_its_error_and_without_who_asked(cap
 
 
 def test_error_text_is_redacted_and_bounded(captured):
-    record = RunRecord("r1", "newsletter", "on_demand", status="failed")
+    record = RunRecord("r1", "newsletter", "on_demand", status=RunStatus.FAILED)
     record.errors.append(f"SendGrid said no to zed@example.org with SG.{'a' * 22}.{'b' * 43}; " + "x" * 2000)
     emit_run_event(record)
     (event,) = captured.events()
@@ -136,9 +136,9 @@ def test_error_text_is_redacted_and_bounded(captured):
 
 
 def test_metrics_count_contacts_sent_and_rejected_and_time_the_run(captured):
-    edges, _ = setup()
-    run(edges)
-    run(edges, full=True)
+    runtime, _ = setup()
+    run(runtime)
+    run(runtime, full=True)
     dims = {"destination": "newsletter", "status": "completed_with_errors", "trigger": "cli", "dry_run": "false"}
     (sent,) = captured.points(CONTACTS_SENT)
     (rejected,) = captured.points(CONTACTS_REJECTED)
@@ -149,8 +149,8 @@ def test_metrics_count_contacts_sent_and_rejected_and_time_the_run(captured):
 
 
 def test_a_dry_run_is_timed_but_sends_and_rejects_no_contacts(captured):
-    edges, _ = setup()
-    run(edges, dry_run=True)
+    runtime, _ = setup()
+    run(runtime, dry_run=True)
     (event,) = captured.events()
     assert event.attributes["dry_run"] == "true"
     (duration,) = captured.points(RUN_DURATION)
@@ -159,9 +159,9 @@ def test_a_dry_run_is_timed_but_sends_and_rejects_no_contacts(captured):
 
 
 def test_a_scheduled_run_says_its_destination_is_scheduled(captured):
-    record = RunRecord("r1", "newsletter", "schedule", status="succeeded")
+    record = RunRecord("r1", "newsletter", "schedule", status=RunStatus.SUCCEEDED)
     emit_run_event(record)
-    emit_run_event(RunRecord("r2", "newsletter", "on_demand", status="succeeded"), schedule_enabled=False)
+    emit_run_event(RunRecord("r2", "newsletter", "on_demand", status=RunStatus.SUCCEEDED), schedule_enabled=False)
     first, second = captured.events()
     assert first.attributes["schedule_enabled"] == "true" and second.attributes["schedule_enabled"] == "false"
 
@@ -169,7 +169,7 @@ def test_a_scheduled_run_says_its_destination_is_scheduled(captured):
 def test_without_a_configured_sdk_nothing_is_sent_and_nothing_fails():
     # The global providers are OpenTelemetry's no-op proxies: the CLI, the demo and the tests.
     assert not telemetry._sdk_configured()
-    emit_run_event(RunRecord("r1", "newsletter", "cli", status="succeeded"))
+    emit_run_event(RunRecord("r1", "newsletter", "cli", status=RunStatus.SUCCEEDED))
 
 
 def test_a_telemetry_fault_never_fails_the_run(monkeypatch, caplog):
@@ -178,8 +178,8 @@ def test_a_telemetry_fault_never_fails_the_run(monkeypatch, caplog):
             raise RuntimeError("exporter down")
 
     monkeypatch.setattr(telemetry, "get_logger_provider", Broken)
-    edges, _ = setup()
-    record = run(edges)
+    runtime, _ = setup()
+    record = run(runtime)
     assert record.status == "completed_with_errors"
     assert f"the run event of {record.run_id} was not sent (RuntimeError)" in caplog.text
 

@@ -1,0 +1,117 @@
+"""The journal of a run: contacts SendGrid confirmed, written as each import job is confirmed,
+so that a run that dies keeps them (the next run's load applies them; see
+:mod:`shared.run.sync_state`)."""
+
+from __future__ import annotations
+
+import struct
+from array import array
+
+from shared.errors import ExportError
+
+# A journal: magic, count, the keys, the fingerprints, then (mirror mode) the emails, one a line.
+_JOURNAL = struct.Struct("<8sQ")
+JOURNAL_MAGIC = b"SGJRNL02"
+_LEGACY_JOURNAL_RECORD = struct.Struct("<QQH")  # key, fingerprint, email length; then the email bytes
+
+
+def journal_prefix(destination: str) -> str:
+    return f"state/{destination}/journal-"
+
+
+class SyncStateError(ExportError):
+    pass
+
+
+def corrupt(blob: str, why: str) -> SyncStateError:
+    """The one wording of a corrupt state or journal: which blob, why, and the two ways out."""
+    return SyncStateError(
+        f"the sync state is corrupt ({blob}: {why}): delete {blob} or run with --full "
+        "(either way the next run sends every contact once)."
+    )
+
+
+class StateUpdates:
+    """Confirmed (key, fingerprint[, email]) triples, in the order they were confirmed."""
+
+    def __init__(self) -> None:
+        self.keys = array("Q")
+        self.fingerprints = array("Q")
+        self.emails: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def extend(self, keys: array[int], fps: array[int], emails: list[str] | None) -> None:
+        """Add many triples at once; ``emails`` aligned with ``keys``, or None if none is kept."""
+        if emails is None and self.emails is not None:
+            emails = [""] * len(keys)
+        elif emails is not None and self.emails is None:
+            self.emails = [""] * len(self.keys)
+        self.keys.extend(keys)
+        self.fingerprints.extend(fps)
+        if self.emails is not None and emails is not None:
+            self.emails.extend(emails)
+
+    def add(self, key: int, fp: int, email: str | None) -> None:
+        self.keys.append(key)
+        self.fingerprints.append(fp)
+        if email is not None:
+            if self.emails is None:
+                self.emails = [""] * (len(self.keys) - 1)
+            self.emails.append(email)
+        elif self.emails is not None:
+            self.emails.append("")
+
+    def journal_bytes(self, start: int = 0) -> bytes:
+        """The records from ``start`` on, in the journal's binary form."""
+        parts = [
+            _JOURNAL.pack(JOURNAL_MAGIC, len(self.keys) - start),
+            self.keys[start:].tobytes(),
+            self.fingerprints[start:].tobytes(),
+        ]
+        if self.emails is not None:
+            parts.append("\n".join(self.emails[start:]).encode("utf-8"))
+        return b"".join(parts)
+
+    def extend_from_journal(self, raw: bytes, *, source: str = "a sync state journal") -> None:
+        if not raw.startswith(JOURNAL_MAGIC):
+            self._extend_from_legacy_journal(raw, source)
+            return
+        count = _JOURNAL.unpack_from(raw)[1] if len(raw) >= _JOURNAL.size else -1
+        if count < 0 or len(raw) < _JOURNAL.size + 16 * count:
+            raise corrupt(source, "the journal is truncated")
+        keys, fps = array("Q"), array("Q")
+        keys.frombytes(raw[_JOURNAL.size : _JOURNAL.size + 8 * count])
+        fps.frombytes(raw[_JOURNAL.size + 8 * count : _JOURNAL.size + 16 * count])
+        rest = raw[_JOURNAL.size + 16 * count :]
+        emails = None
+        if rest and count:
+            try:
+                emails = rest.decode("utf-8").split("\n")
+            except UnicodeDecodeError:
+                raise corrupt(source, "the journal's emails are not UTF-8") from None
+            if len(emails) != count:
+                raise corrupt(source, f"the journal holds {len(emails)} emails for {count} contacts")
+        self.extend(keys, fps, emails)
+
+    def _extend_from_legacy_journal(self, raw: bytes, source: str) -> None:
+        # Written by versions before journal format 2; only a run that died leaves one behind.
+        # Parsed whole before anything is added, so a corrupt one adds nothing.
+        parsed: list[tuple[int, int, str | None]] = []
+        offset = 0
+        while offset + _LEGACY_JOURNAL_RECORD.size <= len(raw):
+            key, fp, length = _LEGACY_JOURNAL_RECORD.unpack_from(raw, offset)
+            offset += _LEGACY_JOURNAL_RECORD.size
+            if offset + length > len(raw):
+                raise corrupt(source, "the journal is truncated")
+            try:
+                email = raw[offset : offset + length].decode("utf-8")
+            except UnicodeDecodeError:
+                raise corrupt(source, "the journal's emails are not UTF-8") from None
+            offset += length
+            parsed.append((key, fp, email or None))
+        if offset != len(raw):
+            raise corrupt(source, "the journal is truncated")
+        for key, fp, maybe_email in parsed:
+            self.add(key, fp, maybe_email)

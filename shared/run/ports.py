@@ -1,0 +1,80 @@
+"""The ports of a run: everything it talks to outside itself, and nothing else.
+
+:class:`Edges` is what :mod:`shared.bootstrap` builds once a process (storage, Key Vault, the
+queue, the lock, SendGrid) and what tests replace with fakes. How a run is tuned and the values
+read from the environment are not ports: they sit beside the edges in
+:class:`shared.run.runtime.Runtime`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from shared.adapters.jobs import JobQueue
+from shared.adapters.locks import RunLock
+from shared.adapters.secrets import SecretProvider
+from shared.adapters.sendgrid import CallStats, JobResult
+from shared.adapters.storage import BlobStore
+from shared.run.progress import NoProgress, ProgressSink
+from shared.run.records import RunRecordStore
+
+
+class SendGridApi(Protocol):
+    """The SendGrid calls a run and ``check`` make (:class:`shared.adapters.sendgrid.SendGridClient`)."""
+
+    # Epoch second past which no call waits or retries (set by the run); None: no bound.
+    deadline: float | None
+
+    def upsert_contacts(self, body: bytes) -> tuple[str, CallStats]: ...
+
+    def wait_for_jobs(
+        self,
+        job_ids: list[str],
+        *,
+        deadline: float,
+        interval: float = ...,
+        max_interval: float = ...,
+        on_end: Callable[[JobResult], None] | None = ...,
+        tick: Callable[[], None] | None = ...,
+    ) -> dict[str, JobResult]: ...
+
+    def download_errors_file(self, url: str) -> bytes: ...
+
+    def iter_lists(self) -> Iterator[dict[str, Any]]: ...
+
+    def get_list(self, list_id: str) -> dict[str, Any] | None: ...
+
+    def create_list(self, name: str) -> dict[str, Any]: ...
+
+    def search_emails(self, emails: list[str]) -> dict[str, str]: ...
+
+    def search_email_by_query(self, email: str) -> str | None: ...
+
+    def remove_from_list(self, list_id: str, contact_ids: list[str]) -> str | None: ...
+
+    def scopes(self) -> list[str]: ...
+
+    def field_definitions(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+# A client for one API base URL and key: a run makes its own, with the key it just read.
+SendGridFactory = Callable[[str, str], SendGridApi]
+
+
+@dataclass
+class Edges:
+    """Everything a run touches outside itself, built once (see :mod:`shared.bootstrap`)."""
+
+    segments: BlobStore
+    exports: BlobStore
+    secrets: SecretProvider
+    sendgrid: SendGridFactory
+    lock: RunLock
+    jobs: JobQueue
+    records: RunRecordStore
+    # Where a run's progress is shown while it goes (the CLI's stderr); the record moves anyway.
+    progress: ProgressSink = field(default_factory=NoProgress)

@@ -1,0 +1,303 @@
+"""One file's records through the row rules into the spool: the hot loop of a run."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from itertools import compress, repeat
+from operator import eq
+from typing import Any
+
+from shared.adapters.storage import BlobStore
+from shared.inputs.config import Destination, SegmentRef
+from shared.inputs.mapping import plan_columns
+from shared.inputs.rows import CustomFieldDef, RowRules
+from shared.inputs.segments import RecordChunk, SegmentFile, TabularFile, open_segment_file
+from shared.run.batching import BatchSpool, ContactNotEncodable, ContactTooLarge, encode_contact
+from shared.run.counts import FILE_COUNTS, RunCounts
+from shared.run.identity import RowFingerprinter, email_key
+from shared.run.keysets import MISSING, PositionIndex
+from shared.run.progress import RunProgress
+from shared.run.records import RejectsWriter, RunRecord
+from shared.run.runtime import Tuning
+from shared.run.sending import BatchSender
+from shared.run.sync_state import RunKeys, SyncState
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Plan = list[tuple[SegmentRef, list[SegmentFile]]]
+
+
+def unproven_read(plan: Plan) -> str:
+    """Why the read may be incomplete, or "": files of a CDM entity that lists no partitions were
+    found by listing its newest snapshot folder, and nothing says that folder was complete."""
+    unproven = [file.name for _, files in plan for file in files if not file.proven_complete]
+    if not unproven:
+        return ""
+    return f"{len(unproven)} file(s) of a CDM entity whose model.json lists no partitions, e.g. {unproven[0]}"
+
+
+class SegmentsReading:
+    """Every file of every segment through a :class:`FileReader`; each file's own counts go to
+    its segment's summary in the record."""
+
+    def __init__(
+        self,
+        record: RunRecord,
+        rejects: RejectsWriter,
+        progress: RunProgress,
+        spool: BatchSpool,
+        sender: BatchSender | None,
+        store: BlobStore,
+        settings: Settings,
+        tuning: Tuning,
+    ):
+        self.record, self.rejects, self.progress, self.spool, self.sender = record, rejects, progress, spool, sender
+        self.store, self.max_record_bytes, self.release_memory = store, settings.max_record_bytes, tuning.release_memory
+
+    def read(
+        self,
+        destination: Destination,
+        plan: Plan,
+        custom_fields: dict[str, CustomFieldDef],
+        state: SyncState,
+        list_ids: list[str],
+        *,
+        full: bool,
+        mirror: bool,
+    ) -> RunKeys:
+        """Read every record into the spool. Returns the keys of every valid contact (mirror
+        mode needs them to find who left)."""
+        # Fingerprint -> position in the state of the records SendGrid already has; --full knows none.
+        known = None if full or not len(state) else state.fingerprint_index()
+        # Email keys of this run's valid contacts: de-duplication, first wins. Those the state
+        # holds are kept by position; a --full run in upsert mode needs no positions.
+        seen = RunKeys(state if known is not None or mirror else None)
+        salt = (",".join(sorted(list_ids)), ";".join(f"{d.name}:{d.id}:{d.field_type}" for d in custom_fields.values()))
+        for segment, files in plan:
+            summary: dict[str, Any] = {"path": segment.path, "files": len(files), "rows": 0, "by_file": []}
+            self.record.segments.append(summary)
+            for file in files:
+                by_file = self._read_file(file, destination, custom_fields, salt, known, seen)
+                summary["rows"] += by_file["rows"]
+                summary["by_file"].append(by_file)
+                self.release_memory()
+        return seen
+
+    def _read_file(
+        self,
+        file: SegmentFile,
+        destination: Destination,
+        custom_fields: dict[str, CustomFieldDef],
+        salt: tuple[str, str],
+        known: PositionIndex | None,
+        seen: RunKeys,
+    ) -> dict[str, Any]:
+        counts, lists, customs = self.record.counts, salt[0], salt[1]
+        table = open_segment_file(self.store, file, destination.mapping, self.max_record_bytes)
+        columns = plan_columns(destination.mapping, table.columns, file.name)
+        reader = FileReader(
+            table,
+            RowRules(columns, custom_fields, encoding=file.csv.encoding.upper()),
+            RowFingerprinter(lists, repr(columns), customs, "\x1f".join(table.columns)),
+            columns.email,
+            counts,
+            self.rejects,
+            self.spool,
+        )
+        before = counts.snapshot()
+        rows = reader.read(known, seen, self._on_chunk)
+        counts.read += rows
+        counts.control_chars_stripped += table.control_chars_stripped
+        log.info("read %s: %d rows (%d to send so far)", file.name, rows, self.spool.count)
+        return {"name": file.name, "rows": rows} | counts.changed_since(before, FILE_COUNTS)
+
+    def _on_chunk(self, rows_in_file: int) -> None:
+        progress = self.progress
+        progress.rows_read = self.record.counts.read + rows_in_file
+        progress.batches_spooled = self.spool.batch_count
+        if self.sender is not None:
+            progress.batches_sent = self.sender.settled
+        progress.tick()
+
+
+class FileReader:
+    """One file's records through the row rules into the spool: the hot loop of a run.
+
+    A record whose fingerprint SendGrid already has costs one hash and two lookups: it is not
+    parsed, mapped or encoded. The others are parsed a chunk at a time.
+    """
+
+    def __init__(
+        self,
+        table: TabularFile,
+        rules: RowRules,
+        fingerprinter: RowFingerprinter,
+        email_at: int,
+        counts: RunCounts,
+        rejects: RejectsWriter,
+        spool: BatchSpool,
+    ):
+        self.table, self.rules, self.fingerprinter, self.email_at = table, rules, fingerprinter, email_at
+        self.counts, self.rejects, self.spool = counts, rejects, spool
+
+    def read(self, known: PositionIndex | None, seen: RunKeys, on_chunk: Callable[[int], None] | None = None) -> int:
+        parse = self.table.parse
+        rows = 0
+        for chunk in self.table.chunks:
+            if on_chunk is not None:
+                on_chunk(rows)
+            records = chunk.records
+            rows += len(records)
+            fps, undecodable = self.fingerprinter.many(records)
+            fresh, claims = (
+                self._take_unchanged(fps, known, seen) if known is not None else (range(len(records)), _Claims([], {}))
+            )
+            if fresh:
+                parsed, problems = parse(records if len(fresh) == len(records) else [records[i] for i in fresh])
+                self._add(chunk, fresh, fps, undecodable, parsed, problems, seen, claims)
+        return rows
+
+    def _take_unchanged(self, fps: list[int], known: PositionIndex, seen: RunKeys) -> tuple[Sequence[int], _Claims]:
+        """Count the records SendGrid already has (the very records it accepted last time: valid,
+        and unchanged) and return the indexes of the others. In a delta run nearly every record
+        is one of these, so the usual chunk is settled with a few whole-list operations.
+
+        Such a record is known by its position in the state, whose key is its email's: it is
+        claimed there, without its key being made or looked up."""
+        at = known.find_many(fps)
+        missing = at.count(MISSING)
+        if missing == len(at):
+            return range(len(at)), _Claims(at, {})
+        found = set(at)
+        found.discard(MISSING)
+        claimed = seen.claimed
+        if len(found) == len(at) - missing and not any(map(claimed.__getitem__, found)):  # no email twice
+            seen.claim_unclaimed(found)
+            self.counts.unchanged += len(found)
+            fresh = _indexes_of(at, MISSING) if missing else []
+            return fresh, _Claims(at)
+        fresh = []
+        claims: dict[int, int] = {}
+        for index, position in enumerate(at):
+            if position == MISSING:
+                fresh.append(index)
+            elif claimed[position]:
+                self.counts.duplicate += 1
+            else:
+                seen.claim_unclaimed({position})
+                claims[position] = index
+                self.counts.unchanged += 1
+        return fresh, _Claims(at, claims)
+
+    def _add(
+        self,
+        chunk: RecordChunk,
+        indexes: Sequence[int],
+        fps: list[int],
+        undecodable: set[int],
+        parsed: list[list[str] | None],
+        problems: dict[int, str],
+        seen: RunKeys,
+        claims: _Claims,
+    ) -> None:
+        # Once a row: attribute lookups are bound to locals, rare outcomes go to methods.
+        counts, apply, too_large, key_of = self.counts, self.rules.apply, self.spool.max_contact_bytes, email_key
+        locate, claimed, claim_new = seen.locate, seen.claimed, seen.others.add
+        in_state = bool(claimed)
+        encoded: list[bytes] = []
+        lines: list[int] = []
+        keys: list[int] = []
+        chosen: list[int] = []
+        for position, (index, fields) in enumerate(zip(indexes, parsed, strict=True)):
+            if fields is None:  # a record the reader could not make fields of
+                self._invalid(chunk.line_of(index), "", problems.get(position, "unreadable record"))
+                continue
+            contact, reason, truncated, field_rejects = apply(fields, index in undecodable)
+            if contact is None:
+                self._invalid_contact(chunk.line_of(index), fields, reason)
+                continue
+            email = contact["email"]
+            key = key_of(email)
+            # A later unchanged row of the chunk may have claimed this email: this row wins. A key
+            # new to the state is claimed at once (one walk of the set), given back if not sent.
+            at = locate(key) if in_state else MISSING
+            taken = claimed[at] if at != MISSING else not claim_new(key)
+            takes_over = taken and at != MISSING and claims.later_than(at, index)
+            if taken and not takes_over:
+                counts.duplicate += 1
+                continue
+            line = chunk.line_of(index)
+            try:
+                contact_json = encode_contact(contact)
+                if len(contact_json) > too_large:
+                    raise ContactTooLarge.of(contact_json)
+            except (ContactTooLarge, ContactNotEncodable) as exc:
+                self._unencodable(exc, fields, line, email, key if at == MISSING else None, seen)
+                continue
+            if takes_over:
+                self._took_over()
+            elif at != MISSING:
+                seen.claim(at)
+            encoded.append(contact_json)
+            lines.append(line)
+            keys.append(key)
+            chosen.append(fps[index])
+            if truncated:
+                counts.truncated += 1
+            if field_rejects:
+                self._fields_rejected(line, email, field_rejects)
+        self.spool.add_many(encoded, self.table.name, lines, keys, chosen)
+        counts.sent += len(encoded)
+
+    def _invalid_contact(self, line: int, fields: list[str], reason: str) -> None:
+        self._invalid(line, fields[self.email_at] if self.email_at < len(fields) else "", reason)
+
+    def _took_over(self) -> None:
+        """A changed row claimed the email a later unchanged row had: that one is the duplicate."""
+        self.counts.unchanged -= 1
+        self.counts.duplicate += 1
+
+    def _invalid(self, line: int, email: str, reason: str) -> None:
+        self.counts.invalid += 1
+        self.rejects.add(self.table.name, line, email, "invalid", reason)
+
+    def _unencodable(
+        self, exc: ValueError, fields: list[str], line: int, email: str, claimed_key: int | None, seen: RunKeys
+    ) -> None:
+        # Undecodable text can also come from a JSON escape, which the record's raw text does not show.
+        why = self.rules.undecodable(fields) if isinstance(exc, ContactNotEncodable) else ""
+        self._invalid(line, email, why or str(exc))
+        if claimed_key is not None:  # claimed above as a key new to the state: given back
+            seen.others.discard(claimed_key)
+
+    def _fields_rejected(self, line: int, email: str, field_rejects: list[tuple[str, str]]) -> None:
+        self.counts.fields_rejected += len(field_rejects)
+        for field_name, problem in field_rejects:
+            self.rejects.add(self.table.name, line, email, "field_rejected", problem, field_name)
+
+
+class _Claims:
+    """The state positions (emails) a chunk's unchanged records claimed, and where in the chunk.
+    A changed record earlier in the chunk with the same email still comes first, so it wins, as
+    the first row does."""
+
+    def __init__(self, positions: list[int], claimed: dict[int, int] | None = None):
+        self._positions = positions  # MISSING for a record the state does not know
+        self._claimed = claimed  # None: every position in positions, at its index (built when first asked)
+
+    def later_than(self, position: int, index: int) -> bool:
+        """Whether an unchanged record after ``index`` claimed ``position`` (it then gives it up)."""
+        if self._claimed is None:
+            self._claimed = {p: i for i, p in enumerate(self._positions) if p != MISSING}
+        at = self._claimed.get(position)
+        if at is None or at < index:
+            return False
+        del self._claimed[position]
+        return True
+
+
+def _indexes_of(values: list[int], wanted: int) -> list[int]:
+    """Where ``wanted`` is in ``values``: compress and map walk the list in C, not a loop a row."""
+    return list(compress(range(len(values)), map(eq, values, repeat(wanted))))
