@@ -4,34 +4,38 @@ from __future__ import annotations
 
 from array import array
 from types import SimpleNamespace
+from typing import Any
 
 from shared.adapters.sendgrid import JobResult
 from shared.run.identity import email_key
+from shared.run.ports import SendGridApi
 from shared.run.records import RunRecord
 from shared.run.removals import PENDING_GIVE_UP_SECONDS, remove_departed
 from shared.run.sync_state import SyncState
+from tests.fakes import FakeSendGrid
 
 NOW = 1_800_000_000
 
 
-class FakeSendGrid:
-    deadline = None
+class SearchingSendGrid(FakeSendGrid):
+    """The run core's fake SendGrid, holding contacts that search finds and removal removes."""
 
     def __init__(self, contacts: dict[str, str]):
+        super().__init__()
         self.contacts = contacts  # email -> id of those search can find
         self.removed: list[str] = []
 
-    def search_emails(self, emails):
+    def search_emails(self, emails: list[str]) -> dict[str, str]:
         return {e: self.contacts[e] for e in emails if e in self.contacts}
 
-    def search_email_by_query(self, email):
+    def search_email_by_query(self, email: str) -> str | None:
         return self.contacts.get(email)
 
-    def remove_from_list(self, list_id, contact_ids):
+    def remove_from_list(self, list_id: str, contact_ids: list[str]) -> str | None:
         self.removed.extend(contact_ids)
         return f"job-{len(self.removed)}"
 
-    def wait_for_jobs(self, job_ids, **_):
+    def wait_for_jobs(self, job_ids: list[str], **_: Any) -> dict[str, JobResult]:
         return {job_id: JobResult(job_id, "completed") for job_id in job_ids}
 
 
@@ -48,7 +52,9 @@ def state_of(emails: list[str], pending=None) -> SyncState:
     return SyncState(keys, array("Q", range(len(emails))), list(emails), pending or {})
 
 
-def removal(client, state, present, rec):
+def removal(
+    client: SendGridApi, state: SyncState, present: set[int], rec: RunRecord
+) -> tuple[set[int], dict[int, int] | None]:
     return remove_departed(
         client,
         ["list-1"],
@@ -74,7 +80,7 @@ def test_a_contact_search_never_finds_is_pending_then_let_go_after_a_week():
             email_key("lag@example.com"): NOW - 100,
         },
     )
-    client = FakeSendGrid({"found@example.com": "id-found"})
+    client = SearchingSendGrid({"found@example.com": "id-found"})
     rec = record()
     done, pending = removal(client, state, {email_key("kept@example.com")}, rec)
     assert client.removed == ["id-found"]
@@ -87,7 +93,7 @@ def test_stored_emails_that_do_not_match_their_keys_are_never_removed():
     emails = ["a@example.com", "b@example.com", "c@example.com"]
     state = state_of(emails)
     state.emails = ["b@example.com", "c@example.com", "a@example.com"]  # shifted by one: corrupt
-    client = FakeSendGrid({e: f"id-{e}" for e in emails})
+    client = SearchingSendGrid({e: f"id-{e}" for e in emails})
     rec = record()
     done, pending = removal(client, state, {email_key("a@example.com")}, rec)
     assert client.removed == [] and done == set() and pending == {}
