@@ -334,7 +334,10 @@ class SendGridClient:
 
     def _back_off_unreached(self, method: str, path: str, failures: int, why: str) -> None:
         if failures >= self._policy.max_attempts:
-            raise SendGridError(f"{method} {path}: SendGrid could not be reached after {failures} attempts ({why}).")
+            # Raised while the transport error is handled: from None keeps it (its URL) out of tracebacks.
+            raise SendGridError(
+                f"{method} {path}: SendGrid could not be reached after {failures} attempts ({why})."
+            ) from None
         delay = self._policy.backoff(failures)
         self._within_deadline(method, path, delay, why)
         log.warning("%s %s: %s; retrying in %.1fs", method, path, why, delay)

@@ -216,7 +216,7 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "trigger": str,
     "requested_by": str,
     "options": ExportOptions,
-    "status": RunStatus,
+    "status": str,  # a RunStatus, or a status this version does not know: listed as it is
     "queued_at": str,
     "started_at": str,
     "finished_at": str,

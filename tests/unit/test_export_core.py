@@ -307,3 +307,11 @@ def test_mirror_mode_on_a_list_another_destination_names_is_refused_whatever_its
             refuse_mirror_on_shared_lists(cfg, cfg.get("news"), found)
     cfg = config({"name": "Loyalty"})
     refuse_mirror_on_shared_lists(cfg, cfg.get("news"), found)  # a list of its own: fine
+
+
+def test_a_stored_record_whose_status_this_version_does_not_know_is_listed_not_skipped_as_corrupt():
+    exports = InMemoryBlobStore()
+    stored = {"run_id": "20260101T000000Z-00000000", "destination": "newsletter", "trigger": "cli", "status": "paused"}
+    exports.blobs["runs/newsletter/20260101T000000Z-00000000.json"] = json.dumps(stored).encode()
+    (record,) = RunRecordStore(exports).recent("newsletter")
+    assert record.status == "paused" and record.to_dict()["status"] == "paused"

@@ -24,3 +24,27 @@ def test_rate_limit_falls_back_to_retry_after_then_base_delay_and_is_capped():
     assert 0.5 < policy.rate_limit_wait({}, now=0) <= 0.75
     assert policy.rate_limit_wait({"X-RateLimit-Reset": str(1700000000 + 3600)}, now=1700000000) == 60
     assert 0 < policy.rate_limit_wait({"X-RateLimit-Reset": "1699999990"}, now=1700000000) <= 0.25
+
+
+def test_a_sendgrid_that_cannot_be_reached_raises_without_the_transport_error_chained():
+    # The transport error names the URL, query string included: it stays out of any traceback.
+    import pytest
+    import requests
+
+    from shared.adapters.sendgrid import SendGridClient
+    from shared.errors import SendGridError
+
+    class Unreachable(requests.Session):
+        def request(self, *args, **kwargs):
+            raise requests.ConnectionError("host='api.sendgrid.com' url=/v3/marketing/lists/L/contacts?contact_ids=c1")
+
+    client = SendGridClient(
+        "https://api.sendgrid.com",
+        "k" * 20,
+        session=Unreachable(),
+        policy=RetryPolicy(max_attempts=2),
+        sleep=lambda s: None,
+    )
+    with pytest.raises(SendGridError, match="could not be reached after 2 attempts") as caught:
+        client.get_list("L")
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
