@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 
@@ -27,11 +27,18 @@ class RunCounts:
     fields_rejected: int = 0
     removed: int = 0
     control_chars_stripped: int = 0
+    # Counts a newer version wrote that this one does not know: kept, so that re-saving a record
+    # (the abandoned-run scan, after a rollback) does not lose them.
+    unknown: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def conserved(self) -> bool:
         """Every row read is accounted for once: rejected, a duplicate, unchanged, or sent (or
         would have been)."""
         return self.read == self.invalid + self.duplicate + self.unchanged + self.sent + self.would_send
+
+    def well_formed(self) -> bool:
+        """Every known count a whole number (a record read back may say anything)."""
+        return all(type(getattr(self, name)) is int for name in COUNT_NAMES)
 
     @property
     def rejected(self) -> int:
@@ -45,20 +52,21 @@ class RunCounts:
     def snapshot(self) -> RunCounts:
         return replace(self)
 
-    def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in COUNT_NAMES}
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in COUNT_NAMES} | self.unknown
 
     def changed_since(self, before: RunCounts, names: tuple[str, ...]) -> dict[str, int]:
         """Of ``names``, those that changed since ``before``, with how much (a file's own counts)."""
-        now, then = self.as_dict(), before.as_dict()
-        return {name: now[name] - then[name] for name in names if now[name] != then[name]}
+        now = {name: getattr(self, name) for name in names}
+        return {name: now[name] - getattr(before, name) for name in names if now[name] != getattr(before, name)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunCounts:
         """A record from before a count existed has it as 0."""
-        return cls(**{name: data[name] for name in COUNT_NAMES if name in data})
+        known = {name: data[name] for name in COUNT_NAMES if name in data}
+        return cls(**known, unknown={name: value for name, value in data.items() if name not in known})
 
 
-COUNT_NAMES = tuple(f.name for f in fields(RunCounts))
+COUNT_NAMES = tuple(f.name for f in fields(RunCounts) if f.name != "unknown")
 # The counts each file of a segment reports in the record (those it changed).
 FILE_COUNTS = ("invalid", "duplicate", "unchanged", "sent", "truncated", "fields_rejected", "control_chars_stripped")

@@ -205,6 +205,8 @@ class RunRecordStore:
             for key, kind in _FIELD_TYPES.items()
             if not isinstance(getattr(record, key), kind) and getattr(record, key) is not None
         ]
+        if isinstance(record.counts, RunCounts) and not record.counts.well_formed():
+            problems.append("counts")
         if problems or not isinstance(record.run_id, str) or not isinstance(record.destination, str):
             raise CorruptRunRecord(name, f"wrong type of {', '.join(problems) or 'run_id or destination'}")
         return record

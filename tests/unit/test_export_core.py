@@ -315,3 +315,18 @@ def test_a_stored_record_whose_status_this_version_does_not_know_is_listed_not_s
     exports.blobs["runs/newsletter/20260101T000000Z-00000000.json"] = json.dumps(stored).encode()
     (record,) = RunRecordStore(exports).recent("newsletter")
     assert record.status == "paused" and record.to_dict()["status"] == "paused"
+
+
+def test_a_stored_record_keeps_counts_this_version_does_not_know_and_refuses_counts_that_are_not_numbers():
+    exports = InMemoryBlobStore()
+    base = {"destination": "newsletter", "trigger": "cli", "status": "succeeded"}
+    kept = base | {"run_id": "20260101T000000Z-00000001", "counts": {"read": 2, "sent": 2, "bounced": 1}}
+    bad = base | {"run_id": "20260101T000000Z-00000002", "counts": {"read": "2"}}
+    for stored in (kept, bad):
+        exports.blobs[f"runs/newsletter/{stored['run_id']}.json"] = json.dumps(stored).encode()
+    store = RunRecordStore(exports)
+    (record,) = store.recent("newsletter")  # the one with a count that is no number is skipped
+    assert record.run_id == kept["run_id"]
+    assert record.counts.read == 2 and record.to_dict()["counts"]["bounced"] == 1
+    store.save(record)  # saved again (the abandoned-run scan does): the count it did not know stays
+    assert json.loads(exports.blobs[f"runs/newsletter/{kept['run_id']}.json"])["counts"]["bounced"] == 1
