@@ -25,6 +25,10 @@ class SegmentFile:
     proven_complete: bool = True  # False: found by listing a CDM folder, not named by model.json
 
 
+# A run's reading plan: each segment of the destination, with the files it names, in order.
+SegmentPlan = list[tuple[SegmentRef, list[SegmentFile]]]
+
+
 def resolve_segment(store: BlobStore, segment: SegmentRef) -> list[SegmentFile]:
     """Every file a segment names, in name order; a segment that names nothing readable fails."""
     if segment.is_prefix:

@@ -29,7 +29,7 @@ from shared.inputs.destination import FieldMapping
 from shared.inputs.jsonl_reader import read_jsonl
 from shared.inputs.line_count import record_bound, scan_plain
 from shared.inputs.record_split import RecordChunk
-from shared.inputs.segment_blobs import CSV_SUFFIXES, JSONL_SUFFIXES, SegmentFile, resolve_segment
+from shared.inputs.segment_blobs import CSV_SUFFIXES, JSONL_SUFFIXES, SegmentFile, SegmentPlan, resolve_segment
 from shared.inputs.tabular import TabularFile
 from shared.settings import DEFAULT_MAX_RECORD_BYTES
 
@@ -38,6 +38,7 @@ __all__ = [
     "JSONL_SUFFIXES",
     "RecordChunk",
     "SegmentFile",
+    "SegmentPlan",
     "TabularFile",
     "open_segment_file",
     "record_bound",

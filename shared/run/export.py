@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from shared.context import propagate
 from shared.errors import ExportError, ProfileLimitError
-from shared.inputs.config import Destination, DestinationsConfig, SegmentRef
+from shared.inputs.config import Destination, DestinationsConfig
 from shared.inputs.rows import CustomFieldDef
-from shared.inputs.segments import SegmentFile, resolve_segment
+from shared.inputs.segments import SegmentPlan, resolve_segment
 from shared.privacy import mask_emails
 from shared.run.batching import BatchSpool
 from shared.run.bookkeeping import RunBookkeeping
@@ -52,8 +52,6 @@ from shared.run.settling import JobSettler
 from shared.run.sync_state import RunKeys, SyncState
 
 log = logging.getLogger(__name__)
-
-Plan = list[tuple[SegmentRef, list[SegmentFile]]]
 
 
 def queue_run(
@@ -160,7 +158,12 @@ class _Run(RunBookkeeping):
             log.info("segment files scanned, at most %d rows: sending while reading", bound)
 
     def _sync(
-        self, client: SendGridApi, config: DestinationsConfig, destination: Destination, plan: Plan, scan: BoundScan
+        self,
+        client: SendGridApi,
+        config: DestinationsConfig,
+        destination: Destination,
+        plan: SegmentPlan,
+        scan: BoundScan,
     ) -> None:
         with self.stage("lists"):
             found = require_lists(client, destination)
@@ -189,7 +192,7 @@ class _Run(RunBookkeeping):
             self._delivered = self.sender is not None and self.sender.released > 0
             spool.close()
 
-    def _prove_within_limit(self, destination: Destination, plan: Plan, scan: BoundScan) -> None:
+    def _prove_within_limit(self, destination: Destination, plan: SegmentPlan, scan: BoundScan) -> None:
         with self.stage("scan"):
             bound = scan.result()
             if bound is not None and bound > destination.max_profiles:
@@ -207,7 +210,7 @@ class _Run(RunBookkeeping):
         self,
         client: SendGridApi,
         destination: Destination,
-        plan: Plan,
+        plan: SegmentPlan,
         scan: BoundScan,
         spool: BatchSpool,
         list_ids: list[str],
@@ -244,7 +247,7 @@ class _Run(RunBookkeeping):
     def _read(
         self,
         destination: Destination,
-        plan: Plan,
+        plan: SegmentPlan,
         scan: BoundScan,
         spool: BatchSpool,
         state: SyncState,
@@ -288,7 +291,7 @@ class _Run(RunBookkeeping):
         self,
         client: SendGridApi,
         destination: Destination,
-        plan: Plan,
+        plan: SegmentPlan,
         list_ids: list[str],
         state: SyncState,
         present: RunKeys,

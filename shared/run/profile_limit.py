@@ -13,27 +13,25 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from shared.adapters.storage import BlobStore
 from shared.context import propagate
 from shared.errors import ExportError, ProfileLimitError
-from shared.inputs.config import Destination, SegmentRef
+from shared.inputs.config import Destination
 from shared.inputs.mapping import plan_columns
 from shared.inputs.rows import RowRules
-from shared.inputs.segments import SegmentFile, open_segment_file, scan_segment_file
+from shared.inputs.segments import SegmentPlan, open_segment_file, scan_segment_file
 from shared.run.identity import email_key
 from shared.run.keysets import KeySet
 
 log = logging.getLogger(__name__)
 
-Plan = Sequence[tuple[SegmentRef, list[SegmentFile]]]
-
 
 def record_bound(
     store: BlobStore,
-    plan: Plan,
+    plan: SegmentPlan,
     destination: Destination,
     max_record_bytes: int,
     cancelled: threading.Event | None = None,
@@ -89,7 +87,7 @@ class BoundScan:
     def __init__(
         self,
         store: BlobStore,
-        plan: Plan,
+        plan: SegmentPlan,
         destination: Destination,
         max_record_bytes: int,
         on_bound: Callable[[int | None], None] | None = None,
@@ -123,7 +121,7 @@ class BoundScan:
             self._thread.join()
 
 
-def require_within_limit(store: BlobStore, plan: Plan, destination: Destination, max_record_bytes: int) -> int:
+def require_within_limit(store: BlobStore, plan: SegmentPlan, destination: Destination, max_record_bytes: int) -> int:
     """Count the distinct valid emails, and fail past ``max_profiles`` (as soon as it is passed)."""
     limit = destination.max_profiles
     keys = KeySet()  # compact: this count must not cost memory a set of ints would (see keysets)

@@ -9,10 +9,10 @@ from operator import eq
 from typing import Any
 
 from shared.adapters.storage import BlobStore
-from shared.inputs.config import Destination, SegmentRef
+from shared.inputs.config import Destination
 from shared.inputs.mapping import plan_columns
 from shared.inputs.rows import CustomFieldDef, RowRules
-from shared.inputs.segments import RecordChunk, SegmentFile, TabularFile, open_segment_file
+from shared.inputs.segments import RecordChunk, SegmentFile, SegmentPlan, TabularFile, open_segment_file
 from shared.run.batching import BatchSpool, ContactNotEncodable, ContactTooLarge, encode_contact
 from shared.run.counts import FILE_COUNTS, RunCounts
 from shared.run.identity import RowFingerprinter, email_key
@@ -26,10 +26,8 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Plan = list[tuple[SegmentRef, list[SegmentFile]]]
 
-
-def unproven_read(plan: Plan) -> str:
+def unproven_read(plan: SegmentPlan) -> str:
     """Why the read may be incomplete, or "": files of a CDM entity that lists no partitions were
     found by listing its newest snapshot folder, and nothing says that folder was complete."""
     unproven = [file.name for _, files in plan for file in files if not file.proven_complete]
@@ -59,7 +57,7 @@ class SegmentsReading:
     def read(
         self,
         destination: Destination,
-        plan: Plan,
+        plan: SegmentPlan,
         custom_fields: dict[str, CustomFieldDef],
         state: SyncState,
         list_ids: list[str],
