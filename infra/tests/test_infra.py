@@ -265,13 +265,18 @@ def test_storage_holds_the_containers_and_queue_the_settings_name():
 def run_event_dimensions() -> tuple[str, set[str]]:
     """The event's name and the dimensions shared/telemetry.py gives it, read from the source."""
     telemetry = ast.parse((REPO / "shared" / "run" / "telemetry.py").read_text())
-    records = ast.parse((REPO / "shared" / "run" / "records.py").read_text())
+    counts = ast.parse((REPO / "shared" / "run" / "counts.py").read_text())
     event = ""
     dimensions: set[str] = set()
-    count_names: tuple[str, ...] = ()
-    for node in ast.walk(records):
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "COUNT_NAMES" for t in node.targets):
-            count_names = tuple(ast.literal_eval(node.value))
+    # The counts are RunCounts' whole-number fields (COUNT_NAMES is made from them).
+    count_names = tuple(
+        field.target.id
+        for node in ast.walk(counts)
+        if isinstance(node, ast.ClassDef) and node.name == "RunCounts"
+        for field in node.body
+        if isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name)
+        and getattr(field.annotation, "id", "") == "int"
+    )
     for node in ast.walk(telemetry):
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "RUN_EVENT" for t in node.targets):
             event = ast.literal_eval(node.value)
