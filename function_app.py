@@ -1,5 +1,5 @@
 """Azure Functions entry points. Thin on purpose: each trigger reads its input, hands it to one
-core function (``shared.service`` or ``shared.http_api``), and maps the outcome to its binding.
+core function (``shared.entrypoints.service`` or ``shared.entrypoints.http_api``), and maps the outcome to its binding.
 No export logic lives here, and no export ever runs inside an HTTP request.
 """
 

@@ -1,6 +1,6 @@
 """What the triggers ask of the core: one function per trigger, no framework types.
 
-The Functions app (``function_app.py``), the HTTP API (:mod:`shared.http_api`) and the CLI are
+The Functions app (``function_app.py``), the HTTP API (:mod:`shared.entrypoints.http_api`) and the CLI are
 thin shells over these. An export never runs inside an HTTP request or a timer: both enqueue a
 job, and the queue worker runs it, one run at a time per destination.
 """
@@ -135,7 +135,7 @@ def on_schedule(runtime: Runtime, *, past_due: bool = False) -> list[RunRecord]:
 
 def on_blob_created(runtime: Runtime, event: Mapping[str, Any]) -> list[RunRecord]:
     """An Event Grid event: queue, after the settle delay, the export of each destination that
-    follows the data that landed (see :mod:`shared.events`). Never raises for a bad event or a
+    follows the data that landed (see :mod:`shared.entrypoints.events`). Never raises for a bad event or a
     configuration fault (Event Grid would deliver it again and again): it logs why and drops it."""
     try:
         landed = landed_blob(event)
@@ -248,7 +248,7 @@ def on_job(runtime: Runtime, body: str | bytes, *, dequeue_count: int = 1) -> Ru
 def run_locked(runtime: Runtime, record: RunRecord, *, attempt: int = 1) -> RunRecord:
     """Run under the destination's lock; a held lock ends the run ``skipped``, naming the holder.
 
-    A lock lost mid-run (see :mod:`shared.locks`) stops the sending and ends the run ``failed``;
+    A lock lost mid-run (see :mod:`shared.adapters.locks`) stops the sending and ends the run ``failed``;
     an interrupt (Ctrl-C) releases the lock and ends it ``failed`` at once, then goes on up.
     """
     held: HeldLock | None = None

@@ -67,7 +67,7 @@ class Destination:
     max_profiles: int
     max_removal_fraction: float
     schedule_enabled: bool
-    on_new_data: bool = False  # export when a segment blob lands (Event Grid), see shared.events
+    on_new_data: bool = False  # export when a segment blob lands (Event Grid), see shared.entrypoints.events
 
     def require_consent(self) -> None:
         if not self.data_privacy_consent:

@@ -104,7 +104,7 @@ class RunRecord:
     errors: list[str] = field(default_factory=list)
     rejects_blob: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    # While a run goes: how far it has got (see shared.progress), saved every few seconds.
+    # While a run goes: how far it has got (see shared.run.progress), saved every few seconds.
     progress: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:

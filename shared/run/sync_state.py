@@ -55,7 +55,7 @@ class SyncState:
     keys: array[int] = field(default_factory=lambda: array("Q"))
     fingerprints: array[int] = field(default_factory=lambda: array("Q"))
     emails: list[str] | None = None  # aligned with keys; kept for mirror mode only
-    # Mirror mode: departed contacts not yet found by search (see shared.removals).
+    # Mirror mode: departed contacts not yet found by search (see shared.run.removals).
     pending: dict[int, int] = field(default_factory=dict)
     # Built when first asked for; a state is not changed once loaded (merged() makes a new one).
     _indexes: dict[str, PositionIndex] = field(default_factory=dict, init=False, repr=False, compare=False)
