@@ -15,6 +15,10 @@ JOURNAL_MAGIC = b"SGJRNL02"
 _LEGACY_JOURNAL_RECORD = struct.Struct("<QQH")  # key, fingerprint, email length; then the email bytes
 
 
+def _first(group: tuple[tuple[int, ...], int, int]) -> tuple[int, ...]:
+    return group[0]
+
+
 def journal_prefix(destination: str) -> str:
     return f"state/{destination}/journal-"
 
@@ -32,18 +36,31 @@ def corrupt(blob: str, why: str) -> SyncStateError:
 
 
 class StateUpdates:
-    """Confirmed (key, fingerprint[, email]) triples, in the order they were confirmed."""
+    """Confirmed (key, fingerprint[, email]) triples, in the order they were confirmed, and where
+    each group of them stands in the run's input (its batch), for a state in input order."""
 
     def __init__(self) -> None:
         self.keys = array("Q")
         self.fingerprints = array("Q")
         self.emails: list[str] | None = None
+        # (where in the input, start, stop) of each group added: jobs end in any order.
+        self._groups: list[tuple[tuple[int, ...], int, int]] = []
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def extend(self, keys: array[int], fps: array[int], emails: list[str] | None) -> None:
-        """Add many triples at once; ``emails`` aligned with ``keys``, or None if none is kept."""
+    def in_input_order(self) -> list[tuple[int, int]]:
+        """(start, stop) of the groups of triples, in the order their rows came in the input."""
+        return [(start, stop) for _, start, stop in sorted(self._groups, key=_first)]
+
+    def extend(
+        self, keys: array[int], fps: array[int], emails: list[str] | None, order: tuple[int, ...] | None = None
+    ) -> None:
+        """Add many triples at once; ``emails`` aligned with ``keys``, or None if none is kept.
+        ``order`` is where they stand in the input (their batch and part); by default, after
+        every group added so far."""
+        start = len(self.keys)
+        self._groups.append((order if order is not None else (len(self._groups),), start, start + len(keys)))
         if emails is None and self.emails is not None:
             emails = [""] * len(keys)
         elif emails is not None and self.emails is None:
@@ -54,6 +71,11 @@ class StateUpdates:
             self.emails.extend(emails)
 
     def add(self, key: int, fp: int, email: str | None) -> None:
+        if self._groups and self._groups[-1][2] == len(self.keys):
+            order, start, stop = self._groups[-1]
+            self._groups[-1] = (order, start, stop + 1)
+        else:
+            self._groups.append(((len(self._groups),), len(self.keys), len(self.keys) + 1))
         self.keys.append(key)
         self.fingerprints.append(fp)
         if email is not None:

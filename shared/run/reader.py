@@ -16,7 +16,8 @@ from shared.inputs.segments import RecordChunk, SegmentFile, SegmentPlan, Tabula
 from shared.run.batching import BatchSpool, ContactNotEncodable, ContactTooLarge, encode_contact
 from shared.run.counts import FILE_COUNTS, RunCounts
 from shared.run.identity import RowFingerprinter, email_key
-from shared.run.keysets import MISSING, PositionIndex
+from shared.run.keysets import MISSING
+from shared.run.matching import KnownRows
 from shared.run.progress import RunProgress
 from shared.run.records import RejectsWriter, RunRecord
 from shared.run.runtime import Tuning
@@ -67,8 +68,8 @@ class SegmentsReading:
     ) -> RunKeys:
         """Read every record into the spool. Returns the keys of every valid contact (mirror
         mode needs them to find who left)."""
-        # Fingerprint -> position in the state of the records SendGrid already has; --full knows none.
-        known = None if full or not len(state) else state.fingerprint_index()
+        # The records SendGrid already has, found in the state; --full knows none.
+        known = None if full or not len(state) else KnownRows(state.fingerprints)
         # Email keys of this run's valid contacts: de-duplication, first wins. Those the state
         # holds are kept by position; a --full run in upsert mode needs no positions.
         seen = RunKeys(state if known is not None or mirror else None)
@@ -89,7 +90,7 @@ class SegmentsReading:
         destination: Destination,
         custom_fields: dict[str, CustomFieldDef],
         salt: tuple[str, str],
-        known: PositionIndex | None,
+        known: KnownRows | None,
         seen: RunKeys,
     ) -> dict[str, Any]:
         counts, lists, customs = self.record.counts, salt[0], salt[1]
@@ -140,31 +141,38 @@ class FileReader:
         self.table, self.rules, self.fingerprinter, self.email_at = table, rules, fingerprinter, email_at
         self.counts, self.rejects, self.spool = counts, rejects, spool
 
-    def read(self, known: PositionIndex | None, seen: RunKeys, on_chunk: Callable[[int], None] | None = None) -> int:
+    def read(self, known: KnownRows | None, seen: RunKeys, on_chunk: Callable[[int], None] | None = None) -> int:
         parse = self.table.parse
         rows = 0
+        hints: dict[int, int] = {}
         for chunk in self.table.chunks:
             if on_chunk is not None:
                 on_chunk(rows)
             records = chunk.records
             rows += len(records)
             fps, undecodable = self.fingerprinter.many(records)
-            fresh, claims = (
-                self._take_unchanged(fps, known, seen) if known is not None else (range(len(records)), _Claims([], {}))
-            )
+            if known is not None:
+                at, hints = known.match(fps)
+                fresh, claims = self._take_unchanged(at, seen)
+            else:
+                fresh, claims = range(len(records)), _Claims([], {})
             if fresh:
                 parsed, problems = parse(records if len(fresh) == len(records) else [records[i] for i in fresh])
-                self._add(chunk, fresh, fps, undecodable, parsed, problems, seen, claims)
+                self._add(chunk, fresh, fps, undecodable, parsed, problems, seen, claims, hints, known)
         return rows
 
-    def _take_unchanged(self, fps: list[int], known: PositionIndex, seen: RunKeys) -> tuple[Sequence[int], _Claims]:
+    def _take_unchanged(self, positions: Sequence[int], seen: RunKeys) -> tuple[Sequence[int], _Claims]:
         """Count the records SendGrid already has (the very records it accepted last time: valid,
         and unchanged) and return the indexes of the others. In a delta run nearly every record
         is one of these, so the usual chunk is settled with a few whole-list operations.
 
-        Such a record is known by its position in the state, whose key is its email's: it is
-        claimed there, without its key being made or looked up."""
-        at = known.find_many(fps)
+        Such a record is known by its position in the state (``positions``), whose key is its email's:
+        it is claimed there, without its key being made or looked up."""
+        # Every record in place, and none of their emails claimed before.
+        if isinstance(positions, range) and seen.claim_range(positions.start, positions.stop):
+            self.counts.unchanged += len(positions)
+            return [], _Claims(positions)
+        at = list(positions)  # a list already, unless an email of the chunk was claimed before
         missing = at.count(MISSING)
         if missing == len(at):
             return range(len(at)), _Claims(at, {})
@@ -199,11 +207,14 @@ class FileReader:
         problems: dict[int, str],
         seen: RunKeys,
         claims: _Claims,
+        hints: dict[int, int],
+        known: KnownRows | None,
     ) -> None:
         # Once a row: attribute lookups are bound to locals, rare outcomes go to methods.
         counts, apply, too_large, key_of = self.counts, self.rules.apply, self.spool.max_contact_bytes, email_key
         locate, claimed, claim_new = seen.locate, seen.claimed, seen.others.add
         in_state = bool(claimed)
+        known_fps = known.fingerprints if known is not None else None
         encoded: list[bytes] = []
         lines: list[int] = []
         keys: list[int] = []
@@ -220,7 +231,10 @@ class FileReader:
             key = key_of(email)
             # A later unchanged row of the chunk may have claimed this email: this row wins. A key
             # new to the state is claimed at once (one walk of the set), given back if not sent.
-            at = locate(key) if in_state else MISSING
+            at = locate(key, hints.get(index, MISSING)) if in_state else MISSING
+            if at != MISSING and known_fps is not None and known_fps[at] == fps[index]:
+                self._unchanged_out_of_place(at, index, claims, seen)
+                continue
             taken = claimed[at] if at != MISSING else not claim_new(key)
             takes_over = taken and at != MISSING and claims.later_than(at, index)
             if taken and not takes_over:
@@ -252,6 +266,19 @@ class FileReader:
     def _invalid_contact(self, line: int, fields: list[str], reason: str) -> None:
         self._invalid(line, fields[self.email_at] if self.email_at < len(fields) else "", reason)
 
+    def _unchanged_out_of_place(self, at: int, index: int, claims: _Claims, seen: RunKeys) -> None:
+        """A record SendGrid has (the state holds this very record for its email), found by its
+        email because it did not line up with the state: it is settled as an unchanged one."""
+        if seen.claimed[at]:
+            # Either a later record of the chunk, the same as this one, claimed it first (it is
+            # the duplicate now, and this one the unchanged) or an earlier one did: one more
+            # duplicate either way.
+            claims.later_than(at, index)
+            self.counts.duplicate += 1
+        else:
+            seen.claim(at)
+            self.counts.unchanged += 1
+
     def _took_over(self) -> None:
         """A changed row claimed the email a later unchanged row had: that one is the duplicate."""
         self.counts.unchanged -= 1
@@ -281,7 +308,7 @@ class _Claims:
     A changed record earlier in the chunk with the same email still comes first, so it wins, as
     the first row does."""
 
-    def __init__(self, positions: list[int], claimed: dict[int, int] | None = None):
+    def __init__(self, positions: Sequence[int], claimed: dict[int, int] | None = None):
         self._positions = positions  # MISSING for a record the state does not know
         self._claimed = claimed  # None: every position in positions, at its index (built when first asked)
 

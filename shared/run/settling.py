@@ -108,7 +108,7 @@ class JobSettler:
             return result.status
         if result.errored == 0:
             counts.accepted += sent
-            self._confirm(batch, item.positions, updates, journal_name)
+            self._confirm(batch, item, item.positions, updates, journal_name)
             return result.status
         failed = self._errored_in_job(client, batch, item, result)
         if failed is None:
@@ -122,7 +122,7 @@ class JobSettler:
         for position, message in failed.items():
             origin = batch.origin(position)
             self.rejects.add(origin.source, origin.line, origin.email, "errored", message)
-        self._confirm(batch, [p for p in item.positions if p not in failed], updates, journal_name)
+        self._confirm(batch, item, [p for p in item.positions if p not in failed], updates, journal_name)
         return result.status
 
     @staticmethod
@@ -177,7 +177,9 @@ class JobSettler:
             "its contacts is confirmed, and the next run sends them again."
         )
 
-    def _confirm(self, batch: Batch, positions: Sequence[int], updates: StateUpdates, journal_name: str) -> None:
+    def _confirm(
+        self, batch: Batch, item: PendingJob, positions: Sequence[int], updates: StateUpdates, journal_name: str
+    ) -> None:
         if not positions:
             return
         start = len(updates)
@@ -185,6 +187,7 @@ class JobSettler:
         if positions != range(batch.count):  # a part of the batch: only these contacts
             keys, fps = array("Q", map(keys.__getitem__, positions)), array("Q", map(fps.__getitem__, positions))
         emails = [json.loads(batch.encoded(p))["email"] for p in positions] if self.mirror else None
-        updates.extend(keys, fps, emails)
+        # Batches end in any order: where this one stands in the input keeps the state in input order.
+        updates.extend(keys, fps, emails, order=(item.index, item.part))
         # Written before the next job is looked at: if the run dies now, this part stays confirmed.
         self.exports.write_bytes(journal_name, updates.journal_bytes(start), content_type="application/octet-stream")

@@ -23,10 +23,10 @@ import struct
 import zlib
 from array import array
 from collections import deque
-from collections.abc import Iterator, Set
+from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from operator import ne
+from operator import ne, not_
 
 from shared.adapters.storage import BlobNotFound, BlobStore
 from shared.run.journal import StateUpdates, SyncStateError, corrupt, journal_prefix
@@ -42,6 +42,9 @@ _HAS_PENDING = 2
 _PENDING_COUNT = struct.Struct("<Q")
 # Update keys looked up in the state at once when merging: bounds the lists of a run of millions.
 _MERGE_BLOCK = 65_536
+# Up to this many blocks of update keys are found by a pass over the state each; more, through
+# its key index.
+_SCAN_BLOCKS = 4
 # bytes.translate table: 1 for a byte 0 (a state entry no row claimed), 0 for any other.
 _UNCLAIMED = bytes([1]) + bytes(255)
 
@@ -188,9 +191,12 @@ class SyncState:
         keep_emails: bool,
         pending: dict[int, int] | None = None,
     ) -> SyncState:
-        """A new state: this one, less ``removed`` keys and the keys ``updates`` supersede, plus
-        ``updates`` (for a key confirmed twice, the last one). ``pending`` replaces the pending
-        map (None keeps this one's); a key confirmed again is no longer pending."""
+        """A new state: this one, with each contact ``updates`` confirmed again replaced where it
+        stands, less the ``removed`` keys, then the new contacts in the order their rows came (of
+        a key confirmed twice, the last). So the state keeps the order of the input, which is
+        what lets the next run confirm its unchanged rows in place (:mod:`shared.run.matching`).
+        ``pending`` replaces the pending map (None keeps this one's); a key confirmed again is no
+        longer pending."""
         # The update keys, positioned (about 9 bytes a key where a set of them costs 70).
         confirmed = PositionIndex(updates.keys, check_distinct=True)
         if confirmed.distinct and all(confirmed.find(key) == MISSING for key in removed):
@@ -204,58 +210,91 @@ class SyncState:
 
     def _merged(self, updates: StateUpdates, *, removed: set[int], keep_emails: bool) -> SyncState:
         # A key confirmed twice: only journals of runs that died, applied at load (small).
+        last = dict(zip(updates.keys, range(len(updates.keys)), strict=True))  # key -> its last confirmation
         keys, fps = array("Q"), array("Q")
         emails: list[str] | None = [] if keep_emails else None
-        # Newest first, so that of a key confirmed twice (journals of several runs) the last wins.
-        updated: set[int] = set()
-        for index in range(len(updates.keys) - 1, -1, -1):
-            key = updates.keys[index]
-            if key in updated or key in removed:
-                continue
-            updated.add(key)
-            keys.append(key)
-            fps.append(updates.fingerprints[index])
-            if emails is not None:
-                emails.append(updates.emails[index] if updates.emails is not None else "")
-        old_emails = self.emails
+        new_emails, old_emails = updates.emails, self.emails
         for index, key in enumerate(self.keys):
-            if key in updated or key in removed:
+            if key in removed:
                 continue
+            update = last.pop(key, None)
             keys.append(key)
-            fps.append(self.fingerprints[index])
+            if update is None:
+                fps.append(self.fingerprints[index])
+            else:
+                fps.append(updates.fingerprints[update])
             if emails is not None:
-                emails.append(old_emails[index] if old_emails is not None else "")
+                source, at = (old_emails, index) if update is None else (new_emails, update)
+                emails.append(source[at] if source is not None else "")
+        for start, stop in updates.in_input_order():
+            for update in range(start, stop):
+                key = updates.keys[update]
+                if last.get(key) == update and key not in removed:
+                    keys.append(key)
+                    fps.append(updates.fingerprints[update])
+                    if emails is not None:
+                        emails.append(new_emails[update] if new_emails is not None else "")
         return SyncState(keys, fps, emails)
 
     def _merged_distinct(self, updates: StateUpdates, removed: Set[int], keep_emails: bool) -> SyncState:
         # The usual case, no key confirmed twice: whole-array operations, not a loop in Python
         # (a million entries take a tenth of the time).
-        # One byte an entry (1 to keep it), not a list of a million references.
-        kept = bytearray(b"\x01") * len(self.keys)
-        if self.keys and (updates.keys or removed):
-            index, clear = self.key_index(), kept.__setitem__
-            for start in range(0, len(updates.keys), _MERGE_BLOCK):
-                found = index.find_many(updates.keys[start : start + _MERGE_BLOCK])
-                _exhaust(map(clear, compress(found, map(ne, found, repeat(MISSING))), repeat(0)))
-            for key in removed:
-                if (at := index.find(key)) != MISSING:
-                    kept[at] = 0
-        keys, fps = array("Q", updates.keys), array("Q", updates.fingerprints)
-        # What is kept comes in runs (a delta drops a few entries here and there): each run is
-        # copied as bytes, not as a million ints.
-        old_keys, old_fps = memoryview(self.keys).cast("B"), memoryview(self.fingerprints).cast("B")
-        runs = list(_runs_of_ones(kept))
-        for start, stop in runs:
-            keys.frombytes(old_keys[8 * start : 8 * stop])
-            fps.frombytes(old_fps[8 * start : 8 * stop])
-        old_keys.release()
-        old_fps.release()
+        count, confirmed = len(self.keys), len(updates.keys)
+        fps = array("Q", self.fingerprints)
         emails: list[str] | None = None
         if keep_emails:
-            emails = list(updates.emails) if updates.emails is not None else [""] * len(updates.keys)
-            for start, stop in runs:
-                emails.extend(self.emails[start:stop] if self.emails is not None else repeat("", stop - start))
+            emails = list(self.emails) if self.emails is not None else [""] * count
+        new_emails = updates.emails
+
+        def emails_of(start: int, stop: int) -> Iterable[str]:
+            return new_emails[start:stop] if new_emails is not None else repeat("", stop - start)
+
+        # A delta's few updates are found by passes over the state in C; many, through its key index.
+        scan = confirmed <= _SCAN_BLOCKS * _MERGE_BLOCK
+        # One byte an update: 1 for a contact the state does not hold yet, added after the rest.
+        is_new = bytearray(b"\x01") * confirmed
+        for start in range(0, confirmed if count else 0, _MERGE_BLOCK):
+            stop = min(confirmed, start + _MERGE_BLOCK)
+            where = self._positions_of(updates.keys[start:stop], scan=scan)
+            held = list(map(ne, where, repeat(MISSING)))
+            # A contact confirmed again is replaced where it stands (its key is the same).
+            _exhaust(map(fps.__setitem__, compress(where, held), compress(updates.fingerprints[start:stop], held)))
+            if emails is not None:
+                _exhaust(map(emails.__setitem__, compress(where, held), compress(emails_of(start, stop), held)))
+            is_new[start:stop] = bytes(map(not_, held))
+        keys = array("Q", self.keys)
+        if removed and count:
+            # What is kept comes in runs (a few removed here and there): each run is copied as
+            # bytes, not as a million ints.
+            kept = bytearray(b"\x01") * count
+            _exhaust(map(kept.__setitem__, compress(range(count), map(removed.__contains__, self.keys)), repeat(0)))
+            keys, fps, emails = _runs_of(kept, keys, fps, emails)
+        if any(is_new):
+            for start, stop in updates.in_input_order():
+                fresh = is_new[start:stop]
+                if fresh.count(0) == 0:
+                    keys.frombytes(memoryview(updates.keys)[start:stop].cast("B"))
+                    fps.frombytes(memoryview(updates.fingerprints)[start:stop].cast("B"))
+                else:
+                    keys.extend(compress(updates.keys[start:stop], fresh))
+                    fps.extend(compress(updates.fingerprints[start:stop], fresh))
+                if emails is not None:
+                    emails.extend(compress(emails_of(start, stop), fresh))
         return SyncState(keys, fps, emails)
+
+    def _positions_of(self, keys: array[int], *, scan: bool) -> list[int]:
+        """Where each of ``keys`` (a block of at most ``_MERGE_BLOCK``) is in this state, or
+        ``MISSING``: by one pass over the state (``scan``), or through its key index."""
+        own = self.keys
+        if not scan or "keys" in self._indexes:
+            return self.key_index().find_many(keys)
+        # One pass over the state in C (about 40 ms a million) where building the index visits a
+        # table of millions once an entry, in Python.
+        wanted = dict(zip(keys, range(len(keys)), strict=True))
+        where = [MISSING] * len(keys)
+        for position in compress(range(len(own)), map(wanted.__contains__, own)):
+            where[wanted[own[position]]] = position
+        return where
 
     def indexes_not_in(self, present: Set[int] | RunKeys) -> Iterator[int]:
         """Indexes of entries whose key is not in ``present`` (mirror mode's removal candidates)."""
@@ -267,6 +306,23 @@ class SyncState:
 def _exhaust(calls: Iterator[object]) -> None:
     """Make every call of a ``map()``: a deque of length 0 drains it in C, not in a Python loop."""
     deque(calls, maxlen=0)
+
+
+def _runs_of(
+    kept: bytearray, keys: array[int], fps: array[int], emails: list[str] | None
+) -> tuple[array[int], array[int], list[str] | None]:
+    """The entries whose byte in ``kept`` is 1, in order."""
+    new_keys, new_fps = array("Q"), array("Q")
+    new_emails: list[str] | None = [] if emails is not None else None
+    key_bytes, fp_bytes = memoryview(keys).cast("B"), memoryview(fps).cast("B")
+    for start, stop in _runs_of_ones(kept):
+        new_keys.frombytes(key_bytes[8 * start : 8 * stop])
+        new_fps.frombytes(fp_bytes[8 * start : 8 * stop])
+        if new_emails is not None and emails is not None:
+            new_emails.extend(emails[start:stop])
+    key_bytes.release()
+    fp_bytes.release()
+    return new_keys, new_fps, new_emails
 
 
 def _runs_of_ones(flags: bytearray) -> Iterator[tuple[int, int]]:
@@ -301,10 +357,14 @@ class RunKeys:
     def __bool__(self) -> bool:
         return len(self) > 0
 
-    def locate(self, key: int) -> int:
-        """The key's position in the state, or ``MISSING``."""
+    def locate(self, key: int, hint: int = MISSING) -> int:
+        """The key's position in the state, or ``MISSING``; ``hint`` is where it likely is (a
+        row changed in place), which spares building the state's key index."""
         if self.state is None or not self.claimed:
             return MISSING
+        keys = self.state.keys
+        if 0 <= hint < len(keys) and keys[hint] == key:
+            return hint
         return self.state.key_index().find(key)
 
     def __contains__(self, key: object) -> bool:
@@ -328,6 +388,14 @@ class RunKeys:
         if not self.claimed[position]:
             self.claimed[position] = 1
             self.claimed_count += 1
+
+    def claim_range(self, start: int, stop: int) -> bool:
+        """Claim the positions from ``start`` to ``stop`` if none is claimed yet; whether it did."""
+        if self.claimed.find(1, start, stop) >= 0:
+            return False
+        self.claimed[start:stop] = bytes([1]) * (stop - start)
+        self.claimed_count += stop - start
+        return True
 
     def claim_unclaimed(self, positions: Set[int]) -> None:
         """Claim state positions none of which is claimed yet (the caller has checked)."""

@@ -1,0 +1,177 @@
+"""Unchanged rows found in place: the in-order fast path, shifts, and the fallbacks that keep a
+delta exact whatever the order of the input."""
+
+from __future__ import annotations
+
+import random
+from array import array
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.inputs import record_split
+from shared.run.journal import StateUpdates
+from shared.run.keysets import MISSING
+from shared.run.matching import KnownRows
+from shared.run.sync_state import SyncState
+from tests.unit.test_export_core import run, setup
+
+
+def state_of(count: int) -> array[int]:
+    return array("Q", range(1000, 1000 + count))
+
+
+def chunks(fps: list[int], size: int) -> list[list[int]]:
+    return [fps[start : start + size] for start in range(0, len(fps), size)]
+
+
+def test_rows_in_the_state_order_are_found_in_place_without_an_index():
+    known = KnownRows(state_of(1000))
+    for index, chunk in enumerate(chunks(list(range(1000, 2000)), 100)):
+        at, hints = known.match(chunk)
+        assert at == range(100 * index, 100 * index + 100) and hints == {}
+    assert not known.indexed
+
+
+def test_a_row_changed_in_place_is_left_with_a_hint_where_its_email_was():
+    known = KnownRows(state_of(300))
+    rows = list(range(1000, 1300))
+    rows[150] = 7  # a fingerprint the state does not hold
+    at, hints = known.match(rows[:200])
+    assert at[150] == MISSING and hints == {150: 150}
+    assert [p for i, p in enumerate(at) if i != 150] == [p for p in range(200) if p != 150]
+    assert known.match(rows[200:]) == (range(200, 300), {})  # the next chunk is in place
+    assert not known.indexed
+
+
+@pytest.mark.parametrize("where", [0, 37, 99])
+def test_a_row_added_or_gone_shifts_the_rest_and_a_window_lines_it_up_again(where):
+    state = state_of(400)
+    added = list(range(1000, 1400))
+    added.insert(where, 5)  # a new contact
+    gone = [fp for fp in range(1000, 1400) if fp != 1000 + where]  # a contact left the segment
+    for rows in (added, gone):
+        known = KnownRows(state)
+        found = [p for chunk in chunks(rows, 100) for p in known.match(chunk)[0]]
+        assert [state[p] if p != MISSING else None for p in found] == [fp if fp >= 1000 else None for fp in rows]
+        assert not known.indexed
+
+
+def test_rows_in_another_order_are_found_through_the_index():
+    state = state_of(2000)
+    rows = list(state)
+    random.Random(1).shuffle(rows)
+    known = KnownRows(state)
+    found = [p for chunk in chunks(rows, 500) for p in known.match(chunk)[0]]
+    assert [state[p] for p in found] == rows
+    assert known.indexed
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 60), max_size=80, unique=True),
+    st.lists(st.integers(0, 90), max_size=120),
+    st.integers(1, 40),
+)
+def test_a_row_found_is_always_the_very_row_and_found_rows_are_never_missed_in_order(state_rows, rows, size):
+    state = array("Q", state_rows)
+    known = KnownRows(state)
+    for chunk in chunks(rows, size):
+        at, hints = known.match(chunk)
+        for row, position in enumerate(at):
+            if position != MISSING:
+                assert state[position] == chunk[row]
+            elif known.indexed:
+                assert chunk[row] not in state_rows
+            if row in hints:
+                assert at[row] == MISSING and 0 <= hints[row] < len(state)
+
+
+def test_the_merge_keeps_the_order_of_the_input_whatever_order_the_jobs_end_in():
+    updates = StateUpdates()
+    # Batches 2, 0, 1 end in that order.
+    updates.extend(array("Q", [5, 6]), array("Q", [50, 60]), None, order=(2, 0))
+    updates.extend(array("Q", [1, 2]), array("Q", [10, 20]), None, order=(0, 0))
+    updates.extend(array("Q", [3, 4]), array("Q", [30, 40]), None, order=(1, 0))
+    first = SyncState().merged(updates, removed=set(), keep_emails=False)
+    assert list(first.keys) == [1, 2, 3, 4, 5, 6]
+    again = StateUpdates()
+    again.extend(array("Q", [9, 4, 2]), array("Q", [90, 41, 21]), None, order=(0, 0))
+    second = first.merged(again, removed={5}, keep_emails=False)
+    # Confirmed again: replaced where it stands; removed: gone; new: after the rest.
+    assert list(zip(second.keys, second.fingerprints, strict=True)) == [
+        (1, 10),
+        (2, 21),
+        (3, 30),
+        (4, 41),
+        (6, 60),
+        (9, 90),
+    ]
+
+
+# Each edit: (kind, where, what); applied in turn to the rows of the first run.
+edits = st.lists(
+    st.tuples(st.sampled_from(["change", "insert", "delete", "move", "copy"]), st.integers(0, 10**6), st.integers(0, 3)),
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(count=st.integers(1, 120), edits=edits, shuffle=st.booleans())
+def test_a_delta_is_exact_whatever_was_added_removed_changed_or_moved(count, edits, shuffle, monkeypatch_chunk):
+    rows = [(f"p{i}@example.com", "Ann") for i in range(count)]
+    runtime, fake = setup(csv_text=csv_of(rows))
+    assert run(runtime).counts.sent == count
+    # What SendGrid has for each email: the row the first run sent.
+    has = dict(rows)
+    new_rows = list(rows)
+    rng = random.Random(len(edits))
+    for kind, where, what in edits:
+        at = where % (len(new_rows) + 1)
+        if kind == "insert":
+            new_rows.insert(at, (f"new{where}@example.com", f"V{what}"))
+        elif new_rows and at < len(new_rows):
+            if kind == "change":
+                new_rows[at] = (new_rows[at][0], f"V{what}")
+            elif kind == "delete":
+                del new_rows[at]
+            elif kind == "move":
+                new_rows.insert(rng.randrange(len(new_rows)), new_rows.pop(at))
+            else:  # the same email again, the same row or another
+                new_rows.insert(rng.randrange(len(new_rows) + 1), new_rows[at] if what < 2 else (new_rows[at][0], "W"))
+    if shuffle:
+        rng.shuffle(new_rows)
+    runtime.edges.segments.blobs["people.csv"] = csv_of(new_rows).encode()
+    fake.bodies.clear()
+    record = run(runtime)
+    # The reference: first row of an email wins; it is unchanged if SendGrid has that very row.
+    seen: set[str] = set()
+    sent, unchanged, duplicate = [], 0, 0
+    for email, name in new_rows:
+        if email in seen:
+            duplicate += 1
+        elif has.get(email) == name:
+            unchanged += 1
+        else:
+            sent.append((email, name))
+        seen.add(email)
+    got = [(c["email"], c["first_name"]) for body in fake.bodies for c in body["contacts"]]
+    assert sorted(got) == sorted(sent)
+    assert (record.counts.unchanged, record.counts.duplicate) == (unchanged, duplicate)
+    # Run again on the same input: nothing left to send.
+    fake.bodies.clear()
+    again = run(runtime)
+    assert again.counts.sent == 0 and again.counts.unchanged == len(seen)
+
+
+def csv_of(rows: list[tuple[str, str]]) -> str:
+    return "Email,FirstName\n" + "".join(f"{email},{name}\n" for email, name in rows)
+
+
+@pytest.fixture
+def monkeypatch_chunk(monkeypatch):
+    # Chunks of a few rows, so that shifts fall inside and across chunks.
+    monkeypatch.setattr(record_split, "_TEXT_CHUNK_CHARS", 97)
