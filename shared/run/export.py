@@ -238,9 +238,11 @@ class _Run(RunBookkeeping):
         removed, not_found_yet = self._remove(client, destination, plan, list_ids, state, present)
         if not self.options.dry_run:
             with self.stage("state"):
-                new_state = state.merged(updates, removed=removed, keep_emails=self.mirror, pending=not_found_yet)
-                # The old state, its key index, the updates and the run's keys are about
-                # 45 bytes a contact the blob being made does not need.
+                new_state = state.merged(
+                    updates, removed=removed, keep_emails=self.mirror, pending=not_found_yet, in_place=True
+                )
+                # What is left of the old state, the updates and the run's keys: memory the blob
+                # being made does not need.
                 del state, updates, present
                 self._save_state(new_state, destination.name)
 

@@ -60,7 +60,7 @@ class SyncState:
     emails: list[str] | None = None  # aligned with keys; kept for mirror mode only
     # Mirror mode: departed contacts not yet found by search (see shared.run.removals).
     pending: dict[int, int] = field(default_factory=dict)
-    # Built when first asked for; a state is not changed once loaded (merged() makes a new one).
+    # Built when first asked for; cleared when a merge in place changes the columns.
     _indexes: dict[str, PositionIndex] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -114,7 +114,7 @@ class SyncState:
                     if not discard_corrupt:
                         raise
                     log.warning("%s; a full run goes on without it", exc)
-            state = state.merged(updates, removed=set(), keep_emails=with_emails)
+            state = state.merged(updates, removed=set(), keep_emails=with_emails, in_place=True)
         return state
 
     @classmethod
@@ -190,22 +190,28 @@ class SyncState:
         removed: set[int],
         keep_emails: bool,
         pending: dict[int, int] | None = None,
+        in_place: bool = False,
     ) -> SyncState:
         """A new state: this one, with each contact ``updates`` confirmed again replaced where it
         stands, less the ``removed`` keys, then the new contacts in the order their rows came (of
         a key confirmed twice, the last). So the state keeps the order of the input, which is
         what lets the next run confirm its unchanged rows in place (:mod:`shared.run.matching`).
         ``pending`` replaces the pending map (None keeps this one's); a key confirmed again is no
-        longer pending."""
+        longer pending. ``in_place`` lets the merge change and reuse this state's columns and
+        those of ``updates``, which the caller drops: a run then holds one state, not two."""
         # The update keys, positioned (about 9 bytes a key where a set of them costs 70).
         confirmed = PositionIndex(updates.keys, check_distinct=True)
-        if confirmed.distinct and all(confirmed.find(key) == MISSING for key in removed):
-            new = self._merged_distinct(updates, removed, keep_emails)
+        distinct = confirmed.distinct and all(confirmed.find(key) == MISSING for key in removed)
+        waiting = self.pending if pending is None else pending
+        still_pending: dict[int, int] = {}
+        if waiting and keep_emails:
+            still_pending = {k: t for k, t in waiting.items() if confirmed.find(k) == MISSING and k not in removed}
+        del confirmed  # about 9 bytes an update, which the merge can use
+        if distinct:
+            new = self._merged_distinct(updates, removed, keep_emails, in_place=in_place)
         else:
             new = self._merged(updates, removed=removed, keep_emails=keep_emails)
-        waiting = self.pending if pending is None else pending
-        if waiting and keep_emails:
-            new.pending = {k: t for k, t in waiting.items() if confirmed.find(k) == MISSING and k not in removed}
+        new.pending = still_pending
         return new
 
     def _merged(self, updates: StateUpdates, *, removed: set[int], keep_emails: bool) -> SyncState:
@@ -236,14 +242,23 @@ class SyncState:
                         emails.append(new_emails[update] if new_emails is not None else "")
         return SyncState(keys, fps, emails)
 
-    def _merged_distinct(self, updates: StateUpdates, removed: Set[int], keep_emails: bool) -> SyncState:
+    def _merged_distinct(
+        self, updates: StateUpdates, removed: Set[int], keep_emails: bool, *, in_place: bool
+    ) -> SyncState:
         # The usual case, no key confirmed twice: whole-array operations, not a loop in Python
         # (a million entries take a tenth of the time).
         count, confirmed = len(self.keys), len(updates.keys)
-        fps = array("Q", self.fingerprints)
+        in_order = updates.in_input_order()
+        if in_place and not count and in_order == sorted(in_order):
+            # A first run whose jobs ended in order: the confirmed columns are the new state.
+            first = (updates.emails if updates.emails is not None else [""] * confirmed) if keep_emails else None
+            return SyncState(updates.keys, updates.fingerprints, first)
+        fps = self.fingerprints if in_place else array("Q", self.fingerprints)
         emails: list[str] | None = None
-        if keep_emails:
-            emails = list(self.emails) if self.emails is not None else [""] * count
+        if keep_emails and self.emails is None:
+            emails = [""] * count
+        elif keep_emails and self.emails is not None:
+            emails = self.emails if in_place else list(self.emails)
         new_emails = updates.emails
 
         def emails_of(start: int, stop: int) -> Iterable[str]:
@@ -262,7 +277,8 @@ class SyncState:
             if emails is not None:
                 _exhaust(map(emails.__setitem__, compress(where, held), compress(emails_of(start, stop), held)))
             is_new[start:stop] = bytes(map(not_, held))
-        keys = array("Q", self.keys)
+        keys = self.keys if in_place else array("Q", self.keys)
+        self._indexes.clear()  # a key index is of the columns as they were
         if removed and count:
             # What is kept comes in runs (a few removed here and there): each run is copied as
             # bytes, not as a million ints.
@@ -270,7 +286,7 @@ class SyncState:
             _exhaust(map(kept.__setitem__, compress(range(count), map(removed.__contains__, self.keys)), repeat(0)))
             keys, fps, emails = _runs_of(kept, keys, fps, emails)
         if any(is_new):
-            for start, stop in updates.in_input_order():
+            for start, stop in in_order:
                 fresh = is_new[start:stop]
                 if fresh.count(0) == 0:
                     keys.frombytes(memoryview(updates.keys)[start:stop].cast("B"))

@@ -111,10 +111,8 @@ def test_the_merge_keeps_the_order_of_the_input_whatever_order_the_jobs_end_in()
 
 
 # Each edit: (kind, where, what); applied in turn to the rows of the first run.
-edits = st.lists(
-    st.tuples(st.sampled_from(["change", "insert", "delete", "move", "copy"]), st.integers(0, 10**6), st.integers(0, 3)),
-    max_size=12,
-)
+kinds = st.sampled_from(["change", "insert", "delete", "move", "copy"])
+edits = st.lists(st.tuples(kinds, st.integers(0, 10**6), st.integers(0, 3)), max_size=12)
 
 
 @settings(

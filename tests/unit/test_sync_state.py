@@ -205,3 +205,42 @@ def test_a_full_run_starts_afresh_from_a_corrupt_state_and_journal():
         SyncState.load(store, "d", with_emails=True)
     state = SyncState.load(store, "d", with_emails=True, discard_corrupt=True)
     assert entries(state) == {4: 40} and state.emails == ["p4@example.com"]
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 30), st.integers(0, 2**64 - 1)), max_size=40),
+    st.lists(st.tuples(st.integers(0, 30), st.integers(0, 2**64 - 1)), max_size=40),
+    st.sets(st.integers(0, 30)),
+    st.booleans(),
+    st.randoms(use_true_random=False),
+)
+def test_a_merge_in_place_makes_the_same_state_as_one_into_new_columns(old, new, removed, with_emails, rng):
+    def build():
+        return SyncState(emails=[] if with_emails else None).merged(
+            updates_of(old, with_emails), removed=set(), keep_emails=with_emails
+        )
+
+    # The jobs of a run end in any order: groups of updates, each with its place in the input.
+    groups = [new[i : i + 3] for i in range(0, len(new), 3)]
+    order = list(range(len(groups)))
+    rng.shuffle(order)
+
+    def confirmed():
+        updates = StateUpdates()
+        for index in order:
+            keys = array("Q", [k for k, _ in groups[index]])
+            fps = array("Q", [f for _, f in groups[index]])
+            emails = [f"p{k}@example.com" for k, _ in groups[index]] if with_emails else None
+            updates.extend(keys, fps, emails, order=(index, 0))
+        return updates
+
+    into_new = build().merged(confirmed(), removed=removed, keep_emails=with_emails)
+    in_place = build().merged(confirmed(), removed=removed, keep_emails=with_emails, in_place=True)
+    assert (list(in_place.keys), list(in_place.fingerprints)) == (list(into_new.keys), list(into_new.fingerprints))
+    assert in_place.emails == into_new.emails
+    # Of a key confirmed twice (journals of runs that died), the last confirmation wins.
+    arrival = [pair for index in order for pair in groups[index]]
+    assert entries(in_place) == {key: fp for key, fp in old + arrival if key not in removed}
+    if not old and len({k for k, _ in new}) == len(new):
+        # A first run: the state is in the order of the input, whatever order the jobs ended in.
+        assert list(in_place.keys) == [k for k, _ in new if k not in removed]
