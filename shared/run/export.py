@@ -46,6 +46,7 @@ from shared.run.records import (
     utc_now,
 )
 from shared.run.removals import remove_departed
+from shared.run.run_order import RunOrder
 from shared.run.runtime import Runtime
 from shared.run.sending import BatchSender, PendingJob, SendOutcome, batch_entry
 from shared.run.settling import JobSettler
@@ -106,6 +107,7 @@ class _Run(RunBookkeeping):
         self.sender: BatchSender | None = None
         self.proven = threading.Event()  # max_profiles cannot be passed: batches may go as they fill
         self._state: SyncState | None = None
+        self._order: RunOrder | None = None  # the run's order in terms of the state (a delta run's)
 
     # -- the stages ----------------------------------------------------------------------------
 
@@ -239,8 +241,14 @@ class _Run(RunBookkeeping):
         if not self.options.dry_run:
             with self.stage("state"):
                 new_state = state.merged(
-                    updates, removed=removed, keep_emails=self.mirror, pending=not_found_yet, in_place=True
+                    updates,
+                    removed=removed,
+                    keep_emails=self.mirror,
+                    pending=not_found_yet,
+                    in_place=True,
+                    order=self._order,
                 )
+                self._order = None
                 # What is left of the old state, the updates and the run's keys: memory the blob
                 # being made does not need.
                 del state, updates, present
@@ -271,6 +279,7 @@ class _Run(RunBookkeeping):
             present = reading.read(
                 destination, plan, custom_fields, state, list_ids, full=self.options.full, mirror=self.mirror
             )
+            self._order = present.order  # for the state's order; the rest is for removals only
             if not self.mirror:
                 present = RunKeys()  # only removals need who is present: free it now
             scan.cancel()  # the read itself now vouches for every file

@@ -20,6 +20,7 @@ from shared.run.keysets import MISSING
 from shared.run.matching import KnownRows
 from shared.run.progress import RunProgress
 from shared.run.records import RejectsWriter, RunRecord
+from shared.run.run_order import RunOrder
 from shared.run.runtime import Tuning
 from shared.run.sending import BatchSender
 from shared.run.sync_state import RunKeys, SyncState
@@ -73,6 +74,8 @@ class SegmentsReading:
         # Email keys of this run's valid contacts: de-duplication, first wins. Those the state
         # holds are kept by position; a --full run in upsert mode needs no positions.
         seen = RunKeys(state if known is not None or mirror else None)
+        if known is not None:
+            seen.order = RunOrder()
         salt = (",".join(sorted(list_ids)), ";".join(f"{d.name}:{d.id}:{d.field_type}" for d in custom_fields.values()))
         for segment, files in plan:
             summary: dict[str, Any] = {"path": segment.path, "files": len(files), "rows": 0, "by_file": []}
@@ -151,14 +154,19 @@ class FileReader:
             records = chunk.records
             rows += len(records)
             fps, undecodable = self.fingerprinter.many(records)
+            at: Sequence[int] = range(0)
             if known is not None:
                 at, hints = known.match(fps)
                 fresh, claims = self._take_unchanged(at, seen)
             else:
                 fresh, claims = range(len(records)), _Claims([], {})
+            # Which state entry each row is, for the state's order (a delta run's: see run_order).
+            entries = None if seen.order is None else at if not fresh else list(at)
             if fresh:
                 parsed, problems = parse(records if len(fresh) == len(records) else [records[i] for i in fresh])
-                self._add(chunk, fresh, fps, undecodable, parsed, problems, seen, claims, hints, known)
+                self._add(chunk, fresh, fps, undecodable, parsed, problems, seen, claims, hints, known, entries)
+            if entries is not None and seen.order is not None:
+                seen.order.note(entries)
         return rows
 
     def _take_unchanged(self, positions: Sequence[int], seen: RunKeys) -> tuple[Sequence[int], _Claims]:
@@ -209,6 +217,7 @@ class FileReader:
         claims: _Claims,
         hints: dict[int, int],
         known: KnownRows | None,
+        entries: Sequence[int] | None = None,
     ) -> None:
         # Once a row: attribute lookups are bound to locals, rare outcomes go to methods.
         counts, apply, too_large, key_of = self.counts, self.rules.apply, self.spool.max_contact_bytes, email_key
@@ -234,6 +243,8 @@ class FileReader:
             at = locate(key, hints.get(index, MISSING)) if in_state else MISSING
             if at != MISSING and known_fps is not None and known_fps[at] == fps[index]:
                 self._unchanged_out_of_place(at, index, claims, seen)
+                if isinstance(entries, list):
+                    entries[index] = at
                 continue
             taken = claimed[at] if at != MISSING else not claim_new(key)
             takes_over = taken and at != MISSING and claims.later_than(at, index)
@@ -252,6 +263,8 @@ class FileReader:
                 self._took_over()
             elif at != MISSING:
                 seen.claim(at)
+            if isinstance(entries, list) and seen.order is not None:
+                entries[index] = at if at != MISSING else seen.order.new_contact(key)
             encoded.append(contact_json)
             lines.append(line)
             keys.append(key)

@@ -31,6 +31,7 @@ from operator import ne, not_
 from shared.adapters.storage import BlobNotFound, BlobStore
 from shared.run.journal import StateUpdates, SyncStateError, corrupt, journal_prefix
 from shared.run.keysets import MISSING, KeySet, PositionIndex
+from shared.run.run_order import RunOrder, gathered
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,7 @@ class SyncState:
         keep_emails: bool,
         pending: dict[int, int] | None = None,
         in_place: bool = False,
+        order: RunOrder | None = None,
     ) -> SyncState:
         """A new state: this one, with each contact ``updates`` confirmed again replaced where it
         stands, less the ``removed`` keys, then the new contacts in the order their rows came (of
@@ -198,7 +200,8 @@ class SyncState:
         what lets the next run confirm its unchanged rows in place (:mod:`shared.run.matching`).
         ``pending`` replaces the pending map (None keeps this one's); a key confirmed again is no
         longer pending. ``in_place`` lets the merge change and reuse this state's columns and
-        those of ``updates``, which the caller drops: a run then holds one state, not two."""
+        those of ``updates``, which the caller drops: a run then holds one state, not two.
+        ``order`` is the run's: where it differs from this state's, the new state follows it."""
         # The update keys, positioned (about 9 bytes a key where a set of them costs 70).
         confirmed = PositionIndex(updates.keys, check_distinct=True)
         distinct = confirmed.distinct and all(confirmed.find(key) == MISSING for key in removed)
@@ -208,7 +211,7 @@ class SyncState:
             still_pending = {k: t for k, t in waiting.items() if confirmed.find(k) == MISSING and k not in removed}
         del confirmed  # about 9 bytes an update, which the merge can use
         if distinct:
-            new = self._merged_distinct(updates, removed, keep_emails, in_place=in_place)
+            new = self._merged_distinct(updates, removed, keep_emails, in_place=in_place, order=order)
         else:
             new = self._merged(updates, removed=removed, keep_emails=keep_emails)
         new.pending = still_pending
@@ -243,7 +246,7 @@ class SyncState:
         return SyncState(keys, fps, emails)
 
     def _merged_distinct(
-        self, updates: StateUpdates, removed: Set[int], keep_emails: bool, *, in_place: bool
+        self, updates: StateUpdates, removed: Set[int], keep_emails: bool, *, in_place: bool, order: RunOrder | None
     ) -> SyncState:
         # The usual case, no key confirmed twice: whole-array operations, not a loop in Python
         # (a million entries take a tenth of the time).
@@ -277,8 +280,12 @@ class SyncState:
             if emails is not None:
                 _exhaust(map(emails.__setitem__, compress(where, held), compress(emails_of(start, stop), held)))
             is_new[start:stop] = bytes(map(not_, held))
-        keys = self.keys if in_place else array("Q", self.keys)
         self._indexes.clear()  # a key index is of the columns as they were
+        if order is not None and count and not order.follows_the_state():
+            # The rows came in another order than the state's (contacts added in the middle, or
+            # the input reordered): the new state follows this run's.
+            return SyncState(*gathered(order, self.keys, fps, emails, updates, is_new, removed))
+        keys = self.keys if in_place else array("Q", self.keys)
         if removed and count:
             # What is kept comes in runs (a few removed here and there): each run is copied as
             # bytes, not as a million ints.
@@ -363,6 +370,8 @@ class RunKeys:
 
     def __init__(self, state: SyncState | None = None):
         self.state = state
+        # The run's order, in terms of the state (a delta run notes it: see shared.run.run_order).
+        self.order: RunOrder | None = None
         self.claimed = bytearray(len(state.keys) if state is not None else 0)
         self.claimed_count = 0
         self.others = KeySet()

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.inputs import record_split
+from shared.run.identity import email_key
 from shared.run.journal import StateUpdates
 from shared.run.keysets import MISSING
 from shared.run.matching import KnownRows
@@ -159,6 +160,11 @@ def test_a_delta_is_exact_whatever_was_added_removed_changed_or_moved(count, edi
     got = [(c["email"], c["first_name"]) for body in fake.bodies for c in body["contacts"]]
     assert sorted(got) == sorted(sent)
     assert (record.counts.unchanged, record.counts.duplicate) == (unchanged, duplicate)
+    # The state follows the order of this input, for the next run to find its rows in place.
+    state = SyncState.load(runtime.edges.exports, "newsletter", with_emails=False)
+    order = [email_key(email) for email in dict.fromkeys(email for email, _ in new_rows)]
+    assert [key for key in state.keys if key in set(order)] == order
+    assert sorted(state.keys) == sorted({email_key(email) for email, _ in rows + new_rows})
     # Run again on the same input: nothing left to send.
     fake.bodies.clear()
     again = run(runtime)
@@ -173,3 +179,25 @@ def csv_of(rows: list[tuple[str, str]]) -> str:
 def monkeypatch_chunk(monkeypatch):
     # Chunks of a few rows, so that shifts fall inside and across chunks.
     monkeypatch.setattr(record_split, "_TEXT_CHUNK_CHARS", 97)
+
+
+@pytest.mark.parametrize("noted_twice", [False, True])
+def test_a_state_out_of_step_is_written_in_the_run_order(noted_twice):
+    from shared.run.run_order import RunOrder
+
+    state = SyncState(array("Q", [1, 2, 3, 4, 5]), array("Q", [10, 20, 30, 40, 50]), [f"e{k}" for k in range(1, 6)])
+    order = RunOrder()
+    # Rows: entry 3 (key 4), a new contact (key 9), entry 0 (key 1), entry 2 (key 3, changed);
+    # key 2 is not in this input; key 5 leaves the list (mirror removal).
+    chunk = [3, order.new_contact(9), 0, 2] + ([3] if noted_twice else [])
+    order.note(chunk)
+    updates = StateUpdates()
+    updates.extend(array("Q", [9, 3]), array("Q", [90, 31]), ["e9", "e3'"], order=(0, 0))
+    merged = state.merged(updates, removed={5}, keep_emails=True, in_place=True, order=order)
+    assert list(zip(merged.keys, merged.fingerprints, merged.emails or [], strict=True)) == [
+        (4, 40, "e4"),
+        (9, 90, "e9"),
+        (1, 10, "e1"),
+        (3, 31, "e3'"),
+        (2, 20, "e2"),  # not in this input: after the rest, in the state's order
+    ]

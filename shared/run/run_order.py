@@ -1,0 +1,139 @@
+"""The order of a run's rows, told in terms of the state, so that the state the run writes is in
+the order of its input and the next run finds its unchanged rows in place
+(:mod:`shared.run.matching`).
+
+A state merged in place keeps its own order: contacts confirmed again stay where they stand and
+new ones go after the rest. That is the input's order as long as the input keeps its own and
+contacts only change; a contact added in the middle, or an input whose order changed, leaves the
+state out of step, and every later run would pay for it. So a run notes, for each row that ends
+in the state, which entry it is (4 bytes a row), and the merge writes the state in that order
+when it differs from the state's own.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence, Set
+from itertools import compress, islice, repeat
+from operator import and_, ge, lt, ne
+
+from shared.run.journal import StateUpdates
+from shared.run.keysets import MISSING
+
+# A new contact (one the state does not hold) is noted as NEW - k, k its number in the run.
+NEW = MISSING - 1
+# bytes.translate table: 1 for a byte 0, 0 for any other.
+_ZERO = bytes([1]) + bytes(255)
+
+
+class RunOrder:
+    """Which state entry, or which new contact, each row of the run that ends in the state is."""
+
+    def __init__(self) -> None:
+        self.log = array("i")  # a state position, or NEW - k for the run's k-th new contact
+        self.new_keys = array("Q")  # the keys of the new contacts, by k
+
+    def note(self, entries: Sequence[int]) -> None:
+        """The entries of a chunk's rows, in their order; ``MISSING`` for a row that is not noted."""
+        if isinstance(entries, range):
+            self.log.extend(entries)
+        else:
+            self.log.extend(compress(entries, map(ne, entries, repeat(MISSING))))
+
+    def new_contact(self, key: int) -> int:
+        """The entry to note for a new contact with this key."""
+        self.new_keys.append(key)
+        return NEW - (len(self.new_keys) - 1)
+
+    def follows_the_state(self) -> bool:
+        """Whether the state's own order is already the run's: the entries noted ascending, and
+        the new contacts, if any, after them all."""
+        log = self.log
+        news = list(compress(range(len(log)), map(lt, log, repeat(MISSING))))
+        first_new = len(log) - len(news)
+        if news and news[0] != first_new:
+            return False
+        return all(map(lt, islice(log, 0, max(0, first_new - 1)), islice(log, 1, first_new)))
+
+
+def gathered(
+    order: RunOrder,
+    keys: array[int],
+    fps: array[int],
+    emails: list[str] | None,
+    updates: StateUpdates,
+    is_new: bytearray,
+    removed: Set[int],
+) -> tuple[array[int], array[int], list[str] | None]:
+    """The merged state's columns in the run's order: the entries and new contacts the run noted,
+    in its order (each once, where first noted); then the entries it did not note (contacts not
+    in this input), in the state's order; then any confirmed new contact not noted. ``fps`` and
+    ``emails`` already hold what the run confirmed again; ``is_new`` marks the updates the state
+    did not hold. No entry whose key is in ``removed`` is kept."""
+    count, log = len(keys), order.log
+    dropped = bytearray(count)
+    if removed:
+        _exhaust(map(dropped.__setitem__, compress(range(count), map(removed.__contains__, keys)), repeat(1)))
+    new_at = dict(zip(compress(updates.keys, is_new), compress(range(len(updates.keys)), is_new), strict=True))
+    out = _Columns(emails is not None)
+    placed = bytearray(len(updates.keys))
+
+    def add_new(entry: int) -> None:
+        at = new_at.get(order.new_keys[NEW - entry])
+        if at is not None and not placed[at]:
+            placed[at] = 1
+            out.add_update(updates, at)
+
+    noted = bytearray(count)
+    positions = array("i", compress(log, map(ge, log, repeat(0))))
+    _exhaust(map(noted.__setitem__, positions, repeat(1)))
+    if noted.count(1) == len(positions) and not any(map(and_, noted, dropped)):
+        # Each entry noted once, none dropped: stretches between new contacts are gathered in C.
+        start = 0
+        for at in compress(range(len(log)), map(lt, log, repeat(MISSING))):
+            out.add_entries(keys, fps, emails, log[start:at])
+            add_new(log[at])
+            start = at + 1
+        out.add_entries(keys, fps, emails, log[start:])
+    else:
+        # An entry noted twice (rows of one email; the first row's place wins) or dropped.
+        noted = bytearray(dropped)
+        for entry in log:
+            if entry < 0:
+                add_new(entry)
+            elif not noted[entry]:
+                noted[entry] = 1
+                out.add_entries(keys, fps, emails, (entry,))
+    rest = noted.translate(_ZERO)
+    if any(dropped):
+        rest = bytearray(map(and_, rest, dropped.translate(_ZERO)))
+    out.add_entries(keys, fps, emails, compress(range(count), rest))
+    for start, stop in updates.in_input_order():
+        for at in compress(range(start, stop), map(and_, is_new[start:stop], placed[start:stop].translate(_ZERO))):
+            out.add_update(updates, at)
+    return out.keys, out.fps, out.emails
+
+
+class _Columns:
+    def __init__(self, with_emails: bool):
+        self.keys, self.fps = array("Q"), array("Q")
+        self.emails: list[str] | None = [] if with_emails else None
+
+    def add_entries(self, keys: array[int], fps: array[int], emails: list[str] | None, at: Iterable[int]) -> None:
+        positions = at if isinstance(at, (array, tuple)) else array("i", at)
+        self.keys.extend(map(keys.__getitem__, positions))
+        self.fps.extend(map(fps.__getitem__, positions))
+        if self.emails is not None:
+            self.emails.extend(map(emails.__getitem__, positions) if emails is not None else repeat("", len(positions)))
+
+    def add_update(self, updates: StateUpdates, at: int) -> None:
+        self.keys.append(updates.keys[at])
+        self.fps.append(updates.fingerprints[at])
+        if self.emails is not None:
+            self.emails.append(updates.emails[at] if updates.emails is not None else "")
+
+
+def _exhaust(calls: Iterator[object]) -> None:
+    """Make every call of a ``map()``: a deque of length 0 drains it in C."""
+    deque(calls, maxlen=0)
