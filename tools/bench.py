@@ -26,6 +26,7 @@ import tempfile
 import time
 import unicodedata
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -109,11 +110,31 @@ def profile(i: int, version: int = 0) -> str:
     return f'C{i:08d},{email},{first},"{last}",{city},{state},{country},{postal}\r\n'
 
 
-def partition(start: int, stop: int, changed: set[int]) -> Iterator[bytes]:
+@dataclass(frozen=True)
+class Variant:
+    """How an export's input differs from the first one's."""
+
+    changed: frozenset[int] = frozenset()  # rows whose city changed
+    churn: bool = False  # a day's churn: 0.5% changed, 0.25% new contacts among them, 0.25% gone
+    reversed: bool = False  # each partition's rows in the opposite order: none where it was
+
+
+def rows_of(start: int, stop: int, n: int, variant: Variant) -> Iterator[str]:
+    ids = range(stop - 1, start - 1, -1) if variant.reversed else range(start, stop)
+    churn = variant.churn
+    for i in ids:
+        if churn and i % 400 == 123:
+            continue  # left the segment
+        yield profile(i, 1 if i in variant.changed else 2 if churn and i % 200 == 55 else 0)
+        if churn and i % 400 == 7:
+            yield profile(n + i)  # a new contact, in the middle of the others
+
+
+def partition(start: int, stop: int, n: int, variant: Variant) -> Iterator[bytes]:
     yield HEADER.encode()
     buffer: list[str] = []
-    for i in range(start, stop):
-        buffer.append(profile(i, 1 if i in changed else 0))
+    for row in rows_of(start, stop, n, variant):
+        buffer.append(row)
         if len(buffer) == 10_000:
             yield "".join(buffer).encode()
             buffer = []
@@ -121,11 +142,11 @@ def partition(start: int, stop: int, changed: set[int]) -> Iterator[bytes]:
         yield "".join(buffer).encode()
 
 
-def upload(service: BlobServiceClient, n: int, changed: set[int], prefix: str = "bench") -> float:
+def upload(service: BlobServiceClient, n: int, variant: Variant = Variant(), prefix: str = "bench") -> float:
     started = time.monotonic()
     container = service.get_container_client("segments")
     for index, start in enumerate(range(0, n, ROWS_PER_FILE)):
-        data = b"".join(partition(start, min(n, start + ROWS_PER_FILE), changed))
+        data = b"".join(partition(start, min(n, start + ROWS_PER_FILE), n, variant))
         container.upload_blob(f"{prefix}/Profiles_{index + 1}.csv", data, overwrite=True, max_concurrency=2)
     return time.monotonic() - started
 
@@ -223,7 +244,7 @@ def main() -> int:
                 }
             ),
         )
-        generated = upload(service, n, set())
+        generated = upload(service, n)
         print(f"  generated and uploaded in {generated:.1f}s", flush=True)
         env = {
             **os.environ,
@@ -235,15 +256,27 @@ def main() -> int:
         }
         # Linux counts in a child's peak RSS the peak of the process it was spawned from: the
         # exports run while this one is small, and the baseline (its payloads held here) last.
-        upload(service, FIXED_PROFILES, set(), prefix="fixed")
+        upload(service, FIXED_PROFILES, prefix="fixed")
         fixed_rss = run_cli(env, destination="fixed")[2]
         print(f"  export of {FIXED_PROFILES:,}: peak RSS {fixed_rss:.0f} MB", flush=True)
         full, full_wall, full_rss = run_cli(env)
         print(f"  full export: {full_wall:.2f}s, peak RSS {full_rss:.0f} MB", flush=True)
-        changed = set(random.Random(1).sample(range(n), max(1, n // 100)))
-        upload(service, n, changed)
+        changed = frozenset(random.Random(1).sample(range(n), max(1, n // 100)))
+        upload(service, n, Variant(changed))
         delta, delta_wall, delta_rss = run_cli(env)
         print(f"  delta export: {delta_wall:.2f}s, peak RSS {delta_rss:.0f} MB", flush=True)
+        # Deltas of other kinds: a day's churn; the same rows in another order (the state then
+        # follows it); then 1% changed on that order.
+        others = []
+        for label, variant in [
+            ("delta, churn (0.5% changed, 0.25% new, 0.25% gone)", Variant(churn=True)),
+            ("delta, same rows in another order", Variant(churn=True, reversed=True)),
+            ("delta, 1% changed after that", Variant(changed, churn=True, reversed=True)),
+        ]:
+            upload(service, n, variant)
+            record, wall, rss = run_cli(env)
+            print(f"  {label}: {wall:.2f}s, peak RSS {rss:.0f} MB", flush=True)
+            others.append((label, record, wall, rss))
         # The simulator holds about 1 KB a contact (10 GB at ten million): the baseline gets a
         # fresh one, which creates its contacts as the full export's did.
         sim.terminate()
@@ -256,7 +289,7 @@ def main() -> int:
             timeout=30,
         )
         base = baseline(service, sim_url, created.json()["id"], n)
-        report(n, full, full_wall, full_rss, delta, delta_wall, delta_rss, base, len(changed), fixed_rss)
+        report(n, full, full_wall, full_rss, delta, delta_wall, delta_rss, base, len(changed), fixed_rss, others)
     finally:
         sim.terminate()
         sim.wait(10)
@@ -275,6 +308,7 @@ def report(
     base: float,
     changed: int,
     fixed_rss: float,
+    others: list[tuple[str, dict, float, float]],
 ) -> None:
     def stages(record: dict) -> str:
         return ", ".join(f"{k} {v:.2f}s" for k, v in record["timings"].items() if k != "total")
@@ -289,10 +323,17 @@ def report(
 
     print(row("full export", full, full_wall, full_rss))
     print(row(f"delta ({changed:,} changed)", delta, delta_wall, delta_rss))
+    for label, record, wall, rss in others:
+        print(row(label, record, wall, rss))
     print(f"| raw baseline | {n:,} | {base:.2f} | {n / base:,.0f} | - | - |")
     print()
     print(f"full export stages: {stages(full)}")
     print(f"delta export stages: {stages(delta)} (unchanged {delta['counts']['unchanged']:,})")
+    for label, record, wall, _ in others:
+        print(
+            f"{label}: {wall / (n / 1_000_000):.2f} s per million; stages: {stages(record)} "
+            f"(unchanged {record['counts']['unchanged']:,})"
+        )
     millions = n / 1_000_000
 
     def per_million(rss: float) -> str:
