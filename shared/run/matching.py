@@ -18,17 +18,17 @@ a chunk needs it and used from then on.
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_right
 from collections.abc import Sequence
-from itertools import compress, islice, repeat
-from operator import eq, mul, sub
+from itertools import compress, repeat
+from operator import eq
 
 from shared.run.keysets import MISSING, PositionIndex
 
 # State entries searched either side of the first row of a chunk that no longer lines up.
 _WINDOW = 32
-# Shifts looked for in one chunk; past these, the rest of the chunk is found the other ways.
-_MAX_SHIFTS = 8
+# Shifts looked for in one chunk (each costs about 15 us); past these, the rest of the chunk is
+# found the other ways.
+_MAX_SEARCHES = 128
 # Rows of a chunk that may be left to be found by their email, at least; a chunk with more rows
 # out of place than this and a sixteenth of it has the fingerprint index built.
 _FEW = 32
@@ -57,42 +57,56 @@ class KnownRows:
             self._cursor = start + count
             return range(start, start + count), {}
         at = [MISSING] * count
-        stretches = self._line_up(wanted, at)
+        hints, offset = self._line_up(wanted, at)
         missing = at.count(MISSING)
         if self._index is None and missing > max(_FEW, count // 16):
             self._index = PositionIndex(state)
-        if self._index is not None and missing:
+        if self._index is not None and missing == count:
+            at = self._index.find_many(fps)
+            hints = {row: hint for row, hint in hints.items() if at[row] == MISSING}
+        elif self._index is not None and missing:
             rows = list(compress(range(count), map(eq, at, repeat(MISSING))))
             for row, position in zip(rows, self._index.find_many(list(map(wanted.__getitem__, rows))), strict=True):
                 at[row] = position
+                if position != MISSING:
+                    hints.pop(row, None)
         last = next((row for row in range(count - 1, -1, -1) if at[row] != MISSING), None)
-        self._cursor = at[last] + count - last if last is not None else stretches[-1][1] + count
-        return at, self._hints(at, stretches)
+        self._cursor = at[last] + count - last if last is not None else offset + count
+        return at, hints
 
-    def _line_up(self, wanted: array[int], at: list[int]) -> list[tuple[int, int]]:
-        """Fill ``at`` with the rows found in place, shift after shift; returns each stretch's
-        first row and the state position of row 0 that lines it up."""
-        state, count = self.fingerprints, len(wanted)
-        offset, row = self._cursor, 0
-        stretches: list[tuple[int, int]] = []
+    def _line_up(self, wanted: array[int], at: list[int]) -> tuple[dict[int, int], int]:
+        """Walk the chunk along the state from the cursor, filling ``at`` with the stretches in
+        place. A row changed in place is stepped over; a row added or gone shifts the rest, and
+        a window of the state finds by how much. Returns the hints (where each row not found
+        would stand, were it changed in place) and the offset the walk ended on."""
+        state, count, size = self.fingerprints, len(wanted), len(self.fingerprints)
+        offset, row, searches, misses = self._cursor, 0, 0, 0
+        hints: dict[int, int] = {}
         while row < count:
-            # offset + row is never below 0: a stretch starts at a row found in the state.
-            stretches.append((row, offset))
-            same = list(map(eq, islice(wanted, row, None), state[offset + row : offset + count]))
-            if True in same:
-                # In C: position + 1 where the row is the same, 0 where not, less one.
-                first = offset + row + 1
-                at[row : row + len(same)] = map(sub, map(mul, same, range(first, first + len(same))), repeat(1))
-                last = row + len(same) - 1 - same[::-1].index(True)
-            else:
-                last = row - 1
-            if last == count - 1 or len(stretches) > _MAX_SHIFTS:
+            # offset + row is never below 0: a shift lines up a row found in the state.
+            stop = _same_until(wanted, state, row, offset)
+            if stop > row:
+                at[row:stop] = range(offset + row, offset + stop)
+                misses = 0
+            if stop == count:
                 break
-            shifted = self._shift(wanted, last + 1, offset)
-            if shifted is None:
-                break
-            row, offset = shifted
-        return stretches
+            if offset + stop < size:
+                hints[stop] = offset + stop
+            row = stop + 1
+            if row < count and offset + row < size and wanted[row] == state[offset + row]:
+                continue  # changed in place: the rows after it are where they were
+            searches += 1
+            shifted = self._shift(wanted, stop, offset) if searches <= _MAX_SEARCHES else None
+            if shifted is not None:
+                ahead, new_offset = shifted
+                hints.update((skipped, offset + skipped) for skipped in range(row, ahead) if offset + skipped < size)
+                row, offset = ahead, new_offset
+                continue
+            misses += 1
+            if misses > _FEW or searches > _MAX_SEARCHES:
+                break  # out of step here: the rest is found the other ways, without hints
+        # A row first missed may have been found by the shift after it.
+        return {row: hint for row, hint in hints.items() if at[row] == MISSING}, offset
 
     def _shift(self, wanted: array[int], row: int, offset: int) -> tuple[int, int] | None:
         """The first row from ``row`` on found in the state near where it was expected, and the
@@ -108,12 +122,16 @@ class KnownRows:
                 return ahead, position - ahead
         return None
 
-    def _hints(self, at: list[int], stretches: list[tuple[int, int]]) -> dict[int, int]:
-        size = len(self.fingerprints)
-        firsts = [first for first, _ in stretches]
-        hints: dict[int, int] = {}
-        for row in compress(range(len(at)), map(eq, at, repeat(MISSING))):
-            expected = stretches[bisect_right(firsts, row) - 1][1] + row
-            if 0 <= expected < size:
-                hints[row] = expected
-        return hints
+
+def _same_until(wanted: array[int], state: array[int], row: int, offset: int) -> int:
+    """The first row from ``row`` on that is not where the state has it (at ``offset`` + row),
+    or the chunk's length. Compares stretches of doubling length, each in C."""
+    limit = min(len(wanted), len(state) - offset)  # rows past the state's end are not in it
+    step = 16
+    while row < limit:
+        end = min(limit, row + step)
+        if state[offset + row : offset + end] == wanted[row:end]:
+            row, step = end, 2 * step
+            continue
+        return row + list(map(eq, wanted[row:end], state[offset + row : offset + end])).index(False)
+    return row
