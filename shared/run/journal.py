@@ -71,11 +71,12 @@ class StateUpdates:
             self.emails.extend(emails)
 
     def add(self, key: int, fp: int, email: str | None) -> None:
-        if self._groups and self._groups[-1][2] == len(self.keys):
+        # One at a time (a journal of the earlier format, tests): part of the last group.
+        if self._groups:
             order, start, stop = self._groups[-1]
             self._groups[-1] = (order, start, stop + 1)
         else:
-            self._groups.append(((len(self._groups),), len(self.keys), len(self.keys) + 1))
+            self._groups.append(((0,), 0, 1))
         self.keys.append(key)
         self.fingerprints.append(fp)
         if email is not None:

@@ -127,8 +127,9 @@ class SegmentsReading:
 class FileReader:
     """One file's records through the row rules into the spool: the hot loop of a run.
 
-    A record whose fingerprint SendGrid already has costs one hash and two lookups: it is not
-    parsed, mapped or encoded. The others are parsed a chunk at a time.
+    A record whose fingerprint SendGrid already has costs one hash and, where it stands in the
+    state, a comparison (:mod:`shared.run.matching`): it is not parsed, mapped or encoded. The
+    others are parsed a chunk at a time.
     """
 
     def __init__(
@@ -145,7 +146,7 @@ class FileReader:
         self.counts, self.rejects, self.spool = counts, rejects, spool
 
     def read(self, known: KnownRows | None, seen: RunKeys, on_chunk: Callable[[int], None] | None = None) -> int:
-        parse = self.table.parse
+        parse, tally = self.table.parse, self.table.tally
         rows = 0
         hints: dict[int, int] = {}
         for chunk in self.table.chunks:
@@ -163,8 +164,14 @@ class FileReader:
             # Which state entry each row is, for the state's order (a delta run's: see run_order).
             entries = None if seen.order is None else at if not fresh else list(at)
             if fresh:
+                before = tally.control_chars_stripped
                 parsed, problems = parse(records if len(fresh) == len(records) else [records[i] for i in fresh])
-                self._add(chunk, fresh, fps, undecodable, parsed, problems, seen, claims, hints, known, entries)
+                stripped = tally.control_chars_stripped > before
+                settled = self._add(
+                    chunk, fresh, fps, undecodable, parsed, problems, seen, claims, hints, known, entries
+                )
+                if settled and stripped:
+                    self._not_parsed([records[i] for i in settled])
             if entries is not None and seen.order is not None:
                 seen.order.note(entries)
         return rows
@@ -218,7 +225,10 @@ class FileReader:
         hints: dict[int, int],
         known: KnownRows | None,
         entries: Sequence[int] | None = None,
-    ) -> None:
+    ) -> list[int]:
+        """Settle the parsed records; returns the indexes of those settled as records SendGrid
+        has (found by their email: they did not line up with the state). ``entries`` (a list)
+        gets the state entry, or new contact, each record settled is (see run_order)."""
         # Once a row: attribute lookups are bound to locals, rare outcomes go to methods.
         counts, apply, too_large, key_of = self.counts, self.rules.apply, self.spool.max_contact_bytes, email_key
         locate, claimed, claim_new = seen.locate, seen.claimed, seen.others.add
@@ -228,6 +238,7 @@ class FileReader:
         lines: list[int] = []
         keys: list[int] = []
         chosen: list[int] = []
+        settled: list[int] = []
         for position, (index, fields) in enumerate(zip(indexes, parsed, strict=True)):
             if fields is None:  # a record the reader could not make fields of
                 self._invalid(chunk.line_of(index), "", problems.get(position, "unreadable record"))
@@ -243,6 +254,7 @@ class FileReader:
             at = locate(key, hints.get(index, MISSING)) if in_state else MISSING
             if at != MISSING and known_fps is not None and known_fps[at] == fps[index]:
                 self._unchanged_out_of_place(at, index, claims, seen)
+                settled.append(index)
                 if isinstance(entries, list):
                     entries[index] = at
                 continue
@@ -275,6 +287,16 @@ class FileReader:
                 self._fields_rejected(line, email, field_rejects)
         self.spool.add_many(encoded, self.table.name, lines, keys, chosen)
         counts.sent += len(encoded)
+        return settled
+
+    def _not_parsed(self, records: list[str]) -> None:
+        """Take back what parsing counted of records SendGrid has that were parsed only to find
+        their email: one found in place is never parsed, and the counts must not depend on where
+        a record stands. Parsing them again tells how many were counted."""
+        tally = self.table.tally
+        before = tally.control_chars_stripped
+        self.table.parse(records)
+        tally.control_chars_stripped = 2 * before - tally.control_chars_stripped
 
     def _invalid_contact(self, line: int, fields: list[str], reason: str) -> None:
         self._invalid(line, fields[self.email_at] if self.email_at < len(fields) else "", reason)

@@ -69,13 +69,8 @@ class SyncState:
 
     def fingerprint_keys(self) -> dict[int, int]:
         """Fingerprint -> email key, for every contact SendGrid confirmed (a dict: for tests and
-        small states; a run uses :meth:`fingerprint_index`)."""
+        small states; a run finds its rows with :class:`shared.run.matching.KnownRows`)."""
         return dict(zip(self.fingerprints, self.keys, strict=True))
-
-    def fingerprint_index(self) -> PositionIndex:
-        """Fingerprint -> position in this state, about 9 bytes an entry. Not kept: only the read
-        needs it, and at ten million entries it is 90 MB the merge can use."""
-        return PositionIndex(self.fingerprints)
 
     def key_index(self) -> PositionIndex:
         """Email key -> position in this state, about 9 bytes an entry."""

@@ -111,6 +111,25 @@ def test_the_merge_keeps_the_order_of_the_input_whatever_order_the_jobs_end_in()
     ]
 
 
+@pytest.mark.parametrize("moved", [False, True])
+@pytest.mark.parametrize("twice", [False, True])
+def test_control_characters_are_counted_the_same_whether_an_unchanged_row_moved_or_not(moved, twice):
+    # An unchanged row is not parsed, so its control characters are not counted as stripped;
+    # one found by its email because it moved is parsed, and must not be counted either.
+    rows = [f"p{i}@example.com,Ann" for i in range(40)]
+    rows[5] = "p5@example.com,An\x01n"
+    runtime, fake = setup(csv_text="Email,FirstName\n" + "\n".join(rows) + "\n")
+    assert run(runtime).counts.control_chars_stripped == 1
+    again = rows[:5] + rows[6:] + [rows[5]] if moved else list(rows)
+    if twice:
+        again.append(rows[5])
+    runtime.edges.segments.blobs["people.csv"] = ("Email,FirstName\n" + "\n".join(again) + "\n").encode()
+    fake.bodies.clear()
+    counts = run(runtime).counts
+    assert (counts.sent, counts.unchanged, counts.duplicate) == (0, 40, int(twice))
+    assert counts.control_chars_stripped == 0 and counts.conserved()
+
+
 # Each edit: (kind, where, what); applied in turn to the rows of the first run.
 kinds = st.sampled_from(["change", "insert", "delete", "move", "copy"])
 edits = st.lists(st.tuples(kinds, st.integers(0, 10**6), st.integers(0, 3)), max_size=12)
