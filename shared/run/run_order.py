@@ -16,7 +16,7 @@ from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence, Set
 from itertools import compress, islice, repeat
-from operator import and_, ge, lt, ne
+from operator import and_, ge, lt, ne, sub
 
 from shared.run.journal import StateUpdates
 from shared.run.keysets import MISSING
@@ -33,13 +33,34 @@ class RunOrder:
     def __init__(self) -> None:
         self.log = array("i")  # a state position, or NEW - k for the run's k-th new contact
         self.new_keys = array("Q")  # the keys of the new contacts, by k
+        self.news = 0  # new contacts noted
+        # Whether the entries noted so far ascend, with no new contact before any of them: then
+        # the state's own order is the run's. Kept as chunks come, each looked at in C.
+        self._follows = True
+        self._last = -1
 
     def note(self, entries: Sequence[int]) -> None:
         """The entries of a chunk's rows, in their order; ``MISSING`` for a row that is not noted."""
         if isinstance(entries, range):
+            if entries:
+                self._follows = self._follows and not self.news and entries.start > self._last
+                self._last = max(self._last, entries[-1])
             self.log.extend(entries)
-        else:
-            self.log.extend(compress(entries, map(ne, entries, repeat(MISSING))))
+            return
+        noted = array("i", compress(entries, map(ne, entries, repeat(MISSING))))
+        positions = array("i", compress(noted, map(ge, noted, repeat(0))))
+        news = len(noted) - len(positions)
+        if self._follows and positions:
+            self._follows = (
+                not self.news
+                and positions[0] > self._last
+                and all(map(lt, positions, islice(positions, 1, None)))
+                and all(map(lt, islice(noted, len(positions), None), repeat(MISSING)))  # new ones last
+            )
+        if positions:
+            self._last = max(self._last, positions[-1])
+        self.news += news
+        self.log.extend(noted)
 
     def new_contact(self, key: int) -> int:
         """The entry to note for a new contact with this key."""
@@ -49,12 +70,7 @@ class RunOrder:
     def follows_the_state(self) -> bool:
         """Whether the state's own order is already the run's: the entries noted ascending, and
         the new contacts, if any, after them all."""
-        log = self.log
-        news = list(compress(range(len(log)), map(lt, log, repeat(MISSING))))
-        first_new = len(log) - len(news)
-        if news and news[0] != first_new:
-            return False
-        return all(map(lt, islice(log, 0, max(0, first_new - 1)), islice(log, 1, first_new)))
+        return self._follows
 
 
 def gathered(
@@ -86,25 +102,17 @@ def gathered(
             out.add_update(updates, at)
 
     noted = bytearray(count)
-    positions = array("i", compress(log, map(ge, log, repeat(0))))
-    _exhaust(map(noted.__setitem__, positions, repeat(1)))
-    if noted.count(1) == len(positions) and not any(map(and_, noted, dropped)):
-        # Each entry noted once, none dropped: stretches between new contacts are gathered in C.
-        start = 0
-        for at in compress(range(len(log)), map(lt, log, repeat(MISSING))):
-            out.add_entries(keys, fps, emails, log[start:at])
-            add_new(log[at])
-            start = at + 1
-        out.add_entries(keys, fps, emails, log[start:])
-    else:
-        # An entry noted twice (rows of one email; the first row's place wins) or dropped.
-        noted = bytearray(dropped)
-        for entry in log:
-            if entry < 0:
-                add_new(entry)
-            elif not noted[entry]:
-                noted[entry] = 1
-                out.add_entries(keys, fps, emails, (entry,))
+    _exhaust(map(noted.__setitem__, compress(log, map(ge, log, repeat(0))), repeat(1)))
+    if noted.count(1) != len(log) - order.news or (removed and any(map(and_, noted, dropped))):
+        # An entry noted twice (rows of one email: the first row's place wins) or dropped.
+        log, noted = _first_of_each(log, dropped)
+    # Stretches between new contacts, gathered in C.
+    start = 0
+    for at in compress(range(len(log)), map(lt, log, repeat(MISSING))) if order.news else ():
+        out.add_stretch(keys, fps, emails, log[start:at])
+        add_new(log[at])
+        start = at + 1
+    out.add_stretch(keys, fps, emails, log[start:])
     rest = noted.translate(_ZERO)
     if any(dropped):
         rest = bytearray(map(and_, rest, dropped.translate(_ZERO)))
@@ -113,6 +121,20 @@ def gathered(
         for at in compress(range(start, stop), map(and_, is_new[start:stop], placed[start:stop].translate(_ZERO))):
             out.add_update(updates, at)
     return out.keys, out.fps, out.emails
+
+
+def _first_of_each(log: array[int], dropped: bytearray) -> tuple[array[int], bytearray]:
+    """The log without entries noted before or dropped, and which entries it or ``dropped`` holds."""
+    seen = bytearray(dropped)
+    firsts = array("i")
+    append = firsts.append
+    for entry in log:
+        if entry < 0:
+            append(entry)
+        elif not seen[entry]:
+            seen[entry] = 1
+            append(entry)
+    return firsts, seen
 
 
 class _Columns:
@@ -126,6 +148,25 @@ class _Columns:
         self.fps.extend(map(fps.__getitem__, positions))
         if self.emails is not None:
             self.emails.extend(map(emails.__getitem__, positions) if emails is not None else repeat("", len(positions)))
+
+    def add_stretch(self, keys: array[int], fps: array[int], emails: list[str] | None, at: array[int]) -> None:
+        """Entries noted one after the other: where they are consecutive in the state too (the
+        usual case), each run of them is copied as bytes."""
+        if not at:
+            return
+        breaks = list(compress(range(1, len(at)), map(ne, map(sub, islice(at, 1, None), at), repeat(1))))
+        if len(breaks) > len(at) // 32:
+            self.add_entries(keys, fps, emails, at)
+            return
+        key_bytes, fp_bytes = memoryview(keys).cast("B"), memoryview(fps).cast("B")
+        for start, stop in zip([0, *breaks], [*breaks, len(at)], strict=True):
+            first, last = at[start], at[start] + stop - start
+            self.keys.frombytes(key_bytes[8 * first : 8 * last])
+            self.fps.frombytes(fp_bytes[8 * first : 8 * last])
+            if self.emails is not None:
+                self.emails.extend(emails[first:last] if emails is not None else repeat("", last - first))
+        key_bytes.release()
+        fp_bytes.release()
 
     def add_update(self, updates: StateUpdates, at: int) -> None:
         self.keys.append(updates.keys[at])

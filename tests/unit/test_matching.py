@@ -220,3 +220,20 @@ def test_a_state_out_of_step_is_written_in_the_run_order(noted_twice):
         (3, 31, "e3'"),
         (2, 20, "e2"),  # not in this input: after the rest, in the state's order
     ]
+
+
+def test_the_run_order_knows_when_the_state_already_follows_it():
+    from shared.run.run_order import RunOrder
+
+    def order_of(*chunks):
+        order = RunOrder()
+        for chunk in chunks:
+            entries = chunk if isinstance(chunk, range) else [order.new_contact(7) if e == "new" else e for e in chunk]
+            order.note(entries)
+        return order.follows_the_state()
+
+    assert order_of(range(0, 5), [5, MISSING, 7, 9], range(10, 12), [12, "new", "new"])  # gaps: rows gone
+    assert not order_of(range(0, 5), ["new", 5], range(6, 8))  # a new contact in the middle
+    assert not order_of(range(0, 5), [6, 5])  # two rows swapped
+    assert not order_of(range(5, 8), range(0, 3))  # a later file first
+    assert not order_of([2, 2])  # one entry twice
