@@ -86,3 +86,31 @@ def test_a_50_mb_line_is_read_past_without_being_held(kind):
     assert got[0][:2] == (first_line, True) and "MAX_RECORD_BYTES" in got[0][2]
     assert got[1] == (first_line + 1, False, "b@example.com")
     assert peak < 20_000_000, f"peak {peak / 1e6:.1f} MB while reading past a 50 MB line"
+
+
+def test_a_download_is_read_ahead_in_order_and_its_error_comes_where_it_happened():
+    import threading
+
+    from shared.adapters.storage import prefetched
+
+    def download(fail_after=None):
+        for index in range(10):
+            if index == fail_after:
+                raise OSError("connection reset")
+            yield bytes([index]) * 3
+
+    assert list(prefetched(download())) == [bytes([i]) * 3 for i in range(10)]
+    got = []
+    with pytest.raises(OSError, match="connection reset"):
+        for chunk in prefetched(download(fail_after=4)):
+            got.append(chunk)
+    assert got == [bytes([i]) * 3 for i in range(4)]
+    # A reader that stops early stops the download's thread too.
+    early = prefetched(download())
+    assert next(early) == b"\x00" * 3
+    early.close()
+    for _ in range(50):
+        if not any(t.name == "blob-prefetch" for t in threading.enumerate()):
+            break
+        threading.Event().wait(0.05)
+    assert not any(t.name == "blob-prefetch" for t in threading.enumerate())
