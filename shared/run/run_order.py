@@ -154,10 +154,11 @@ class _Columns:
         usual case), each run of them is copied as bytes."""
         if not at:
             return
-        breaks = list(compress(range(1, len(at)), map(ne, map(sub, islice(at, 1, None), at), repeat(1))))
-        if len(breaks) > len(at) // 32:
+        # Counted before they are listed: a list of a million breaks would cost 36 MB.
+        if sum(map(ne, map(sub, islice(at, 1, None), at), repeat(1))) > len(at) // 32:
             self.add_entries(keys, fps, emails, at)
             return
+        breaks = list(compress(range(1, len(at)), map(ne, map(sub, islice(at, 1, None), at), repeat(1))))
         key_bytes, fp_bytes = memoryview(keys).cast("B"), memoryview(fps).cast("B")
         for start, stop in zip([0, *breaks], [*breaks, len(at)], strict=True):
             first, last = at[start], at[start] + stop - start
