@@ -10,7 +10,7 @@ import contextlib
 import io
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 from urllib.parse import urlparse
@@ -181,7 +181,7 @@ def blob_service_client(
     return BlobServiceClient(storage.blob_service_uri, credential=credential, **options)
 
 
-def prefetched(chunks: Iterator[bytes], depth: int = PREFETCH_CHUNKS) -> Iterator[bytes]:
+def prefetched(chunks: Iterator[bytes], depth: int = PREFETCH_CHUNKS) -> Generator[bytes, None, None]:
     """``chunks``, downloaded by a thread up to ``depth`` chunks ahead, so that the download of
     the next chunk overlaps the reading of this one (about a tenth of a run that sends little).
     An error of the download is raised where the chunk it cost would have been; closing the

@@ -50,17 +50,22 @@ def record_bound(store: BlobStore, file: SegmentFile) -> int:
 
 
 class _LineBreaks:
-    """Counts the line breaks of bytes passing through. A "\r\n" cut in two by a chunk boundary
-    counts twice: the count is a bound, and may be one high there."""
+    """Counts the line breaks of bytes passing through: "\n", "\r\n" or "\r", one each, also
+    where a chunk boundary cuts a "\r\n" in two (a bound one high a time would send a file of
+    exactly max_profiles rows to the slow count by the row rules)."""
 
     def __init__(self) -> None:
         self.breaks = 0
         self.ends_with_break = False
+        self._ended_with_cr = False
 
     def count(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
             if chunk:
                 self.breaks += chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+                if self._ended_with_cr and chunk.startswith(b"\n"):
+                    self.breaks -= 1  # the "\n" of a "\r\n" counted with the chunk before
+                self._ended_with_cr = chunk.endswith(b"\r")
                 self.ends_with_break = chunk.endswith((b"\n", b"\r"))
             yield chunk
 

@@ -274,3 +274,13 @@ def test_a_record_of_many_lines_costs_its_length_not_its_length_squared():
     assert [line for line, _ in rows] == [2, 200_003]
     first = rows[0][1]
     assert first is not None and first[1] == '"\n' * 200_000
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 3, 7, 11, 4096])
+def test_the_scan_bound_of_rows_ending_in_crlf_is_exact_wherever_the_chunks_are_cut(chunk_size):
+    # A bound one high sends a file of exactly max_profiles rows to the slow count by the rules.
+    text = "Email,Name\r\n" + "".join(f"p{i}@x.io,N\r\n" for i in range(40))
+    _, bound = scan_segment_file(
+        CountingStore({"s.csv": text.encode()}, chunk_size=chunk_size), SegmentFile("s.csv", "csv")
+    )
+    assert bound == 40
