@@ -6,6 +6,8 @@ the fingerprint of the source row that produced what was sent (BLAKE2b of the ro
 salted with everything else that shapes the payload: lists, column plan, custom fields, the row
 rules' version). A row whose fingerprint is in the state maps to exactly what SendGrid already
 has, so it is skipped without being mapped or encoded: that is what makes a delta run fast.
+The contacts are kept in the order their rows came, so that the next run finds most of its rows
+where the state has them (:mod:`shared.run.matching`, :mod:`shared.run.run_order`).
 Destinations in ``mirror`` mode also keep each contact's email, the only way to find it again
 to take it off a list.
 
