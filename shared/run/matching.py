@@ -32,6 +32,8 @@ _MAX_SEARCHES = 128
 # Rows of a chunk that may be left to be found by their email, at least; a chunk with more rows
 # out of place than this and a sixteenth of it has the fingerprint index built.
 _FEW = 32
+# Rows in a row no shift lines up before the walk stops: the rest of the chunk is out of step.
+_MAX_MISSES = 32
 
 
 class KnownRows:
@@ -103,7 +105,7 @@ class KnownRows:
                 row, offset = ahead, new_offset
                 continue
             misses += 1
-            if misses > _FEW or searches > _MAX_SEARCHES:
+            if misses > _MAX_MISSES or searches > _MAX_SEARCHES:
                 break  # out of step here: the rest is found the other ways, without hints
         # A row first missed may have been found by the shift after it.
         return {row: hint for row, hint in hints.items() if at[row] == MISSING}, offset
