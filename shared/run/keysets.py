@@ -11,13 +11,21 @@ lands on another entry are walked in Python.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import compress, islice, repeat
 from operator import add, and_, eq, mod, ne, not_, truth
 
 # Slots per entry: at 2.2 (a load of 0.45) about four in five entries sit in the slot they hash to.
 _SLOTS_PER_ENTRY = 2.2
 MISSING = -1
+# bytes.translate table: 1 for a byte 0 (an entry of a flag array not set), 0 for any other.
+UNSET = bytes([1]) + bytes(255)
+
+
+def exhaust(calls: Iterator[object]) -> None:
+    """Make every call of a ``map()``: a deque of length 0 drains it in C, not in a Python loop."""
+    deque(calls, maxlen=0)
 
 
 class PositionIndex:

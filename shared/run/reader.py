@@ -187,7 +187,7 @@ class FileReader:
         if isinstance(positions, range) and seen.claim_range(positions.start, positions.stop):
             self.counts.unchanged += len(positions)
             return [], _Claims(positions)
-        at = list(positions)  # a list already, unless an email of the chunk was claimed before
+        at = positions if isinstance(positions, list) else list(positions)
         missing = at.count(MISSING)
         if missing == len(at):
             return range(len(at)), _Claims(at, {})

@@ -13,18 +13,15 @@ when it differs from the state's own.
 from __future__ import annotations
 
 from array import array
-from collections import deque
-from collections.abc import Iterable, Iterator, Sequence, Set
+from collections.abc import Iterable, Sequence, Set
 from itertools import compress, islice, repeat
 from operator import and_, ge, lt, ne, sub
 
 from shared.run.journal import StateUpdates
-from shared.run.keysets import MISSING
+from shared.run.keysets import MISSING, UNSET, exhaust
 
 # A new contact (one the state does not hold) is noted as NEW - k, k its number in the run.
 NEW = MISSING - 1
-# bytes.translate table: 1 for a byte 0, 0 for any other.
-_ZERO = bytes([1]) + bytes(255)
 
 
 class RunOrder:
@@ -81,16 +78,18 @@ def gathered(
     updates: StateUpdates,
     is_new: bytearray,
     removed: Set[int],
+    groups: list[tuple[int, int]],
 ) -> tuple[array[int], array[int], list[str] | None]:
     """The merged state's columns in the run's order: the entries and new contacts the run noted,
     in its order (each once, where first noted); then the entries it did not note (contacts not
     in this input), in the state's order; then any confirmed new contact not noted. ``fps`` and
     ``emails`` already hold what the run confirmed again; ``is_new`` marks the updates the state
-    did not hold. No entry whose key is in ``removed`` is kept."""
+    did not hold; ``groups`` are the updates' groups in input order. No entry whose key is in
+    ``removed`` is kept."""
     count, log = len(keys), order.log
     dropped = bytearray(count)
     if removed:
-        _exhaust(map(dropped.__setitem__, compress(range(count), map(removed.__contains__, keys)), repeat(1)))
+        exhaust(map(dropped.__setitem__, compress(range(count), map(removed.__contains__, keys)), repeat(1)))
     new_at = dict(zip(compress(updates.keys, is_new), compress(range(len(updates.keys)), is_new), strict=True))
     out = _Columns(emails is not None)
     placed = bytearray(len(updates.keys))
@@ -102,7 +101,7 @@ def gathered(
             out.add_update(updates, at)
 
     noted = bytearray(count)
-    _exhaust(map(noted.__setitem__, compress(log, map(ge, log, repeat(0))), repeat(1)))
+    exhaust(map(noted.__setitem__, compress(log, map(ge, log, repeat(0))), repeat(1)))
     if noted.count(1) != len(log) - order.news or (removed and any(map(and_, noted, dropped))):
         # An entry noted twice (rows of one email: the first row's place wins) or dropped.
         log, noted = _first_of_each(log, dropped)
@@ -113,12 +112,12 @@ def gathered(
         add_new(log[at])
         start = at + 1
     out.add_stretch(keys, fps, emails, log[start:])
-    rest = noted.translate(_ZERO)
+    rest = noted.translate(UNSET)
     if any(dropped):
-        rest = bytearray(map(and_, rest, dropped.translate(_ZERO)))
+        rest = bytearray(map(and_, rest, dropped.translate(UNSET)))
     out.add_entries(keys, fps, emails, compress(range(count), rest))
-    for start, stop in updates.in_input_order():
-        for at in compress(range(start, stop), map(and_, is_new[start:stop], placed[start:stop].translate(_ZERO))):
+    for start, stop in groups:
+        for at in compress(range(start, stop), map(and_, is_new[start:stop], placed[start:stop].translate(UNSET))):
             out.add_update(updates, at)
     return out.keys, out.fps, out.emails
 
@@ -174,8 +173,3 @@ class _Columns:
         self.fps.append(updates.fingerprints[at])
         if self.emails is not None:
             self.emails.append(updates.emails[at] if updates.emails is not None else "")
-
-
-def _exhaust(calls: Iterator[object]) -> None:
-    """Make every call of a ``map()``: a deque of length 0 drains it in C."""
-    deque(calls, maxlen=0)

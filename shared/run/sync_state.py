@@ -24,7 +24,6 @@ import logging
 import struct
 import zlib
 from array import array
-from collections import deque
 from collections.abc import Iterable, Iterator, Set
 from dataclasses import dataclass, field
 from itertools import compress, repeat
@@ -32,7 +31,7 @@ from operator import ne, not_
 
 from shared.adapters.storage import BlobNotFound, BlobStore
 from shared.run.journal import StateUpdates, SyncStateError, corrupt, journal_prefix
-from shared.run.keysets import MISSING, KeySet, PositionIndex
+from shared.run.keysets import MISSING, UNSET, KeySet, PositionIndex, exhaust
 from shared.run.run_order import RunOrder, gathered
 
 log = logging.getLogger(__name__)
@@ -48,8 +47,6 @@ _MERGE_BLOCK = 65_536
 # Up to this many blocks of update keys are found by a pass over the state each; more, through
 # its key index.
 _SCAN_BLOCKS = 4
-# bytes.translate table: 1 for a byte 0 (a state entry no row claimed), 0 for any other.
-_UNCLAIMED = bytes([1]) + bytes(255)
 
 
 def state_blob_name(destination: str) -> str:
@@ -273,21 +270,21 @@ class SyncState:
             where = self._positions_of(updates.keys[start:stop], scan=scan)
             held = list(map(ne, where, repeat(MISSING)))
             # A contact confirmed again is replaced where it stands (its key is the same).
-            _exhaust(map(fps.__setitem__, compress(where, held), compress(updates.fingerprints[start:stop], held)))
+            exhaust(map(fps.__setitem__, compress(where, held), compress(updates.fingerprints[start:stop], held)))
             if emails is not None:
-                _exhaust(map(emails.__setitem__, compress(where, held), compress(emails_of(start, stop), held)))
+                exhaust(map(emails.__setitem__, compress(where, held), compress(emails_of(start, stop), held)))
             is_new[start:stop] = bytes(map(not_, held))
         self._indexes.clear()  # a key index is of the columns as they were
         if order is not None and count and not order.follows_the_state():
             # The rows came in another order than the state's (contacts added in the middle, or
             # the input reordered): the new state follows this run's.
-            return SyncState(*gathered(order, self.keys, fps, emails, updates, is_new, removed))
+            return SyncState(*gathered(order, self.keys, fps, emails, updates, is_new, removed, in_order))
         keys = self.keys if in_place else array("Q", self.keys)
         if removed and count:
             # What is kept comes in runs (a few removed here and there): each run is copied as
             # bytes, not as a million ints.
             kept = bytearray(b"\x01") * count
-            _exhaust(map(kept.__setitem__, compress(range(count), map(removed.__contains__, self.keys)), repeat(0)))
+            exhaust(map(kept.__setitem__, compress(range(count), map(removed.__contains__, self.keys)), repeat(0)))
             keys, fps, emails = _runs_of(kept, keys, fps, emails)
         if any(is_new):
             for start, stop in in_order:
@@ -321,11 +318,6 @@ class SyncState:
         if isinstance(present, RunKeys) and present.state is self:
             return present.unclaimed()
         return (index for index, key in enumerate(self.keys) if key not in present)
-
-
-def _exhaust(calls: Iterator[object]) -> None:
-    """Make every call of a ``map()``: a deque of length 0 drains it in C, not in a Python loop."""
-    deque(calls, maxlen=0)
 
 
 def _runs_of(
@@ -421,9 +413,9 @@ class RunKeys:
 
     def claim_unclaimed(self, positions: Set[int]) -> None:
         """Claim state positions none of which is claimed yet (the caller has checked)."""
-        _exhaust(map(self.claimed.__setitem__, positions, repeat(1)))
+        exhaust(map(self.claimed.__setitem__, positions, repeat(1)))
         self.claimed_count += len(positions)
 
     def unclaimed(self) -> Iterator[int]:
         """The positions in the state of the keys no row of the run holds."""
-        return compress(range(len(self.claimed)), self.claimed.translate(_UNCLAIMED))
+        return compress(range(len(self.claimed)), self.claimed.translate(UNSET))
