@@ -274,7 +274,8 @@ def run_event_dimensions() -> tuple[str, set[str]]:
         for node in ast.walk(counts)
         if isinstance(node, ast.ClassDef) and node.name == "RunCounts"
         for field in node.body
-        if isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name)
+        if isinstance(field, ast.AnnAssign)
+        and isinstance(field.target, ast.Name)
         and getattr(field.annotation, "id", "") == "int"
     )
     for node in ast.walk(telemetry):
@@ -326,6 +327,7 @@ def alert_rules() -> dict[str, dict[str, Any]]:
 def test_alerts_on_failed_runs_high_reject_rates_and_scheduled_destinations_gone_quiet():
     rules = alert_rules()
     assert set(rules) == {"failedRuns", "rejectRate", "staleRuns"}
+
     def accessor(resource: str) -> dict[str, Any]:
         return {"operator": {"type": "property_accessor", "operands": {"operand_1": resource, "operand_2": "id"}}}
 

@@ -116,6 +116,12 @@ class AzureBlobStore:
         self._upload(name, data, content_type)
 
     def write_stream(self, name: str, stream: IO[bytes], *, content_type: str) -> None:
+        """Upload ``stream`` in blocks, committed at once at the end: the blob is whole or as it was."""
+        if isinstance(stream, io.RawIOBase):
+            # After a short read the SDK's block uploader asks for a whole block again, and so
+            # joins a stream of short reads into one block of all of it; a buffered reader
+            # returns whole blocks.
+            stream = io.BufferedReader(stream)
         self._upload(name, stream, content_type)
 
     def _upload(self, name: str, data: bytes | IO[bytes], content_type: str) -> None:
@@ -222,7 +228,7 @@ def prefetched(chunks: Iterator[bytes], depth: int = PREFETCH_CHUNKS) -> Generat
 class ChunkStream(io.RawIOBase):
     """A read-only raw stream over an iterator of byte chunks (a blob download, a file)."""
 
-    def __init__(self, chunks: Iterable[bytes]):
+    def __init__(self, chunks: Iterable[bytes | memoryview]):
         self._chunks = iter(chunks)
         self._pending = memoryview(b"")
 

@@ -230,7 +230,7 @@ class _Run(RunBookkeeping):
         self.progress.stage = "sending"
         with self.stage("send"):
             pending = self.send(spool, self.sender)
-        updates = StateUpdates()
+        updates = StateUpdates(one_per_key=True)  # each contact is sent once
         self.progress.stage = "waiting for SendGrid's jobs"
         with self.stage("jobs"):
             settler = JobSettler(

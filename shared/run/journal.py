@@ -39,12 +39,16 @@ class StateUpdates:
     """Confirmed (key, fingerprint[, email]) triples, in the order they were confirmed, and where
     each group of them stands in the run's input (its batch), for a state in input order."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, one_per_key: bool = False) -> None:
+        # Whether no key comes twice: a run's own updates, as each contact is sent once (a
+        # (batch, part) added twice makes it False). Journals of dead runs may repeat a key.
+        self.one_per_key = one_per_key
         self.keys = array("Q")
         self.fingerprints = array("Q")
         self.emails: list[str] | None = None
         # (where in the input, start, stop) of each group added: jobs end in any order.
         self._groups: list[tuple[tuple[int, ...], int, int]] = []
+        self._orders: set[tuple[int, ...]] = set()
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -60,7 +64,11 @@ class StateUpdates:
         ``order`` is where they stand in the input (their batch and part); by default, after
         every group added so far."""
         start = len(self.keys)
-        self._groups.append((order if order is not None else (len(self._groups),), start, start + len(keys)))
+        where = order if order is not None else (len(self._groups),)
+        if where in self._orders:
+            self.one_per_key = False
+        self._orders.add(where)
+        self._groups.append((where, start, start + len(keys)))
         if emails is None and self.emails is not None:
             emails = [""] * len(keys)
         elif emails is not None and self.emails is None:
@@ -72,6 +80,7 @@ class StateUpdates:
 
     def add(self, key: int, fp: int, email: str | None) -> None:
         # One at a time (a journal of the earlier format, tests): part of the last group.
+        self.one_per_key = False
         if self._groups:
             order, start, stop = self._groups[-1]
             self._groups[-1] = (order, start, stop + 1)

@@ -113,7 +113,8 @@ class PositionIndex:
 
 class KeySet:
     """A growing set of 64-bit numbers in an ``array('Q')``: 13 to 27 bytes a number (a load of
-    0.3 to 0.6), and for a moment half as much again while it doubles."""
+    0.3 to 0.6), and for a moment half as much again while it doubles; 13 bytes a number when
+    room for all was reserved."""
 
     _MIN_SIZE = 1 << 12
 
@@ -197,9 +198,17 @@ class KeySet:
                 hole = slot
             slot = slot + 1 if slot + 1 < size else 0
 
-    def _grow(self) -> None:
+    def reserve(self, count: int) -> None:
+        """Make room for ``count`` numbers at once (a run that knows how many rows may come):
+        one table of the final size, where doubling would hold the last table and one twice its
+        size at once, near the end, when both are largest."""
+        size = 5 * count // 3 + 1
+        if size > self._size:
+            self._grow(size)
+
+    def _grow(self, size: int = 0) -> None:
         old = self._table
-        self._size = size = 2 * self._size
+        self._size = size = size or 2 * self._size
         self._table = table = array("Q", bytes(8 * size))
         for number in compress(old, old):  # the numbers, in C: empty slots are 0
             slot = number % size

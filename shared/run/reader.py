@@ -28,6 +28,9 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Rows read before the share of them that make keys is taken to promise how many keys come.
+_ROWS_BEFORE_RESERVING = 50_000
+
 
 def unproven_read(plan: SegmentPlan) -> str:
     """Why the read may be incomplete, or "": files of a CDM entity that lists no partitions were
@@ -55,6 +58,7 @@ class SegmentsReading:
     ):
         self.record, self.rejects, self.progress, self.spool, self.sender = record, rejects, progress, spool, sender
         self.store, self.max_record_bytes, self.release_memory = store, settings.max_record_bytes, tuning.release_memory
+        self._seen: RunKeys | None = None  # the keys of the read under way, until told how many rows come
 
     def read(
         self,
@@ -76,6 +80,7 @@ class SegmentsReading:
         seen = RunKeys(state if known is not None or mirror else None)
         if known is not None:
             seen.order = RunOrder()
+        self._seen = seen
         salt = (",".join(sorted(list_ids)), ";".join(f"{d.name}:{d.id}:{d.field_type}" for d in custom_fields.values()))
         for segment, files in plan:
             summary: dict[str, Any] = {"path": segment.path, "files": len(files), "rows": 0, "by_file": []}
@@ -85,6 +90,7 @@ class SegmentsReading:
                 summary["rows"] += by_file["rows"]
                 summary["by_file"].append(by_file)
                 self.release_memory()
+        self._seen = None
         return seen
 
     def _read_file(
@@ -118,6 +124,11 @@ class SegmentsReading:
     def _on_chunk(self, rows_in_file: int) -> None:
         progress = self.progress
         progress.rows_read = self.record.counts.read + rows_in_file
+        if self._seen is not None and progress.rows_total and progress.rows_read >= _ROWS_BEFORE_RESERVING:
+            # The scan has counted the rows (at most this many): here, in the reading thread,
+            # the run's keys make room once for as many as the rows so far promise.
+            self._seen.expect(progress.rows_total, progress.rows_read)
+            self._seen = None
         progress.batches_spooled = self.spool.batch_count
         if self.sender is not None:
             progress.batches_sent = self.sender.settled

@@ -20,6 +20,7 @@ run's load applies them: only what SendGrid did not confirm is sent again.
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import struct
 import zlib
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import ne, not_
 
-from shared.adapters.storage import BlobNotFound, BlobStore
+from shared.adapters.storage import BlobNotFound, BlobStore, ChunkStream
 from shared.run.journal import StateUpdates, SyncStateError, corrupt, journal_prefix
 from shared.run.keysets import MISSING, UNSET, KeySet, PositionIndex, exhaust
 from shared.run.run_order import RunOrder, gathered
@@ -47,6 +48,8 @@ _MERGE_BLOCK = 65_536
 # Up to this many blocks of update keys are found by a pass over the state each; more, through
 # its key index.
 _SCAN_BLOCKS = 4
+# A state up to this size is written in one request; a larger one is streamed in blocks.
+_SAVED_WHOLE_BYTES = 4 * 1024 * 1024
 
 
 def state_blob_name(destination: str) -> str:
@@ -87,18 +90,16 @@ class SyncState:
         """The state and any journals a dead run left. ``discard_corrupt`` (a ``--full`` run, which
         sends everyone anyway) starts afresh from a corrupt state or journal instead of failing."""
         empty = cls(emails=[] if with_emails else None)
+        name = state_blob_name(destination)
         try:
-            raw = store.read_bytes(state_blob_name(destination))
+            state = cls.from_chunks(store.iter_chunks(name), with_emails=with_emails, source=name)
         except BlobNotFound:
             state = empty
-        else:
-            try:
-                state = cls.from_bytes(raw, with_emails=with_emails, source=state_blob_name(destination))
-            except SyncStateError as exc:
-                if not discard_corrupt:
-                    raise
-                log.warning("%s; a full run starts from an empty state (earlier mirror removals are forgotten)", exc)
-                state = empty
+        except SyncStateError as exc:
+            if not discard_corrupt:
+                raise
+            log.warning("%s; a full run starts from an empty state (earlier mirror removals are forgotten)", exc)
+            state = empty
         journals = sorted(b.name for b in store.list_blobs(journal_prefix(destination)))
         if journals:
             updates = StateUpdates()
@@ -114,54 +115,38 @@ class SyncState:
 
     @classmethod
     def from_bytes(cls, raw: bytes, *, with_emails: bool, source: str) -> SyncState:
-        if len(raw) < _HEADER.size:
-            raise corrupt(source, "it is truncated")
-        magic, flags, count = _HEADER.unpack_from(raw)
-        if magic != MAGIC:
-            raise corrupt(source, "it is not in a known format")
-        start = _HEADER.size
-        if len(raw) < start + 16 * count:
-            raise corrupt(source, "it is truncated")
-        # Slices of a memoryview: the arrays are the only copies of a state of 16 bytes a contact.
-        view = memoryview(raw)
-        keys, fps = array("Q"), array("Q")
-        keys.frombytes(view[start : start + 8 * count])
-        fps.frombytes(view[start + 8 * count : start + 16 * count])
-        start += 16 * count
-        pending: dict[int, int] = {}
-        if flags & _HAS_PENDING:
-            if len(raw) < start + _PENDING_COUNT.size:
-                raise corrupt(source, "it is truncated")
-            (waiting,) = _PENDING_COUNT.unpack_from(raw, start)
-            start += _PENDING_COUNT.size
-            if len(raw) < start + 16 * waiting:
-                raise corrupt(source, "it is truncated")
-            pending_keys, first_misses = array("Q"), array("Q")
-            pending_keys.frombytes(view[start : start + 8 * waiting])
-            first_misses.frombytes(view[start + 8 * waiting : start + 16 * waiting])
-            pending = dict(zip(pending_keys, first_misses, strict=True))
-            start += 16 * waiting
-        emails: list[str] | None = None
-        if with_emails:
-            if flags & _HAS_EMAILS:
-                try:
-                    text = gzip.decompress(view[start:]).decode("utf-8")
-                except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:  # BadGzipFile is an OSError
-                    raise corrupt(source, f"its emails do not decompress ({type(exc).__name__})") from None
-                emails = text.split("\n") if count else []
-                if len(emails) != count:
-                    raise corrupt(source, f"it holds {len(emails)} emails for {count} contacts")
-            else:
-                emails = [""] * count  # state from upsert mode: these contacts' emails are unknown
+        return cls.from_chunks(iter((raw,)), with_emails=with_emails, source=source)
+
+    @classmethod
+    def from_chunks(cls, chunks: Iterator[bytes], *, with_emails: bool, source: str) -> SyncState:
+        """The state from its blob's chunks, as they download. Each column is filled from them
+        directly: a state takes its own 16 bytes a contact and a chunk, not a second copy as a
+        whole blob, and a count in a damaged header allocates no more than the blob holds."""
+        blob = _BlobReader(chunks, source)
+        try:
+            magic, flags, count = _HEADER.unpack(blob.read(_HEADER.size))
+            if magic != MAGIC:
+                raise corrupt(source, "it is not in a known format")
+            keys, fps = blob.column(count), blob.column(count)
+            pending: dict[int, int] = {}
+            if flags & _HAS_PENDING:
+                (waiting,) = _PENDING_COUNT.unpack(blob.read(_PENDING_COUNT.size))
+                pending_keys = blob.column(waiting)
+                pending = dict(zip(pending_keys, blob.column(waiting), strict=True))
+            emails: list[str] | None = None
+            if with_emails:
+                emails = _emails(blob.rest(), count, source) if flags & _HAS_EMAILS else [""] * count
+        finally:
+            blob.close()
         return cls(keys, fps, emails, pending)
 
-    def to_bytes(self) -> bytes:
+    def blob_parts(self) -> list[bytes | memoryview]:
+        """The blob's bytes in parts; the columns as views of themselves, not copies."""
         flags = (_HAS_EMAILS if self.emails is not None else 0) | (_HAS_PENDING if self.pending else 0)
-        # memoryviews, not tobytes(): join() copies the columns once, into the blob.
         parts: list[bytes | memoryview] = [
             _HEADER.pack(MAGIC, flags, len(self.keys)),
-            memoryview(self.keys),
-            memoryview(self.fingerprints),
+            memoryview(self.keys).cast("B"),
+            memoryview(self.fingerprints).cast("B"),
         ]
         if self.pending:
             parts += [
@@ -171,10 +156,20 @@ class SyncState:
             ]
         if self.emails is not None:
             parts.append(gzip.compress("\n".join(self.emails).encode("utf-8"), compresslevel=5))
-        return b"".join(parts)
+        return parts
+
+    def to_bytes(self) -> bytes:
+        return b"".join(self.blob_parts())
 
     def save(self, store: BlobStore, destination: str) -> None:
-        store.write_bytes(state_blob_name(destination), self.to_bytes(), content_type="application/octet-stream")
+        """Write the state blob whole or not at all. A large one is streamed from the columns in
+        blocks (committed at once, at the end), so saving does not copy the state in memory."""
+        parts = self.blob_parts()
+        name = state_blob_name(destination)
+        if sum(map(len, parts)) <= _SAVED_WHOLE_BYTES:
+            store.write_bytes(name, b"".join(parts), content_type="application/octet-stream")
+        else:
+            store.write_stream(name, io.BufferedReader(ChunkStream(parts)), content_type="application/octet-stream")
 
     # -- change ---------------------------------------------------------------------------------
 
@@ -196,14 +191,20 @@ class SyncState:
         longer pending. ``in_place`` lets the merge change and reuse this state's columns and
         those of ``updates``, which the caller drops: a run then holds one state, not two.
         ``order`` is the run's: where it differs from this state's, the new state follows it."""
-        # The update keys, positioned (about 9 bytes a key where a set of them costs 70).
-        confirmed = PositionIndex(updates.keys, check_distinct=True)
-        distinct = confirmed.distinct and all(confirmed.find(key) == MISSING for key in removed)
         waiting = self.pending if pending is None else pending
-        still_pending: dict[int, int] = {}
-        if waiting and keep_emails:
-            still_pending = {k: t for k, t in waiting.items() if confirmed.find(k) == MISSING and k not in removed}
-        del confirmed  # about 9 bytes an update, which the merge can use
+        watched = waiting if waiting and keep_emails else {}
+        if updates.one_per_key:
+            # A run's own updates (each contact is sent once): passes over the keys in C, where
+            # an index would cost 9 bytes and a visit in Python an update.
+            distinct = not removed or not any(map(removed.__contains__, updates.keys))
+            again = set(compress(updates.keys, map(watched.__contains__, updates.keys))) if watched else set()
+        else:
+            # The update keys, positioned (about 9 bytes a key where a set of them costs 70).
+            confirmed = PositionIndex(updates.keys, check_distinct=True)
+            distinct = bool(confirmed.distinct) and all(confirmed.find(key) == MISSING for key in removed)
+            again = {k for k in watched if confirmed.find(k) != MISSING}
+            del confirmed  # memory the merge can use
+        still_pending = {k: t for k, t in watched.items() if k not in again and k not in removed}
         if distinct:
             new = self._merged_distinct(updates, removed, keep_emails, in_place=in_place, order=order)
         else:
@@ -347,6 +348,52 @@ def _runs_of_ones(flags: bytearray) -> Iterator[tuple[int, int]]:
         start = flags.find(1, stop)
 
 
+class _BlobReader:
+    """A blob's sections read in order from its chunks, as they download; a blob that ends
+    early is a truncated state."""
+
+    _PIECE = 1 << 22  # bytes a column takes at a time
+
+    def __init__(self, chunks: Iterator[bytes], source: str):
+        self._chunks, self._source = chunks, source
+        self._stream = io.BufferedReader(ChunkStream(chunks))
+
+    def read(self, size: int) -> bytes:
+        data = self._stream.read(size)
+        if len(data) != size:
+            raise corrupt(self._source, "it is truncated")
+        return data
+
+    def column(self, count: int) -> array[int]:
+        """``count`` 64-bit numbers, appended a piece at a time: memory follows what was read."""
+        column = array("Q")
+        left = 8 * count
+        while left:
+            piece = self.read(min(left, self._PIECE))
+            column.frombytes(piece)
+            left -= len(piece)
+        return column
+
+    def rest(self) -> bytes:
+        return self._stream.read()
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()  # a download stopped early (a corrupt state) stops its read-ahead too
+
+
+def _emails(compressed: bytes, count: int, source: str) -> list[str]:
+    try:
+        text = gzip.decompress(compressed).decode("utf-8")
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:  # BadGzipFile is an OSError
+        raise corrupt(source, f"its emails do not decompress ({type(exc).__name__})") from None
+    emails = text.split("\n") if count else []
+    if len(emails) != count:
+        raise corrupt(source, f"it holds {len(emails)} emails for {count} contacts")
+    return emails
+
+
 class RunKeys:
     """The email keys of a run's valid contacts: de-duplication (the first row wins) and, in
     mirror mode, who is still present.
@@ -370,6 +417,14 @@ class RunKeys:
 
     def __bool__(self) -> bool:
         return len(self) > 0
+
+    def expect(self, rows: int, read: int) -> None:
+        """At most ``rows`` rows come, ``read`` of them so far. Where every key goes to the set
+        (no state to claim positions in), it makes room at once for as many keys as the rows
+        read so far promise, and a twentieth more: rows that make no key (blank, invalid,
+        duplicates) reserve nothing."""
+        if not self.claimed and read:
+            self.others.reserve(min(rows, len(self.others) * rows // read * 21 // 20))
 
     def locate(self, key: int, hint: int = MISSING) -> int:
         """The key's position in the state, or ``MISSING``; ``hint`` is where it likely is (a

@@ -238,3 +238,27 @@ def test_the_eu_region_uses_the_eu_host(workspace, simulator):
     runtime.edges.sendgrid = factory
     run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert asked == ["https://api.eu.sendgrid.com"]
+
+
+def test_a_large_state_is_written_in_blocks_and_read_back_from_the_emulator(workspace, monkeypatch):
+    import random
+    from array import array
+
+    from shared.adapters.storage import AzureBlobStore
+    from shared.run import sync_state
+
+    monkeypatch.setattr(sync_state, "_SAVED_WHOLE_BYTES", 1024)
+    rng = random.Random(7)
+    count = 300_000  # 4.8 MB: more than one of the SDK's 4 MB blocks
+    state = SyncState(
+        array("Q", (rng.getrandbits(64) for _ in range(count))),
+        array("Q", (rng.getrandbits(64) for _ in range(count))),
+    )
+    store = AzureBlobStore(workspace.exports)
+    state.save(store, "newsletter")
+    blob = workspace.exports.get_blob_client(state_blob_name("newsletter"))
+    committed, _ = blob.get_block_list("committed")
+    assert len(committed) >= 2  # streamed in blocks, committed together
+    assert blob.download_blob().readall() == state.to_bytes()
+    loaded = SyncState.load(store, "newsletter", with_emails=False)
+    assert loaded.keys == state.keys and loaded.fingerprints == state.fingerprints

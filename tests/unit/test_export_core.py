@@ -330,3 +330,26 @@ def test_a_stored_record_keeps_counts_this_version_does_not_know_and_refuses_cou
     assert record.counts.read == 2 and record.to_dict()["counts"]["bounced"] == 1
     store.save(record)  # saved again (the abandoned-run scan does): the count it did not know stays
     assert json.loads(exports.blobs[f"runs/newsletter/{kept['run_id']}.json"])["counts"]["bounced"] == 1
+
+
+def test_a_first_run_makes_room_for_its_keys_once_the_scan_has_counted_the_rows(monkeypatch):
+    from shared.run.sync_state import RunKeys
+
+    rows = 120_000
+    lines = (f"p{i}@example.com,Ann\n" if i % 4 else "not an email,Bo\n" for i in range(rows))
+    runtime, _ = setup({"max_profiles": rows + 1}, csv_text="Email,FirstName\n" + "".join(lines))
+    runtime.edges.segments.chunk_size = 64 * 1024
+    told: list[tuple[int, int, int]] = []
+    expect = RunKeys.expect
+
+    def spy(self, total, read):
+        expect(self, total, read)
+        told.append((total, read, self.others.nbytes))
+
+    monkeypatch.setattr(RunKeys, "expect", spy)
+    record = run(runtime)
+    assert record.counts.sent == rows * 3 // 4
+    [(total, read, nbytes)] = told
+    # The scan's bound, told once enough rows were read; three rows in four make a key.
+    assert total == rows and read >= 50_000
+    assert 8 * (5 * (rows * 3 // 4) // 3) <= nbytes <= 8 * (5 * (rows * 3 // 4) * 21 // 20 // 3 + 8)

@@ -108,3 +108,31 @@ def test_the_runs_kept_at_a_merge_are_the_runs_of_ones(flags):
     runs = list(_runs_of_ones(bytearray(flags)))
     assert [i for start, stop in runs for i in range(start, stop)] == [i for i, f in enumerate(flags) if f]
     assert all(stop < len(flags) and not flags[stop] for _, stop in runs[:-1])  # maximal runs
+
+
+def test_a_key_set_with_room_reserved_does_not_grow_and_keeps_what_it_held():
+    keys = KeySet(range(1, 1001))
+    keys.reserve(30_000)
+    reserved = keys.nbytes
+    assert reserved == 8 * (5 * 30_000 // 3 + 1)
+    for number in range(1001, 30_001):
+        keys.add(number)
+    assert keys.nbytes == reserved and len(keys) == 30_000
+    assert all(number in keys for number in range(1, 30_001)) and 30_001 not in keys
+    keys.reserve(10)  # less than it has: nothing changes
+    assert keys.nbytes == reserved
+
+
+def test_run_keys_reserve_for_the_keys_the_rows_so_far_promise():
+    without_state = RunKeys()
+    for key in range(1, 5001):
+        without_state.add(key)
+    without_state.expect(1_000_000, 10_000)  # half the rows so far made a key
+    assert without_state.others.nbytes == 8 * (5 * 525_000 // 3 + 1)
+    before = without_state.others.nbytes
+    blank = RunKeys()
+    blank.expect(1_000_000, 10_000)  # rows that made no key (blank, invalid) reserve nothing
+    assert blank.others.nbytes == KeySet().nbytes
+    with_state = RunKeys(SyncState(array("Q", [7, 8]), array("Q", [1, 2])))
+    with_state.expect(1_000_000, 10_000)  # the state's keys are claimed by position, not in the set
+    assert with_state.others.nbytes == KeySet().nbytes and before == without_state.others.nbytes

@@ -88,6 +88,60 @@ def test_a_corrupt_state_is_a_clear_error():
             SyncState.from_bytes(raw, with_emails=False, source="state/d/state.bin")
 
 
+def _sample_state(count: int, *, with_emails: bool) -> SyncState:
+    rng = random.Random(count)
+    return SyncState(
+        array("Q", (rng.getrandbits(64) for _ in range(count))),
+        array("Q", (rng.getrandbits(64) for _ in range(count))),
+        [f"p{i}@example.com" for i in range(count)] if with_emails else None,
+        {rng.getrandbits(64): 1_700_000_000 + i for i in range(3)},
+    )
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 8, 9, 17, 4096])
+def test_a_state_loads_from_chunks_cut_anywhere(chunk_size):
+    for with_emails in (False, True):
+        state = _sample_state(300, with_emails=with_emails)
+        store = InMemoryBlobStore(chunk_size=chunk_size)
+        state.save(store, "d")
+        loaded = SyncState.load(store, "d", with_emails=with_emails)
+        assert (loaded.keys, loaded.fingerprints, loaded.emails, loaded.pending) == (
+            state.keys,
+            state.fingerprints,
+            state.emails,
+            state.pending,
+        )
+
+
+def test_a_damaged_count_allocates_only_what_the_blob_holds():
+    # A header claiming 2**61 contacts over 80 bytes: the columns grow with what is read.
+    raw = struct.pack("<8sBQ", b"SGSYNC02", 0, 2**61) + bytes(80)
+    with pytest.raises(SyncStateError, match=r"state/d/state\.bin: it is truncated"):
+        SyncState.from_bytes(raw, with_emails=False, source="state/d/state.bin")
+
+
+def test_a_large_state_is_streamed_from_its_columns(monkeypatch):
+    from shared.run import sync_state
+
+    class Recording(InMemoryBlobStore):
+        streamed: list[str] = []
+
+        def write_stream(self, name, stream, *, content_type):
+            self.streamed.append(name)
+            super().write_stream(name, stream, content_type=content_type)
+
+    store = Recording(chunk_size=4096)
+    small = _sample_state(10, with_emails=False)
+    small.save(store, "small")
+    monkeypatch.setattr(sync_state, "_SAVED_WHOLE_BYTES", 1000)
+    state = _sample_state(1000, with_emails=True)
+    state.save(store, "d")
+    assert store.streamed == ["state/d/state.bin"]
+    assert store.blobs["state/d/state.bin"] == state.to_bytes()
+    state.keys.append(1)  # the views the save took are gone: the columns can grow again
+    assert SyncState.load(store, "small", with_emails=False).keys == small.keys
+
+
 def test_entries_stay_compact():
     rng = random.Random(1)
     updates = StateUpdates()
@@ -244,3 +298,44 @@ def test_a_merge_in_place_makes_the_same_state_as_one_into_new_columns(old, new,
     if not old and len({k for k, _ in new}) == len(new):
         # A first run: the state is in the order of the input, whatever order the jobs ended in.
         assert list(in_place.keys) == [k for k, _ in new if k not in removed]
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 30), st.integers(0, 2**64 - 1)), max_size=40),
+    st.lists(st.tuples(st.integers(0, 30), st.integers(0, 2**64 - 1)), max_size=40, unique_by=lambda p: p[0]),
+    st.sets(st.integers(0, 30)),
+    st.sets(st.integers(0, 30)),
+    st.booleans(),
+)
+def test_a_runs_own_updates_merge_as_checked_ones_do(old, new, removed, waiting, with_emails):
+    # A run vouches that no key comes twice in its updates; the merge then skips the index that
+    # checks it, and must make the very state the checked merge makes.
+    def merge(one_per_key: bool) -> SyncState:
+        base = SyncState(emails=[] if with_emails else None).merged(
+            updates_of(old, with_emails), removed=set(), keep_emails=with_emails
+        )
+        base.pending = dict.fromkeys(waiting, 1_700_000_000)
+        updates = StateUpdates(one_per_key=one_per_key)
+        for index in range(0, len(new), 3):
+            group = new[index : index + 3]
+            emails = [f"p{k}@example.com" for k, _ in group] if with_emails else None
+            updates.extend(array("Q", [k for k, _ in group]), array("Q", [f for _, f in group]), emails, (index, 0))
+        assert updates.one_per_key == one_per_key
+        return base.merged(updates, removed=removed, keep_emails=with_emails, in_place=True)
+
+    vouched, checked = merge(True), merge(False)
+    assert (vouched.keys, vouched.fingerprints, vouched.emails) == (checked.keys, checked.fingerprints, checked.emails)
+    assert vouched.pending == checked.pending
+    if with_emails:
+        assert vouched.pending == {k: 1_700_000_000 for k in waiting if k not in removed and k not in dict(new)}
+
+
+def test_updates_added_twice_for_one_part_are_no_longer_one_per_key():
+    updates = StateUpdates(one_per_key=True)
+    updates.extend(array("Q", [1]), array("Q", [10]), None, order=(0, 0))
+    updates.extend(array("Q", [2]), array("Q", [20]), None, order=(1, 0))
+    assert updates.one_per_key
+    updates.extend(array("Q", [1]), array("Q", [11]), None, order=(0, 0))
+    assert not updates.one_per_key
+    state = SyncState().merged(updates, removed=set(), keep_emails=False)
+    assert entries(state) == {1: 11, 2: 20} and len(state) == 2
