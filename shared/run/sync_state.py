@@ -247,8 +247,14 @@ class SyncState:
         # (a million entries take a tenth of the time).
         count, confirmed = len(self.keys), len(updates.keys)
         in_order = updates.in_input_order()
-        if in_place and not count and in_order == sorted(in_order):
-            # A first run whose jobs ended in order: the confirmed columns are the new state.
+        if in_place and not count:
+            # A first run: the confirmed columns are the new state, put in input order if the
+            # jobs ended in another, a column at a time (one more column held, not two).
+            if in_order != sorted(in_order):
+                updates.keys = _in_groups(updates.keys, in_order)
+                updates.fingerprints = _in_groups(updates.fingerprints, in_order)
+                if updates.emails is not None:
+                    updates.emails = [email for start, stop in in_order for email in updates.emails[start:stop]]
             first = (updates.emails if updates.emails is not None else [""] * confirmed) if keep_emails else None
             return SyncState(updates.keys, updates.fingerprints, first)
         fps = self.fingerprints if in_place else array("Q", self.fingerprints)
@@ -319,6 +325,15 @@ class SyncState:
         if isinstance(present, RunKeys) and present.state is self:
             return present.unclaimed()
         return (index for index, key in enumerate(self.keys) if key not in present)
+
+
+def _in_groups(column: array[int], groups: list[tuple[int, int]]) -> array[int]:
+    """The column's (start, stop) groups one after the other, each copied as bytes."""
+    out, view = array(column.typecode), memoryview(column).cast("B")
+    for start, stop in groups:
+        out.frombytes(view[8 * start : 8 * stop])
+    view.release()
+    return out
 
 
 def _runs_of(

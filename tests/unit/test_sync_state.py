@@ -266,9 +266,9 @@ def test_a_full_run_starts_afresh_from_a_corrupt_state_and_journal():
     st.lists(st.tuples(st.integers(0, 30), st.integers(0, 2**64 - 1)), max_size=40),
     st.sets(st.integers(0, 30)),
     st.booleans(),
-    st.randoms(use_true_random=False),
+    st.data(),
 )
-def test_a_merge_in_place_makes_the_same_state_as_one_into_new_columns(old, new, removed, with_emails, rng):
+def test_a_merge_in_place_makes_the_same_state_as_one_into_new_columns(old, new, removed, with_emails, data):
     def build():
         return SyncState(emails=[] if with_emails else None).merged(
             updates_of(old, with_emails), removed=set(), keep_emails=with_emails
@@ -276,8 +276,7 @@ def test_a_merge_in_place_makes_the_same_state_as_one_into_new_columns(old, new,
 
     # The jobs of a run end in any order: groups of updates, each with its place in the input.
     groups = [new[i : i + 3] for i in range(0, len(new), 3)]
-    order = list(range(len(groups)))
-    rng.shuffle(order)
+    order = data.draw(st.permutations(range(len(groups))))
 
     def confirmed():
         updates = StateUpdates()
@@ -339,3 +338,18 @@ def test_updates_added_twice_for_one_part_are_no_longer_one_per_key():
     assert not updates.one_per_key
     state = SyncState().merged(updates, removed=set(), keep_emails=False)
     assert entries(state) == {1: 11, 2: 20} and len(state) == 2
+
+
+@pytest.mark.parametrize("with_emails", [False, True])
+def test_a_first_runs_state_is_in_input_order_whatever_order_its_jobs_ended_in(with_emails):
+    updates = StateUpdates(one_per_key=True)
+    for batch in (2, 0, 1):  # the order the jobs ended in
+        keys = array("Q", [10 * batch + 1, 10 * batch + 2])
+        emails = [f"p{k}@example.com" for k in keys] if with_emails else None
+        updates.extend(keys, array("Q", [k + 100 for k in keys]), emails, order=(batch, 0))
+    empty = SyncState(emails=[] if with_emails else None)
+    state = empty.merged(updates, removed=set(), keep_emails=with_emails, in_place=True)
+    assert list(state.keys) == [1, 2, 11, 12, 21, 22]
+    assert list(state.fingerprints) == [101, 102, 111, 112, 121, 122]
+    if with_emails:
+        assert state.emails == [f"p{k}@example.com" for k in (1, 2, 11, 12, 21, 22)]
