@@ -13,9 +13,10 @@ when it differs from the state's own.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Sequence, Set
+from collections.abc import Sequence, Set
 from itertools import compress, islice, repeat
 from operator import and_, ge, lt, ne, sub
+from typing import Protocol
 
 from shared.run.journal import StateUpdates
 from shared.run.keysets import MISSING, UNSET, exhaust
@@ -72,54 +73,94 @@ class RunOrder:
 
 def gathered(
     order: RunOrder,
-    keys: array[int],
-    fps: array[int],
-    emails: list[str] | None,
+    state: _Columns,
     updates: StateUpdates,
     is_new: bytearray,
     removed: Set[int],
     groups: list[tuple[int, int]],
+    *,
+    in_place: bool,
 ) -> tuple[array[int], array[int], list[str] | None]:
     """The merged state's columns in the run's order: the entries and new contacts the run noted,
     in its order (each once, where first noted); then the entries it did not note (contacts not
-    in this input), in the state's order; then any confirmed new contact not noted. ``fps`` and
-    ``emails`` already hold what the run confirmed again; ``is_new`` marks the updates the state
-    did not hold; ``groups`` are the updates' groups in input order. No entry whose key is in
-    ``removed`` is kept."""
-    count, log = len(keys), order.log
+    in this input), in the state's order; then any confirmed new contact not noted. ``state``'s
+    fingerprints and emails already hold what the run confirmed again; ``is_new`` marks the
+    updates the state did not hold; ``groups`` are the updates' groups in input order. No entry
+    whose key is in ``removed`` is kept.
+
+    The keys are gathered first and then the rest, in the same order: with ``in_place`` the old
+    keys are let go in between (``state.keys`` is emptied), so the merge holds one column more
+    than the state, not a second state."""
+    keys, count, log = state.keys, len(state.keys), order.log
     dropped = bytearray(count)
     if removed:
         exhaust(map(dropped.__setitem__, compress(range(count), map(removed.__contains__, keys)), repeat(1)))
-    new_at = dict(zip(compress(updates.keys, is_new), compress(range(len(updates.keys)), is_new), strict=True))
-    out = _Columns(emails is not None)
-    placed = bytearray(len(updates.keys))
-
-    def add_new(entry: int) -> None:
-        at = new_at.get(order.new_keys[NEW - entry])
-        if at is not None and not placed[at]:
-            placed[at] = 1
-            out.add_update(updates, at)
-
     noted = bytearray(count)
     exhaust(map(noted.__setitem__, compress(log, map(ge, log, repeat(0))), repeat(1)))
     if noted.count(1) != len(log) - order.news or (removed and any(map(and_, noted, dropped))):
         # An entry noted twice (rows of one email: the first row's place wins) or dropped.
         log, noted = _first_of_each(log, dropped)
-    # Stretches between new contacts, gathered in C.
-    start = 0
-    for at in compress(range(len(log)), map(lt, log, repeat(MISSING))) if order.news else ():
-        out.add_stretch(keys, fps, emails, log[start:at])
-        add_new(log[at])
-        start = at + 1
-    out.add_stretch(keys, fps, emails, log[start:])
     rest = noted.translate(UNSET)
     if any(dropped):
         rest = bytearray(map(and_, rest, dropped.translate(UNSET)))
-    out.add_entries(keys, fps, emails, compress(range(count), rest))
-    for start, stop in groups:
-        for at in compress(range(start, stop), map(and_, is_new[start:stop], placed[start:stop].translate(UNSET))):
-            out.add_update(updates, at)
-    return out.keys, out.fps, out.emails
+    del noted, dropped
+    plan = _Plan(order, log, rest, updates, is_new, groups)
+    gathering = _Column(keys, updates.keys)
+    plan.gather(gathering)
+    new_keys = gathering.values
+    if in_place:
+        state.keys = array("Q")
+    del keys, gathering
+    fps = _Column(state.fps, updates.fingerprints)
+    emails = None if state.emails is None else _Emails(state.emails, updates.emails)
+    plan.gather(fps, emails)
+    return new_keys, fps.values, None if emails is None else emails.values
+
+
+class _Plan:
+    """The order the merged state's entries are gathered in, for one column after another."""
+
+    def __init__(
+        self,
+        order: RunOrder,
+        log: array[int],
+        rest: bytearray,
+        updates: StateUpdates,
+        is_new: bytearray,
+        groups: list[tuple[int, int]],
+    ):
+        self.order, self.log, self.rest, self.is_new, self.groups = order, log, rest, is_new, groups
+        self.new_at = dict(zip(compress(updates.keys, is_new), compress(range(len(updates.keys)), is_new), strict=True))
+        # Where each new contact stands in the log (stretches of entries lie between them).
+        self.news = list(compress(range(len(log)), map(lt, log, repeat(MISSING)))) if order.news else []
+
+    def gather(self, *sinks: _Sink | None) -> None:
+        targets = [sink for sink in sinks if sink is not None]
+        log, order = self.log, self.order
+        placed = bytearray(len(self.is_new))
+
+        def add_update(at: int) -> None:
+            for target in targets:
+                target.add_update(at)
+
+        start = 0
+        for at in self.news:
+            for target in targets:
+                target.add_stretch(log[start:at])
+            update = self.new_at.get(order.new_keys[NEW - log[at]])
+            if update is not None and not placed[update]:
+                placed[update] = 1
+                add_update(update)
+            start = at + 1
+        stretch = log[start:]
+        entries = array("i", compress(range(len(self.rest)), self.rest))
+        for target in targets:
+            target.add_stretch(stretch)
+            target.add_entries(entries)
+        for begin, stop in self.groups:
+            unplaced = map(and_, self.is_new[begin:stop], placed[begin:stop].translate(UNSET))
+            for at in compress(range(begin, stop), unplaced):
+                add_update(at)
 
 
 def _first_of_each(log: array[int], dropped: bytearray) -> tuple[array[int], bytearray]:
@@ -136,40 +177,62 @@ def _first_of_each(log: array[int], dropped: bytearray) -> tuple[array[int], byt
     return firsts, seen
 
 
-class _Columns:
-    def __init__(self, with_emails: bool):
-        self.keys, self.fps = array("Q"), array("Q")
-        self.emails: list[str] | None = [] if with_emails else None
+class _Columns(Protocol):
+    """The state's columns, as the merge has them."""
 
-    def add_entries(self, keys: array[int], fps: array[int], emails: list[str] | None, at: Iterable[int]) -> None:
-        positions = at if isinstance(at, (array, tuple)) else array("i", at)
-        self.keys.extend(map(keys.__getitem__, positions))
-        self.fps.extend(map(fps.__getitem__, positions))
-        if self.emails is not None:
-            self.emails.extend(map(emails.__getitem__, positions) if emails is not None else repeat("", len(positions)))
+    keys: array[int]
+    fps: array[int]
+    emails: list[str] | None
 
-    def add_stretch(self, keys: array[int], fps: array[int], emails: list[str] | None, at: array[int]) -> None:
+
+class _Sink(Protocol):
+    def add_stretch(self, at: array[int]) -> None: ...
+
+    def add_entries(self, at: array[int]) -> None: ...
+
+    def add_update(self, at: int) -> None: ...
+
+
+class _Column:
+    """One merged column, gathered from the state's and the updates' values of it."""
+
+    def __init__(self, source: array[int], updated: array[int]):
+        self.source, self.updated, self.values = source, updated, array(source.typecode)
+
+    def add_entries(self, at: array[int]) -> None:
+        self.values.extend(map(self.source.__getitem__, at))
+
+    def add_stretch(self, at: array[int]) -> None:
         """Entries noted one after the other: where they are consecutive in the state too (the
         usual case), each run of them is copied as bytes."""
         if not at:
             return
         # Counted before they are listed: a list of a million breaks would cost 36 MB.
         if sum(map(ne, map(sub, islice(at, 1, None), at), repeat(1))) > len(at) // 32:
-            self.add_entries(keys, fps, emails, at)
+            self.add_entries(at)
             return
         breaks = list(compress(range(1, len(at)), map(ne, map(sub, islice(at, 1, None), at), repeat(1))))
-        key_bytes, fp_bytes = memoryview(keys).cast("B"), memoryview(fps).cast("B")
+        view, size = memoryview(self.source).cast("B"), self.source.itemsize
         for start, stop in zip([0, *breaks], [*breaks, len(at)], strict=True):
-            first, last = at[start], at[start] + stop - start
-            self.keys.frombytes(key_bytes[8 * first : 8 * last])
-            self.fps.frombytes(fp_bytes[8 * first : 8 * last])
-            if self.emails is not None:
-                self.emails.extend(emails[first:last] if emails is not None else repeat("", last - first))
-        key_bytes.release()
-        fp_bytes.release()
+            first = at[start]
+            self.values.frombytes(view[size * first : size * (first + stop - start)])
+        view.release()
 
-    def add_update(self, updates: StateUpdates, at: int) -> None:
-        self.keys.append(updates.keys[at])
-        self.fps.append(updates.fingerprints[at])
-        if self.emails is not None:
-            self.emails.append(updates.emails[at] if updates.emails is not None else "")
+    def add_update(self, at: int) -> None:
+        self.values.append(self.updated[at])
+
+
+class _Emails:
+    """Mirror mode's emails, gathered as the columns are."""
+
+    def __init__(self, source: list[str], updated: list[str] | None):
+        self.source, self.updated, self.values = source, updated, list[str]()
+
+    def add_entries(self, at: array[int]) -> None:
+        self.values.extend(map(self.source.__getitem__, at))
+
+    def add_stretch(self, at: array[int]) -> None:
+        self.add_entries(at)
+
+    def add_update(self, at: int) -> None:
+        self.values.append(self.updated[at] if self.updated is not None else "")

@@ -285,7 +285,10 @@ class SyncState:
         if order is not None and count and not order.follows_the_state():
             # The rows came in another order than the state's (contacts added in the middle, or
             # the input reordered): the new state follows this run's.
-            return SyncState(*gathered(order, self.keys, fps, emails, updates, is_new, removed, in_order))
+            columns = _Merging(self.keys, fps, emails)
+            if in_place:
+                self.keys = array("Q")  # held by the merge alone, which lets it go half-way
+            return SyncState(*gathered(order, columns, updates, is_new, removed, in_order, in_place=in_place))
         keys = self.keys if in_place else array("Q", self.keys)
         if removed and count:
             # What is kept comes in runs (a few removed here and there): each run is copied as
@@ -325,6 +328,15 @@ class SyncState:
         if isinstance(present, RunKeys) and present.state is self:
             return present.unclaimed()
         return (index for index, key in enumerate(self.keys) if key not in present)
+
+
+@dataclass
+class _Merging:
+    """The columns a merge gathers from (see :func:`shared.run.run_order.gathered`)."""
+
+    keys: array[int]
+    fps: array[int]
+    emails: list[str] | None
 
 
 def _in_groups(column: array[int], groups: list[tuple[int, int]]) -> array[int]:
