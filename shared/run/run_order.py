@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Sequence, Set
 from itertools import compress, islice, repeat
 from operator import and_, ge, lt, ne, sub
-from typing import Protocol
+from typing import Any, Protocol
 
 from shared.run.journal import StateUpdates
 from shared.run.keysets import MISSING, UNSET, exhaust
@@ -118,7 +118,9 @@ def gathered(
 
 
 class _Plan:
-    """The order the merged state's entries are gathered in, for one column after another."""
+    """The order the merged state's entries are gathered in, worked out once and followed for one
+    column after another: runs of consecutive entries (copied as bytes), entries one by one, and
+    the updates of new contacts."""
 
     def __init__(
         self,
@@ -129,38 +131,58 @@ class _Plan:
         is_new: bytearray,
         groups: list[tuple[int, int]],
     ):
-        self.order, self.log, self.rest, self.is_new, self.groups = order, log, rest, is_new, groups
-        self.new_at = dict(zip(compress(updates.keys, is_new), compress(range(len(updates.keys)), is_new), strict=True))
-        # Where each new contact stands in the log (stretches of entries lie between them).
-        self.news = list(compress(range(len(log)), map(lt, log, repeat(MISSING)))) if order.news else []
+        self.log = log
+        self.steps: list[tuple[int, Any]] = []
+        new_at = dict(zip(compress(updates.keys, is_new), compress(range(len(updates.keys)), is_new), strict=True))
+        placed = bytearray(len(updates.keys))
+        start = 0
+        # Stretches of entries lie between the new contacts.
+        for at in compress(range(len(log)), map(lt, log, repeat(MISSING))) if order.news else ():
+            self._stretch(start, at)
+            update = new_at.get(order.new_keys[NEW - log[at]])
+            if update is not None and not placed[update]:
+                placed[update] = 1
+                self.steps.append((_UPDATES, [update]))
+            start = at + 1
+        self._stretch(start, len(log))
+        self.steps.append((_ENTRIES, array("i", compress(range(len(rest)), rest))))
+        for begin, stop in groups:
+            unplaced = map(and_, is_new[begin:stop], placed[begin:stop].translate(UNSET))
+            self.steps.append((_UPDATES, list(compress(range(begin, stop), unplaced))))
+
+    def _stretch(self, start: int, stop: int) -> None:
+        """Entries noted one after the other: where they are consecutive in the state too (the
+        usual case), as runs copied as bytes."""
+        at = self.log[start:stop]
+        if not at:
+            return
+        # Counted before they are listed: a list of a million breaks would cost 36 MB.
+        if sum(map(ne, map(sub, islice(at, 1, None), at), repeat(1))) > len(at) // 32:
+            self.steps.append((_LOGGED, (start, stop)))
+            return
+        breaks = list(compress(range(1, len(at)), map(ne, map(sub, islice(at, 1, None), at), repeat(1))))
+        runs = [
+            (at[first], at[first] + last - first) for first, last in zip([0, *breaks], [*breaks, len(at)], strict=True)
+        ]
+        self.steps.append((_RUNS, runs))
 
     def gather(self, *sinks: _Sink | None) -> None:
         targets = [sink for sink in sinks if sink is not None]
-        log, order = self.log, self.order
-        placed = bytearray(len(self.is_new))
-
-        def add_update(at: int) -> None:
+        for kind, what in self.steps:
             for target in targets:
-                target.add_update(at)
+                if kind == _RUNS:
+                    target.add_runs(what)
+                elif kind == _LOGGED:
+                    target.add_entries(self.log[what[0] : what[1]])
+                elif kind == _ENTRIES:
+                    target.add_entries(what)
+                else:
+                    target.add_updates(what)
 
-        start = 0
-        for at in self.news:
-            for target in targets:
-                target.add_stretch(log[start:at])
-            update = self.new_at.get(order.new_keys[NEW - log[at]])
-            if update is not None and not placed[update]:
-                placed[update] = 1
-                add_update(update)
-            start = at + 1
-        stretch = log[start:]
-        entries = array("i", compress(range(len(self.rest)), self.rest))
-        for target in targets:
-            target.add_stretch(stretch)
-            target.add_entries(entries)
-        for begin, stop in self.groups:
-            unplaced = map(and_, self.is_new[begin:stop], placed[begin:stop].translate(UNSET))
-            for at in compress(range(begin, stop), unplaced):
-                add_update(at)
+
+# The steps of a plan: runs of consecutive state entries; a stretch of the log taken entry by
+# entry; state entries by position; updates by index.
+_RUNS, _LOGGED, _ENTRIES, _UPDATES = range(4)
 
 
 def _first_of_each(log: array[int], dropped: bytearray) -> tuple[array[int], bytearray]:
@@ -186,11 +208,11 @@ class _Columns(Protocol):
 
 
 class _Sink(Protocol):
-    def add_stretch(self, at: array[int]) -> None: ...
+    def add_runs(self, runs: list[tuple[int, int]]) -> None: ...
 
     def add_entries(self, at: array[int]) -> None: ...
 
-    def add_update(self, at: int) -> None: ...
+    def add_updates(self, at: list[int]) -> None: ...
 
 
 class _Column:
@@ -202,24 +224,14 @@ class _Column:
     def add_entries(self, at: array[int]) -> None:
         self.values.extend(map(self.source.__getitem__, at))
 
-    def add_stretch(self, at: array[int]) -> None:
-        """Entries noted one after the other: where they are consecutive in the state too (the
-        usual case), each run of them is copied as bytes."""
-        if not at:
-            return
-        # Counted before they are listed: a list of a million breaks would cost 36 MB.
-        if sum(map(ne, map(sub, islice(at, 1, None), at), repeat(1))) > len(at) // 32:
-            self.add_entries(at)
-            return
-        breaks = list(compress(range(1, len(at)), map(ne, map(sub, islice(at, 1, None), at), repeat(1))))
+    def add_runs(self, runs: list[tuple[int, int]]) -> None:
         view, size = memoryview(self.source).cast("B"), self.source.itemsize
-        for start, stop in zip([0, *breaks], [*breaks, len(at)], strict=True):
-            first = at[start]
-            self.values.frombytes(view[size * first : size * (first + stop - start)])
+        for first, stop in runs:
+            self.values.frombytes(view[size * first : size * stop])
         view.release()
 
-    def add_update(self, at: int) -> None:
-        self.values.append(self.updated[at])
+    def add_updates(self, at: list[int]) -> None:
+        self.values.extend(map(self.updated.__getitem__, at))
 
 
 class _Emails:
@@ -231,8 +243,10 @@ class _Emails:
     def add_entries(self, at: array[int]) -> None:
         self.values.extend(map(self.source.__getitem__, at))
 
-    def add_stretch(self, at: array[int]) -> None:
-        self.add_entries(at)
+    def add_runs(self, runs: list[tuple[int, int]]) -> None:
+        for first, stop in runs:
+            self.values.extend(self.source[first:stop])
 
-    def add_update(self, at: int) -> None:
-        self.values.append(self.updated[at] if self.updated is not None else "")
+    def add_updates(self, at: list[int]) -> None:
+        updated = self.updated
+        self.values.extend(map(updated.__getitem__, at) if updated is not None else repeat("", len(at)))
