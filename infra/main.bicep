@@ -26,7 +26,7 @@ param alertEmail string = ''
 @maxValue(100)
 param rejectRatePercent int = 5
 
-@description('Memory of each Flex Consumption instance, in MB.')
+@description('Memory of each Flex Consumption instance, in MB. 2,048 holds a run of ten million profiles (about 0.3 to 0.5 GB on the bench) or several smaller runs at once; 4,096 for mirror destinations of many millions (README "Scaling").')
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
 

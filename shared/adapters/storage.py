@@ -235,6 +235,12 @@ class ChunkStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def close(self) -> None:
+        # Drops the chunks (views of a caller's buffers, maybe) along with the stream.
+        self._pending = memoryview(b"")
+        self._chunks = iter(())
+        super().close()
+
     def readinto(self, buffer: Any) -> int:
         while not self._pending:
             try:

@@ -108,6 +108,10 @@ class _Run(RunBookkeeping):
         self.proven = threading.Event()  # max_profiles cannot be passed: batches may go as they fill
         self._state: SyncState | None = None
         self._order: RunOrder | None = None  # the run's order in terms of the state (a delta run's)
+        # Whether every key of the read went through the run's exact key set: then no key is
+        # confirmed twice. Keys claimed by their position in the state are one a position, and
+        # a damaged state may hold a key at two.
+        self._keys_in_set = False
 
     # -- the stages ----------------------------------------------------------------------------
 
@@ -230,7 +234,7 @@ class _Run(RunBookkeeping):
         self.progress.stage = "sending"
         with self.stage("send"):
             pending = self.send(spool, self.sender)
-        updates = StateUpdates(one_per_key=True)  # each contact is sent once
+        updates = StateUpdates(one_per_key=self._keys_in_set)
         self.progress.stage = "waiting for SendGrid's jobs"
         with self.stage("jobs"):
             settler = JobSettler(
@@ -280,6 +284,7 @@ class _Run(RunBookkeeping):
                 destination, plan, custom_fields, state, list_ids, full=self.options.full, mirror=self.mirror
             )
             self._order = present.order  # for the state's order; the rest is for removals only
+            self._keys_in_set = not present.claimed
             if not self.mirror:
                 present = RunKeys()  # only removals need who is present: free it now
             scan.cancel()  # the read itself now vouches for every file

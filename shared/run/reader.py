@@ -28,8 +28,9 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Rows read before the share of them that make keys is taken to promise how many keys come.
-_ROWS_BEFORE_RESERVING = 50_000
+# Lines read (at least this many, and a tenth of all) before the share of them that made keys
+# is taken to promise how many keys come.
+_LINES_BEFORE_RESERVING = 50_000
 
 
 def unproven_read(plan: SegmentPlan) -> str:
@@ -58,7 +59,8 @@ class SegmentsReading:
     ):
         self.record, self.rejects, self.progress, self.spool, self.sender = record, rejects, progress, spool, sender
         self.store, self.max_record_bytes, self.release_memory = store, settings.max_record_bytes, tuning.release_memory
-        self._seen: RunKeys | None = None  # the keys of the read under way, until told how many rows come
+        self._seen: RunKeys | None = None  # the keys of the read under way, until told how many lines come
+        self._lines_done = 0  # lines of the files read to the end
 
     def read(
         self,
@@ -117,17 +119,20 @@ class SegmentsReading:
         before = counts.snapshot()
         rows = reader.read(known, seen, self._on_chunk)
         counts.read += rows
+        self._lines_done += reader.lines
         counts.control_chars_stripped += table.control_chars_stripped
         log.info("read %s: %d rows (%d to send so far)", file.name, rows, self.spool.count)
         return {"name": file.name, "rows": rows} | counts.changed_since(before, FILE_COUNTS)
 
-    def _on_chunk(self, rows_in_file: int) -> None:
+    def _on_chunk(self, rows_in_file: int, lines_in_file: int) -> None:
         progress = self.progress
         progress.rows_read = self.record.counts.read + rows_in_file
-        if self._seen is not None and progress.rows_total and progress.rows_read >= _ROWS_BEFORE_RESERVING:
-            # The scan has counted the rows (at most this many): here, in the reading thread,
-            # the run's keys make room once for as many as the rows so far promise.
-            self._seen.expect(progress.rows_total, progress.rows_read)
+        lines, total = self._lines_done + lines_in_file, progress.rows_total
+        if self._seen is not None and total and lines >= max(_LINES_BEFORE_RESERVING, total // 10):
+            # The scan has counted the lines (rows_total, at least as many as the rows): here,
+            # in the reading thread, the run's keys make room once for as many as the lines
+            # read so far promise.
+            self._seen.expect(total, lines)
             self._seen = None
         progress.batches_spooled = self.spool.batch_count
         if self.sender is not None:
@@ -155,16 +160,21 @@ class FileReader:
     ):
         self.table, self.rules, self.fingerprinter, self.email_at = table, rules, fingerprinter, email_at
         self.counts, self.rejects, self.spool = counts, rejects, spool
+        self.lines = 0  # the line the last record read starts on
 
-    def read(self, known: KnownRows | None, seen: RunKeys, on_chunk: Callable[[int], None] | None = None) -> int:
+    def read(self, known: KnownRows | None, seen: RunKeys, on_chunk: Callable[[int, int], None] | None = None) -> int:
+        """Read the file's records; returns how many. ``on_chunk`` is told, before each chunk, the
+        records and the lines read so far."""
         parse, tally = self.table.parse, self.table.tally
         rows = 0
         hints: dict[int, int] = {}
         for chunk in self.table.chunks:
             if on_chunk is not None:
-                on_chunk(rows)
+                on_chunk(rows, self.lines)
             records = chunk.records
             rows += len(records)
+            if records:
+                self.lines = chunk.line_of(len(records) - 1)
             fps, undecodable = self.fingerprinter.many(records)
             at: Sequence[int] = range(0)
             if known is not None:

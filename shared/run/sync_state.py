@@ -19,6 +19,7 @@ run's load applies them: only what SendGrid did not confirm is sent again.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import logging
@@ -31,6 +32,7 @@ from itertools import compress, repeat
 from operator import ne, not_
 
 from shared.adapters.storage import BlobNotFound, BlobStore, ChunkStream
+from shared.inputs.rows import EMAIL_MAX
 from shared.run.journal import StateUpdates, SyncStateError, corrupt, journal_prefix
 from shared.run.keysets import MISSING, UNSET, KeySet, PositionIndex, exhaust
 from shared.run.run_order import RunOrder, gathered
@@ -48,6 +50,8 @@ _MERGE_BLOCK = 65_536
 # Up to this many blocks of update keys are found by a pass over the state each; more, through
 # its key index.
 _SCAN_BLOCKS = 4
+# The most bytes one email takes in UTF-8 (the row rules' limit is in characters).
+_EMAIL_MAX_BYTES = 4 * EMAIL_MAX
 # A state up to this size is written in one request; a larger one is streamed in blocks.
 _SAVED_WHOLE_BYTES = 4 * 1024 * 1024
 
@@ -169,7 +173,17 @@ class SyncState:
         if sum(map(len, parts)) <= _SAVED_WHOLE_BYTES:
             store.write_bytes(name, b"".join(parts), content_type="application/octet-stream")
         else:
-            store.write_stream(name, io.BufferedReader(ChunkStream(parts)), content_type="application/octet-stream")
+            stream = io.BufferedReader(ChunkStream(parts))
+            try:
+                store.write_stream(name, stream, content_type="application/octet-stream")
+            finally:
+                # Views of the columns lock them (no append, no resize) while they live, and a
+                # failed write's traceback would keep them: they are let go here.
+                stream.close()
+                for part in parts:
+                    if isinstance(part, memoryview):
+                        with contextlib.suppress(BufferError):  # still held elsewhere: left as it was
+                            part.release()
 
     # -- change ---------------------------------------------------------------------------------
 
@@ -194,8 +208,9 @@ class SyncState:
         waiting = self.pending if pending is None else pending
         watched = waiting if waiting and keep_emails else {}
         if updates.one_per_key:
-            # A run's own updates (each contact is sent once): passes over the keys in C, where
-            # an index would cost 9 bytes and a visit in Python an update.
+            # Updates that come once a key (a run whose keys all went through its key set):
+            # passes over the keys in C, where an index would cost 9 bytes and a visit in Python
+            # an update.
             distinct = not removed or not any(map(removed.__contains__, updates.keys))
             again = set(compress(updates.keys, map(watched.__contains__, updates.keys))) if watched else set()
         else:
@@ -411,9 +426,18 @@ class _BlobReader:
 
 
 def _emails(compressed: bytes, count: int, source: str) -> list[str]:
+    """The emails of a mirror state, decompressed no further than ``count`` of them can reach:
+    a damaged or hostile section that inflates to more is refused, not held in memory."""
+    limit = count * (_EMAIL_MAX_BYTES + 1)
+    inflate = zlib.decompressobj(wbits=31)  # one gzip member, as to_bytes writes it
     try:
-        text = gzip.decompress(compressed).decode("utf-8")
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:  # BadGzipFile is an OSError
+        data = inflate.decompress(compressed, limit + 1)
+        if len(data) > limit or inflate.unconsumed_tail:
+            raise corrupt(source, f"its emails inflate past the {limit:,} bytes its {count:,} contact(s) can hold")
+        if not inflate.eof:
+            raise corrupt(source, "its emails do not decompress (the stream stops short)")
+        text = data.decode("utf-8")
+    except (zlib.error, UnicodeDecodeError) as exc:
         raise corrupt(source, f"its emails do not decompress ({type(exc).__name__})") from None
     emails = text.split("\n") if count else []
     if len(emails) != count:
@@ -445,13 +469,14 @@ class RunKeys:
     def __bool__(self) -> bool:
         return len(self) > 0
 
-    def expect(self, rows: int, read: int) -> None:
-        """At most ``rows`` rows come, ``read`` of them so far. Where every key goes to the set
-        (no state to claim positions in), it makes room at once for as many keys as the rows
-        read so far promise, and a twentieth more: rows that make no key (blank, invalid,
-        duplicates) reserve nothing."""
+    def expect(self, lines: int, read: int) -> None:
+        """The files hold at most ``lines`` lines, ``read`` of them read so far. Where every key
+        goes to the set (no state to claim positions in), it makes room at once for as many
+        keys as the lines read so far promise, and a twentieth more: lines that made no key
+        (blank, invalid, duplicates, the inside of a record) reserve nothing. Lines after them
+        that make fewer keys than these did leave room unused: at most about 14 bytes a line."""
         if not self.claimed and read:
-            self.others.reserve(min(rows, len(self.others) * rows // read * 21 // 20))
+            self.others.reserve(min(lines, len(self.others) * lines // read * 21 // 20))
 
     def locate(self, key: int, hint: int = MISSING) -> int:
         """The key's position in the state, or ``MISSING``; ``hint`` is where it likely is (a

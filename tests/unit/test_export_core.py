@@ -353,3 +353,43 @@ def test_a_first_run_makes_room_for_its_keys_once_the_scan_has_counted_the_rows(
     # The scan's bound, told once enough rows were read; three rows in four make a key.
     assert total == rows and read >= 50_000
     assert 8 * (5 * (rows * 3 // 4) // 3) <= nbytes <= 8 * (5 * (rows * 3 // 4) * 21 // 20 // 3 + 8)
+
+
+def test_a_state_holding_a_key_twice_does_not_gain_a_third_copy():
+    # A damaged state (nothing at load checks that keys are distinct): a delta's updates may then
+    # hold a key twice, and the merge must check them rather than trust the run.
+    from array import array
+
+    from shared.run.sync_state import SyncState, state_blob_name
+
+    runtime, _ = setup(csv_text="Email,FirstName\na@example.com,Ann\na@example.com,Bob\nx@example.com,Xi\n")
+    assert run(runtime).counts.sent == 2
+    exports = runtime.edges.exports
+    state = SyncState.from_bytes(exports.blobs[state_blob_name("newsletter")], with_emails=False, source="s")
+    ka, kx = state.keys
+    SyncState(array("Q", [ka, ka, kx]), array("Q", [1, 2, state.fingerprints[1]])).save(exports, "newsletter")
+    run(runtime)
+    after = SyncState.from_bytes(exports.blobs[state_blob_name("newsletter")], with_emails=False, source="s")
+    assert list(after.keys).count(ka) <= 2 and list(after.keys).count(kx) == 1
+
+
+def test_the_room_made_for_keys_follows_lines_not_records(monkeypatch):
+    # Each record spans three lines (a quoted line break twice): the scan counts lines, and so
+    # must the share of them that made keys.
+    from shared.run.sync_state import RunKeys
+
+    records = 150_000
+    body = "".join(f'p{i}@example.com,"Ann\nMarie\nX"\n' for i in range(records))
+    runtime, _ = setup({"max_profiles": 3 * records + 10}, csv_text="Email,FirstName\n" + body)
+    runtime.edges.segments.chunk_size = 64 * 1024
+    told: list[int] = []
+    expect = RunKeys.expect
+
+    def spy(self, total, read):
+        expect(self, total, read)
+        told.append(self.others.nbytes)
+
+    monkeypatch.setattr(RunKeys, "expect", spy)
+    assert run(runtime).counts.sent == records
+    [nbytes] = told
+    assert 8 * (5 * records // 3) <= nbytes <= 8 * (5 * records * 21 // 20 // 3 + 8) * 1.01

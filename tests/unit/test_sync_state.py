@@ -353,3 +353,40 @@ def test_a_first_runs_state_is_in_input_order_whatever_order_its_jobs_ended_in(w
     assert list(state.fingerprints) == [101, 102, 111, 112, 121, 122]
     if with_emails:
         assert state.emails == [f"p{k}@example.com" for k in (1, 2, 11, 12, 21, 22)]
+
+
+def test_emails_that_inflate_past_what_the_count_allows_are_refused_cheaply():
+    import tracemalloc
+
+    bomb = gzip.compress(b"a" * (48 * 1024 * 1024), compresslevel=9)  # about 48 KB
+    raw = struct.pack("<8sBQ", b"SGSYNC02", 1, 1) + bytes(16) + bomb
+    tracemalloc.start()
+    try:
+        too_much = r"state/d/state\.bin: its emails inflate past the 1,017 bytes its 1 contact\(s\) can hold"
+        with pytest.raises(SyncStateError, match=too_much):
+            SyncState.from_bytes(raw, with_emails=True, source="state/d/state.bin")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024
+
+
+def test_a_failed_streamed_save_leaves_the_columns_free_to_change(monkeypatch):
+    from shared.run import sync_state
+
+    class Failing(InMemoryBlobStore):
+        def write_stream(self, name, stream, *, content_type):
+            stream.read(100)  # part of the state went, then the connection broke
+            raise OSError("connection reset")
+
+    monkeypatch.setattr(sync_state, "_SAVED_WHOLE_BYTES", 64)
+    state = _sample_state(100, with_emails=False)
+    store = Failing()
+    try:
+        state.save(store, "d")
+    except OSError as exc:
+        failure = exc
+    assert "state/d/state.bin" not in store.blobs
+    state.keys.append(1)  # no view of the columns outlives the save, even with its traceback kept
+    state.fingerprints.append(2)
+    assert isinstance(failure, OSError) and len(state) == 101
