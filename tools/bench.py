@@ -3,7 +3,8 @@
 Generates N profiles (eight mapped fields, realistic lengths) into the storage emulator as
 Customer-Insights-style partitions, then measures:
 
-1. a full export (the CLI, as a user runs it), its wall time per stage and its peak RSS;
+1. a full export (the CLI, as a user runs it), its wall time per stage, its peak RSS and when in
+   the run the peak came (sampled);
 2. a delta export after 1% of the profiles changed;
 3. the raw baseline: stream the same blobs and send pre-built payloads to the same simulator;
 4. the part of the memory that does not grow: the peak RSS of a full export of 100,000 profiles
@@ -23,6 +24,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unicodedata
 from collections.abc import Iterator
@@ -151,15 +153,47 @@ def upload(service: BlobServiceClient, n: int, variant: Variant = Variant(), pre
     return time.monotonic() - started
 
 
-def run_cli(env: dict[str, str], *args: str, destination: str = "bench") -> tuple[dict, float, float]:
-    """Run the export CLI; returns its record, wall seconds and peak RSS in MB: its own, from
-    the wait that reaps it (RUSAGE_CHILDREN would give the largest of every child so far)."""
+class PeakSampler:
+    """When a process's resident memory peaked: /proc sampled every 50 ms (Linux; elsewhere
+    nothing is known), to tell which stage of a run holds the peak."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak_mb = pid, 0.0
+        self.peak_at: float | None = None
+        self._done = threading.Event()
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        status = Path(f"/proc/{self.pid}/status")
+        while not self._done.wait(0.05):
+            try:
+                line = next(x for x in status.read_text().splitlines() if x.startswith("VmRSS:"))
+            except (OSError, StopIteration):
+                return
+            rss = int(line.split()[1]) / 1024
+            if rss > self.peak_mb:
+                self.peak_mb, self.peak_at = rss, time.monotonic() - self._started
+
+    def stop(self) -> str:
+        self._done.set()
+        self._thread.join()
+        return "" if self.peak_at is None else f" (sampled peak {self.peak_mb:.0f} MB at {self.peak_at:.1f}s)"
+
+
+def run_cli(env: dict[str, str], *args: str, destination: str = "bench") -> tuple[dict, float, float, str]:
+    """Run the export CLI; returns its record, wall seconds, peak RSS in MB (its own, from the
+    wait that reaps it: RUSAGE_CHILDREN would give the largest of every child so far) and when
+    the sampled peak came."""
     started = time.monotonic()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "shared", "export", destination, *args], env=env, cwd=REPO, stdout=out, stderr=err
         )
+        sampler = PeakSampler(proc.pid)
         _, status, usage = os.wait4(proc.pid, 0)
+        when = sampler.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.monotonic() - started
         out.seek(0)
@@ -167,7 +201,7 @@ def run_cli(env: dict[str, str], *args: str, destination: str = "bench") -> tupl
         if proc.returncode not in (0, 3):
             sys.stderr.write(err.read().decode(errors="replace")[-4000:])
             raise SystemExit(f"the export failed (exit {proc.returncode})")
-        return json.loads(out.read()), wall, usage.ru_maxrss / 1024
+        return json.loads(out.read()), wall, usage.ru_maxrss / 1024, when
 
 
 def baseline(service: BlobServiceClient, sim_url: str, list_id: str, n: int) -> float:
@@ -259,12 +293,12 @@ def main() -> int:
         upload(service, FIXED_PROFILES, prefix="fixed")
         fixed_rss = run_cli(env, destination="fixed")[2]
         print(f"  export of {FIXED_PROFILES:,}: peak RSS {fixed_rss:.0f} MB", flush=True)
-        full, full_wall, full_rss = run_cli(env)
-        print(f"  full export: {full_wall:.2f}s, peak RSS {full_rss:.0f} MB", flush=True)
+        full, full_wall, full_rss, when = run_cli(env)
+        print(f"  full export: {full_wall:.2f}s, peak RSS {full_rss:.0f} MB{when}", flush=True)
         changed = frozenset(random.Random(1).sample(range(n), max(1, n // 100)))
         upload(service, n, Variant(changed))
-        delta, delta_wall, delta_rss = run_cli(env)
-        print(f"  delta export: {delta_wall:.2f}s, peak RSS {delta_rss:.0f} MB", flush=True)
+        delta, delta_wall, delta_rss, when = run_cli(env)
+        print(f"  delta export: {delta_wall:.2f}s, peak RSS {delta_rss:.0f} MB{when}", flush=True)
         # Deltas of other kinds: a day's churn; the same rows in another order (the state then
         # follows it); then 1% changed on that order.
         others = []
@@ -274,8 +308,8 @@ def main() -> int:
             ("delta, 1% changed after that", Variant(changed, churn=True, reversed=True)),
         ]:
             upload(service, n, variant)
-            record, wall, rss = run_cli(env)
-            print(f"  {label}: {wall:.2f}s, peak RSS {rss:.0f} MB", flush=True)
+            record, wall, rss, when = run_cli(env)
+            print(f"  {label}: {wall:.2f}s, peak RSS {rss:.0f} MB{when}", flush=True)
             others.append((label, record, wall, rss))
         # The simulator holds about 1 KB a contact (10 GB at ten million): the baseline gets a
         # fresh one, which creates its contacts as the full export's did.
