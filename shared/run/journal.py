@@ -40,7 +40,7 @@ class StateUpdates:
     each group of them stands in the run's input (its batch), for a state in input order."""
 
     def __init__(self, *, one_per_key: bool = False) -> None:
-        # Whether no key comes twice: a run's whose keys all went through its exact key set (a
+        # Whether no key comes twice: a run whose keys all went through its exact key set (a
         # first run, a --full one in upsert mode), as each contact is then sent once; a (batch,
         # part) added twice makes it False. Journals of dead runs may repeat a key, and so may a
         # delta's updates if a damaged state holds a key twice.

@@ -15,7 +15,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Sequence, Set
 from itertools import compress, islice, repeat
-from operator import and_, ge, lt, ne, sub
+from operator import add, and_, ge, lt, ne, sub
 from typing import Any, Protocol
 
 from shared.run.journal import StateUpdates
@@ -160,11 +160,13 @@ class _Plan:
         if sum(map(ne, map(sub, islice(at, 1, None), at), repeat(1))) > len(at) // 32:
             self.steps.append((_LOGGED, (start, stop)))
             return
-        breaks = list(compress(range(1, len(at)), map(ne, map(sub, islice(at, 1, None), at), repeat(1))))
-        runs = [
-            (at[first], at[first] + last - first) for first, last in zip([0, *breaks], [*breaks, len(at)], strict=True)
-        ]
-        self.steps.append((_RUNS, runs))
+        # Where each run starts in ``at``, then (start, stop) of each in the state, as arrays:
+        # kept until every column is gathered, 8 bytes a run.
+        starts = array("i", [0])
+        starts.extend(compress(range(1, len(at)), map(ne, map(sub, islice(at, 1, None), at), repeat(1))))
+        firsts = array("i", map(at.__getitem__, starts))
+        lengths = map(sub, [*islice(starts, 1, None), len(at)], starts)
+        self.steps.append((_RUNS, (firsts, array("i", map(add, firsts, lengths)))))
 
     def gather(self, *sinks: _Sink | None) -> None:
         targets = [sink for sink in sinks if sink is not None]
@@ -208,7 +210,7 @@ class _Columns(Protocol):
 
 
 class _Sink(Protocol):
-    def add_runs(self, runs: list[tuple[int, int]]) -> None: ...
+    def add_runs(self, runs: tuple[array[int], array[int]]) -> None: ...
 
     def add_entries(self, at: array[int]) -> None: ...
 
@@ -224,9 +226,9 @@ class _Column:
     def add_entries(self, at: array[int]) -> None:
         self.values.extend(map(self.source.__getitem__, at))
 
-    def add_runs(self, runs: list[tuple[int, int]]) -> None:
+    def add_runs(self, runs: tuple[array[int], array[int]]) -> None:
         view, size = memoryview(self.source).cast("B"), self.source.itemsize
-        for first, stop in runs:
+        for first, stop in zip(*runs, strict=True):
             self.values.frombytes(view[size * first : size * stop])
         view.release()
 
@@ -243,8 +245,8 @@ class _Emails:
     def add_entries(self, at: array[int]) -> None:
         self.values.extend(map(self.source.__getitem__, at))
 
-    def add_runs(self, runs: list[tuple[int, int]]) -> None:
-        for first, stop in runs:
+    def add_runs(self, runs: tuple[array[int], array[int]]) -> None:
+        for first, stop in zip(*runs, strict=True):
             self.values.extend(self.source[first:stop])
 
     def add_updates(self, at: list[int]) -> None:
