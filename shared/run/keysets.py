@@ -28,6 +28,23 @@ def exhaust(calls: Iterator[object]) -> None:
     deque(calls, maxlen=0)
 
 
+def extend_ranges(out: array[int], source: array[int], ranges: Iterable[tuple[int, int]]) -> None:
+    """Append ``source[start:stop]`` for each (start, stop), each copied as bytes, not as ints."""
+    view, size = memoryview(source).cast("B"), source.itemsize
+    try:
+        for start, stop in ranges:
+            out.frombytes(view[size * start : size * stop])
+    finally:
+        view.release()
+
+
+def ranges_of(source: array[int], ranges: Iterable[tuple[int, int]]) -> array[int]:
+    """A new array of ``source[start:stop]`` for each (start, stop), one after the other."""
+    out = array(source.typecode)
+    extend_ranges(out, source, ranges)
+    return out
+
+
 class PositionIndex:
     """Where each number of an ``array('Q')`` is: number -> its position, without copying them.
 

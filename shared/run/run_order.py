@@ -19,7 +19,7 @@ from operator import add, and_, ge, lt, ne, sub
 from typing import Any, Protocol
 
 from shared.run.journal import StateUpdates
-from shared.run.keysets import MISSING, UNSET, exhaust
+from shared.run.keysets import MISSING, UNSET, exhaust, extend_ranges
 
 # A new contact (one the state does not hold) is noted as NEW - k, k its number in the run.
 NEW = MISSING - 1
@@ -227,10 +227,7 @@ class _Column:
         self.values.extend(map(self.source.__getitem__, at))
 
     def add_runs(self, runs: tuple[array[int], array[int]]) -> None:
-        view, size = memoryview(self.source).cast("B"), self.source.itemsize
-        for first, stop in zip(*runs, strict=True):
-            self.values.frombytes(view[size * first : size * stop])
-        view.release()
+        extend_ranges(self.values, self.source, zip(*runs, strict=True))
 
     def add_updates(self, at: list[int]) -> None:
         self.values.extend(map(self.updated.__getitem__, at))

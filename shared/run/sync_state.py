@@ -34,7 +34,7 @@ from operator import ne, not_
 from shared.adapters.storage import BlobNotFound, BlobStore, ChunkStream
 from shared.inputs.rows import EMAIL_MAX
 from shared.run.journal import StateUpdates, SyncStateError, corrupt, journal_prefix
-from shared.run.keysets import MISSING, UNSET, KeySet, PositionIndex, exhaust
+from shared.run.keysets import MISSING, UNSET, KeySet, PositionIndex, exhaust, extend_ranges, ranges_of
 from shared.run.run_order import RunOrder, gathered
 
 log = logging.getLogger(__name__)
@@ -266,8 +266,8 @@ class SyncState:
             # A first run: the confirmed columns are the new state, put in input order if the
             # jobs ended in another, a column at a time (one more column held, not two).
             if in_order != sorted(in_order):
-                updates.keys = _in_groups(updates.keys, in_order)
-                updates.fingerprints = _in_groups(updates.fingerprints, in_order)
+                updates.keys = ranges_of(updates.keys, in_order)
+                updates.fingerprints = ranges_of(updates.fingerprints, in_order)
                 if updates.emails is not None:
                     updates.emails = [email for start, stop in in_order for email in updates.emails[start:stop]]
             first = (updates.emails if updates.emails is not None else [""] * confirmed) if keep_emails else None
@@ -315,8 +315,8 @@ class SyncState:
             for start, stop in in_order:
                 fresh = is_new[start:stop]
                 if fresh.count(0) == 0:
-                    keys.frombytes(memoryview(updates.keys)[start:stop].cast("B"))
-                    fps.frombytes(memoryview(updates.fingerprints)[start:stop].cast("B"))
+                    extend_ranges(keys, updates.keys, [(start, stop)])
+                    extend_ranges(fps, updates.fingerprints, [(start, stop)])
                 else:
                     keys.extend(compress(updates.keys[start:stop], fresh))
                     fps.extend(compress(updates.fingerprints[start:stop], fresh))
@@ -354,30 +354,13 @@ class _Merging:
     emails: list[str] | None
 
 
-def _in_groups(column: array[int], groups: list[tuple[int, int]]) -> array[int]:
-    """The column's (start, stop) groups one after the other, each copied as bytes."""
-    out, view = array(column.typecode), memoryview(column).cast("B")
-    for start, stop in groups:
-        out.frombytes(view[8 * start : 8 * stop])
-    view.release()
-    return out
-
-
 def _runs_of(
     kept: bytearray, keys: array[int], fps: array[int], emails: list[str] | None
 ) -> tuple[array[int], array[int], list[str] | None]:
     """The entries whose byte in ``kept`` is 1, in order."""
-    new_keys, new_fps = array("Q"), array("Q")
-    new_emails: list[str] | None = [] if emails is not None else None
-    key_bytes, fp_bytes = memoryview(keys).cast("B"), memoryview(fps).cast("B")
-    for start, stop in _runs_of_ones(kept):
-        new_keys.frombytes(key_bytes[8 * start : 8 * stop])
-        new_fps.frombytes(fp_bytes[8 * start : 8 * stop])
-        if new_emails is not None and emails is not None:
-            new_emails.extend(emails[start:stop])
-    key_bytes.release()
-    fp_bytes.release()
-    return new_keys, new_fps, new_emails
+    runs = list(_runs_of_ones(kept))
+    new_emails = None if emails is None else [email for start, stop in runs for email in emails[start:stop]]
+    return ranges_of(keys, runs), ranges_of(fps, runs), new_emails
 
 
 def _runs_of_ones(flags: bytearray) -> Iterator[tuple[int, int]]:
