@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from itertools import compress, repeat
-from operator import eq
+from itertools import compress, pairwise, repeat
+from operator import eq, ne
 
 from shared.run.keysets import MISSING, PositionIndex
 
@@ -34,6 +34,18 @@ _MAX_SEARCHES = 128
 _FEW = 32
 # Rows in a row no shift lines up before the walk stops: the rest of the chunk is out of step.
 _MAX_MISSES = 32
+
+
+class InPlace(list[int]):
+    """A chunk's state positions when every row is where the state has it but a few, each between
+    two that are (changed in place): ``start`` + index, ``MISSING`` at the ``holes``. The reader
+    claims such a chunk as one range, then gives back the holes."""
+
+    def __init__(self, start: int, count: int, holes: list[int]):
+        super().__init__(range(start, start + count))
+        for hole in holes:
+            self[hole] = MISSING
+        self.start, self.holes = start, holes
 
 
 class KnownRows:
@@ -58,6 +70,10 @@ class KnownRows:
         if state[start : start + count] == wanted:  # a delta's usual chunk: every row in place
             self._cursor = start + count
             return range(start, start + count), {}
+        in_place = self._in_place(wanted, start)
+        if in_place is not None:  # a delta's next most usual chunk: a few rows changed
+            self._cursor = start + count
+            return in_place, {hole: start + hole for hole in in_place.holes}
         at = [MISSING] * count
         hints, offset = self._line_up(wanted, at)
         missing = at.count(MISSING)
@@ -75,6 +91,20 @@ class KnownRows:
         last = next((row for row in range(count - 1, -1, -1) if at[row] != MISSING), None)
         self._cursor = at[last] + count - last if last is not None else offset + count
         return at, hints
+
+    def _in_place(self, wanted: array[int], start: int) -> InPlace | None:
+        """The chunk's positions if its rows are in place but a few changed ones, each between
+        two in place: what :meth:`_line_up` would find, in a few passes in C; else None."""
+        count = len(wanted)
+        state = self.fingerprints[start : start + count]
+        if len(state) < count:
+            return None
+        holes = list(compress(range(count), map(ne, wanted, state)))
+        if not holes or len(holes) > max(_FEW, count // 16) or holes[-1] == count - 1:
+            return None  # the last row not in place may be a shift: the walk finds it
+        if any(later - earlier < 2 for earlier, later in pairwise(holes)):
+            return None  # rows out of place side by side: added or gone, maybe
+        return InPlace(start, count, holes)
 
     def _line_up(self, wanted: array[int], at: list[int]) -> tuple[dict[int, int], int]:
         """Walk the chunk along the state from the cursor, filling ``at`` with the stretches in

@@ -17,7 +17,7 @@ from shared.run.batching import BatchSpool, ContactNotEncodable, ContactTooLarge
 from shared.run.counts import FILE_COUNTS, RunCounts
 from shared.run.identity import RowFingerprinter, email_key
 from shared.run.keysets import MISSING
-from shared.run.matching import KnownRows
+from shared.run.matching import InPlace, KnownRows
 from shared.run.progress import RunProgress
 from shared.run.records import RejectsWriter, RunRecord
 from shared.run.run_order import RunOrder
@@ -208,6 +208,11 @@ class FileReader:
         if isinstance(positions, range) and seen.claim_range(positions.start, positions.stop):
             self.counts.unchanged += len(positions)
             return [], _Claims(positions)
+        if isinstance(positions, InPlace) and seen.claim_range(positions.start, positions.start + len(positions)):
+            # A range claimed at once, its holes given back: a changed row claims its own.
+            seen.unclaim(positions.start + hole for hole in positions.holes)
+            self.counts.unchanged += len(positions) - len(positions.holes)
+            return positions.holes, _Claims(positions)
         at = positions if isinstance(positions, list) else list(positions)
         missing = at.count(MISSING)
         if missing == len(at):

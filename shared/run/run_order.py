@@ -45,8 +45,9 @@ class RunOrder:
                 self._last = max(self._last, entries[-1])
             self.log.extend(entries)
             return
-        noted = array("i", compress(entries, map(ne, entries, repeat(MISSING))))
-        positions = array("i", compress(noted, map(ge, noted, repeat(0))))
+        # The usual chunk notes every row, and holds no new contact: one C pass each, no more.
+        noted = array("i", entries if MISSING not in entries else compress(entries, map(ne, entries, repeat(MISSING))))
+        positions = noted if not noted or min(noted) >= 0 else array("i", compress(noted, map(ge, noted, repeat(0))))
         news = len(noted) - len(positions)
         if self._follows and positions:
             self._follows = (

@@ -501,6 +501,14 @@ class RunKeys:
         self.claimed_count += stop - start
         return True
 
+    def unclaim(self, positions: Iterable[int]) -> None:
+        """Give back claimed state positions."""
+        claimed = self.claimed
+        for position in positions:
+            if claimed[position]:
+                claimed[position] = 0
+                self.claimed_count -= 1
+
     def claim_unclaimed(self, positions: Set[int]) -> None:
         """Claim state positions none of which is claimed yet (the caller has checked)."""
         exhaust(map(self.claimed.__setitem__, positions, repeat(1)))

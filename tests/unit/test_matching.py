@@ -14,7 +14,7 @@ from shared.inputs import record_split
 from shared.run.identity import email_key
 from shared.run.journal import StateUpdates
 from shared.run.keysets import MISSING
-from shared.run.matching import KnownRows
+from shared.run.matching import InPlace, KnownRows
 from shared.run.sync_state import SyncState
 from tests.unit.test_export_core import run, setup
 
@@ -87,6 +87,48 @@ def test_a_row_found_is_always_the_very_row_and_found_rows_are_never_missed_in_o
                 assert chunk[row] not in state_rows
             if row in hints:
                 assert at[row] == MISSING and 0 <= hints[row] < len(state)
+
+
+def test_a_chunk_with_a_few_rows_changed_in_place_is_matched_in_one_pass():
+    known = KnownRows(state_of(100))
+    rows = list(range(1000, 1100))
+    for changed in (0, 10, 12, 98):
+        rows[changed] = changed  # not in the state
+    at, hints = known.match(rows)
+    assert isinstance(at, InPlace) and (at.start, at.holes) == (0, [0, 10, 12, 98])
+    assert list(at) == [MISSING if p in (0, 10, 12, 98) else p for p in range(100)]
+    assert hints == {0: 0, 10: 10, 12: 12, 98: 98}
+    for last_or_side_by_side in ([5, 99], [40, 41]):
+        rows = list(range(1000, 1100))
+        for changed in last_or_side_by_side:
+            rows[changed] = changed
+        at, _ = KnownRows(state_of(100)).match(rows)
+        assert not isinstance(at, InPlace)  # maybe a shift: the walk looks
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 80),
+    st.lists(st.tuples(st.sampled_from(["change", "insert", "delete"]), st.integers(0, 10**6)), max_size=10),
+    st.integers(1, 40),
+)
+def test_the_one_pass_match_finds_what_the_walk_finds(count, edits, size):
+    rows = list(range(1000, 1000 + count))
+    for kind, where in edits:
+        at = where % (len(rows) + 1)
+        if kind == "insert":
+            rows.insert(at, where)
+        elif at < len(rows):
+            if kind == "change":
+                rows[at] = where
+            else:
+                del rows[at]
+    fast, walk = KnownRows(state_of(count)), KnownRows(state_of(count))
+    walk._in_place = lambda wanted, start: None  # type: ignore[method-assign]
+    for chunk in chunks(rows, size):
+        (fast_at, fast_hints), (walk_at, walk_hints) = fast.match(chunk), walk.match(chunk)
+        assert (list(fast_at), fast_hints) == (list(walk_at), walk_hints)
+        assert fast._cursor == walk._cursor and fast.indexed == walk.indexed
 
 
 def test_the_merge_keeps_the_order_of_the_input_whatever_order_the_jobs_end_in():
