@@ -18,8 +18,8 @@ a chunk needs it and used from then on.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
-from itertools import compress, pairwise, repeat
+from collections.abc import Iterator, Sequence
+from itertools import compress, islice, repeat
 from operator import eq, ne
 
 from shared.run.keysets import MISSING, PositionIndex
@@ -34,6 +34,11 @@ _MAX_SEARCHES = 128
 _FEW = 32
 # Rows in a row no shift lines up before the walk stops: the rest of the chunk is out of step.
 _MAX_MISSES = 32
+# Stretches of rows side by side out of place, and rows in one, that a chunk may hold and still
+# be matched in one pass (each costs a look at the state around it; the walk's searches and
+# misses stay well within their bounds, so both find the same).
+_MAX_STRETCHES = 16
+_MAX_STRETCH = 8
 
 
 class InPlace(list[int]):
@@ -93,17 +98,28 @@ class KnownRows:
         return at, hints
 
     def _in_place(self, wanted: array[int], start: int) -> InPlace | None:
-        """The chunk's positions if its rows are in place but a few changed ones, each between
-        two in place: what :meth:`_line_up` would find, in a few passes in C; else None."""
+        """The chunk's positions if its rows are in place but a few changed ones: what
+        :meth:`_line_up` would find, in a few passes in C; else None."""
         count = len(wanted)
         state = self.fingerprints[start : start + count]
         if len(state) < count:
             return None
         holes = list(compress(range(count), map(ne, wanted, state)))
-        if not holes or len(holes) > max(_FEW, count // 16) or holes[-1] == count - 1:
-            return None  # the last row not in place may be a shift: the walk finds it
-        if any(later - earlier < 2 for earlier, later in pairwise(holes)):
-            return None  # rows out of place side by side: added or gone, maybe
+        if not holes or len(holes) > max(_FEW, count // 16):
+            return None
+        # A row out of place between two in place changed in place. Rows out of place side by
+        # side, or at the chunk's end, may be rows added or gone (a shift): they changed in
+        # place if none of them is in the state nearby, as the walk would find; else it looks.
+        stretches = 0
+        for first, last in _stretches(holes):
+            if first == last < count - 1:
+                continue
+            stretches += 1
+            if stretches > _MAX_STRETCHES or last - first >= _MAX_STRETCH:
+                return None
+            near = self.fingerprints[max(0, start + first - _WINDOW) : start + last + _WINDOW]
+            if not set(near).isdisjoint(wanted[first : last + 1]):
+                return None
         return InPlace(start, count, holes)
 
     def _line_up(self, wanted: array[int], at: list[int]) -> tuple[dict[int, int], int]:
@@ -153,6 +169,17 @@ class KnownRows:
             if position is not None:
                 return ahead, position - ahead
         return None
+
+
+def _stretches(holes: list[int]) -> Iterator[tuple[int, int]]:
+    """The first and last of each stretch of consecutive numbers in ``holes`` (ascending)."""
+    first = last = holes[0]
+    for hole in islice(holes, 1, None):
+        if hole != last + 1:
+            yield first, last
+            first = hole
+        last = hole
+    yield first, last
 
 
 def _same_until(wanted: array[int], state: array[int], row: int, offset: int) -> int:

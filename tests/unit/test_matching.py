@@ -98,18 +98,30 @@ def test_a_chunk_with_a_few_rows_changed_in_place_is_matched_in_one_pass():
     assert isinstance(at, InPlace) and (at.start, at.holes) == (0, [0, 10, 12, 98])
     assert list(at) == [MISSING if p in (0, 10, 12, 98) else p for p in range(100)]
     assert hints == {0: 0, 10: 10, 12: 12, 98: 98}
-    for last_or_side_by_side in ([5, 99], [40, 41]):
-        rows = list(range(1000, 1100))
-        for changed in last_or_side_by_side:
-            rows[changed] = changed
+    # Changed side by side, or the last row: in place too, where none is in the state nearby.
+    rows = list(range(1000, 1100))
+    rows[40:42], rows[99] = [1, 2], 3
+    at, hints = KnownRows(state_of(100)).match(rows)
+    assert isinstance(at, InPlace) and at.holes == [40, 41, 99] and hints == {40: 40, 41: 41, 99: 99}
+    # A row added and one gone, side by side; the last row moved up: maybe a shift, the walk looks.
+    for rows in (
+        [*range(1000, 1040), 7, *range(1040, 1041), *range(1042, 1100)],
+        [*range(1000, 1098), 1099, 1098],
+    ):
         at, _ = KnownRows(state_of(100)).match(rows)
-        assert not isinstance(at, InPlace)  # maybe a shift: the walk looks
+        assert not isinstance(at, InPlace)
+    # A hundred rows side by side changed: past what the walk steps over, so the walk decides.
+    rows = list(range(1000, 3000))
+    rows[500:600] = range(100)
+    fast, walk = KnownRows(state_of(2000)), KnownRows(state_of(2000))
+    walk._in_place = lambda wanted, start: None  # type: ignore[method-assign]
+    assert fast.match(rows) == walk.match(rows)
 
 
 @settings(max_examples=300, deadline=None)
 @given(
     st.integers(1, 80),
-    st.lists(st.tuples(st.sampled_from(["change", "insert", "delete"]), st.integers(0, 10**6)), max_size=10),
+    st.lists(st.tuples(st.sampled_from(["change", "insert", "delete", "move"]), st.integers(0, 10**6)), max_size=10),
     st.integers(1, 40),
 )
 def test_the_one_pass_match_finds_what_the_walk_finds(count, edits, size):
@@ -121,6 +133,8 @@ def test_the_one_pass_match_finds_what_the_walk_finds(count, edits, size):
         elif at < len(rows):
             if kind == "change":
                 rows[at] = where
+            elif kind == "move":
+                rows.insert((at + where % 5 + 1) % (len(rows) + 1), rows.pop(at))
             else:
                 del rows[at]
     fast, walk = KnownRows(state_of(count)), KnownRows(state_of(count))
