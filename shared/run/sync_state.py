@@ -2,9 +2,9 @@
 
 For each contact SendGrid confirmed, the state keeps two 64-bit numbers in ``array('Q')``
 columns (16 bytes a contact, 16 MB at a million): the contact's key (BLAKE2b of its email) and
-the fingerprint of the source row that produced what was sent (BLAKE2b of the row's fields,
-salted with everything else that shapes the payload: lists, column plan, custom fields, the row
-rules' version). A row whose fingerprint is in the state maps to exactly what SendGrid already
+the fingerprint of the source row that produced what was sent (XXH3 of the row's text, seeded
+with everything else that shapes the payload: lists, column plan, custom fields, the row rules'
+version; see :mod:`shared.run.identity`). A row whose fingerprint is in the state maps to exactly what SendGrid already
 has, so it is skipped without being mapped or encoded: that is what makes a delta run fast.
 The contacts are kept in the order their rows came, so that the next run finds most of its rows
 where the state has them (:mod:`shared.run.matching`, :mod:`shared.run.run_order`).

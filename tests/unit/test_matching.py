@@ -293,3 +293,21 @@ def test_the_run_order_knows_when_the_state_already_follows_it():
     assert not order_of(range(0, 5), [6, 5])  # two rows swapped
     assert not order_of(range(5, 8), range(0, 3))  # a later file first
     assert not order_of([2, 2])  # one entry twice
+
+
+def test_a_state_fingerprinted_another_way_sends_everyone_once_then_nothing(monkeypatch):
+    # An upgrade that changes the fingerprint (the rules' version, or its hash): no row of the
+    # old state can match, so every contact goes once more, found by its email, and the state
+    # then holds the new fingerprints in the input's order.
+    rows = [(f"p{i}@example.com", "Ann") for i in range(300)]
+    runtime, fake = setup(csv_text=csv_of(rows))
+    assert run(runtime).counts.sent == 300
+    monkeypatch.setattr("shared.run.identity.RULES_VERSION", b"rules-next")
+    fake.bodies.clear()
+    counts = run(runtime).counts
+    assert (counts.sent, counts.unchanged, counts.duplicate) == (300, 0, 0)
+    state = SyncState.load(runtime.edges.exports, "newsletter", with_emails=False)
+    assert list(state.keys) == [email_key(email) for email, _ in rows]
+    fake.bodies.clear()
+    again = run(runtime).counts
+    assert (again.sent, again.unchanged) == (0, 300) and fake.bodies == []
