@@ -1,7 +1,7 @@
 """python -m shared: the same core and settings as the Functions app, from a shell.
 
 Exit codes: 0 succeeded, 3 completed_with_errors or skipped, 1 failed, 2 bad usage or configuration,
-130 interrupted (Ctrl-C).
+130 interrupted (Ctrl-C), 143 stopped (SIGTERM).
 Progress goes to stderr; the final run record (JSON) to stdout.
 """
 
@@ -12,8 +12,11 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -34,6 +37,7 @@ from shared.settings import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM: kill, a container stopping, timeout(1)
 STATUS_EXIT = {"succeeded": EXIT_OK, "completed_with_errors": EXIT_PARTIAL, "skipped": EXIT_PARTIAL}
 MAX_RUNS_LIMIT = 100  # the HTTP API's bound too
 LOCAL_SETTINGS = "local.settings.json"
@@ -47,6 +51,7 @@ exit codes:
   2    bad usage or configuration (unknown destination, no consent, a bad setting)
   3    completed_with_errors or skipped
   130  interrupted (Ctrl-C); safe to run again
+  143  stopped (SIGTERM), as Ctrl-C stops it; safe to run again
 
 Settings come from the environment; Values in ./local.settings.json (as 'func start' reads them)
 fill in what the environment does not set.
@@ -61,16 +66,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     _configure_logging(args.verbose)
     try:
-        _load_local_settings(args)
-        runtime = _runtime(args.command in SECRET_COMMANDS)
-        command = _COMMANDS.get(args.command)
-        if command is not None:
-            return command(runtime, args)
-    except KeyboardInterrupt:
+        with _stopped_by_sigterm():
+            _load_local_settings(args)
+            runtime = _runtime(args.command in SECRET_COMMANDS)
+            command = _COMMANDS.get(args.command)
+            if command is not None:
+                return command(runtime, args)
+    except KeyboardInterrupt as exc:
         # The run has released its lock and recorded itself failed (interrupted) on the way out.
         logging.disable(logging.CRITICAL)  # a thread still winding down must not log after the last line
         print("interrupted; safe to run again", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
     except (SettingsError, ConfigError, ConsentError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -308,6 +314,28 @@ def _parser() -> argparse.ArgumentParser:
     rejects.add_argument("name", type=_destination_name, help="destination name")
     rejects.add_argument("run_id", type=_run_id, help="run id, as 'runs' lists them")
     return parser
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, taken as Ctrl-C is: the run releases its lock and records itself interrupted."""
+
+
+@contextmanager
+def _stopped_by_sigterm() -> Iterator[None]:
+    """Without this, SIGTERM ends the process where it stands: the run stays "running" in its
+    record and its lock held until the lease runs out."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _configure_logging(verbose: bool) -> None:

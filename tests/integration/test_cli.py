@@ -173,7 +173,10 @@ def test_unreachable_storage_fails_within_seconds_in_one_line(workspace, simulat
     assert ACCOUNT_KEY not in line
 
 
-def test_ctrl_c_prints_one_line_releases_the_lock_and_records_the_run_failed(workspace, simulator):
+@pytest.mark.parametrize(("stop", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_or_sigterm_prints_one_line_releases_the_lock_and_records_the_run_failed(
+    workspace, simulator, stop, code
+):
     import signal
     import time
 
@@ -198,11 +201,11 @@ def test_ctrl_c_prints_one_line_releases_the_lock_and_records_the_run_failed(wor
         while not any(r["path"].startswith("/v3/marketing/contacts/imports/") for r in simulator.state.requests):
             assert proc.poll() is None and time.monotonic() < deadline, "the export never waited on its job"
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, stop))
         stdout, stderr = proc.communicate(timeout=20)
     finally:
         proc.kill()
-    assert proc.returncode == 130 and stdout == ""
+    assert proc.returncode == code and stdout == ""
     assert stderr.splitlines()[-1] == "interrupted; safe to run again" and "Traceback" not in stderr
     (name,) = [n for n in workspace.export_names("runs/newsletter/") if n.endswith(".json")]
     record = json.loads(workspace.read_export(name))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 
 from shared.entrypoints import cli
@@ -39,3 +40,24 @@ def test_nor_the_other_way_round_and_unrelated_values_fill_in(tmp_path, monkeypa
     )
     assert "EXPORT_STORAGE__blobServiceUri" not in seen and seen["EXPORT_QUEUE"] == "jobs"
     assert seen["EXPORT_STORAGE"] == "UseDevelopmentStorage=true"
+
+
+def test_sigterm_is_taken_as_ctrl_c_only_while_main_runs(monkeypatch):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    seen = []
+
+    def list_destinations(runtime, args):
+        seen.append(signal.getsignal(signal.SIGTERM))
+        signal.raise_signal(signal.SIGTERM)  # as `kill` would, mid-command
+        raise AssertionError("SIGTERM did not stop the command")
+
+    monkeypatch.setattr(cli, "_runtime", lambda needs_secret: None)
+    monkeypatch.setitem(cli._COMMANDS, "destinations", list_destinations)
+    try:
+        assert cli.main(["--no-local-settings", "destinations"]) == cli.EXIT_TERMINATED == 143
+    finally:
+        logging.disable(logging.NOTSET)  # main silences logging on its way out of an interrupt
+    assert seen and seen[0] is not before  # its own handler while the command ran
+    assert signal.getsignal(signal.SIGTERM) is before  # and the caller's again after
