@@ -329,6 +329,9 @@ def _stopped_by_sigterm() -> Iterator[None]:
         return
 
     def stop(signum: int, frame: object) -> None:
+        # Once: a second SIGTERM (a supervisor insisting) must not cut short the release of the
+        # lock and the save of the record that the first one set going. SIGKILL still can.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise _Terminated()
 
     previous = signal.signal(signal.SIGTERM, stop)

@@ -4,9 +4,10 @@ The state keeps its contacts in the order their rows came (``SyncState.merged`` 
 contact where it stands and adds new ones after), and a segment export mostly keeps its order
 from one run to the next. So a chunk's fingerprints are compared with the state's at a cursor,
 a whole array at a time in C, instead of being looked up one by one: an unchanged row costs a
-comparison, not a probe of a hash table of millions that must first be built. A row added or
-gone shifts the rows after it; a small window of the state around the first row that no longer
-lines up finds the shift.
+comparison, not a probe of a hash table of millions that must first be built. A chunk with a
+few rows changed in place (a delta's usual chunk) is matched in one more pass, and the reader
+claims it as one range. A row added or gone shifts the rows after it; a walk along the state,
+with a small window around the first row that no longer lines up, finds the shift.
 
 Rows that still do not line up are found another way, so that what is sent never depends on
 the order: a few in a chunk (a changed row, a row that moved) are parsed and found by their
@@ -42,9 +43,9 @@ _MAX_STRETCH = 8
 
 
 class InPlace(list[int]):
-    """A chunk's state positions when every row is where the state has it but a few, each between
-    two that are (changed in place): ``start`` + index, ``MISSING`` at the ``holes``. The reader
-    claims such a chunk as one range, then gives back the holes."""
+    """A chunk's state positions when every row is where the state has it but a few that changed
+    in place: ``start`` + index, ``MISSING`` at the ``holes``. The reader claims such a chunk as
+    one range, then gives back the holes."""
 
     def __init__(self, start: int, count: int, holes: list[int]):
         super().__init__(range(start, start + count))
@@ -75,7 +76,7 @@ class KnownRows:
         if state[start : start + count] == wanted:  # a delta's usual chunk: every row in place
             self._cursor = start + count
             return range(start, start + count), {}
-        in_place = self._in_place(wanted, start)
+        in_place = self._in_place(wanted, start) if self._index is None else None
         if in_place is not None:  # a delta's next most usual chunk: a few rows changed
             self._cursor = start + count
             return in_place, {hole: start + hole for hole in in_place.holes}
@@ -99,13 +100,15 @@ class KnownRows:
 
     def _in_place(self, wanted: array[int], start: int) -> InPlace | None:
         """The chunk's positions if its rows are in place but a few changed ones: what
-        :meth:`_line_up` would find, in a few passes in C; else None."""
+        :meth:`_line_up` would find, in a few passes in C; else None. Asked only before the
+        fingerprint index is built: after, the index looks up the rows out of place too."""
         count = len(wanted)
         state = self.fingerprints[start : start + count]
         if len(state) < count:
             return None
-        holes = list(compress(range(count), map(ne, wanted, state)))
-        if not holes or len(holes) > max(_FEW, count // 16):
+        bound = max(_FEW, count // 16)  # more: the walk builds the fingerprint index
+        holes = list(islice(compress(range(count), map(ne, wanted, state)), bound + 1))
+        if not holes or len(holes) > bound:
             return None
         # A row out of place between two in place changed in place. Rows out of place side by
         # side, or at the chunk's end, may be rows added or gone (a shift): they changed in

@@ -298,6 +298,7 @@ class FileReader:
                 self._unencodable(exc, fields, line, email, key if at == MISSING else None, seen)
                 continue
             if takes_over:
+                claims.give_up(at)
                 self._took_over()
             elif at != MISSING:
                 seen.claim(at)
@@ -334,7 +335,8 @@ class FileReader:
             # Either a later record of the chunk, the same as this one, claimed it first (it is
             # the duplicate now, and this one the unchanged) or an earlier one did: one more
             # duplicate either way.
-            claims.later_than(at, index)
+            if claims.later_than(at, index):
+                claims.give_up(at)
             self.counts.duplicate += 1
         else:
             seen.claim(at)
@@ -374,14 +376,17 @@ class _Claims:
         self._claimed = claimed  # None: every position in positions, at its index (built when first asked)
 
     def later_than(self, position: int, index: int) -> bool:
-        """Whether an unchanged record after ``index`` claimed ``position`` (it then gives it up)."""
+        """Whether an unchanged record after ``index`` claimed ``position``."""
         if self._claimed is None:
             self._claimed = {p: i for i, p in enumerate(self._positions) if p != MISSING}
         at = self._claimed.get(position)
-        if at is None or at < index:
-            return False
+        return at is not None and at > index
+
+    def give_up(self, position: int) -> None:
+        """The later record gives ``position`` up to an earlier one, once that one is taken: a
+        row that turns out unencodable takes nothing, and the next row of the email may."""
+        assert self._claimed is not None  # later_than() said so first
         del self._claimed[position]
-        return True
 
 
 def _indexes_of(values: list[int], wanted: int) -> list[int]:

@@ -3,6 +3,7 @@ delta exact whatever the order of the input."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from array import array
 
@@ -311,3 +312,37 @@ def test_a_state_fingerprinted_another_way_sends_everyone_once_then_nothing(monk
     fake.bodies.clear()
     again = run(runtime).counts
     assert (again.sent, again.unchanged) == (0, 300) and fake.bodies == []
+
+
+def test_a_row_too_large_does_not_keep_the_next_row_of_its_email_from_taking_over():
+    # p5's rows: one too large for a batch (rejected), one changed, then the one SendGrid has, in
+    # place. The first row that can be sent is the changed one: it goes, and the unchanged one is
+    # the duplicate.
+    rows = [(f"p{i}@example.com", "Ann") for i in range(60)]
+    runtime, fake = setup(csv_text=csv_of(rows))
+    runtime = dataclasses.replace(runtime, tuning=dataclasses.replace(runtime.tuning, max_batch_bytes=120))
+    assert run(runtime).counts.sent == 60
+    new_rows = list(rows)
+    new_rows[2] = ("p5@example.com", "X" * 49)
+    new_rows[3] = ("p5@example.com", "Changed")
+    runtime.edges.segments.blobs["people.csv"] = csv_of(new_rows).encode()
+    fake.bodies.clear()
+    counts = run(runtime).counts
+    assert (counts.sent, counts.invalid, counts.duplicate, counts.unchanged) == (1, 1, 1, 57)
+    assert [(c["email"], c["first_name"]) for body in fake.bodies for c in body["contacts"]] == [
+        ("p5@example.com", "Changed")
+    ]
+
+
+def test_once_the_index_is_built_a_row_moved_from_afar_is_found_in_it():
+    state = state_of(2000)
+    first = list(range(1000, 1499))
+    random.Random(2).shuffle(first)
+    known = KnownRows(state)
+    known.match([*first, 1499])  # out of order: the index is built; the cursor is at 500
+    assert known.indexed
+    chunk = list(range(1500, 1564))
+    chunk[10] = 2800  # an unchanged row from far ahead, in a chunk otherwise in place
+    at, hints = known.match(chunk)
+    assert at[10] == 1800 and 10 not in hints
+    assert [p for i, p in enumerate(at) if i != 10] == [p for p in range(500, 564) if p != 510]
