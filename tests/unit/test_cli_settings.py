@@ -46,7 +46,7 @@ def test_sigterm_is_taken_as_ctrl_c_only_while_main_runs(monkeypatch):
     import signal
 
     before = signal.getsignal(signal.SIGTERM)
-    seen = []
+    seen: list[object] = []
 
     def list_destinations(runtime, args):
         seen.append(signal.getsignal(signal.SIGTERM))
