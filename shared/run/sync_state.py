@@ -4,8 +4,9 @@ For each contact SendGrid confirmed, the state keeps two 64-bit numbers in ``arr
 columns (16 bytes a contact, 16 MB at a million): the contact's key (BLAKE2b of its email) and
 the fingerprint of the source row that produced what was sent (XXH3 of the row's text, seeded
 with everything else that shapes the payload: lists, column plan, custom fields, the row rules'
-version; see :mod:`shared.run.identity`). A row whose fingerprint is in the state maps to exactly what SendGrid already
-has, so it is skipped without being mapped or encoded: that is what makes a delta run fast.
+version; see :mod:`shared.run.identity`). A row whose fingerprint is in the state maps to exactly
+what SendGrid already has, so it is skipped without being mapped or encoded: that is what makes
+a delta run fast.
 The contacts are kept in the order their rows came, so that the next run finds most of its rows
 where the state has them (:mod:`shared.run.matching`, :mod:`shared.run.run_order`).
 Destinations in ``mirror`` mode also keep each contact's email, the only way to find it again
