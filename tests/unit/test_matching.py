@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 
 from shared.inputs import record_split
 from shared.run.identity import email_key
+from shared.run.batching import BatchSpool
 from shared.run.journal import StateUpdates
 from shared.run.keysets import MISSING
 from shared.run.matching import InPlace, KnownRows
 from shared.run.sync_state import SyncState
-from tests.unit.test_export_core import run, setup
+from tests.unit.test_export_core import LIST_ID, run, setup
 
 
 def state_of(count: int) -> array[int]:
@@ -188,17 +189,23 @@ def test_control_characters_are_counted_the_same_whether_an_unchanged_row_moved_
 
 
 # Each edit: (kind, where, what); applied in turn to the rows of the first run.
-kinds = st.sampled_from(["change", "insert", "delete", "move", "copy"])
+kinds = st.sampled_from(["change", "insert", "delete", "move", "copy", "invalid", "large"])
 edits = st.lists(st.tuples(kinds, st.integers(0, 10**6), st.integers(0, 3)), max_size=12)
+# A first name (within SendGrid's 50 characters) that makes a contact too large for a batch of
+# the run below, which holds 70 bytes of contacts: such a row is rejected, and takes its email
+# from no other row.
+TOO_LARGE = "X" * 49
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
 @given(count=st.integers(1, 120), edits=edits, shuffle=st.booleans())
 def test_a_delta_is_exact_whatever_was_added_removed_changed_or_moved(count, edits, shuffle, monkeypatch_chunk):
     rows = [(f"p{i}@example.com", "Ann") for i in range(count)]
     runtime, fake = setup(csv_text=csv_of(rows))
+    cap = BatchSpool([LIST_ID]).empty_body_bytes + 70
+    runtime = dataclasses.replace(runtime, tuning=dataclasses.replace(runtime.tuning, max_batch_bytes=cap))
     assert run(runtime).counts.sent == count
     # What SendGrid has for each email: the row the first run sent.
     has = dict(rows)
@@ -208,9 +215,13 @@ def test_a_delta_is_exact_whatever_was_added_removed_changed_or_moved(count, edi
         at = where % (len(new_rows) + 1)
         if kind == "insert":
             new_rows.insert(at, (f"new{where}@example.com", f"V{what}"))
+        elif kind == "invalid":
+            new_rows.insert(at, (f"not-an-email-{where}", "V"))
         elif new_rows and at < len(new_rows):
             if kind == "change":
                 new_rows[at] = (new_rows[at][0], f"V{what}")
+            elif kind == "large":
+                new_rows.insert(at, (new_rows[at][0], TOO_LARGE))
             elif kind == "delete":
                 del new_rows[at]
             elif kind == "move":
@@ -222,29 +233,36 @@ def test_a_delta_is_exact_whatever_was_added_removed_changed_or_moved(count, edi
     runtime.edges.segments.blobs["people.csv"] = csv_of(new_rows).encode()
     fake.bodies.clear()
     record = run(runtime)
-    # The reference: first row of an email wins; it is unchanged if SendGrid has that very row.
-    seen: set[str] = set()
-    sent, unchanged, duplicate = [], 0, 0
+    # The reference: the first row of an email wins, and later ones are duplicates; a row with no
+    # valid email, or the first of its email but too large, is rejected and claims nothing. The
+    # winner is unchanged if SendGrid has that very row.
+    seen: dict[str, None] = {}
+    sent, unchanged, duplicate, invalid = [], 0, 0, 0
     for email, name in new_rows:
-        if email in seen:
+        if "@" not in email:
+            invalid += 1
+        elif email in seen:
             duplicate += 1
-        elif has.get(email) == name:
-            unchanged += 1
+        elif name == TOO_LARGE:
+            invalid += 1
         else:
-            sent.append((email, name))
-        seen.add(email)
+            seen[email] = None
+            if has.get(email) == name:
+                unchanged += 1
+            else:
+                sent.append((email, name))
     got = [(c["email"], c["first_name"]) for body in fake.bodies for c in body["contacts"]]
     assert sorted(got) == sorted(sent)
-    assert (record.counts.unchanged, record.counts.duplicate) == (unchanged, duplicate)
+    assert (record.counts.unchanged, record.counts.duplicate, record.counts.invalid) == (unchanged, duplicate, invalid)
     # The state follows the order of this input, for the next run to find its rows in place.
     state = SyncState.load(runtime.edges.exports, "newsletter", with_emails=False)
-    order = [email_key(email) for email in dict.fromkeys(email for email, _ in new_rows)]
+    order = [email_key(email) for email in seen]
     assert [key for key in state.keys if key in set(order)] == order
-    assert sorted(state.keys) == sorted({email_key(email) for email, _ in rows + new_rows})
+    assert sorted(state.keys) == sorted({email_key(email) for email in [e for e, _ in rows] + list(seen)})
     # Run again on the same input: nothing left to send.
     fake.bodies.clear()
     again = run(runtime)
-    assert again.counts.sent == 0 and again.counts.unchanged == len(seen)
+    assert again.counts.sent == 0 and again.counts.unchanged == len(seen) and again.counts.invalid == invalid
 
 
 def csv_of(rows: list[tuple[str, str]]) -> str:
