@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.inputs import record_split
-from shared.run.identity import email_key
 from shared.run.batching import BatchSpool
+from shared.run.identity import email_key
 from shared.run.journal import StateUpdates
 from shared.run.keysets import MISSING
 from shared.run.matching import InPlace, KnownRows
