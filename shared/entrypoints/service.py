@@ -252,10 +252,12 @@ def run_locked(runtime: Runtime, record: RunRecord, *, attempt: int = 1) -> RunR
     an interrupt (Ctrl-C) releases the lock and ends it ``failed`` at once, then goes on up.
     """
     held: HeldLock | None = None
+    ended = False
     try:
         with runtime.edges.lock.hold(record.destination, record.run_id) as held:
             _close_abandoned_runs(runtime, record)
             record = run_export(only_while_held(runtime, held), record)
+            ended = True  # the record is final and saved: an interrupt from here on leaves it so
         if held.lost.is_set():
             return _end_lost(runtime, record, held)
         return record
@@ -263,11 +265,12 @@ def run_locked(runtime: Runtime, record: RunRecord, *, attempt: int = 1) -> RunR
         return _lock_held(runtime, record, exc)
     except KeyboardInterrupt:
         # The lock is released already (the with block ended); the record must not stay "running".
-        record.status = RunStatus.FAILED
-        record.errors.append(INTERRUPTED)
-        record.finished_at = iso(utc_now())
-        runtime.edges.records.save(record)
-        emit_run_event(record)
+        if not ended:
+            record.status = RunStatus.FAILED
+            record.errors.append(INTERRUPTED)
+            record.finished_at = iso(utc_now())
+            runtime.edges.records.save(record)
+            emit_run_event(record)
         raise
     except Exception as exc:
         if held is not None and held.lost.is_set():  # what failed is what the lost lock stopped

@@ -393,3 +393,38 @@ def test_the_room_made_for_keys_follows_lines_not_records(monkeypatch):
     assert run(runtime).counts.sent == records
     [nbytes] = told
     assert 8 * (5 * records // 3) <= nbytes <= 8 * (5 * records * 21 // 20 // 3 + 8) * 1.01
+
+
+@pytest.mark.parametrize("when", ["during the run", "as the lock is released"])
+def test_an_interrupt_fails_a_run_that_had_not_ended_and_leaves_one_that_had(when):
+    from contextlib import contextmanager
+
+    from shared.entrypoints.service import INTERRUPTED, run_locked
+
+    runtime, fake = setup()
+    lock = runtime.edges.lock
+
+    class InterruptedLock:
+        @contextmanager
+        def hold(self, destination, run_id):
+            with lock.hold(destination, run_id) as held:
+                yield held
+            raise KeyboardInterrupt  # Ctrl-C (or SIGTERM) as the lease is let go
+
+    def interrupted(*args):
+        raise KeyboardInterrupt  # Ctrl-C as the run reaches SendGrid
+
+    if when == "during the run":
+        runtime.edges.sendgrid = interrupted
+    else:
+        runtime.edges.lock = InterruptedLock()
+    record = queue_run(runtime, "newsletter", trigger="cli")
+    with pytest.raises(KeyboardInterrupt):
+        run_locked(runtime, record)
+    stored = runtime.edges.records.load("newsletter", record.run_id)
+    assert stored is not None
+    if when == "during the run":
+        assert stored.status == "failed" and stored.errors[-1] == INTERRUPTED
+    else:
+        assert stored.status == "completed_with_errors"  # as the run ended: one of its rows is invalid
+        assert INTERRUPTED not in stored.errors and fake.bodies
