@@ -13,8 +13,11 @@ from __future__ import annotations
 from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import compress, islice, repeat
+from itertools import chain, compress, islice, repeat
 from operator import add, and_, eq, mod, ne, not_, truth
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # Slots per entry: at 2.2 (a load of 0.45) about four in five entries sit in the slot they hash to.
 _SLOTS_PER_ENTRY = 2.2
@@ -36,6 +39,12 @@ def extend_ranges(out: array[int], source: array[int], ranges: Iterable[tuple[in
             out.frombytes(view[size * start : size * stop])
     finally:
         view.release()
+
+
+def items_in_ranges(source: Sequence[T], ranges: Iterable[tuple[int, int]]) -> Iterator[T]:
+    """The items of ``source[start:stop]`` for each (start, stop), one after the other (a list
+    column, such as mirror mode's emails, gathered as :func:`extend_ranges` gathers an array)."""
+    return chain.from_iterable(source[start:stop] for start, stop in ranges)
 
 
 def ranges_of(source: array[int], ranges: Iterable[tuple[int, int]]) -> array[int]:

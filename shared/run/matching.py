@@ -72,11 +72,11 @@ class KnownRows:
         ``MISSING``; and, for the rows not found, the position the row would have if it changed
         in place (its email's entry, unless the email changed too): a hint for the reader."""
         state, count, start = self.fingerprints, len(fps), self._cursor
-        wanted = array("Q", fps)
-        if state[start : start + count] == wanted:  # a delta's usual chunk: every row in place
+        wanted, here = array("Q", fps), state[start : start + count]
+        if here == wanted:  # a delta's usual chunk: every row in place
             self._cursor = start + count
             return range(start, start + count), {}
-        in_place = self._in_place(wanted, start) if self._index is None else None
+        in_place = self._in_place(wanted, here, start) if self._index is None else None
         if in_place is not None:  # a delta's next most usual chunk: a few rows changed
             self._cursor = start + count
             return in_place, {hole: start + hole for hole in in_place.holes}
@@ -98,12 +98,12 @@ class KnownRows:
         self._cursor = at[last] + count - last if last is not None else offset + count
         return at, hints
 
-    def _in_place(self, wanted: array[int], start: int) -> InPlace | None:
+    def _in_place(self, wanted: array[int], state: array[int], start: int) -> InPlace | None:
         """The chunk's positions if its rows are in place but a few changed ones: what
         :meth:`_line_up` would find, in a few passes in C; else None. Asked only before the
-        fingerprint index is built: after, the index looks up the rows out of place too."""
+        fingerprint index is built: after, the index looks up the rows out of place too. ``state``
+        is the state's fingerprints from ``start`` on, as many as the chunk's where it has them."""
         count = len(wanted)
-        state = self.fingerprints[start : start + count]
         if len(state) < count:
             return None
         bound = max(_FEW, count // 16)  # more: the walk builds the fingerprint index

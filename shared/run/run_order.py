@@ -19,7 +19,7 @@ from operator import add, and_, ge, lt, ne, sub
 from typing import Any, Protocol
 
 from shared.run.journal import StateUpdates
-from shared.run.keysets import MISSING, UNSET, exhaust, extend_ranges
+from shared.run.keysets import MISSING, UNSET, exhaust, extend_ranges, items_in_ranges
 
 # A new contact (one the state does not hold) is noted as NEW - k, k its number in the run.
 NEW = MISSING - 1
@@ -244,8 +244,7 @@ class _Emails:
         self.values.extend(map(self.source.__getitem__, at))
 
     def add_runs(self, runs: tuple[array[int], array[int]]) -> None:
-        for first, stop in zip(*runs, strict=True):
-            self.values.extend(self.source[first:stop])
+        self.values.extend(items_in_ranges(self.source, zip(*runs, strict=True)))
 
     def add_updates(self, at: list[int]) -> None:
         updated = self.updated

@@ -35,7 +35,7 @@ from operator import ne, not_
 from shared.adapters.storage import BlobNotFound, BlobStore, ChunkStream
 from shared.inputs.rows import EMAIL_MAX
 from shared.run.journal import StateUpdates, SyncStateError, corrupt, journal_prefix
-from shared.run.keysets import MISSING, UNSET, KeySet, PositionIndex, exhaust, extend_ranges, ranges_of
+from shared.run.keysets import MISSING, UNSET, KeySet, PositionIndex, exhaust, extend_ranges, items_in_ranges, ranges_of
 from shared.run.run_order import RunOrder, gathered
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ class SyncState:
                 updates.keys = ranges_of(updates.keys, in_order)
                 updates.fingerprints = ranges_of(updates.fingerprints, in_order)
                 if updates.emails is not None:
-                    updates.emails = [email for start, stop in in_order for email in updates.emails[start:stop]]
+                    updates.emails = list(items_in_ranges(updates.emails, in_order))
             first = (updates.emails if updates.emails is not None else [""] * confirmed) if keep_emails else None
             return SyncState(updates.keys, updates.fingerprints, first)
         fps = self.fingerprints if in_place else array("Q", self.fingerprints)
@@ -360,7 +360,7 @@ def _runs_of(
 ) -> tuple[array[int], array[int], list[str] | None]:
     """The entries whose byte in ``kept`` is 1, in order."""
     runs = list(_runs_of_ones(kept))
-    new_emails = None if emails is None else [email for start, stop in runs for email in emails[start:stop]]
+    new_emails = None if emails is None else list(items_in_ranges(emails, runs))
     return ranges_of(keys, runs), ranges_of(fps, runs), new_emails
 
 

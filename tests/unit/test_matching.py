@@ -116,7 +116,7 @@ def test_a_chunk_with_a_few_rows_changed_in_place_is_matched_in_one_pass():
     rows = list(range(1000, 3000))
     rows[500:600] = range(100)
     fast, walk = KnownRows(state_of(2000)), KnownRows(state_of(2000))
-    walk._in_place = lambda wanted, start: None  # type: ignore[method-assign]
+    walk._in_place = lambda wanted, state, start: None  # type: ignore[method-assign]
     assert fast.match(rows) == walk.match(rows)
 
 
@@ -140,7 +140,7 @@ def test_the_one_pass_match_finds_what_the_walk_finds(count, edits, size):
             else:
                 del rows[at]
     fast, walk = KnownRows(state_of(count)), KnownRows(state_of(count))
-    walk._in_place = lambda wanted, start: None  # type: ignore[method-assign]
+    walk._in_place = lambda wanted, state, start: None  # type: ignore[method-assign]
     for chunk in chunks(rows, size):
         (fast_at, fast_hints), (walk_at, walk_hints) = fast.match(chunk), walk.match(chunk)
         assert (list(fast_at), fast_hints) == (list(walk_at), walk_hints)
