@@ -29,7 +29,12 @@ from pycep import BicepParser
 TYPES_DIR = Path(__file__).resolve().parent / "azure-types"
 
 # Bicep keywords of a resource body that are not properties of the resource's type.
-BICEP_KEYWORDS = {"parent", "scope", "dependsOn", "depends_on"}  # depends_on: how pycep names a nested resource's implicit parent
+BICEP_KEYWORDS = {
+    "parent",
+    "scope",
+    "dependsOn",
+    "depends_on",
+}  # depends_on: how pycep names a nested resource's implicit parent
 
 # Properties whose documented literals are examples, not a list: any string is fine there.
 OPEN_VALUES = {
@@ -153,6 +158,13 @@ def vendored_types() -> dict[str, tuple[TypeFile, str]]:
 # --- the Bicep side -------------------------------------------------------------------------
 
 
+@cache
+def parse_bicep(text: str) -> dict[str, Any]:
+    """pycep's tree of a Bicep text; parsing is slow (a Lark grammar), and the tests ask often.
+    Callers read the tree and never change it."""
+    return BicepParser().parse(text=text)
+
+
 @dataclass
 class Declared:
     """What a Bicep file declares, to tell a reference from a literal (pycep gives both as str)."""
@@ -190,7 +202,7 @@ def is_expression(value: Any) -> bool:
     may have a key named operator too (a dimension's), whose value is then a plain string."""
     if not isinstance(value, dict) or len(value) != 1:
         return False
-    (key, inner), = value.items()
+    ((key, inner),) = value.items()
     return key in ("operator", "function") and isinstance(inner, dict) and "type" in inner
 
 
@@ -297,7 +309,7 @@ def resource_types_of(tree: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 
 def check_bicep_text(text: str, where: str) -> list[Finding]:
-    tree = BicepParser().parse(text=text)
+    tree = parse_bicep(text)
     declared = declarations(tree)
     known = vendored_types()
     findings: list[Finding] = []

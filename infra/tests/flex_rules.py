@@ -12,21 +12,55 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from azure_types import is_expression, resource_body
-from pycep import BicepParser
+from azure_types import is_expression, parse_bicep, resource_body
 
 LEARN_FLEX = "https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan (Considerations, Instance memory)"
-LEARN_SETTINGS = "https://learn.microsoft.com/azure/azure-functions/functions-app-settings (settings marked unsupported on Flex Consumption)"
-SAMPLE = "Azure-Samples/functions-quickstart-python-http-azd infra/main.bicep at 0bb0f1062c51 (Microsoft's Flex azd template)"
+LEARN_SETTINGS = (
+    "https://learn.microsoft.com/azure/azure-functions/functions-app-settings"
+    " (settings marked unsupported on Flex Consumption)"
+)
+SAMPLE = (
+    "Azure-Samples/functions-quickstart-python-http-azd infra/main.bicep at 0bb0f1062c51"
+    " (Microsoft's Flex azd template)"
+)
 
 # Regions that offer Flex Consumption: Microsoft's Flex azd template's own @allowed list (SAMPLE),
 # less eastus2euap, a canary region ordinary subscriptions cannot use. `az functionapp
 # list-flexconsumption-locations` prints today's list; a region added there can be added here.
 FLEX_REGIONS = frozenset(
-    """australiaeast australiasoutheast brazilsouth canadacentral centralindia centralus eastasia eastus
-    eastus2 francecentral germanywestcentral italynorth japaneast koreacentral northcentralus northeurope
-    norwayeast southafricanorth southcentralus southeastasia southindia spaincentral swedencentral uaenorth
-    uksouth ukwest westcentralus westeurope westus westus2 westus3""".split()
+    [
+        "australiaeast",
+        "australiasoutheast",
+        "brazilsouth",
+        "canadacentral",
+        "centralindia",
+        "centralus",
+        "eastasia",
+        "eastus",
+        "eastus2",
+        "francecentral",
+        "germanywestcentral",
+        "italynorth",
+        "japaneast",
+        "koreacentral",
+        "northcentralus",
+        "northeurope",
+        "norwayeast",
+        "southafricanorth",
+        "southcentralus",
+        "southeastasia",
+        "southindia",
+        "spaincentral",
+        "swedencentral",
+        "uaenorth",
+        "uksouth",
+        "ukwest",
+        "westcentralus",
+        "westeurope",
+        "westus",
+        "westus2",
+        "westus3",
+    ]
 )
 INSTANCE_MEMORY_MB = frozenset({512, 2048, 4096})
 MAX_INSTANCES = (40, 1000)
@@ -72,7 +106,7 @@ class Templates:
 
     @classmethod
     def load(cls, root: Path) -> Templates:
-        return cls({str(p.relative_to(root)): BicepParser().parse(text=p.read_text()) for p in sorted(root.rglob("*.bicep"))})
+        return cls({str(p.relative_to(root)): parse_bicep(p.read_text()) for p in sorted(root.rglob("*.bicep"))})
 
     def resources(self, resource_type: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
         for path, tree in self.trees.items():
@@ -118,7 +152,9 @@ def _site_configs(templates: Templates) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def no_ftps_state(templates: Templates) -> list[str]:
-    return [f"{where}: sets siteConfig.ftpsState" for where, config in _site_configs(templates) if "ftpsState" in config]
+    return [
+        f"{where}: sets siteConfig.ftpsState" for where, config in _site_configs(templates) if "ftpsState" in config
+    ]
 
 
 def no_other_plans_site_config(templates: Templates) -> list[str]:
@@ -133,7 +169,10 @@ def no_other_plans_app_settings(templates: Templates) -> list[str]:
     return [
         f"{path}: {name} sets {key}"
         for path, name, body in templates.resources("Microsoft.Web/sites/config")
-        for key in sorted(APP_SETTINGS_NOT_ON_FLEX & set((body.get("properties") or {}) if isinstance(body.get("properties"), dict) else {}))
+        for key in sorted(
+            APP_SETTINGS_NOT_ON_FLEX
+            & set((body.get("properties") or {}) if isinstance(body.get("properties"), dict) else {})
+        )
     ]
 
 
@@ -164,7 +203,11 @@ def instance_memory(templates: Templates) -> list[str]:
         if value not in INSTANCE_MEMORY_MB
     ]
     main = templates.main_param("instanceMemoryMB")
-    found += [f"main.bicep: instanceMemoryMB allows {v}" for v in decorator(main, "allowed") or [] if v not in INSTANCE_MEMORY_MB]
+    found += [
+        f"main.bicep: instanceMemoryMB allows {v}"
+        for v in decorator(main, "allowed") or []
+        if v not in INSTANCE_MEMORY_MB
+    ]
     if not decorator(main, "allowed"):
         found.append("main.bicep: instanceMemoryMB has no @allowed list")
     return found
@@ -203,7 +246,11 @@ def python_runtime(templates: Templates) -> list[str]:
 
 
 def subnet_delegation(templates: Templates) -> list[str]:
-    joins = [n for _, n, b in templates.resources("Microsoft.Web/sites") if "virtualNetworkSubnetId" in (b.get("properties") or {})]
+    joins = [
+        n
+        for _, n, b in templates.resources("Microsoft.Web/sites")
+        if "virtualNetworkSubnetId" in (b.get("properties") or {})
+    ]
     services = {
         (d.get("properties") or {}).get("serviceName")
         for _, _, body in templates.resources("Microsoft.Network/virtualNetworks/subnets")
@@ -212,7 +259,10 @@ def subnet_delegation(templates: Templates) -> list[str]:
     }
     if joins and "Microsoft.App/environments" not in services:
         return [f"{', '.join(joins)} joins a subnet, and no subnet is delegated to Microsoft.App/environments"]
-    return [f"a subnet is delegated to {s}, which Flex Consumption does not join" for s in services - {"Microsoft.App/environments"}]
+    return [
+        f"a subnet is delegated to {s}, which Flex Consumption does not join"
+        for s in services - {"Microsoft.App/environments"}
+    ]
 
 
 RULES: tuple[Rule, ...] = (
@@ -251,10 +301,16 @@ RULES: tuple[Rule, ...] = (
         SAMPLE + "; az functionapp list-flexconsumption-locations",
         regions,
     ),
-    Rule("python-version", "The Python runtime is 3.10, 3.11 or 3.12.", LEARN_FLEX + " (supported language stacks)", python_runtime),
+    Rule(
+        "python-version",
+        "The Python runtime is 3.10, 3.11 or 3.12.",
+        LEARN_FLEX + " (supported language stacks)",
+        python_runtime,
+    ),
     Rule(
         "subnet-delegation",
-        "A Flex Consumption app joins a subnet delegated to Microsoft.App/environments (not Microsoft.Web/serverFarms).",
+        "A Flex Consumption app joins a subnet delegated to Microsoft.App/environments"
+        " (not Microsoft.Web/serverFarms).",
         "https://learn.microsoft.com/azure/azure-functions/flex-consumption-how-to (virtual network integration); "
         "Azure-Samples/functions-quickstart-python-http-azd infra/app/vnet.bicep",
         subnet_delegation,
