@@ -94,6 +94,10 @@ def test_the_pipeline_deploys_with_federated_credentials_as_a_service_principal(
     mapped = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]["principalType"]["value"]
     assert mapped == "${AZURE_PRINCIPAL_TYPE=User}"
     assert "userPrincipalType: principalType" in (INFRA / "main.bicep").read_text()
+    # the environment values azd pipeline config copies to the repository are the ones the workflow reads
+    pipeline = yaml.safe_load((REPO / "azure.yaml").read_text())["pipeline"]
+    assert pipeline["provider"] == "github" and "VNET_ENABLED" in pipeline["variables"]
+    assert all(env[name].startswith(f"${{{{ vars.{name}") for name in pipeline["variables"])
 
 
 # --- a second azd up ---------------------------------------------------------------------------
