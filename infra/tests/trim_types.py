@@ -1,12 +1,14 @@
 """Trim a bicep-types-az `types.md` to the sections a template uses (see azure-types/SOURCE.md).
 
     python infra/tests/trim_types.py FULL_TYPES_MD "Resource Microsoft.Web/sites@2024-04-01" SiteConfig ... > OUT.md
+    python infra/tests/trim_types.py FULL_TYPES_MD --like azure-types/web-2024-04-01.md > OUT.md
 
 keeps the file's title, then each named section (a `## ` heading: a resource, or a type), whole,
 in the order given, and drops every description: a property line keeps its name, type,
 constraints ({minValue: ...}) and flags ((ReadOnly), (Required), ...), which is all the check
-reads. With no section named, every section is kept: that is how the vendored files are checked to
-be in this form (test_types.py).
+reads. `--like FILE` keeps the sections a vendored file has (to refresh it from a newer full file).
+With no section named, every section is kept: that is how the vendored files are checked to be in
+this form (test_types.py).
 """
 
 from __future__ import annotations
@@ -62,5 +64,9 @@ def trim(text: str, keep: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
+    names = sys.argv[2:]
+    if names[:1] == ["--like"]:
+        with open(names[1], encoding="utf-8") as vendored:
+            names = list(sections(vendored.read())[1])
     with open(sys.argv[1], encoding="utf-8") as source:
-        sys.stdout.write(trim(source.read(), sys.argv[2:]))
+        sys.stdout.write(trim(source.read(), names))
