@@ -9,7 +9,7 @@ For every resource declared in infra/ this checks, as `bicep build` would (and a
 - every literal value has the right kind (string, int, bool, object, array), lies within the
   type's minValue/maxValue, and, where the type lists literals, is one of them. Bicep accepts any
   string where the list ends in `| string`; here a literal must still be a listed one (a value
-  off the list is nearly always a typo), unless the property is in OPEN_VALUES below.
+  off the list is nearly always a typo).
 
 A value the checker cannot know (a parameter, a function, a property of another resource) is not
 checked, except a parameter with @allowed, whose every allowed value is, and a conditional
@@ -35,11 +35,6 @@ BICEP_KEYWORDS = {
     "dependsOn",
     "depends_on",
 }  # depends_on: how pycep names a nested resource's implicit parent
-
-# Properties whose documented literals are examples, not a list: any string is fine there.
-OPEN_VALUES = {
-    ("Microsoft.Web/sites", "kind"),  # 'functionapp,linux' and friends: a free-form string in the spec
-}
 
 
 @dataclass
@@ -216,11 +211,10 @@ class Finding:
 
 
 class Checker:
-    def __init__(self, where: str, declared: Declared, types: TypeFile, resource_type: str) -> None:
+    def __init__(self, where: str, declared: Declared, types: TypeFile) -> None:
         self.where = where
         self.declared = declared
         self.types = types
-        self.resource_type = resource_type
         self.findings: list[Finding] = []
 
     def fail(self, path: str, message: str) -> None:
@@ -282,10 +276,9 @@ class Checker:
             else:
                 self.fail(path, f"an object ({prop.ref}) is expected, not {value!r}")
         elif prop.kind == "enum":
-            free = (self.resource_type, path) in OPEN_VALUES
             if not isinstance(value, str):
                 self.fail(path, f"a string is expected, not {value!r}")
-            elif value not in prop.literals and not free:
+            elif value not in prop.literals:
                 self.fail(path, f"{value!r} is not one of {', '.join(prop.literals)}")
         elif prop.kind == "string" and not isinstance(value, str):
             self.fail(path, f"a string is expected, not {value!r}")
@@ -298,14 +291,6 @@ class Checker:
                 prop.max_value is not None and value > prop.max_value
             ):
                 self.fail(path, f"{value} is outside {prop.min_value}..{prop.max_value}")
-
-
-def resource_types_of(tree: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    """Resource name -> (type, version); a nested child resource inherits its parent's version."""
-    found = {}
-    for name, resource in (tree.get("resources") or {}).items():
-        found[name] = (resource["type"], resource.get("api_version") or "")
-    return found
 
 
 def check_bicep_text(text: str, where: str) -> list[Finding]:
@@ -329,7 +314,7 @@ def check_bicep_text(text: str, where: str) -> list[Finding]:
         if variant is None:
             findings.append(Finding(label, f"name {body.get('name')!r} is none of the type's variants"))
             continue
-        checker = Checker(label, declared, types, resource["type"])
+        checker = Checker(label, declared, types)
         checker.check_object(variant, body, "", variant.name)
         findings.extend(checker.findings)
     return findings
