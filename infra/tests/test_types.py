@@ -97,6 +97,35 @@ def test_the_flex_rules_catch_ftps_state_and_other_plans_settings(tmp_path: Path
 
 
 @pytest.mark.parametrize(
+    ("module", "old", "new", "rule"),
+    [
+        (
+            "functionapp.bicep",
+            "SECRETS_SOURCE: 'keyvault'",
+            "FUNCTIONS_WORKER_RUNTIME: 'python'",
+            "[no-other-plans-app-settings]",
+        ),
+        ("functionapp.bicep", "version: '3.11'", "version: '3.9'", "[python-version]"),
+        ("functionapp.bicep", "tier: 'FlexConsumption'", "tier: 'Dynamic'", "[flex-plan]"),
+        (
+            "network.bicep",
+            "serviceName: 'Microsoft.App/environments'",
+            "serviceName: 'Microsoft.Web/serverFarms'",
+            "[subnet-delegation]",
+        ),
+    ],
+)
+def test_the_flex_rules_catch_other_plans_in_the_modules(
+    tmp_path: Path, module: str, old: str, new: str, rule: str
+) -> None:
+    tree = render_tree(True, tmp_path / "infra")
+    path = tree / "modules" / module
+    assert old in path.read_text() and check_rules(tree) == []
+    path.write_text(path.read_text().replace(old, new, 1))
+    assert any(f.startswith(rule) for f in check_rules(tree))
+
+
+@pytest.mark.parametrize(
     ("old", "new", "rule"),
     [
         ("@minValue(40)", "@minValue(1)", "[max-instances]"),
