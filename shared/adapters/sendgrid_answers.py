@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlparse
 import requests
 
 from shared.errors import SendGridError
+from shared.json_input import JsonDocumentError, load_json
 from shared.privacy import mask_emails, redact_secrets, registered_secrets
 
 SHOWN_ERRORS = 5  # an error text quotes this many of SendGrid's errors and counts the rest
@@ -22,19 +23,16 @@ def answer_json(response: requests.Response) -> dict[str, Any]:
     if not response.content:
         return {}
     try:
-        value = response.json()
-    except ValueError:
-        raise SendGridError(
-            f"SendGrid answered {response.status_code} with a body that is not JSON.",
-            status=response.status_code,
-        ) from None
+        value = load_json(response.content, f"SendGrid's answer ({response.status_code})")
+    except JsonDocumentError as exc:
+        raise SendGridError(str(exc), status=response.status_code) from None
     return value if isinstance(value, dict) else {"result": value}
 
 
 def answer_errors(response: requests.Response) -> list[dict[str, Any]]:
     try:
-        body = response.json()
-    except ValueError:
+        body = load_json(response.content, "SendGrid's answer")
+    except JsonDocumentError:
         return []
     errors = body.get("errors") if isinstance(body, dict) else None
     if isinstance(errors, dict):

@@ -26,6 +26,7 @@ from shared.adapters.storage import BlobNotFound
 from shared.bootstrap import build_runtime
 from shared.entrypoints.service import run_now
 from shared.errors import ConfigError, ConsentError, ExportError, SettingsError
+from shared.json_input import load_json
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
 from shared.privacy import SecretRedactingFilter, redact
 from shared.run.destinations import load_destinations
@@ -169,7 +170,7 @@ def _load_local_settings(args: argparse.Namespace) -> None:
             raise SettingsError(f"--local-settings {path}: no such file.")
         return
     try:
-        values = json.loads(path.read_text(encoding="utf-8-sig")).get("Values", {})
+        values = load_json(path.read_text(encoding="utf-8-sig"), str(path)).get("Values", {})
     except (OSError, ValueError, AttributeError) as exc:
         raise SettingsError(
             f"{path} is not a local.settings.json ({type(exc).__name__}): fix it, or run with --no-local-settings."

@@ -17,6 +17,7 @@ from typing import Any
 from shared.adapters.jobs import OPTION_NAMES
 from shared.entrypoints.service import enqueue_export
 from shared.errors import ConfigError, ConsentError, ExportError, SettingsError, UnknownDestinationError
+from shared.json_input import JsonDocumentError, load_json
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
 from shared.privacy import mask_emails
 from shared.run.destinations import DestinationDisabledError, load_destinations
@@ -115,13 +116,9 @@ def _options(body: bytes) -> ExportOptions:
     if not body.strip():
         return ExportOptions()
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("invalid_body", "the body must be JSON.") from None
-    except RecursionError:
-        raise BadRequest(
-            "invalid_body", 'the body nests too deeply; it must be a flat JSON object, e.g. {"dry_run": true}.'
-        ) from None
+        data = load_json(body, "the body", max_depth=1)  # a flat object: nothing deeper is an option
+    except JsonDocumentError as exc:
+        raise BadRequest("invalid_body", f'{exc} It must be a flat JSON object, e.g. {{"dry_run": true}}.') from None
     if not isinstance(data, dict):
         raise BadRequest("invalid_body", 'the body must be a JSON object, e.g. {"dry_run": true}.')
     unknown = sorted(set(data) - set(OPTION_NAMES))

@@ -21,6 +21,7 @@ from typing import Any
 
 from shared.adapters.storage import BlobNotFound, BlobStore
 from shared.errors import ExportError
+from shared.json_input import JsonDocumentError, load_json
 from shared.run.counts import RunCounts
 
 log = logging.getLogger(__name__)
@@ -191,9 +192,9 @@ class RunRecordStore:
     @staticmethod
     def _parse(name: str, raw: bytes) -> RunRecord:
         try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise CorruptRunRecord(name, f"not JSON: {type(exc).__name__}") from None
+            data = load_json(raw, "the record")
+        except JsonDocumentError as exc:
+            raise CorruptRunRecord(name, str(exc)) from None
         if not isinstance(data, dict):
             raise CorruptRunRecord(name, "not a JSON object")
         try:
