@@ -1,8 +1,9 @@
 """Reading SendGrid's answers: the JSON body, its ``errors`` and the next page's token.
 
-This is the one way SendGrid's words enter the app, so it is where they are cleaned: every
-registered secret (the API key among them) is redacted from the ``errors`` SendGrid returns, and
-the error text that reaches logs and records has its addresses masked as well.
+This is the one way SendGrid's words enter the app, so it is where they are cleaned: the
+``errors`` SendGrid returns are neutralised (every registered secret, the API key among them,
+redacted; escape sequences and control characters removed), and the error text that reaches logs
+and records has its addresses masked as well.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import requests
 
 from shared.errors import SendGridError
 from shared.json_input import JsonDocumentError, load_json
-from shared.privacy import mask_emails, redact_secrets, registered_secrets
+from shared.privacy import neutralise, redact
 
 SHOWN_ERRORS = 5  # an error text quotes this many of SendGrid's errors and counts the rest
 
@@ -37,10 +38,9 @@ def answer_errors(response: requests.Response) -> list[dict[str, Any]]:
     errors = body.get("errors") if isinstance(body, dict) else None
     if isinstance(errors, dict):
         errors = [errors]
-    # Redacted here, the one way SendGrid's words enter the app: they reach records and rejects.
-    known = registered_secrets()
+    # Neutralised here, the one way SendGrid's words enter the app: they reach records and rejects.
     return [
-        {k: redact_secrets(v, *known) if isinstance(v, str) else v for k, v in e.items()}
+        {k: neutralise(v) if isinstance(v, str) else v for k, v in e.items()}
         for e in errors or []
         if isinstance(e, dict)
     ]
@@ -49,7 +49,7 @@ def answer_errors(response: requests.Response) -> list[dict[str, Any]]:
 def answer_error_text(response: requests.Response) -> str:
     """SendGrid's own words, with any address and any secret in them masked: this text reaches
     logs and records."""
-    return mask_emails(redact_secrets(_raw_error_text(response), *registered_secrets()))
+    return redact(_raw_error_text(response))
 
 
 def _raw_error_text(response: requests.Response) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ from shared.entrypoints.service import run_now
 from shared.errors import ConfigError, ConsentError, ExportError, SettingsError
 from shared.json_input import load_json
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
-from shared.privacy import SecretRedactingFilter, redact
+from shared.privacy import SecretRedactingFilter, neutralise_lines, redact
 from shared.run.destinations import load_destinations
 from shared.run.preflight import run_checks
 from shared.run.progress import BarProgress, LogProgress
@@ -207,9 +208,10 @@ def _rejects(runtime: Runtime, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     out = sys.stdout.buffer
     try:
-        out.write(first)
-        for chunk in chunks:
-            out.write(chunk)
+        # Cells are outside text, and this may be a terminal: neutralised again on the way out
+        # (a file written by an older version, or edited, may hold a key or an escape sequence).
+        for piece in neutralise_lines(itertools.chain([first], chunks)):
+            out.write(piece)
         out.flush()
     except BrokenPipeError:  # `| head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit

@@ -19,7 +19,7 @@ from shared.entrypoints.service import enqueue_export
 from shared.errors import ConfigError, ConsentError, ExportError, SettingsError, UnknownDestinationError
 from shared.json_input import JsonDocumentError, load_json
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
-from shared.privacy import mask_emails
+from shared.privacy import neutralise_lines, redact
 from shared.run.destinations import DestinationDisabledError, load_destinations
 from shared.run.preflight import run_checks
 from shared.run.records import CorruptRunRecord, ExportOptions, rejects_blob_name
@@ -72,7 +72,7 @@ class BadRequest(Exception):
 
 
 def error(status: int, code: str, message: str) -> ApiResponse:
-    return ApiResponse(status, {"error": {"code": code, "message": mask_emails(message)}})
+    return ApiResponse(status, {"error": {"code": code, "message": redact(message)}})
 
 
 Handler = Callable[[Runtime, ApiRequest], ApiResponse]
@@ -222,7 +222,8 @@ def get_rejects(runtime: Runtime, request: ApiRequest) -> ApiResponse:
             f"get it with 'python -m shared rejects {name} {run_id}', which streams it, or from the "
             f"{runtime.settings.exports_container} container.",
         )
-    data = b"".join(runtime.edges.exports.iter_chunks(blob))
+    # Neutralised on the way out as on the way in: a stored file may predate that, or be edited.
+    data = b"".join(neutralise_lines(runtime.edges.exports.iter_chunks(blob)))
     headers = {
         "Content-Disposition": f'attachment; filename="{name}-{run_id}.rejects.csv"',
         # The cells are source data: never let a browser sniff them into something it runs.
