@@ -32,6 +32,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError
 
 from shared.errors import ExportError
+from shared.privacy import neutralise
 
 # Where SendGrid serves its files. The host of ``errors_url`` is not documented (the contacts
 # OpenAPI says only "the download URL of the file which provides information about any errors").
@@ -182,7 +183,7 @@ def _checked_target(url: str, policy: HostPolicy, what: str) -> SplitResult:
         raise DownloadError(f"{what} link names no host (or carries credentials); it was not fetched.")
     if not is_own and not policy.permits(host):
         raise DownloadError(
-            f"{what} link names host {host[:100]}, not one SendGrid serves files from "
+            f"{what} link names host {_shown(host)}, not one SendGrid serves files from "
             "(SENDGRID_ERRORS_FILE_HOSTS adds hosts); it was not fetched."
         )
     return target
@@ -194,19 +195,24 @@ def _checked_address(target: SplitResult, policy: HostPolicy, resolver: Resolver
     try:
         addresses = resolver(host, port)
     except (OSError, UnicodeError):
-        raise DownloadError(f"{what} host {host[:100]} could not be resolved.") from None
+        raise DownloadError(f"{what} host {_shown(host)} could not be resolved.") from None
     if not addresses:
-        raise DownloadError(f"{what} host {host[:100]} could not be resolved.")
+        raise DownloadError(f"{what} host {_shown(host)} could not be resolved.")
     own = policy.own_origin
     trusted = policy.named_exactly(host) or (own is not None and own[1:] == (host, port))
     if not trusted:
         private = [a for a in addresses if not _public(a)]
         if private:
             raise DownloadError(
-                f"{what} host {host[:100]} resolves to {private[0]}, a loopback, private, link-local, "
+                f"{what} host {_shown(host)} resolves to {private[0]}, a loopback, private, link-local, "
                 "metadata or reserved address; it was not fetched."
             )
     return addresses[0]
+
+
+def _shown(host: str) -> str:
+    """A host named in a message: outside text, so neutralised, and short."""
+    return neutralise(host[:100])
 
 
 def _public(address: str) -> bool:

@@ -29,7 +29,7 @@ from shared.entrypoints.service import run_now
 from shared.errors import ConfigError, ConsentError, ExportError, SettingsError
 from shared.json_input import load_json
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
-from shared.privacy import SecretRedactingFilter, neutralise_lines, redact
+from shared.privacy import SecretRedactingFilter, neutralise, neutralise_lines, redact
 from shared.run.destinations import load_destinations
 from shared.run.preflight import run_checks
 from shared.run.progress import BarProgress, LogProgress
@@ -230,7 +230,7 @@ def _print_runs_table(records: list[RunRecord]) -> None:
     numeric = {3, 4, 5, 6}
     for row in rows:
         cells = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        print("  ".join(cells).rstrip())
+        print(neutralise("  ".join(cells).rstrip()))  # a stored record is outside text too
     sys.stdout.flush()
 
 

@@ -178,3 +178,9 @@ def test_the_setting_adds_hosts_and_refuses_what_is_no_host():
     for bad in ("https://files.example.com", "files.example.com:443", "files.example.com/x", "a b"):
         with pytest.raises(SettingsError, match="SENDGRID_ERRORS_FILE_HOSTS"):
             Settings.from_env({**base, "SENDGRID_ERRORS_FILE_HOSTS": bad})
+
+
+def test_a_host_named_in_a_message_is_neutralised():
+    with pytest.raises(DownloadError) as caught:
+        fetch("https://evil\x1bc\x9b2J.example.com/e", HostPolicy(), Limits(1000, 5), resolver=resolving({})[0])
+    assert not {"\x1b", "\x9b"} & set(str(caught.value)) and "not one SendGrid serves files from" in str(caught.value)

@@ -116,3 +116,13 @@ def test_one_path_for_every_kind_of_sequence_and_control():
     record = logging.LogRecord("t", logging.ERROR, __file__, 1, "got %s", ("\x1b]0;title\x07x\ny",), None)
     SecretRedactingFilter().filter(record)
     assert record.getMessage() == "got x\ny"
+
+
+def test_the_runs_table_shows_a_stored_record_without_its_escape_sequences(capsys):
+    runtime, _ = setup()
+    record = run(runtime)
+    record.status = "\x1b]0;owned\x07\x1b[2Jcompleted"  # a record blob edited by someone with write access
+    record.trigger = "cli\x1b[1;1H"
+    cli._print_runs_table([record])
+    out = capsys.readouterr().out
+    assert "completed" in out and not any(c in out for c in "\x1b\x07")
