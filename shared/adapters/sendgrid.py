@@ -21,6 +21,7 @@ import requests
 from shared.adapters.downloads import DownloadError, Limits, fetch, host_policy
 from shared.adapters.retry import RETRYABLE_STATUSES, RetryPolicy
 from shared.adapters.sendgrid_answers import answer_error_text, answer_errors, answer_json, next_page_token
+from shared.adapters.wallclock import WallClockAdapter
 from shared.errors import SendGridAuthError, SendGridError
 from shared.privacy import register_secret
 
@@ -33,6 +34,7 @@ JOB_END_STATES = frozenset({"completed", "errored", "failed"})
 ERRORS_FILE_MAX_BYTES = 32 * 1024 * 1024
 ERRORS_FILE_READ_TIMEOUT = 30.0  # connecting, and each read
 ERRORS_FILE_SECONDS = 60.0  # the whole download, wall-clock, however the server sends
+ANSWER_MAX_BYTES = 64 * 1024 * 1024  # SendGrid's largest answers (a page of 1,000 lists) are far smaller
 SEARCH_EMAIL_MAX_LENGTH = 100  # search/emails: each address at most 100 characters (maxLength)
 
 
@@ -79,6 +81,9 @@ class SendGridClient:
         self.deadline: float | None = None
         register_secret(api_key)  # so that SendGrid quoting it back never carries it on (answer_errors)
         self._session = session or requests.Session()
+        # Each call ends by its connect + read timeout, however slowly an answer comes, and no
+        # answer is held past ANSWER_MAX_BYTES (see shared.adapters.wallclock).
+        self._session.mount(self._base + "/", WallClockAdapter(ANSWER_MAX_BYTES))
         self._session.headers.update(
             {
                 "Authorization": f"Bearer {api_key}",

@@ -15,6 +15,7 @@ import pytest
 
 import shared.adapters.sendgrid as sendgrid_module
 from shared.adapters.downloads import DownloadError, HostPolicy, Limits, fetch, host_policy
+from shared.adapters.retry import RetryPolicy
 from shared.adapters.sendgrid import SendGridClient
 from shared.errors import SendGridError
 from shared.settings import Settings, SettingsError
@@ -184,3 +185,39 @@ def test_a_host_named_in_a_message_is_neutralised():
     with pytest.raises(DownloadError) as caught:
         fetch("https://evil\x1bc\x9b2J.example.com/e", HostPolicy(), Limits(1000, 5), resolver=resolving({})[0])
     assert not {"\x1b", "\x9b"} & set(str(caught.value)) and "not one SendGrid serves files from" in str(caught.value)
+
+
+# -- every call to the API: the same wall-clock bound on its answer ---------------------------------
+
+
+@pytest.mark.parametrize("talk", [BODY_TRICKLE, HEADER_TRICKLE, CHUNK_TRICKLE], ids=["body", "headers", "chunk-size"])
+def test_an_api_answer_that_trickles_ends_the_call_by_its_timeouts_not_when_the_server_stops(talk):
+    with raw_server(talk) as origin:
+        client = SendGridClient(origin, KEY, policy=RetryPolicy(max_attempts=1), timeout=(0.5, 1.0))
+        started = time.monotonic()
+        with pytest.raises(SendGridError, match="could not be reached after 1 attempts"):
+            client.scopes()
+        elapsed = time.monotonic() - started
+    assert elapsed < 2.2  # connect + read timeouts (1.5 s) from sending; the server would send for 8 s
+
+
+def test_an_api_answer_over_its_cap_is_refused(monkeypatch):
+    monkeypatch.setattr(sendgrid_module, "ANSWER_MAX_BYTES", 100_000)
+    with raw_server(answer("200 OK", b'{"scopes": ["' + b"s" * 300_000 + b'"]}')) as origin:
+        client = SendGridClient(origin, KEY, policy=RetryPolicy(max_attempts=1))
+        with pytest.raises(SendGridError, match="AnswerTooLarge"):
+            client.scopes()
+
+
+def test_answers_in_time_are_read_whole_over_a_kept_alive_connection():
+    body = b'{"scopes": ["marketing.read"]}'
+    talk = answer("200 OK", body)
+
+    def twice(conn: socket.socket) -> None:
+        talk(conn)
+        conn.recv(65536)  # the second request, on the same connection
+        talk(conn)
+
+    with raw_server(twice) as origin:
+        client = SendGridClient(origin, KEY, policy=RetryPolicy(max_attempts=1))
+        assert client.scopes() == ["marketing.read"] and client.scopes() == ["marketing.read"]
