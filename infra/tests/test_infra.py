@@ -39,6 +39,7 @@ NOT_DEPLOYED = {
     "RUN_DEADLINE_SECONDS",
     "EXPORT_SETTLE_SECONDS",
     "MAX_RECORD_BYTES",
+    "SENDGRID_ERRORS_FILE_HOSTS",
 }
 
 # Azure's built-in roles, name -> id, as "Azure built-in roles" (learn.microsoft.com,

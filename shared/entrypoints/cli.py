@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -26,8 +27,9 @@ from shared.adapters.storage import BlobNotFound
 from shared.bootstrap import build_runtime
 from shared.entrypoints.service import run_now
 from shared.errors import ConfigError, ConsentError, ExportError, SettingsError
+from shared.json_input import load_json
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
-from shared.privacy import SecretRedactingFilter, redact
+from shared.privacy import SecretRedactingFilter, neutralise, neutralise_lines, redact
 from shared.run.destinations import load_destinations
 from shared.run.preflight import run_checks
 from shared.run.progress import BarProgress, LogProgress
@@ -169,7 +171,7 @@ def _load_local_settings(args: argparse.Namespace) -> None:
             raise SettingsError(f"--local-settings {path}: no such file.")
         return
     try:
-        values = json.loads(path.read_text(encoding="utf-8-sig")).get("Values", {})
+        values = load_json(path.read_text(encoding="utf-8-sig"), str(path)).get("Values", {})
     except (OSError, ValueError, AttributeError) as exc:
         raise SettingsError(
             f"{path} is not a local.settings.json ({type(exc).__name__}): fix it, or run with --no-local-settings."
@@ -206,9 +208,10 @@ def _rejects(runtime: Runtime, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     out = sys.stdout.buffer
     try:
-        out.write(first)
-        for chunk in chunks:
-            out.write(chunk)
+        # Cells are outside text, and this may be a terminal: neutralised again on the way out
+        # (a file written by an older version, or edited, may hold a key or an escape sequence).
+        for piece in neutralise_lines(itertools.chain([first], chunks)):
+            out.write(piece)
         out.flush()
     except BrokenPipeError:  # `| head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
@@ -227,7 +230,7 @@ def _print_runs_table(records: list[RunRecord]) -> None:
     numeric = {3, 4, 5, 6}
     for row in rows:
         cells = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
-        print("  ".join(cells).rstrip())
+        print(neutralise("  ".join(cells).rstrip()))  # a stored record is outside text too
     sys.stdout.flush()
 
 
