@@ -5,13 +5,20 @@ emulator (Azurite) and the SendGrid simulator."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
+from azure.functions.queue import QueueMessage
 from azure.storage.blob import ContainerClient
 
 from shared.adapters.storage import AzureBlobStore, BlobChanged
+from shared.entrypoints import service
 from shared.run.export import queue_run, run_export
+from shared.run.records import ExportOptions, RunStatus
 from tests.conftest import destination, make_runtime
+from tests.integration.test_function_app import call, http
+from tests.integration.test_new_data import blob_created, land, queue_length
 
 pytestmark = pytest.mark.integration
 
@@ -154,3 +161,144 @@ def test_a_cdm_model_json_replaced_after_listing_is_not_read(workspace, simulato
     runtime.edges.segments = ListThenReplace(runtime.edges.segments, workspace, folder + "model.json", b"[]")
     record = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert record.status == "failed" and f"segment '{folder}model.json' {CHANGED}." in record.errors
+
+
+# -- bursts, duplicates and waits of the runs themselves ----------------------------------------------
+
+
+@pytest.fixture
+def app_runtime(workspace):
+    """The Functions app's runtime; a run of new data settles for 2 s."""
+    workspace.env["EXPORT_SETTLE_SECONDS"] = "2"
+    runtime = make_runtime(workspace)
+    service.reset_app_runtime(runtime)
+    yield runtime
+    service.reset_app_runtime()
+
+
+def all_records(runtime) -> list:
+    return runtime.edges.records.recent("newsletter", limit=100)
+
+
+def in_parallel(count: int, target) -> list:
+    """``target()`` from ``count`` threads at once (a barrier lines them up); their results."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+    errors: list[BaseException] = []
+
+    def one(index: int) -> None:
+        barrier.wait()
+        try:
+            results[index] = target()
+        except BaseException as exc:  # reported below, on the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return results
+
+
+def test_a_burst_of_parallel_events_costs_one_run_record(workspace, simulator, app_runtime, caplog):
+    workspace.put_destinations(destination(on_new_data=True))
+    workspace.put_segment("people.csv", rows(3))
+    event = blob_created(workspace.segments.container_name, "people.csv")
+    in_parallel(36, lambda: call("segment_landed", event))
+    [record] = all_records(app_runtime)
+    assert record.status == "queued" and record.trigger == "on_new_data"
+    assert queue_length(workspace) == 1
+    joined = [r for r in caplog.records if f"run {record.run_id} is queued and has not started" in r.getMessage()]
+    assert len(joined) == 35
+
+
+def test_a_burst_of_parallel_requests_costs_one_run_record(workspace, simulator, app_runtime):
+    workspace.put_destinations(destination())
+    workspace.put_segment("people.csv", rows(3))
+    answers = in_parallel(30, lambda: http("start_export", "POST", "x", route={"name": "newsletter"}))
+    assert {status for status, _, _ in answers} == {202}
+    run_ids = {body["run_id"] for _, body, _ in answers}
+    [record] = all_records(app_runtime)
+    assert run_ids == {record.run_id} and queue_length(workspace) == 1
+    # Other options are another request: a run of their own.
+    status, body, _ = http("start_export", "POST", "x", route={"name": "newsletter"}, body=b'{"dry_run": true}')
+    assert status == 202 and body["run_id"] != record.run_id and len(all_records(app_runtime)) == 2
+
+
+def test_the_abandoned_run_scan_is_not_outrun_by_later_records(workspace, simulator, app_runtime):
+    workspace.put_destinations(destination())
+    workspace.put_segment("people.csv", rows(3))
+    store = app_runtime.edges.records
+    abandoned = queue_run(app_runtime, "newsletter", trigger="schedule")
+    abandoned.status, abandoned.started_at = RunStatus.RUNNING, abandoned.queued_at
+    store.save(abandoned)  # its process died: it stays "running"
+    for _ in range(30):  # then many runs that ended at once (skipped: the lock was held)
+        later = queue_run(app_runtime, "newsletter", trigger="on_demand")
+        later.status = RunStatus.SKIPPED
+        store.save(later)
+    record = service.run_now(app_runtime, "newsletter", options=ExportOptions(), requested_by=None)
+    assert record.status == "succeeded"
+    closed = store.load("newsletter", abandoned.run_id)
+    assert closed.status == "failed" and f"found by run {record.run_id}" in closed.errors[-1]
+
+
+def test_a_new_data_run_waiting_behind_the_lock_for_hours_is_queued_once_with_one_line(
+    workspace, simulator, app_runtime
+):
+    workspace.put_destinations(destination(on_new_data=True))
+    land(workspace, "people.csv")
+    [record] = all_records(app_runtime)
+    record.queued_at = "2026-01-01T00:00:00.000Z"  # queued hours ago, and waiting since
+    app_runtime.edges.records.save(record)
+    workspace.take_jobs()
+    job = job_body(record)
+    with app_runtime.edges.lock.hold("newsletter", "20261201T000000Z-0000beef"):  # a long run of older data
+        for _ in range(5):
+            call("export_worker", QueueMessage(id="m", body=job.encode(), dequeue_count=1))
+    land(workspace, "people.csv")  # more new data: it joins the waiting run, not lost but waiting
+    assert [r.run_id for r in all_records(app_runtime)] == [record.run_id]
+    waiting = app_runtime.edges.records.load("newsletter", record.run_id)
+    assert waiting.status == "queued" and waiting.errors == [
+        "run 20261201T000000Z-0000beef held the lock; queued again to start in 30 s (5 times so far)."
+    ]
+
+
+@pytest.mark.parametrize("trigger", ["on_demand", "on_new_data"])
+def test_a_duplicate_delivery_of_a_running_job_leaves_its_record_alone(
+    workspace, simulator, app_runtime, caplog, trigger
+):
+    workspace.put_destinations(destination())
+    workspace.put_segment("people.csv", rows(3))
+    simulator.config(job_delay=2.0)  # keeps the run waiting for SendGrid's job
+    record = queue_run(app_runtime, "newsletter", trigger=trigger)
+    job = job_body(record)
+    first = threading.Thread(target=call, args=("export_worker", QueueMessage(body=job.encode(), dequeue_count=1)))
+    first.start()
+    store = app_runtime.edges.records
+    for _ in range(200):  # until the run has started (a condition, not a race)
+        if store.load("newsletter", record.run_id).status == "running":
+            break
+        time.sleep(0.05)
+    call("export_worker", QueueMessage(body=job.encode(), dequeue_count=1))  # the same job again
+    during = store.load("newsletter", record.run_id)
+    first.join()
+    assert during.status == "running" and during.finished_at is None and during.errors == []
+    final = store.load("newsletter", record.run_id)
+    assert final.status == "succeeded" and final.errors == []
+    assert queue_length(workspace) == 0  # not queued again either
+    said = [r.getMessage() for r in caplog.records]
+    assert any(f"run {record.run_id} of newsletter is under way in another delivery" in m for m in said)
+    assert not any("skipped" in m for m in said)
+
+
+def job_body(record) -> str:
+    return json.dumps(
+        {
+            "run_id": record.run_id,
+            "destination": record.destination,
+            "trigger": record.trigger,
+            "requested_by": record.requested_by,
+        }
+    )
