@@ -94,7 +94,7 @@ class AzureBlobStore:
         include = ["metadata"] if with_metadata else None
         try:
             return [
-                BlobInfo(b.name, b.size or 0, str(b.etag) if b.etag else None, b.metadata if with_metadata else None)
+                BlobInfo(b.name, b.size or 0, _quoted(b.etag), b.metadata if with_metadata else None)
                 for b in self._container.list_blobs(name_starts_with=prefix, include=include)
             ]
         except ResourceNotFoundError:
@@ -192,6 +192,14 @@ class AzureBlobStore:
         except (ResourceExistsError, ResourceModifiedError):
             return False  # another writer came first
         return True
+
+
+def _quoted(etag: str | None) -> str | None:
+    """An ETag as a download and ``If-Match`` carry it: List Blobs gives it without the quotes
+    (Blob Storage and Azurite alike), every other answer with them."""
+    if not etag:
+        return None
+    return etag if etag.startswith('"') else f'"{etag}"'
 
 
 def blob_service_client(
