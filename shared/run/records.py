@@ -21,7 +21,7 @@ from typing import Any
 
 from shared.adapters.storage import BlobNotFound, BlobStore
 from shared.errors import ExportError
-from shared.run.counts import RunCounts
+from shared.run.counts import RunCounts, conservation_faults
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,12 @@ class ExportOptions:
     def from_dict(cls, data: dict[str, Any]) -> ExportOptions:
         return cls(**{name: data[name] for name in ("dry_run", "full", "force_removals") if name in data})
 
+
+INTERRUPTED = (
+    "the run was interrupted (Ctrl-C or a stop signal) and its lock released; contacts SendGrid had "
+    "confirmed are kept in the sync state, jobs it had accepted are settled by the next run, and "
+    "running the export again sends the rest."
+)
 
 REJECT_COLUMNS = ("source", "line", "email", "category", "field", "reason")
 
@@ -106,6 +112,8 @@ class RunRecord:
     timings: dict[str, float] = field(default_factory=dict)
     # While a run goes: how far it has got (see shared.run.progress), saved every few seconds.
     progress: dict[str, Any] | None = None
+    # Import jobs an earlier run had sent and not settled, settled by this one (by their ids).
+    resumed: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,6 +135,7 @@ class RunRecord:
             "rejects_blob": self.rejects_blob,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "progress": self.progress,
+            "resumed": self.resumed,
         }
 
     @classmethod
@@ -151,11 +160,30 @@ class CorruptRunRecord(ExportError):
         super().__init__(f"run record {blob} is corrupt ({why}); delete it, or leave it: later runs skip it.")
 
 
+class RecordNotTrue(ExportError):
+    """A record about to be saved breaks the conservation law: a fault of this app, never saved."""
+
+
+def require_true(record: RunRecord) -> None:
+    """The one check of a record's counts, on every save (see :func:`conservation_faults`); a
+    record of a run that has ended must account for every contact it sent."""
+    if not isinstance(record.counts, RunCounts):
+        return
+    final = record.status in FINAL_STATUSES and record.status != RunStatus.SKIPPED
+    faults = conservation_faults(record.counts, final=final)
+    if faults:
+        raise RecordNotTrue(
+            f"run {record.run_id} of {record.destination}: its record breaks the conservation law "
+            f"({'; '.join(faults)}); it was not saved."
+        )
+
+
 class RunRecordStore:
     def __init__(self, exports: BlobStore):
         self._exports = exports
 
     def save(self, record: RunRecord) -> None:
+        require_true(record)
         body = json.dumps(record.to_dict(), indent=2).encode("utf-8")
         self._exports.write_bytes(
             record_blob_name(record.destination, record.run_id), body, content_type="application/json"
@@ -231,6 +259,7 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "rejects_blob": str,
     "timings": dict,
     "progress": dict,
+    "resumed": dict,
 }
 
 

@@ -55,6 +55,8 @@ class PendingJob:
     job_id: str
     positions: Sequence[int]  # a range unless contacts were taken out or the batch was split
     part: int = 0  # a batch split in parts has a job per part
+    # The batch's entry in the record: its job's outcome is noted there when the job ends.
+    entry: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,8 +98,19 @@ def batch_level(exc: SendGridError) -> bool:
 class BatchSender:
     """Sends the batches the spool reports ready, once :meth:`open` has been called."""
 
-    def __init__(self, client: SendGridApi, spool: BatchSpool, *, concurrency: int):
+    def __init__(
+        self,
+        client: SendGridApi,
+        spool: BatchSpool,
+        *,
+        concurrency: int,
+        on_accepted: Callable[[Batch, PendingJob], None] | None = None,
+    ):
         self._client = client
+        # Told each job SendGrid accepts, on the sending thread, before the next request: the
+        # run journals it (so that a run that dies settles it later instead of sending again)
+        # and starts following it.
+        self._on_accepted = on_accepted
         self._spool = spool
         self._concurrency = max(1, concurrency)
         self._queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()
@@ -132,9 +145,11 @@ class BatchSender:
                     self._release(index)
                 self._held.clear()
 
-    @property
-    def is_open(self) -> bool:
-        return self._open
+    def halt(self, reason: str) -> None:
+        """Send no batch from now on (from any thread): those in flight are settled, the rest
+        recorded not sent."""
+        if self._abort is None:
+            self._abort = reason
 
     def finish(self, tick: Callable[[], None] | None = None) -> SendOutcome:
         """Wait until every released batch is settled (calling ``tick`` now and then while it
@@ -240,7 +255,10 @@ class BatchSender:
             part = len(entry.setdefault("jobs", []))
             entry["jobs"].append({"job_id": job_id, "contacts": len(positions)})
             entry.update(job_id=entry.get("job_id") or job_id, status="pending")
-            self.outcome.pending.append(PendingJob(batch.index, job_id, positions, part))
+            accepted = PendingJob(batch.index, job_id, positions, part, entry)
+            self.outcome.pending.append(accepted)
+            if self._on_accepted is not None:
+                self._on_accepted(batch, accepted)
             log.info("sent batch %d: %d contacts, %d attempt(s)", batch.index, len(positions), entry["attempts"])
         if len(entry.get("jobs", ())) <= 1:
             entry.pop("jobs", None)
