@@ -95,6 +95,6 @@ class RunBookkeeping:
         counts = self.record.counts
         if self.failed:
             return RunStatus.FAILED
-        if counts.invalid or counts.errored or counts.fields_rejected:
+        if counts.invalid or counts.errored or counts.fields_rejected or counts.unconfirmed:
             return RunStatus.COMPLETED_WITH_ERRORS
         return RunStatus.SUCCEEDED

@@ -90,8 +90,8 @@ class JobSettler:
         with self.lock:
             self._jobs[item.job_id] = item
             self.record.counts.unconfirmed += len(item.positions)
-        assert self._follower is not None
-        self._follower.add(item.job_id)
+        if self._follower is not None:  # else the run is stopping: the next run settles the job
+            self._follower.add(item.job_id)
 
     def finish(self) -> None:
         """Every batch is sent: wait for the jobs, against one deadline counted from now."""
@@ -101,12 +101,14 @@ class JobSettler:
             deadline = min(deadline, self._client.deadline)
         self._follower.close(deadline)
         unfinished = self._follower.join(tick=self.progress.tick)
+        self._follower = None
         self._left(unfinished, timed_out=True)
 
     def stop(self) -> None:
         """The run is stopping: no more polls. Jobs not ended stay journaled for the next run."""
         if self._follower is not None:
-            self._left(self._follower.stop(), timed_out=False)
+            follower, self._follower = self._follower, None
+            self._left(follower.stop(), timed_out=False)
 
     def _left(self, unfinished: list[str], *, timed_out: bool) -> None:
         if not unfinished:
