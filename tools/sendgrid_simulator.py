@@ -554,6 +554,8 @@ class Handler(BaseHTTPRequestHandler):
             fault = state.take_fault(method, path)
             route = _route_key(method, path)
             allowed, headers = state.take_rate_token(route)
+            if not allowed:
+                entry["status"] = 429  # the request log tells which requests the pace refused
         if fault is not None:
             if fault.kind == "drop":
                 self.close_connection = True
