@@ -548,6 +548,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         with state.lock:
             entry: dict[str, Any] = {"method": method, "path": path, "query": parsed.query, "bytes": length}
+            entry["at"] = round(time.time(), 3)
             if state.record_bodies:
                 entry["body"] = body.decode("utf-8", "replace")
             state.requests.append(entry)
@@ -591,6 +592,10 @@ class Handler(BaseHTTPRequestHandler):
             status, payload = self._api(method, path, query, body, state, scopes)
         except ApiError as exc:
             status, payload = exc.status, {"errors": exc.errors}
+        with state.lock:  # the log says what each request came to (a test tells accepted batches)
+            entry["status"] = status
+            if isinstance(payload, dict) and isinstance(payload.get("job_id"), str):
+                entry["job_id"] = payload["job_id"]
         self._send(status, payload, headers)
 
     def _errors_file(self, path: str) -> None:

@@ -37,7 +37,7 @@ from shared.run.destinations import (
 )
 from shared.run.journal import StateUpdates, journal_prefix
 from shared.run.lookups import SendGridList
-from shared.run.pace import PaceBudget
+from shared.run.pace import UPSERT, PaceBudget
 from shared.run.ports import SendGridApi
 from shared.run.profile_limit import BoundScan, require_within_limit
 from shared.run.reader import SegmentsReading, unproven_read
@@ -425,4 +425,5 @@ class _Run(RunBookkeeping):
         the same way), and the run fails naming the cap."""
         if self.sender is not None:
             self.sender.halt("not sent: SendGrid's contact limit was reached")
+        self.pace.refuse(UPSERT, "not sent: SendGrid's contact limit was reached")
         self.fail(contact_cap_message(self._client, words))

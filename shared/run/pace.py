@@ -57,7 +57,14 @@ class PaceBudget:
         self._clock = clock
         self._cond = threading.Condition()
         self._windows: dict[str, _Window] = {}
+        self._refused: dict[str, str] = {}
         self.figures = PaceFigures()
+
+    def refuse(self, endpoint: str, reason: str) -> None:
+        """No more requests to ``endpoint`` (those waiting for budget too): each raises ``reason``."""
+        with self._cond:
+            self._refused[endpoint] = reason
+            self._cond.notify_all()
 
     def before(self, endpoint: str, deadline: float | None) -> None:
         """Wait until ``endpoint`` has a place for one more request, and take it; raise if the
@@ -66,6 +73,8 @@ class PaceBudget:
             window = self._windows.setdefault(endpoint, _Window())
             started = self._clock()
             while True:
+                if endpoint in self._refused:
+                    raise SendGridError(self._refused[endpoint])
                 now = self._clock()
                 if window.limit is not None and window.reset and now >= window.reset + RESET_MARGIN:
                     # The window has ended: the next holds the whole limit until an answer says more.

@@ -279,9 +279,9 @@ def _failure_words(result: JobResult) -> str:
 def contact_cap_message(client: SendGridApi, words: str) -> str:
     """The run's failure when SendGrid's contact limit is reached, naming the plan's cap."""
     try:
-        held = f"the account holds {client.contact_count():,} contacts, which is its plan's cap"
+        held = f"the account holds {client.contact_count():,} contacts and its plan's cap takes no more"
     except SendGridError:
-        held = "the account holds as many contacts as its plan allows"
+        held = "the account holds as many contacts as its plan's cap allows"
     return (
         f"SendGrid's contact limit was reached ({words}): {held}. Marketing Campaigns plans store "
         "2,000 (Free), 100,000 (Basic) or 200,000 (Advanced) contacts, more by agreement. Raise the "
