@@ -5,6 +5,7 @@ progress is final."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from typing import Any
@@ -27,7 +28,7 @@ def rows(n: int) -> str:
 class SavedRecords(RunRecordStore):
     """The record store, keeping a copy of every record it saves."""
 
-    def __init__(self, store: RunRecordStore, exports: Any) -> None:
+    def __init__(self, exports: Any) -> None:
         super().__init__(exports)
         self.saved: list[dict[str, Any]] = []
 
@@ -38,10 +39,10 @@ class SavedRecords(RunRecordStore):
 
 @pytest.mark.parametrize("at_chunk", [1, 2, 4, 7])
 def test_a_run_interrupted_while_it_reads_and_sends_saves_only_true_records(monkeypatch, at_chunk):
-    runtime, fake = setup(csv_text=rows(400_000))  # about 20 chunks of 1 MiB of text
+    runtime, _ = setup(csv_text=rows(400_000))  # about 20 chunks of 1 MiB of text
     runtime.edges.segments.chunk_size = 256 * 1024
-    runtime.edges.records = records = SavedRecords(runtime.edges.records, runtime.edges.exports)
-    runtime.tuning = runtime.tuning.__class__(**{**runtime.tuning.__dict__, "max_batch_contacts": 5000})
+    runtime.edges.records = records = SavedRecords(runtime.edges.exports)
+    runtime.tuning = dataclasses.replace(runtime.tuning, max_batch_contacts=5000)
     chunks = 0
     on_chunk = SegmentsReading._on_chunk
 
