@@ -79,7 +79,17 @@ class JobFollower:
         self._stopped.set()
         self._new.put("")
         self._thread.join()
-        return self.unfinished
+        return self._left()
+
+    def _left(self) -> list[str]:
+        """The jobs not followed to their end, those added after the thread ended included."""
+        while True:
+            try:
+                job_id = self._new.get_nowait()
+            except queue.Empty:
+                return self.unfinished
+            if job_id and job_id not in self.unfinished:
+                self.unfinished.append(job_id)
 
     def join(self, tick: Callable[[], None] | None = None) -> list[str]:
         """Wait for every job (or the deadline); re-raise a fault of the thread."""
@@ -89,7 +99,7 @@ class JobFollower:
                 tick()
         if self._crash is not None:
             raise self._crash
-        return self.unfinished
+        return self._left()
 
     # -- the thread -----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -272,10 +273,14 @@ class RejectsWriter:
         self._csv = csv.writer(self._text)
         self._csv.writerow(REJECT_COLUMNS)
         self.count = 0
+        # The reading thread and the job settler's both add rows: one row at a time.
+        self._lock = threading.Lock()
 
     def add(self, source: str, line: int, email: str, category: str, reason: str, field_name: str = "") -> None:
-        self._csv.writerow((_cell(source), line, _cell(email), _cell(category), _cell(field_name), _cell(reason)))
-        self.count += 1
+        row = (_cell(source), line, _cell(email), _cell(category), _cell(field_name), _cell(reason))
+        with self._lock:
+            self._csv.writerow(row)
+            self.count += 1
 
     def upload(self, exports: BlobStore, blob_name: str) -> None:
         self._text.flush()

@@ -28,6 +28,7 @@ from shared.run.counts import RunCounts, conservation_faults
 from shared.run.export import queue_run, run_export
 from shared.run.identity import email_key
 from shared.run.journal import StateUpdates, parse_sent
+from shared.run.preflight import run_checks
 from shared.run.records import FINAL_STATUSES, ExportOptions, RunStatus
 from tests.conftest import REPO, destination, make_runtime
 
@@ -193,6 +194,8 @@ def test_jobs_answered_in_productions_shape_are_counted_once_they_end(workspace,
     assert (record.counts.accepted, record.counts.created, record.counts.updated) == (120, 120, 0)
     polls = [e for e in request_log(simulator) if "/contacts/imports/" in e["path"]]
     assert len(polls) > 3  # some polls found the jobs pending, with their partial tallies
+    checks = {c.name: c for c in run_checks(runtime, "newsletter")}
+    assert checks["contacts"].ok and "holds 120 contacts" in checks["contacts"].detail
 
 
 def test_the_contact_cap_fails_the_run_naming_it_and_nothing_after_it_is_sent(workspace, simulator):
