@@ -165,10 +165,7 @@ class JobSettler:
         journal_name = f"{journal}-{item.index:05d}-{item.part:02d}.bin"
         if result.status == "failed":
             counts.errored += sent
-            why = _failure_words(result)
-            for position in item.positions:
-                origin = batch.origin(position)
-                self.rejects.add(origin.source, origin.line, origin.email, "errored", why)
+            self._reject(batch, dict.fromkeys(item.positions, _failure_words(result)))
             return result.status
         if result.status not in ("completed", "errored"):  # its status could not be read
             counts.unconfirmed += sent
@@ -197,11 +194,15 @@ class JobSettler:
             return result.status
         counts.accepted += sent - len(failed)
         counts.errored += len(failed)
+        self._reject(batch, failed)
+        self._confirm(batch, item, [p for p in item.positions if p not in failed], updates, journal_name)
+        return result.status
+
+    def _reject(self, batch: Batch, failed: dict[int, str]) -> None:
+        """Each contact SendGrid failed, with its reason, into the rejects file."""
         for position, message in failed.items():
             origin = batch.origin(position)
             self.rejects.add(origin.source, origin.line, origin.email, "errored", message)
-        self._confirm(batch, item, [p for p in item.positions if p not in failed], updates, journal_name)
-        return result.status
 
     @staticmethod
     def _note_job(entry: dict[str, Any], item: PendingJob, result: JobResult) -> None:
