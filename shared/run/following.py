@@ -22,9 +22,10 @@ from shared.errors import SendGridError
 from shared.run.ports import SendGridApi
 
 GROWTH = 1.5
-# The first poll of a job comes at this share of the time the last ended job took (at most):
+# The first poll of a job comes at this share of the time the last ended job took (at most;
+# the time from its acceptance to the poll that saw it ended):
 # most jobs of a run take about as long as each other.
-TYPICAL_SHARE = 0.8
+TYPICAL_SHARE = 0.9
 
 
 @dataclass
