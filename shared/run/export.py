@@ -5,9 +5,8 @@ stopped run left (settled by their ids), the sync state, reading every segment r
 row rules into a spool of batches (unchanged rows skipped), the ``max_profiles`` check, sending,
 and SendGrid's import jobs (followed from the moment each is accepted, beside reading and
 sending; each confirmed batch journaled at once), mirror-mode removals, and saving the new sync
-state. The run record is saved
-when the run starts, after each stage, and at the end; whatever happens, it is final and its
-counts add up.
+state. The run record is saved when the run starts, after each stage, and at the end; whatever
+happens (an interrupt too), it is final and its counts add up.
 """
 
 from __future__ import annotations
