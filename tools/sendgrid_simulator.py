@@ -75,7 +75,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 MAX_CONTACTS = 30_000
-# SendGrid's pace as production callers see it (see the module doc): endpoint -> (limit, window s).
+# SendGrid's pace as production callers see it: endpoint -> (limit, window s). The PUT's is what a
+# production sync settled at (see the module doc); no number is published for the others, which
+# are assumed (a poll, search or removal a second).
 PRODUCTION_PACE = {
     "PUT /v3/marketing/contacts": (6, 60.0),
     "GET /v3/marketing/contacts/imports/{id}": (60, 60.0),
