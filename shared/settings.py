@@ -26,6 +26,14 @@ MAX_BATCH_BYTES_RANGE = (100_000, 6_000_000)
 # One deadline for all of a run's SendGrid jobs, and one for the run's whole SendGrid work: both
 # well inside host.json's functionTimeout (2 hours).
 DEFAULT_JOB_WAIT_SECONDS = 3600
+# A run sends by CSV import from this many contacts to send (SENDGRID_BULK_IMPORT=auto). At
+# SendGrid's pace (about 6 PUT /marketing/contacts a minute), an upsert batch holds at most
+# 30,000 contacts and the batch byte cap makes it fewer (the paced bench's batches hold
+# 8,000-21,000): 60,000 contacts cost 3-8 upserts, 30-80 s of that budget, where an import costs
+# one request on another endpoint and one upload, which no PUT budget counts. Below it, a run's
+# few upserts go while it reads; above it, an import's one job takes the place of many.
+DEFAULT_BULK_IMPORT_THRESHOLD = 60_000
+BULK_IMPORT_MODES = ("never", "auto", "always")
 DEFAULT_RUN_DEADLINE_SECONDS = 6600
 # A run queued by new data waits this long on the queue first, so that a burst of files is one run.
 DEFAULT_EXPORT_SETTLE_SECONDS = 120
@@ -106,6 +114,9 @@ class Settings:
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     # Hosts an import job's errors file may also come from, beyond SendGrid's own.
     errors_file_hosts: tuple[str, ...] = ()
+    # Sending by CSV import (never / auto / always), and from how many contacts to send when auto.
+    bulk_import: str = "auto"
+    bulk_import_threshold: int = DEFAULT_BULK_IMPORT_THRESHOLD
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, require_key_vault: bool = True) -> Settings:
@@ -149,7 +160,18 @@ class Settings:
             app_service_auth=_flag(env, "WEBSITE_AUTH_ENABLED"),
             max_record_bytes=_integer(env, "MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES, _MAX_RECORD_BYTES_RANGE),
             errors_file_hosts=_hosts(env, "SENDGRID_ERRORS_FILE_HOSTS"),
+            bulk_import=_bulk_import(env),
+            bulk_import_threshold=_integer(
+                env, "SENDGRID_BULK_IMPORT_THRESHOLD", DEFAULT_BULK_IMPORT_THRESHOLD, (1, 1_000_000_000)
+            ),
         )
+
+
+def _bulk_import(env: Mapping[str, str]) -> str:
+    value = _get(env, "SENDGRID_BULK_IMPORT", "auto").lower()
+    if value not in BULK_IMPORT_MODES:
+        raise SettingsError(f"SENDGRID_BULK_IMPORT must be 'never', 'auto' or 'always', not '{value[:40]}'.")
+    return value
 
 
 def _integer(env: Mapping[str, str], name: str, default: int, bounds: tuple[int, int]) -> int:

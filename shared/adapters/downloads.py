@@ -149,6 +149,17 @@ def fetch(
         connection.close()
 
 
+def checked_connection(
+    url: str, policy: HostPolicy, timeout: float, *, what: str, resolver: Resolver = resolve
+) -> tuple[SplitResult, HTTPConnection]:
+    """A connection to ``url``'s host under the same checks as :func:`fetch` (allowed host, https
+    or the API's own origin, an address checked after resolving and connected to as checked):
+    for a request other than a GET (an import's upload)."""
+    target = _checked_target(url, policy, what)
+    address = _checked_address(target, policy, resolver, what)
+    return target, _connection(target, address, timeout)
+
+
 def _read_body(read1: Callable[[int], bytes], limits: Limits, what: str) -> bytes:
     data = bytearray()
     while True:

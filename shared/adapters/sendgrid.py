@@ -21,6 +21,7 @@ import requests
 from shared.adapters.downloads import DownloadError, Limits, fetch, host_policy
 from shared.adapters.retry import RETRYABLE_STATUSES, RetryPolicy
 from shared.adapters.sendgrid_answers import answer_error_text, answer_errors, answer_json, next_page_token
+from shared.adapters.sendgrid_bulk import ImportUpload, parse_import_answer, upload_file
 from shared.adapters.wallclock import WallClockAdapter
 from shared.errors import SendGridAuthError, SendGridError
 from shared.privacy import register_secret
@@ -255,6 +256,17 @@ class SendGridClient:
             return fetch(url, self._file_hosts, limits, what="the errors file", headers={"User-Agent": USER_AGENT})
         except DownloadError as exc:
             raise SendGridError(str(exc)) from None
+
+    def start_import(self, list_ids: list[str], field_mappings: list[str | None]) -> ImportUpload:
+        """``PUT /v3/marketing/contacts/imports``: a CSV import job, and where to upload its file."""
+        body = {"list_ids": list_ids, "file_type": "csv", "field_mappings": field_mappings}
+        answer = self._call("PUT", "/v3/marketing/contacts/imports", json_body=body, expect=(200, 201, 202))
+        return parse_import_answer(answer)
+
+    def upload_import_file(self, upload: ImportUpload, path: str) -> None:
+        """The import's file, PUT raw (not multipart) to ``upload_uri`` with exactly the headers
+        SendGrid announced, streamed from disk, WITHOUT the API key (see shared.adapters.sendgrid_bulk)."""
+        upload_file(upload, path, self._file_hosts, deadline=self.deadline)
 
     def iter_lists(self) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {"page_size": 1000}

@@ -214,6 +214,14 @@ class BatchSpool:
     def batch_count(self) -> int:
         return len(self._plans)
 
+    def contacts_in(self, index: int) -> int:
+        """How many contacts closed batch ``index`` holds, without reading it."""
+        return self._plans[index].count
+
+    def bytes_in(self, index: int) -> int:
+        """The bytes of closed batch ``index``'s contacts (their JSON), without reading it."""
+        return self._plans[index].length
+
     def batches(self) -> Iterator[Batch]:
         self.finish()
         for index in range(len(self._plans)):

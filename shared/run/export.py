@@ -26,6 +26,8 @@ from shared.inputs.segments import SegmentPlan, resolve_segment, unchanged_since
 from shared.privacy import redact
 from shared.run.batching import BatchSpool
 from shared.run.bookkeeping import RunBookkeeping
+from shared.run.bulk_import import BulkImporter
+from shared.run.bulk_settling import GroupSettler
 from shared.run.destinations import (
     create_lists,
     exportable_destination,
@@ -53,8 +55,9 @@ from shared.run.removals import remove_departed
 from shared.run.resume import resume_deadline, settle_left_jobs
 from shared.run.run_order import RunOrder
 from shared.run.runtime import Runtime
+from shared.run.send_route import Sending, SendRouter
 from shared.run.sending import BatchSender, SendOutcome, batch_entry
-from shared.run.settling import JobSettler, contact_cap_message
+from shared.run.settling import contact_cap_message
 from shared.run.sync_state import RunKeys, SyncState
 
 log = logging.getLogger(__name__)
@@ -113,8 +116,8 @@ class _Run(RunBookkeeping):
         self.settings = runtime.settings
         self.options = record.options
         self.mirror = False
-        self.sender: BatchSender | None = None
-        self.settler: JobSettler | None = None
+        self.sender: SendRouter | None = None
+        self.settler: GroupSettler | None = None
         self.pace = PaceBudget()
         self.proven = threading.Event()  # max_profiles cannot be passed: batches may go as they fill
         self._state: SyncState | None = None
@@ -262,7 +265,7 @@ class _Run(RunBookkeeping):
         assert state is not None
         updates = StateUpdates(one_per_key=True)
         if not self.options.dry_run:
-            self.settler = JobSettler(
+            self.settler = GroupSettler(
                 self.record,
                 self.rejects,
                 self.progress,
@@ -273,9 +276,7 @@ class _Run(RunBookkeeping):
                 on_cap=self._cap_reached,
             )
             self.settler.start(client, spool, updates)
-            self.sender = BatchSender(
-                client, spool, concurrency=self.tuning.send_concurrency, on_accepted=self.settler.accepted
-            )
+            self.sender = self._router(client, spool, list_ids, self.settler)
             spool.on_ready = self._sending_gate(scan, self.sender)
             if self.proven.is_set():
                 self.sender.open()
@@ -388,8 +389,23 @@ class _Run(RunBookkeeping):
         with ThreadPoolExecutor(max_workers=8, thread_name_prefix="journal-delete") as pool:
             list(pool.map(propagate(exports.delete), journals))  # one per batch: many
 
+    def _router(self, client: SendGridApi, spool: BatchSpool, list_ids: list[str], settler: GroupSettler) -> SendRouter:
+        """Upserts or CSV import, as SENDGRID_BULK_IMPORT and the contacts to send decide."""
+        tuning = self.tuning
+
+        def upserts() -> BatchSender:
+            return BatchSender(client, spool, concurrency=tuning.send_concurrency, on_accepted=settler.accepted)
+
+        def imports() -> BulkImporter:
+            rows = tuning.bulk_import_rows
+            return BulkImporter(
+                client, spool, list_ids, rows=rows, mirror=self.mirror, on_accepted=settler.accepted_group
+            )
+
+        return SendRouter(spool, tuning.bulk_import, tuning.bulk_import_threshold, upserts, imports)
+
     @staticmethod
-    def _sending_gate(scan: BoundScan, sender: BatchSender) -> Callable[[int], None]:
+    def _sending_gate(scan: BoundScan, sender: Sending) -> Callable[[int], None]:
         """The spool's ``on_ready``: each closed batch goes to the sender, and the first one
         starts the scan, if none ran yet, that may open sending while reading goes on. A run
         whose contacts fit in one batch (a small delta) never scans: nothing could go early."""
@@ -400,7 +416,7 @@ class _Run(RunBookkeeping):
 
         return on_ready
 
-    def send(self, spool: BatchSpool, sender: BatchSender | None) -> None:
+    def send(self, spool: BatchSpool, sender: Sending | None) -> None:
         """Send what is left to send (a dry run only records the batches it would send)."""
         if sender is None:
             for batch in spool.batches():

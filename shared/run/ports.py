@@ -16,6 +16,7 @@ from shared.adapters.jobs import JobQueue
 from shared.adapters.locks import RunLock
 from shared.adapters.secrets import SecretProvider
 from shared.adapters.sendgrid import CallStats, JobResult, RequestPace
+from shared.adapters.sendgrid_bulk import ImportUpload
 from shared.adapters.storage import BlobStore
 from shared.run.progress import NoProgress, ProgressSink
 from shared.run.records import RunRecordStore
@@ -32,6 +33,10 @@ class SendGridApi(Protocol):
     def upsert_contacts(self, body: bytes) -> tuple[str, CallStats]: ...
 
     def import_status(self, job_id: str) -> JobResult: ...
+
+    def start_import(self, list_ids: list[str], field_mappings: list[str | None]) -> ImportUpload: ...
+
+    def upload_import_file(self, upload: ImportUpload, path: str) -> None: ...
 
     def contact_count(self) -> int: ...
 

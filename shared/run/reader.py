@@ -22,7 +22,7 @@ from shared.run.progress import RunProgress
 from shared.run.records import RejectsWriter, RunRecord
 from shared.run.run_order import RunOrder
 from shared.run.runtime import Tuning
-from shared.run.sending import BatchSender
+from shared.run.send_route import Sending
 from shared.run.sync_state import RunKeys, SyncState
 from shared.settings import Settings
 
@@ -52,7 +52,7 @@ class SegmentsReading:
         rejects: RejectsWriter,
         progress: RunProgress,
         spool: BatchSpool,
-        sender: BatchSender | None,
+        sender: Sending | None,
         store: BlobStore,
         settings: Settings,
         tuning: Tuning,

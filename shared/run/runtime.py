@@ -31,6 +31,10 @@ class Tuning:
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     # Batches in flight at once: the next body travels while SendGrid parses the last.
     send_concurrency: int = 3
+    # Sending by CSV import: never, auto (from bulk_import_threshold contacts) or always.
+    bulk_import: str = "auto"
+    bulk_import_threshold: int = 60_000
+    bulk_import_rows: int = 1_000_000  # contacts a file at most (SendGrid's limit)
     progress_every: float = 2.0  # seconds between two updates of the progress shown
     record_save_every: float = 5.0  # seconds between two saves of the running record
     # Hands the memory a file's rows left free back to the OS (see shared.adapters.memory).
@@ -42,6 +46,8 @@ class Tuning:
             job_wait_seconds=settings.job_wait_seconds,
             run_deadline_seconds=settings.run_deadline_seconds,
             max_batch_bytes=settings.max_batch_bytes,
+            bulk_import=settings.bulk_import,
+            bulk_import_threshold=settings.bulk_import_threshold,
             release_memory=release_memory,
         )
 

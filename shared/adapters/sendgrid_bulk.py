@@ -1,0 +1,98 @@
+"""SendGrid's CSV import, the client's side: the answer of ``PUT /v3/marketing/contacts/imports``
+and the upload of its file.
+
+The answer (official OpenAPI ``tsg_mc_contacts_v3``, ImportContact) holds ``job_id``,
+``upload_uri`` and ``upload_headers`` (a list of ``{"header", "value"}``). The file is then PUT to
+``upload_uri``: raw bytes (not multipart), with exactly those headers. In production the link is a
+pre-signed S3 URL in us-west-2 whose headers include ``x-amz-server-side-encryption: aws:kms``;
+sending them wrongly is refused (sendgrid/sendgrid-php issue 1084). The link is outside text: it
+must name a host SendGrid serves files from (or the API's own origin), it never receives the API
+key, and it is never quoted in a message (its query string is a signature).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from urllib3.exceptions import HTTPError
+
+from shared.adapters.downloads import DownloadError, HostPolicy, checked_connection
+from shared.errors import SendGridError
+from shared.privacy import neutralise
+
+UPLOAD_READ_TIMEOUT = 120.0  # connecting, and waiting for the answer once the file is sent
+UPLOAD_SECONDS_PER_MB = 2.0  # the whole upload may take this long per MB, at least a minute
+MAX_UPLOAD_HEADERS = 20
+MAX_HEADER_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class ImportUpload:
+    job_id: str
+    upload_uri: str
+    headers: tuple[tuple[str, str], ...]
+
+
+def parse_import_answer(answer: Mapping[str, Any]) -> ImportUpload:
+    """The import job and its upload link; a clear error for an answer that lacks them."""
+    job_id, uri, headers = answer.get("job_id"), answer.get("upload_uri"), answer.get("upload_headers")
+    if not isinstance(job_id, str) or not job_id or len(job_id) > 200:
+        raise SendGridError("SendGrid's import answer holds no job_id; nothing was uploaded.")
+    if not isinstance(uri, str) or not uri or len(uri) > 8000:
+        raise SendGridError("SendGrid's import answer holds no upload_uri; nothing was uploaded.")
+    pairs: list[tuple[str, str]] = []
+    if not isinstance(headers, list) or len(headers) > MAX_UPLOAD_HEADERS:
+        raise SendGridError("SendGrid's import answer holds no list of upload_headers; nothing was uploaded.")
+    for item in headers:
+        name = item.get("header") if isinstance(item, dict) else None
+        value = item.get("value") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not isinstance(value, str) or len(name) + len(value) > MAX_HEADER_CHARS:
+            raise SendGridError("SendGrid's import answer holds an upload header without a name and a value.")
+        if any(c in name + value for c in "\r\n\0"):
+            raise SendGridError(f"SendGrid's upload header {neutralise(name[:60])!r} holds a line break.")
+        pairs.append((name, value))
+    return ImportUpload(job_id, uri, tuple(pairs))
+
+
+def upload_file(upload: ImportUpload, path: str, policy: HostPolicy, *, deadline: float | None) -> None:
+    """PUT the file at ``path`` to the upload link, streamed from disk, with exactly the announced
+    headers (and Content-Length); raises :class:`SendGridError` unless the answer is a 2xx."""
+    size = os.path.getsize(path)
+    seconds = max(60.0, UPLOAD_SECONDS_PER_MB * size / 1_000_000)
+    if deadline is not None:
+        seconds = min(seconds, deadline - time.time())
+    if seconds <= 0:
+        raise SendGridError("the import file was not uploaded: the run's deadline has passed.")
+    try:
+        target, connection = checked_connection(
+            upload.upload_uri, policy, min(UPLOAD_READ_TIMEOUT, seconds), what="the import's upload"
+        )
+    except DownloadError as exc:
+        raise SendGridError(str(exc).replace("fetched", "used")) from None
+    headers = {name: value for name, value in upload.headers}
+    headers["Content-Length"] = str(size)
+    headers.setdefault("Host", target.netloc)
+    started = time.monotonic()
+    try:
+        with open(path, "rb") as body:  # streamed: urllib3 sends a file object piece by piece
+            connection.request(
+                "PUT", (target.path or "/") + (f"?{target.query}" if target.query else ""), body=body, headers=headers
+            )
+        response = connection.getresponse()
+        status = response.status
+        response.read(64 * 1024)  # the answer of an object store is small; more is not read
+    except (OSError, HTTPError, ValueError) as exc:
+        raise SendGridError(
+            f"the import file could not be uploaded ({type(exc).__name__} after {time.monotonic() - started:.0f}s)."
+        ) from None
+    finally:
+        connection.close()
+    if not 200 <= status < 300:
+        raise SendGridError(
+            f"the import's upload answered {status}: the file was refused (an expired link, or headers not "
+            "as SendGrid announced them)."
+        )
