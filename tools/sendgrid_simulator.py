@@ -74,6 +74,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from tools import sendgrid_bulk_routes
+
 MAX_CONTACTS = 30_000
 # SendGrid's pace as production callers see it: endpoint -> (limit, window s). The PUT's is what a
 # production sync settled at (see the module doc); no number is published for the others, which
@@ -109,26 +111,29 @@ CONTACT_STRING_LIMITS = {
 CONTACT_KEYS = frozenset([*CONTACT_STRING_LIMITS, "alternate_emails", "custom_fields"])
 IDENTIFIERS = frozenset(["email", "phone_number_id", "external_id", "anonymous_id"])
 _STRING_LIMITS = {key: limit or sys.maxsize for key, limit in CONTACT_STRING_LIMITS.items()}
+# Ids as SendGrid numbers them ("_rf2_T" is email: sendgrid/sendgrid-java issue 692).
 RESERVED_FIELDS = [
-    {"name": n, "field_type": "Text"}
-    for n in (
-        "first_name",
-        "last_name",
-        "email",
-        "alternate_emails",
-        "address_line_1",
-        "address_line_2",
-        "city",
-        "state_province_region",
-        "postal_code",
-        "country",
-        "phone_number_id",
-        "external_id",
-        "anonymous_id",
+    {"id": f"_rf{i}_T", "name": n, "field_type": "Text"}
+    for i, n in enumerate(
+        (
+            "first_name",
+            "last_name",
+            "email",
+            "alternate_emails",
+            "address_line_1",
+            "address_line_2",
+            "city",
+            "state_province_region",
+            "postal_code",
+            "country",
+            "phone_number_id",
+            "external_id",
+            "anonymous_id",
+        )
     )
 ] + [
-    {"name": "created_at", "field_type": "Date", "read_only": True},
-    {"name": "updated_at", "field_type": "Date", "read_only": True},
+    {"id": "_rf13_D", "name": "created_at", "field_type": "Date", "read_only": True},
+    {"id": "_rf14_D", "name": "updated_at", "field_type": "Date", "read_only": True},
 ]
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 DATE_RE = re.compile(r"^(0[1-9]|1[0-2])/(0[1-9]|[12][0-9]|3[01])/[0-9]{4}$")
@@ -895,6 +900,8 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/__sim/files/") and method == "GET":  # a download, not a JSON command
             self._errors_file(path)
             return
+        if sendgrid_bulk_routes.handle_file(self, method, path, body):  # an import's upload, an export's file
+            return
         doc = json.loads(body) if body else {}
         handle = CONTROL_ROUTES.get((method, path))
         if handle is None:
@@ -949,6 +956,7 @@ class Handler(BaseHTTPRequestHandler):
             state.errors_format = str(doc.get("errors_format", state.errors_format))
             state.search_lag = float(doc.get("search_lag", state.search_lag))
             state.removal_jobs_pollable = bool(doc.get("removal_jobs_pollable", state.removal_jobs_pollable))
+            sendgrid_bulk_routes.configure(state, doc)
             for key in doc.get("api_keys", []):
                 state.api_keys[key] = list(ALL_SCOPES)
             for key, scopes in doc.get("scopes", {}).items():
@@ -1006,6 +1014,9 @@ API_ROUTES: list[tuple[str, re.Pattern[str], Callable[[Handler, ApiCall], tuple[
     ("DELETE", _marketing(r"lists/([^/]*)/contacts"), Handler._remove_from_list),
     ("GET", _marketing("field_definitions"), Handler._field_definitions),
 ]
+
+# CSV import and contact export, with their pre-signed links (see tools.sendgrid_bulk_routes).
+sendgrid_bulk_routes.install(API_ROUTES, _marketing, Job, RESERVED_FIELDS)
 
 # The simulator's own control endpoints (no key): method and exact path -> handler of the JSON body.
 CONTROL_ROUTES: dict[tuple[str, str], Callable[[Handler, Any], None]] = {

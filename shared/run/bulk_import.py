@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 # Told a job SendGrid accepted: its first batch, its id, each batch's pending job, and the keys,
 # fingerprints and (mirror mode) emails of all its contacts, for its sent- journal.
-GroupAccepted = Callable[[int, str, list[PendingJob], array[int], array[int], list[str] | None], None]
+GroupAccepted = Callable[[int, str, list[PendingJob], "array[int]", "array[int]", list[str] | None], None]
 
 
 class BulkImporter:
