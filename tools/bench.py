@@ -243,6 +243,55 @@ def baseline(service: BlobServiceClient, sim_url: str, list_id: str, n: int) -> 
     return time.monotonic() - started
 
 
+DATA_KINDS = ("upserts", "imports", "uploads", "field definitions")
+
+
+def requests_by_kind(sim_url: str, since: int = 0) -> dict[str, int]:
+    """The simulator's requests (from the ``since``-th), by kind."""
+    log = requests.get(f"{sim_url}/__sim/requests", timeout=60).json()["requests"][since:]
+    found: dict[str, int] = {}
+    for entry in log:
+        method, path = entry["method"], entry["path"]
+        if path.startswith("/v3/marketing/contacts/imports/"):
+            kind = "polls"
+        elif path == "/v3/marketing/contacts/imports":
+            kind = "imports"
+        elif path.startswith("/__sim/uploads/"):
+            kind = "uploads"
+        elif (method, path) == ("PUT", "/v3/marketing/contacts"):
+            kind = "upserts"
+        elif path == "/v3/marketing/field_definitions":
+            kind = "field definitions"
+        else:
+            kind = "other (lists, scopes)"
+        found[kind] = found.get(kind, 0) + 1
+    return found
+
+
+def report_bulk(
+    n: int,
+    full: dict,
+    full_wall: float,
+    full_rss: float,
+    by_upsert: dict[str, int],
+    bulk: tuple[dict, float, float, str],
+    by_import: dict[str, int],
+) -> None:
+    """The first export by upsert and by CSV import, side by side: requests by kind, time, memory."""
+    record, wall, rss, when = bulk
+    print(f"  first export of {n:,} by CSV import: {wall:.2f}s, peak RSS {rss:.0f} MB{when} ({record['status']})")
+    for label, kinds, seconds, peak in (("upsert", by_upsert, full_wall, full_rss), ("import", by_import, wall, rss)):
+        data = sum(kinds.get(kind, 0) for kind in DATA_KINDS)
+        listed = ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items()))
+        print(f"    by {label}: {data} requests for the data ({listed}); {seconds:.1f}s, peak RSS {peak:.0f} MB")
+    data = sum(by_import.get(kind, 0) for kind in DATA_KINDS)
+    print(
+        f"    import: at most 5 requests for the data (polls apart): {'met' if data <= 5 else 'NOT met'}; "
+        f"memory not above the upsert path's: {'met' if rss <= full_rss else 'NOT met'}",
+        flush=True,
+    )
+
+
 def start_simulator() -> tuple[subprocess.Popen[str], str]:
     sim = subprocess.Popen(
         [sys.executable, "-m", "tools.sendgrid_simulator", "--port", "0", "--api-key", KEY, "--job-delay", "0.2"],
@@ -279,6 +328,15 @@ def main() -> int:
                         }
                         for name in ("bench", "fixed")
                     ]
+                    + [
+                        {
+                            "name": "bulk",
+                            "data_privacy_consent": True,
+                            "list": {"name": "Bulk", "create_if_missing": True},
+                            "segments": [{"path": "bench/"}],
+                            "max_profiles": n + 1,
+                        }
+                    ]
                 }
             ),
         )
@@ -291,14 +349,20 @@ def main() -> int:
             "SECRETS_SOURCE": "environment",
             "SENDGRID_SECRET_SENDGRID_API_KEY": KEY,
             "SENDGRID_API_BASE_URL": sim_url,
+            "SENDGRID_BULK_IMPORT": "never",  # the upsert path; the import path is measured beside it
         }
         # Linux counts in a child's peak RSS the peak of the process it was spawned from: the
         # exports run while this one is small, and the baseline (its payloads held here) last.
         upload(service, FIXED_PROFILES, prefix="fixed")
         fixed_rss = run_cli(env, destination="fixed")[2]
         print(f"  export of {FIXED_PROFILES:,}: peak RSS {fixed_rss:.0f} MB", flush=True)
+        before = sum(requests_by_kind(sim_url).values())
         full, full_wall, full_rss, when = run_cli(env)
         print(f"  full export: {full_wall:.2f}s, peak RSS {full_rss:.0f} MB{when}", flush=True)
+        by_upsert = requests_by_kind(sim_url, since=before)
+        bulk = run_cli({**env, "SENDGRID_BULK_IMPORT": "auto"}, destination="bulk")
+        by_import = requests_by_kind(sim_url, since=before + sum(by_upsert.values()))
+        report_bulk(n, full, full_wall, full_rss, by_upsert, bulk, by_import)
         changed = frozenset(random.Random(1).sample(range(n), max(1, n // 100)))
         upload(service, n, Variant(changed))
         delta, delta_wall, delta_rss, when = run_cli(env)
@@ -328,9 +392,10 @@ def main() -> int:
         )
         base = baseline(service, sim_url, created.json()["id"], n)
         report(n, full, full_wall, full_rss, delta, delta_wall, delta_rss, base, len(changed), fixed_rss, others)
-        from tools.bench_paced import PACED_PROFILES, paced_run  # it imports this module
+        from tools.bench_paced import PACED_PROFILES, paced_bulk_run, paced_run  # it imports this module
 
-        paced_run(service, emulator.connection_string, PACED_PROFILES)
+        paced = paced_run(service, emulator.connection_string, PACED_PROFILES)
+        paced_bulk_run(service, emulator.connection_string, n, paced)
     finally:
         sim.terminate()
         sim.wait(10)

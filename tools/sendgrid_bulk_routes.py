@@ -285,7 +285,9 @@ def _upload(handler: Any, path: str, body: bytes) -> tuple[int, str]:
         if failure is not None:
             job.forced_status = "failed"
             job.errors["*"] = failure
-        job.ready_at = time.time() + state.job_delay + state.job_seconds_per_contact * len(contacts)
+        per_contact = getattr(state, "import_seconds_per_contact", None)
+        per_contact = state.job_seconds_per_contact if per_contact is None else per_contact
+        job.ready_at = time.time() + state.job_delay + per_contact * len(contacts)
         state.upserted_contacts += len(contacts)
         state._due.notify()
     return 200, ""
@@ -371,7 +373,7 @@ def _export_file(handler: Any, path: str) -> None:
 
 def configure(state: Any, doc: dict[str, Any]) -> None:
     """The bulk settings of ``POST /__sim/config``: link lifetimes, rows per export file."""
-    for key in ("upload_ttl", "export_ttl"):
+    for key in ("upload_ttl", "export_ttl", "import_seconds_per_contact"):
         if key in doc:
             setattr(state, key, float(doc[key]))
     if "export_file_rows" in doc:
