@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import requests
 
@@ -35,6 +36,9 @@ JOB_END_STATES = frozenset({"completed", "errored", "failed"})
 ERRORS_FILE_MAX_BYTES = 32 * 1024 * 1024
 ERRORS_FILE_READ_TIMEOUT = 30.0  # connecting, and each read
 ERRORS_FILE_SECONDS = 60.0  # the whole download, wall-clock, however the server sends
+# A file of a contact export: gzipped, a few tens of bytes a member (a million members in ~40 MB).
+EXPORT_FILE_MAX_BYTES = 512 * 1024 * 1024
+EXPORT_FILE_SECONDS = 600.0
 ANSWER_MAX_BYTES = 64 * 1024 * 1024  # SendGrid's largest answers (a page of 1,000 lists) are far smaller
 SEARCH_EMAIL_MAX_LENGTH = 100  # search/emails: each address at most 100 characters (maxLength)
 
@@ -267,6 +271,33 @@ class SendGridClient:
         """The import's file, PUT raw (not multipart) to ``upload_uri`` with exactly the headers
         SendGrid announced, streamed from disk, WITHOUT the API key (see shared.adapters.sendgrid_bulk)."""
         upload_file(upload, path, self._file_hosts, deadline=self.deadline)
+
+    def start_export(self, list_ids: list[str], file_type: str = "csv") -> str:
+        """``POST /v3/marketing/contacts/exports`` of these lists' members: the export's id."""
+        body = {"list_ids": list_ids, "file_type": file_type}
+        answer = self._call("POST", "/v3/marketing/contacts/exports", json_body=body, expect=(200, 201, 202))
+        export_id = answer.get("id")
+        if not isinstance(export_id, str) or not export_id or len(export_id) > 200:
+            raise SendGridError("SendGrid's export answer holds no id.")
+        return export_id
+
+    def export_status(self, export_id: str) -> dict[str, Any]:
+        """``GET /v3/marketing/contacts/exports/{id}``: ``status`` pending, ready or failure."""
+        return self._call("GET", f"/v3/marketing/contacts/exports/{quote(export_id, safe='')}", expect=(200,))
+
+    def download_export_file(self, url: str) -> bytes:
+        """One file of a ready export: a pre-signed link, fetched like an errors file (allowed
+        hosts, no API key, a wall-clock deadline), with room for a large list."""
+        seconds = EXPORT_FILE_SECONDS
+        if self.deadline is not None:
+            seconds = min(seconds, self.deadline - self._clock())
+        if seconds <= 0:
+            raise SendGridError("the export file was not fetched: the run's deadline has passed.")
+        limits = Limits(EXPORT_FILE_MAX_BYTES, seconds, ERRORS_FILE_READ_TIMEOUT)
+        try:
+            return fetch(url, self._file_hosts, limits, what="the export file", headers={"User-Agent": USER_AGENT})
+        except DownloadError as exc:
+            raise SendGridError(str(exc)) from None
 
     def iter_lists(self) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {"page_size": 1000}

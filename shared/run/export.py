@@ -119,6 +119,7 @@ class _Run(RunBookkeeping):
         self.sender: SendRouter | None = None
         self.settler: GroupSettler | None = None
         self.pace = PaceBudget()
+        self._bound: int | None = None  # the scan's bound on the segments' rows, once known
         self.proven = threading.Event()  # max_profiles cannot be passed: batches may go as they fill
         self._state: SyncState | None = None
         self._order: RunOrder | None = None  # the run's order in terms of the state (a delta run's)
@@ -173,6 +174,9 @@ class _Run(RunBookkeeping):
     def _on_bound(self, bound: int | None) -> None:
         """The scan's verdict: progress has its total, and sending may start while reading goes on."""
         assert self.destination is not None
+        self._bound = bound
+        if bound is not None and self.sender is not None:
+            self.sender.at_most(bound)
         if bound is not None and bound <= self.destination.max_profiles:
             self.progress.rows_total = bound
             self.proven.set()
@@ -277,6 +281,8 @@ class _Run(RunBookkeeping):
             )
             self.settler.start(client, spool, updates)
             self.sender = self._router(client, spool, list_ids, self.settler)
+            if self._bound is not None:  # the scan ended before: the number of rows is bounded
+                self.sender.at_most(self._bound)
             spool.on_ready = self._sending_gate(scan, self.sender)
             if self.proven.is_set():
                 self.sender.open()
@@ -380,6 +386,7 @@ class _Run(RunBookkeeping):
                 poll_interval=self.tuning.job_poll_interval,
                 poll_max_interval=self.tuning.job_poll_max_interval,
                 unproven=unproven_read(plan),
+                by_export=True,
             )
 
     def _save_state(self, state: SyncState, destination: str) -> None:

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from shared.adapters.sendgrid import SEARCH_EMAIL_MAX_LENGTH
 from shared.errors import SendGridError
 from shared.run.identity import email_key
+from shared.run.list_export import ids_by_export
 from shared.run.ports import SendGridApi
 from shared.run.records import RunRecord
 from shared.run.sync_state import RunKeys, SyncState
@@ -64,6 +65,7 @@ def remove_departed(
     poll_max_interval: float,
     now: float | None = None,
     unproven: str = "",
+    by_export: bool = False,
 ) -> tuple[set[int], dict[int, int] | None]:
     """The keys to drop from the state (removed, gone, or let go) and the new pending map
     (key -> epoch second of the first search that missed it); None keeps the old one.
@@ -97,9 +99,9 @@ def remove_departed(
     if options.dry_run:
         removals["reason"] = "dry run: nothing was removed"
         return set(), None
-    return _Removal(client, list_ids, state, record, now or time.time()).run(
-        departed, job_wait_seconds, poll_interval, poll_max_interval
-    )
+    removal = _Removal(client, list_ids, state, record, now or time.time())
+    removal.by_export = by_export
+    return removal.run(departed, job_wait_seconds, poll_interval, poll_max_interval)
 
 
 class _Removal:
@@ -108,6 +110,7 @@ class _Removal:
         self.record, self.removals = record, record.removals
         self.budget = MAX_ISOLATION_REQUESTS
         self.notes: list[str] = []
+        self.by_export = False  # find ids in one export of the lists first (search where it fails)
 
     def run(
         self, departed: list[int], job_wait_seconds: float, poll_interval: float, poll_max_interval: float
@@ -203,6 +206,10 @@ class _Removal:
 
     def _find(self, emails: list[str]) -> tuple[dict[str, str], set[str], set[str]]:
         """Contact ids by email; the emails SendGrid calls invalid; those not searched (budget)."""
+        if self.by_export and len(emails) > SEARCH_BATCH:  # more than one search: one export is cheaper
+            found = ids_by_export(self.client, self.list_ids, emails, self.removals)
+            if found is not None:
+                return found, set(), set()
         ids: dict[str, str] = {}
         invalid: set[str] = set()
         unsearched: set[str] = set()

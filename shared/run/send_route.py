@@ -3,8 +3,9 @@ request) or CSV import (:mod:`shared.run.bulk_import`, up to a million contacts 
 
 ``SENDGRID_BULK_IMPORT``: ``never`` upserts, ``always`` imports, ``auto`` (the default) holds the
 spool's batches until it knows: once the contacts to send reach ``SENDGRID_BULK_IMPORT_THRESHOLD``
-the run imports them all; if reading ends below it, the held batches go by upsert. A small delta
-then waits for the read (seconds) before its few upserts; a large run never spends an upsert.
+the run imports them all; if the segment files are scanned to hold fewer rows, or reading ends
+below it, the batches go by upsert. A small delta of a large segment then waits for the read
+(seconds) before its few upserts; a large run never spends an upsert.
 """
 
 from __future__ import annotations
@@ -98,6 +99,13 @@ class SendRouter:
                 return
             chosen = self._chosen
         chosen.ready(index)
+
+    def at_most(self, contacts: int) -> None:
+        """The segments hold at most ``contacts`` rows (the scan's bound): below the threshold,
+        upserts at once, so that they go while reading goes on."""
+        with self._lock:
+            if self._chosen is None and contacts < self._threshold:
+                self._choose(self._make_upserts())
 
     def open(self) -> None:
         with self._lock:
