@@ -117,6 +117,11 @@ def check_destination(req: func.HttpRequest) -> func.HttpResponse:
     return _http(http_api.check_destination, req)
 
 
+@app.route(route="destinations/{name}/verify", methods=["POST"])
+def verify_destination(req: func.HttpRequest) -> func.HttpResponse:
+    return _http(http_api.verify_destination, req)
+
+
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     # A bare liveness probe: it reads nothing and says nothing about the configuration.

@@ -30,6 +30,7 @@ from shared.errors import ConfigError, ConsentError, ExportError, SettingsError
 from shared.json_input import load_json
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
 from shared.privacy import SecretRedactingFilter, neutralise, neutralise_lines, redact
+from shared.run import verify
 from shared.run.destinations import load_destinations
 from shared.run.preflight import run_checks
 from shared.run.progress import BarProgress, LogProgress
@@ -44,7 +45,7 @@ STATUS_EXIT = {"succeeded": EXIT_OK, "completed_with_errors": EXIT_PARTIAL, "ski
 MAX_RUNS_LIMIT = 100  # the HTTP API's bound too
 LOCAL_SETTINGS = "local.settings.json"
 # Only these read the SendGrid API key; the others must run without any Key Vault setting.
-SECRET_COMMANDS = frozenset({"export", "check"})
+SECRET_COMMANDS = frozenset({"export", "check", "verify"})
 
 EPILOG = """\
 exit codes:
@@ -104,6 +105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     parser.error(f"unknown command {args.command}")
     return EXIT_USAGE
+
+
+def _verify(runtime: Runtime, args: argparse.Namespace) -> int:
+    report = verify.verify_destination(runtime, args.name, repair=args.repair)
+    _print_json(report)
+    drift = sum(n for category, n in report["counts"].items() if category != "missing_unsent")
+    print(f"verified {args.name}: {report['counts']} (addresses in {report['addresses_blob']})", file=sys.stderr)
+    return EXIT_OK if not drift else EXIT_PARTIAL
 
 
 def _destinations(runtime: Runtime, args: argparse.Namespace) -> int:
@@ -309,6 +318,14 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("name")
     runs.add_argument("--limit", type=_limit, default=20, help=f"how many runs, 1 to {MAX_RUNS_LIMIT} (default 20)")
     runs.add_argument("--json", action="store_true", help="print the run records as JSON instead of a table")
+    verify_command = commands.add_parser(
+        "verify",
+        help="compare a destination's list(s) with the sync state and the segment",
+        description="Compare the list's members (one export) with the sync state and the segment: missing, "
+        "extra (never ours, ours and departed), stale. Counts on stdout; the addresses in a CSV in storage.",
+    )
+    verify_command.add_argument("name", type=_destination_name)
+    verify_command.add_argument("--repair", action="store_true", help="make the next run resend what is missing")
     rejects = commands.add_parser(
         "rejects",
         help="print a run's rejects CSV",
@@ -378,4 +395,5 @@ _COMMANDS: dict[str, Callable[[Runtime, argparse.Namespace], int]] = {
     "check": _check,
     "runs": _runs,
     "rejects": _rejects,
+    "verify": _verify,
 }

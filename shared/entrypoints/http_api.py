@@ -20,6 +20,7 @@ from shared.errors import ConfigError, ConsentError, ExportError, SettingsError,
 from shared.json_input import JsonDocumentError, load_json
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
 from shared.privacy import neutralise_lines, redact
+from shared.run import verify
 from shared.run.destinations import DestinationDisabledError, load_destinations
 from shared.run.preflight import run_checks
 from shared.run.records import CorruptRunRecord, ExportOptions, rejects_blob_name
@@ -236,6 +237,23 @@ def check_destination(runtime: Runtime, request: ApiRequest) -> ApiResponse:
     name = _name(request)
     checks = run_checks(runtime, name)
     return ApiResponse(200, {"ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks]})
+
+
+def verify_destination(runtime: Runtime, request: ApiRequest) -> ApiResponse:
+    """The list's members against the sync state and the segment: counts (the addresses are in
+    the CSV the answer names, in storage). Body: optional ``{"repair": true}``."""
+    name = _name(request)
+    body = request.body
+    repair = False
+    if body.strip():
+        try:
+            data = load_json(body, "the body", max_depth=1)
+        except JsonDocumentError as exc:
+            raise BadRequest("invalid_body", f'{exc} It must be a flat JSON object, e.g. {{"repair": true}}.') from None
+        if not isinstance(data, dict) or set(data) - {"repair"} or not isinstance(data.get("repair", False), bool):
+            raise BadRequest("invalid_body", 'the body must be {"repair": true} or {"repair": false}.')
+        repair = bool(data.get("repair", False))
+    return ApiResponse(200, verify.verify_destination(runtime, name, repair=repair))
 
 
 def _summary(record: dict[str, Any]) -> dict[str, Any]:
