@@ -207,33 +207,31 @@ def make_routes(job_factory: Callable[..., Any], reserved: list[dict[str, Any]])
     ]
 
 
+# The columns of an export file (uppercase, as SendGrid's CSV exports name them), then the id.
+EXPORT_FIELDS = ("email", "first_name", "last_name", "city", "state_province_region", "postal_code", "country")
+
+
 def _export_files(members: list[dict[str, Any]], file_type: str, max_bytes: int, max_rows: int) -> list[bytes]:
     if not members:
         return [b""]  # an empty export is not gzip (airbytehq/airbyte issue 35501)
     files: list[bytes] = []
     lines: list[str] = []
     size = 0
-    header = "EMAIL,FIRST_NAME,LAST_NAME,CONTACT_ID\r\n"
+    header = ",".join(f.upper() for f in EXPORT_FIELDS) + ",CONTACT_ID\r\n" if file_type == "csv" else ""
     for contact in members:
+        values = {f: contact.get(f) or "" for f in EXPORT_FIELDS}
         if file_type == "json":
-            line = (
-                json.dumps(
-                    {k: contact.get(k) for k in ("email", "first_name", "last_name")} | {"contact_id": contact["id"]}
-                )
-                + "\n"
-            )
+            line = json.dumps({**values, "contact_id": contact["id"]}) + "\n"
         else:
             out = io.StringIO()
-            csv.writer(out, lineterminator="\r\n").writerow(
-                [contact.get("email", ""), contact.get("first_name", ""), contact.get("last_name", ""), contact["id"]]
-            )
+            csv.writer(out, lineterminator="\r\n").writerow([*values.values(), contact["id"]])
             line = out.getvalue()
         if lines and (len(lines) >= max_rows or size + len(line) > max_bytes):
-            files.append(gzip.compress(((header if file_type == "csv" else "") + "".join(lines)).encode(), 4))
+            files.append(gzip.compress((header + "".join(lines)).encode(), 4))
             lines, size = [], 0
         lines.append(line)
         size += len(line)
-    files.append(gzip.compress(((header if file_type == "csv" else "") + "".join(lines)).encode(), 4))
+    files.append(gzip.compress((header + "".join(lines)).encode(), 4))
     return files
 
 
