@@ -58,6 +58,7 @@ def run_checks(runtime: Runtime, name: str) -> list[Check]:
         ),
     ]
     checks += _segment_checks(runtime, destination)
+    checks.append(_bulk_import_check(runtime, destination))
     try:
         api_key = runtime.edges.secrets.get_secret(destination.api_key_secret)
     except ExportError as exc:
@@ -71,6 +72,23 @@ def run_checks(runtime: Runtime, name: str) -> list[Check]:
     finally:
         client.close()
     return checks
+
+
+def _bulk_import_check(runtime: Runtime, destination: Destination) -> Check:
+    """Where a CSV import's file travels: told, and a warning for an EU destination (never a failure)."""
+    mode, threshold = runtime.settings.bulk_import, runtime.settings.bulk_import_threshold
+    if mode == "never":
+        return Check("bulk_import", True, "off (SENDGRID_BULK_IMPORT=never): contacts go by upsert only.")
+    when = "every run" if mode == "always" else f"runs with {threshold:,} contacts or more to send"
+    if destination.region == "eu":
+        return Check(
+            "bulk_import",
+            True,
+            f"warning: {when} upload a CSV file of the contacts to SendGrid's upload bucket (a pre-signed S3 "
+            "link in us-west-2), outside the EU, although this destination's region is 'eu'. Set "
+            "SENDGRID_BULK_IMPORT=never to keep every contact on the EU API.",
+        )
+    return Check("bulk_import", True, f"{when} send by CSV import (the file goes to SendGrid's upload bucket).")
 
 
 def _contact_count_check(client: SendGridApi) -> Check:
