@@ -141,3 +141,44 @@ def test_search_and_list_removal_limits_are_the_documents(contract):
     lists_get = contract.schema("tsg_mc_lists_v3.json", "/paths/~1v3~1marketing~1lists/get")
     page_size = next(p for p in lists_get["parameters"] if p["name"] == "page_size")
     assert page_size["schema"]["maximum"] == 1000
+
+
+@pytest.mark.integration
+def test_every_request_of_the_bulk_paths_matches_the_openapi_documents(contract, workspace, simulator):
+    # A run by CSV import, then a mirror run whose departed contacts are found by export.
+    simulator.config(record_bodies=True)
+    people = "".join(f"p{i}@example.com,Name{i}\n" for i in range(300))
+    workspace.put_segment("people.csv", "Email,First\n" + people)
+    workspace.put_destinations(
+        destination(mode="mirror", max_removal_fraction=1.0, mapping={"email": "Email", "first_name": "First"})
+    )
+    runtime = make_runtime(workspace, bulk_import="always")
+    assert run_export(runtime, queue_run(runtime, "newsletter", trigger="cli")).status == "succeeded"
+    workspace.put_segment("people.csv", "Email,First\n" + people[: people.index("p100@")])
+    second = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
+    assert second.status == "succeeded" and second.removals["found_by"] == "export", second.removals
+    sent = [r for r in simulator.state.requests if r["path"].startswith("/v3/")]
+    seen = {(r["method"], contract.operation(r["method"], r["path"]).template) for r in sent}
+    assert seen >= {
+        ("PUT", "/v3/marketing/contacts/imports"),
+        ("POST", "/v3/marketing/contacts/exports"),
+        ("GET", "/v3/marketing/contacts/exports/{id}"),
+    }
+    problems = [p for r in sent for p in contract.check(r["method"], r["path"], r["query"], r.get("body"))]
+    assert problems == []
+
+
+def test_the_import_limits_are_the_documents(contract):
+    from shared.run import import_file
+    from tools import sendgrid_bulk_routes
+
+    description = contract.schema("tsg_mc_contacts_v3.json", "/paths/~1v3~1marketing~1contacts~1imports/put")[
+        "description"
+    ]
+    assert "up to one million contacts or 5GB of data" in description
+    assert import_file.MAX_IMPORT_ROWS == sendgrid_bulk_routes.MAX_IMPORT_ROWS == 1_000_000
+    assert import_file.MAX_IMPORT_BYTES == sendgrid_bulk_routes.MAX_IMPORT_BYTES == 5_000_000_000
+    status = contract.schema("tsg_mc_contacts_v3.json", "/components/schemas/ContactExport")
+    assert {"expires_at", "status"} <= set(status["required"]) and "`ready`" in status["properties"]["status"][
+        "description"
+    ]
