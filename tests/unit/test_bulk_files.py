@@ -128,3 +128,19 @@ def test_bulk_import_settings_are_checked():
         Settings.from_env({**BASE, "SENDGRID_BULK_IMPORT": "sometimes"})
     with pytest.raises(SettingsError, match="SENDGRID_BULK_IMPORT_THRESHOLD"):
         Settings.from_env({**BASE, "SENDGRID_BULK_IMPORT_THRESHOLD": "0"})
+
+
+@pytest.mark.parametrize(
+    ("region", "mode", "warned"), [("eu", "auto", True), ("global", "auto", False), ("eu", "never", False)]
+)
+def test_check_warns_where_an_eu_destination_s_contacts_would_go_to_the_upload_bucket(region, mode, warned):
+    import dataclasses
+
+    from shared.run.preflight import run_checks
+    from tests.unit.test_export_core import setup
+
+    runtime, _ = setup({"region": region})
+    runtime.settings = dataclasses.replace(runtime.settings, bulk_import=mode)
+    (check,) = [c for c in run_checks(runtime, "newsletter") if c.name == "bulk_import"]
+    assert check.ok and check.detail.startswith("warning:") is warned
+    assert ("outside the EU" in check.detail) is warned
