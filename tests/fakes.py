@@ -9,7 +9,9 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 from shared.adapters.sendgrid import CallStats, JobResult, NoPace, RequestPace
+from shared.adapters.sendgrid_bulk import ImportUpload
 from shared.adapters.storage import BlobChanged, BlobInfo, BlobNotFound
+from shared.errors import SendGridError
 from shared.run.ports import SendGridApi, SendGridFactory
 
 LIST_ID = "ca7a3796-e8a8-4029-9ccb-df8937940562"
@@ -186,6 +188,21 @@ class FakeSendGrid:
 
     def download_errors_file(self, url: str) -> bytes:
         raise AssertionError("no job of this fake names an errors file")
+
+    def start_import(self, list_ids: list[str], field_mappings: list[str | None]) -> ImportUpload:
+        raise SendGridError("this fake takes no CSV import (the integration tests use the simulator)")
+
+    def upload_import_file(self, upload: ImportUpload, path: str) -> None:
+        raise AssertionError("this fake announced no upload")
+
+    def start_export(self, list_ids: list[str], file_type: str = "csv") -> str:
+        raise SendGridError("this fake has no contact export: removals search instead", status=400)
+
+    def export_status(self, export_id: str) -> dict[str, Any]:
+        raise AssertionError("this fake started no export")
+
+    def download_export_file(self, url: str) -> bytes:
+        raise AssertionError("this fake started no export")
 
     def iter_lists(self) -> Iterator[dict[str, Any]]:
         return iter(self.lists)

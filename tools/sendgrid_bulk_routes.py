@@ -93,7 +93,7 @@ def _uploads(state: Any) -> dict[str, Upload]:
     if not hasattr(state, "uploads"):
         state.uploads = {}
         state.exports = {}
-    return state.uploads  # type: ignore[no-any-return]
+    return state.uploads
 
 
 def _field_ids(state: Any, reserved: list[dict[str, Any]]) -> dict[str, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from typing import Any
 
 import pytest
 
@@ -83,13 +84,12 @@ def test_the_import_answer_must_name_a_job_a_link_and_clean_headers():
 
 def test_the_import_file_maps_its_columns_positionally_and_is_gzipped(tmp_path):
     spool = BatchSpool(["l1"], max_contacts=2)
-    for i, contact in enumerate(
-        [
-            {"email": "a@example.com", "first_name": "Ada", "custom_fields": {"w1": 3}},
-            {"email": "b@example.com", "alternate_emails": ["c@example.com", "d@example.com"]},
-            {"email": "e@example.com", "first_name": "=cmd"},
-        ]
-    ):
+    contacts: list[dict[str, Any]] = [
+        {"email": "a@example.com", "first_name": "Ada", "custom_fields": {"w1": 3}},
+        {"email": "b@example.com", "alternate_emails": ["c@example.com", "d@example.com"]},
+        {"email": "e@example.com", "first_name": "=cmd"},
+    ]
+    for i, contact in enumerate(contacts):
         spool.add(encode_contact(contact), "s.csv", i)
     spool.finish()
     reserved = reserved_ids(
