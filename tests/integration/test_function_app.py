@@ -87,6 +87,7 @@ def test_every_function_and_its_bindings():
         "get_export": ("destinations/{name}/exports/{run_id}", ["GET"]),
         "get_rejects": ("destinations/{name}/exports/{run_id}/rejects", ["GET"]),
         "check_destination": ("destinations/{name}/check", ["POST"]),
+        "verify_destination": ("destinations/{name}/verify", ["POST"]),
     }
     assert set(functions_by_name()) == {*expected_http, "health", "scheduled_export", "export_worker", "segment_landed"}
     (events,) = bindings_of("segment_landed")
