@@ -476,3 +476,16 @@ def test_the_app_redacts_secrets_on_the_handler_the_worker_installed():
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "SendGrid said: key ***, Authorization: Bearer ***"
+
+
+def test_verify_through_the_functions_surface_answers_counts_only(workspace, simulator, app_runtime):
+    workspace.put_segment("people.csv", "Email\na@example.com\nb@example.com\n")
+    workspace.put_destinations(destination())
+    status, body, _ = http("start_export", "POST", "x", route={"name": "newsletter"})
+    assert status == 202
+    assert work(workspace) == 1
+    status, body, _ = http("verify_destination", "POST", "x", route={"name": "newsletter"}, body=b'{"repair": false}')
+    assert status == 200 and body["members"] == 2 and set(body["counts"].values()) == {0}, body
+    assert "@" not in json.dumps(body)
+    status, body, _ = http("verify_destination", "POST", "x", route={"name": "no-such"})
+    assert status == 404
