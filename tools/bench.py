@@ -396,6 +396,9 @@ def main() -> int:
 
         paced = paced_run(service, emulator.connection_string, PACED_PROFILES)
         paced_bulk_run(service, emulator.connection_string, n, paced)
+        from tools.bench_mirror import mirror_run
+
+        mirror_run(service, emulator.connection_string)
     finally:
         sim.terminate()
         sim.wait(10)

@@ -1,0 +1,107 @@
+"""``make bench``'s mirror check: a run whose segment lost 100,000 contacts takes their ids from
+one contact export of the list, then removes them: no search.
+
+A destination in mirror mode first exports ``N + 100`` contacts (by CSV import: above the
+threshold), then its segment shrinks to 100: the second run's requests are counted by kind.
+Usage: ``python -m tools.bench_mirror [DEPARTURES]`` (default 100,000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+
+import requests
+from azure.storage.blob import BlobServiceClient
+
+from tools.bench import KEY, run_cli, start_simulator
+from tools.storage_emulator import Emulator
+
+DEPARTURES = 100_000
+STAYING = 100
+
+
+def segment(n: int) -> bytes:
+    return ("Email,FirstName\n" + "".join(f"m{i}@example.com,Name{i}\n" for i in range(n))).encode()
+
+
+def kind_of(method: str, path: str) -> str:
+    for prefix, kind in (
+        ("/v3/marketing/contacts/exports", "exports"),
+        ("/v3/marketing/contacts/search", "searches"),
+        ("/v3/marketing/contacts/imports/", "polls"),
+        ("/v3/marketing/lists/", "removals" if method == "DELETE" else "lists"),
+    ):
+        if path.startswith(prefix):
+            return kind if not (kind == "exports" and method == "GET") else "export polls"
+    return "other"
+
+
+def mirror_run(service: BlobServiceClient, connection_string: str, departures: int = DEPARTURES) -> dict[str, int]:
+    """Export ``departures + STAYING`` contacts, then only ``STAYING``; the second run's requests."""
+    exports = service.get_container_client("sendgrid-exports")
+    configured = json.loads(exports.download_blob("destinations.json").readall())
+    mirror = {
+        "name": "mirror",
+        "mode": "mirror",
+        "max_removal_fraction": 1.0,
+        "data_privacy_consent": True,
+        "list": {"name": "Mirror", "create_if_missing": True},
+        "segments": [{"path": "mirror/people.csv"}],
+        "max_profiles": departures + STAYING + 1,
+    }
+    others = [d for d in configured["destinations"] if d["name"] != "mirror"]
+    exports.upload_blob("destinations.json", json.dumps({"destinations": [*others, mirror]}), overwrite=True)
+    segments = service.get_container_client("segments")
+    sim, sim_url = start_simulator()
+    try:
+        env = {
+            **os.environ,
+            "EXPORT_STORAGE": connection_string,
+            "AzureWebJobsStorage": connection_string,
+            "SECRETS_SOURCE": "environment",
+            "SENDGRID_SECRET_SENDGRID_API_KEY": KEY,
+            "SENDGRID_API_BASE_URL": sim_url,
+        }
+        segments.upload_blob("mirror/people.csv", segment(departures + STAYING), overwrite=True)
+        run_cli(env, destination="mirror")
+        before = len(requests.get(f"{sim_url}/__sim/requests", timeout=60).json()["requests"])
+        segments.upload_blob("mirror/people.csv", segment(STAYING), overwrite=True)
+        record, wall, _, _ = run_cli(env, destination="mirror")
+        log = requests.get(f"{sim_url}/__sim/requests", timeout=60).json()["requests"][before:]
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    kinds = Counter(kind_of(e["method"], e["path"]) for e in log)
+    removals = record["removals"]
+    print(
+        f"  mirror run with {departures:,} departures ({record['status']}, removed {removals.get('done', 0):,}, "
+        f"ids found by {removals.get('found_by')}): {wall:.1f}s; requests: "
+        + ", ".join(f"{kind} {count:,}" for kind, count in sorted(kinds.items()))
+    )
+    met = kinds["exports"] <= 1 and kinds["searches"] == 0 and kinds["removals"] == -(-departures // 100)
+    print(f"    at most one export plus the removals (no search): {'met' if met else 'NOT met'}", flush=True)
+    return dict(kinds)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("departures", nargs="?", type=int, default=DEPARTURES)
+    args = parser.parse_args()
+    print(f"Mirror benchmark: {args.departures:,} departures")
+    emulator = Emulator().start()
+    try:
+        service = BlobServiceClient.from_connection_string(emulator.connection_string)
+        service.create_container("segments")
+        service.create_container("sendgrid-exports").upload_blob("destinations.json", b'{"destinations": []}')
+        mirror_run(service, emulator.connection_string, args.departures)
+    finally:
+        emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
