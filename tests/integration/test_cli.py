@@ -214,3 +214,20 @@ def test_ctrl_c_or_sigterm_prints_one_line_releases_the_lock_and_records_the_run
         workspace.exports.container_name, lock_blob_name("newsletter")
     )
     assert lock.get_blob_properties().lease.state == "available"
+
+
+def test_verify_exits_0_on_a_list_that_matches_and_3_on_drift_printing_counts_only(workspace, simulator):
+    workspace.put_segment("people.csv", "Email\na@example.com\nb@example.com\n")
+    workspace.put_destinations(destination())
+    assert cli(workspace, "export", "newsletter").returncode == 0
+    proc = cli(workspace, "verify", "newsletter")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["members"] == 2
+    with simulator.state.lock:
+        simulator.state.set_lists(simulator.state.contacts["a@example.com"], frozenset())  # removed by hand
+    proc = cli(workspace, "verify", "newsletter", "--repair")
+    assert proc.returncode == 3, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["counts"]["missing_confirmed"] == 1 and report["repaired"] == 1
+    assert "a@example.com" not in proc.stdout
+    assert_private(proc, "a@example.com", "b@example.com")

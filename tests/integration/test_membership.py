@@ -43,3 +43,40 @@ def test_where_the_export_fails_the_run_searches_instead(workspace, simulator):
     assert record.removals["done"] == 200 and record.removals["found_by"] == "search"
     assert "no" in record.removals["export_failed"]
     assert simulator.members("Newsletter") == sorted(f"p{i}@example.com" for i in range(100))
+
+
+def test_the_simulated_export_is_ready_then_expires_and_an_empty_one_is_not_gzip(simulator):
+    import time
+
+    import requests
+
+    from tests.conftest import API_KEY
+
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    simulator.config(job_delay=0.5)
+    empty = simulator.state.add_list("Empty")["id"]
+    started = requests.post(
+        f"{simulator.url}/v3/marketing/contacts/exports", json={"list_ids": [empty]}, headers=auth, timeout=10
+    )
+    assert started.status_code == 202
+    export_id = started.json()["id"]
+    status = requests.get(f"{simulator.url}/v3/marketing/contacts/exports/{export_id}", headers=auth, timeout=10).json()
+    assert status["status"] == "pending" and "expires_at" in status and "urls" not in status
+    time.sleep(0.6)
+    status = requests.get(f"{simulator.url}/v3/marketing/contacts/exports/{export_id}", headers=auth, timeout=10).json()
+    assert status["status"] == "ready" and len(status["urls"]) == 1
+    file = requests.get(status["urls"][0], timeout=10)
+    assert file.status_code == 200 and file.content == b""  # empty, and not gzip
+    simulator.config(export_ttl=0.0)
+    late = requests.post(
+        f"{simulator.url}/v3/marketing/contacts/exports", json={"list_ids": [empty]}, headers=auth, timeout=10
+    ).json()["id"]
+    time.sleep(0.6)
+    urls = requests.get(f"{simulator.url}/v3/marketing/contacts/exports/{late}", headers=auth, timeout=10).json()[
+        "urls"
+    ]
+    assert requests.get(urls[0], timeout=10).status_code == 403  # past expires_at
+    unknown = requests.post(
+        f"{simulator.url}/v3/marketing/contacts/exports", json={"list_ids": ["nope"]}, headers=auth, timeout=10
+    )
+    assert unknown.status_code == 400
