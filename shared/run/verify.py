@@ -85,8 +85,9 @@ def verify_destination(runtime: Runtime, name: str, *, repair: bool = False) -> 
     csv_name = f"{VERIFY_PREFIX}{name}/{verify_id}.csv"
     edges.exports.write_bytes(csv_name, _csv(found), content_type="text/csv; charset=utf-8")
     report["addresses_blob"] = csv_name
-    if repair:
-        report["repaired"] = _repair(runtime, name, found, with_emails=mirror)
+    if repair:  # under the destination's lock: a run that holds it would overwrite the state
+        with edges.lock.hold(name, verify_id):
+            report["repaired"] = _repair(runtime, name, found, with_emails=mirror)
     report["finished_at"] = iso(utc_now())
     edges.exports.write_bytes(
         f"{VERIFY_PREFIX}{name}/{verify_id}.json",
