@@ -186,6 +186,8 @@ def _lines(pieces: Iterator[str]) -> Iterator[str]:
         carry += piece
         start = 0
         while (end := carry.find("\n", start)) >= 0:
+            if end - start > MAX_LINE_CHARS:  # bounded here, whatever csv.field_size_limit is
+                raise ExportUnreadable(f"a line of the export file is over {MAX_LINE_CHARS} characters")
             yield carry[start : end + 1]
             start = end + 1
         carry = carry[start:]
