@@ -17,6 +17,10 @@ def record(**overrides) -> RunRecord:
     return base
 
 
+def as_row(cells: tuple[str, ...]) -> dict[str, str]:
+    return dict(zip(console.RUNS_COLUMNS, cells, strict=True))
+
+
 def test_the_summary_of_a_busy_run_fits_fifteen_lines_and_says_what_to_do_next():
     busy = record(
         status=RunStatus.COMPLETED_WITH_ERRORS,
@@ -52,7 +56,7 @@ def test_a_running_run_shows_stage_percent_and_eta_and_never_sent_ahead_of_read(
         counts=RunCounts(read=0, sent=63_718, invalid=4),
         progress={"stage": "reading", "rows_read": 70_000, "rows_total": 280_000, "eta_seconds": 95.0},
     )
-    row = dict(zip(console.RUNS_COLUMNS, console.run_row(running, now=datetime(2026, 12, 7, 3, 0, 30, tzinfo=UTC))))
+    row = as_row(console.run_row(running, now=datetime(2026, 12, 7, 3, 0, 30, tzinfo=UTC)))
     assert int(row["read"]) >= int(row["sent"]) and row["read"] == "70000"
     assert row["detail"] == "reading 25% ETA 1m35s" and row["duration"] == "30.0s"
     assert row["rejected"] == "-"  # no rejects file yet: nothing for `rejects` to print
@@ -60,12 +64,12 @@ def test_a_running_run_shows_stage_percent_and_eta_and_never_sent_ahead_of_read(
 
 def test_a_failed_run_shows_its_reason_and_rejected_agrees_with_the_rejects_file():
     failed = record(status=RunStatus.FAILED, errors=["segment file 'people.csv' has no column 'Email'"])
-    row = dict(zip(console.RUNS_COLUMNS, console.run_row(failed)))
+    row = as_row(console.run_row(failed))
     assert "has no column 'Email'" in row["detail"] and row["rejected"] == "0"
     # Rows counted as rejected but no rejects file (a run that failed before writing it): '-', not a count
     # that `rejects` would then deny.
     partial = record(status=RunStatus.FAILED, counts=RunCounts(read=5, invalid=2), errors=["stopped"])
-    assert dict(zip(console.RUNS_COLUMNS, console.run_row(partial)))["rejected"] == "-"
+    assert as_row(console.run_row(partial))["rejected"] == "-"
     table = console.runs_table([failed, partial])
     assert table[0].startswith("run id") and len(table) == 3
 
