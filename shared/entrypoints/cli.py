@@ -471,21 +471,21 @@ def _stopped_by_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-class _AroundTheBar(logging.StreamHandler):  # type: ignore[type-arg]
+class _AroundTheBar(logging.Handler):
     """On a terminal, log lines go above the progress bar (tqdm.write), never through it."""
 
     def emit(self, record: logging.LogRecord) -> None:
         from tqdm import tqdm
 
         try:
-            tqdm.write(self.format(record), file=self.stream)
+            tqdm.write(self.format(record), file=sys.stderr)
         except Exception:
             self.handleError(record)
 
 
 def _configure_logging(verbose: bool) -> None:
     terminal = sys.stderr.isatty()
-    handler = _AroundTheBar(sys.stderr) if terminal else logging.StreamHandler(sys.stderr)
+    handler = _AroundTheBar() if terminal else logging.StreamHandler(sys.stderr)
     handler.addFilter(SecretRedactingFilter())
     # A person at a terminal needs the time of day, not the date and the module.
     fmt = "%(asctime)s %(levelname)s %(message)s" if terminal else "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -26,7 +26,8 @@ FOREIGN = ("SENDGRID_", "EXPORT_", "KEY_VAULT", "SECRETS_", "AZURE", "IDENTITY_"
 
 
 def make(paths: dict[str, Path], target: str) -> subprocess.CompletedProcess[str]:
-    opts = f"--state {paths['state']} --data {paths['data']} --settings-file {paths['settings']}"
+    # Free ports: the tests run beside a `make up` stack on the fixed ones.
+    opts = f"--free-ports --state {paths['state']} --data {paths['data']} --settings-file {paths['settings']}"
     if shutil.which("make") and (REPO / ".venv" / ".installed").exists():
         args = ["make", "-s", "-C", str(REPO), target, f"STACK_OPTS={opts}"]
     else:  # no make here, or no install: the module behind the target, as make would run it
@@ -85,7 +86,8 @@ def test_up_export_runs_rejects_check_down(paths):
     assert export.returncode == 3, export.stderr  # the samples hold bad rows: completed_with_errors
     record = json.loads(export.stdout)
     assert record["counts"]["accepted"] > 0 and record["counts"]["invalid"] > 0
-    sim = requests.get(f"{values['SENDGRID_API_BASE_URL']}/__sim/state", timeout=5).json()
+    control = {"X-Simulator-Key": (paths["state"] / "simulator-control-key").read_text()}
+    sim = requests.get(f"{values['SENDGRID_API_BASE_URL']}/__sim/state", headers=control, timeout=5).json()
     (newsletter,) = sim["lists"]
     assert newsletter["contact_count"] == record["counts"]["accepted"]
 
@@ -157,3 +159,104 @@ def test_azurite_is_always_started_without_telemetry_on_loopback():
         assert "--disableTelemetry" in args
         hosts = [args[i + 1] for i, a in enumerate(args) if a.endswith("Host")]
         assert hosts == ["127.0.0.1"] * 3
+
+
+def test_the_stack_keeps_its_secrets_from_other_local_users_and_the_cli_trusts_its_ca(paths, tmp_path):
+    import stat
+
+    import certifi
+
+    assert make(paths, "up").returncode == 0
+    stack = json.loads((paths["state"] / "stack.json").read_text())
+    values = json.loads(paths["settings"].read_text())["Values"]
+    for folder in (paths["state"], paths["data"]):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    secrets_on_disk = {
+        name: (paths["state"] / name).read_text() for name in ("sendgrid-api-key", "simulator-control-key")
+    }
+    for name in secrets_on_disk:
+        assert stat.S_IMODE((paths["state"] / name).stat().st_mode) == 0o600
+    # No key on any command line of the stack (`ps` shows those to every user).
+    for entry in stack["processes"].values():
+        cmdline = Path(f"/proc/{entry['pid']}/cmdline").read_text()
+        assert not any(secret in cmdline for secret in secrets_on_disk.values())
+    # The simulator's control endpoints want its own key.
+    sim = values["SENDGRID_API_BASE_URL"]
+    assert requests.get(f"{sim}/__sim/state", timeout=5).status_code == 401
+    control = {"X-Simulator-Key": secrets_on_disk["simulator-control-key"]}
+    assert requests.get(f"{sim}/__sim/state", headers=control, timeout=5).status_code == 200
+    # The vault takes no token that anyone could know (it used to take a fixed, published one).
+    refused = requests.get(
+        f"{values['KEY_VAULT_URL']}secrets/sendgrid-api-key?api-version=7.5",
+        headers={"Authorization": "Bearer standin-access-token"},
+        verify=values["KEY_VAULT_CA_BUNDLE"],
+        timeout=5,
+    )
+    assert refused.status_code == 401
+
+    # Your own CSV, in a shell whose REQUESTS_CA_BUNDLE lacks the stand-in's CA: the stack's CA wins.
+    own = tmp_path / "people.csv"
+    own.write_text("Email,FirstName\nana@example.com,Ana\nbo@example.com,Bo\n")
+    up_opts = ["--state", str(paths["state"]), "--data", str(paths["data"])]
+    uploaded = subprocess.run(
+        [sys.executable, "-m", "tools.local_stack", *up_opts, "upload-segment", str(own)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert uploaded.returncode == 0, uploaded.stderr
+    os.environ["REQUESTS_CA_BUNDLE"] = certifi.where()
+    try:
+        export = cli(paths, "export", "newsletter")
+    finally:
+        del os.environ["REQUESTS_CA_BUNDLE"]
+    assert export.returncode in (0, 3), export.stderr
+    assert json.loads(export.stdout)["segments"][0]["rows"] == 2
+
+    # The stored segment now differs from samples/: the next up says so, and keeps it.
+    again = make(paths, "up")
+    assert again.returncode == 0
+    assert "segments/demo/newsletter.csv in the stack differs from samples/segments/newsletter.csv" in again.stdout
+
+    # A second stack on the same data folder is refused: one Azurite per data folder.
+    second = subprocess.run(
+        [sys.executable, "-m", "tools.local_stack", "--free-ports", "--state", str(tmp_path / "other"), "--data",
+         str(paths["data"]), "--settings-file", str(tmp_path / "other.json"), "up"],
+        cwd=REPO, capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert second.returncode != 0 and "already serves" in second.stderr, second.stdout + second.stderr
+
+
+def test_a_taken_port_is_named_with_its_holder_and_time_wait_does_not_move_ports(monkeypatch):
+    import socket
+
+    from tools import local_ports
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setattr(local_stack, "DEFAULT_PORTS", {"blob": port})
+        with pytest.raises(SystemExit, match=rf"port {port} \(for blob\) .* taken by pid {os.getpid()} "):
+            local_stack._pick_ports(free=False)
+
+    # A port the previous stack closed first sits in TIME_WAIT; the servers bind it again (SO_REUSEADDR).
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server's side closes first: its port goes to TIME_WAIT
+    listener.close()
+    client.close()
+    assert local_ports.port_free(port)
+    monkeypatch.setattr(local_stack, "DEFAULT_PORTS", {"blob": port})
+    assert local_stack._pick_ports(free=False) == {"blob": port}
+
+
+def test_make_clean_stops_the_stack_before_it_removes_its_state():
+    if not shutil.which("make"):
+        pytest.skip("no make here")
+    plan = subprocess.run(["make", "-n", "clean"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert plan.index("tools.local_stack down") < plan.index("rm -rf")
