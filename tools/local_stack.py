@@ -417,6 +417,8 @@ def _settings(stack: dict[str, Any], state: Path) -> dict[str, str]:
         "SEGMENTS_CONTAINER": SEGMENTS_CONTAINER,
         "EXPORTS_CONTAINER": EXPORTS_CONTAINER,
         "EXPORT_QUEUE": EXPORT_QUEUE,
+        "DESTINATIONS_BLOB": "destinations.json",
+        "EXPORT_SCHEDULE": "0 0 3 * * *",  # the timer's schedule: func start will not index without it
         "SENDGRID_API_BASE_URL": f"http://127.0.0.1:{ports['sendgrid']}",
         "SECRETS_SOURCE": "keyvault",
         "KEY_VAULT_URL": f"https://127.0.0.1:{ports['vault']}/",

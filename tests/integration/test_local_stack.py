@@ -260,3 +260,39 @@ def test_make_clean_stops_the_stack_before_it_removes_its_state():
         pytest.skip("no make here")
     plan = subprocess.run(["make", "-n", "clean"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert plan.index("tools.local_stack down") < plan.index("rm -rf")
+
+
+def test_the_sample_settings_file_names_what_make_up_writes(paths):
+    assert make(paths, "up").returncode == 0
+    written = json.loads(paths["settings"].read_text())["Values"]
+    sample = json.loads((REPO / "local.settings.sample.json").read_text())["Values"]
+    assert set(sample) == set(written)
+    fixed = {k for k, v in sample.items() if not v.startswith("<")}
+    # The stack was started on free ports here; the sample names the fixed ones.
+    ports = json.loads((paths["state"] / "stack.json").read_text())["ports"]
+    for key in fixed:
+        expected = sample[key]
+        for name, default in local_stack.DEFAULT_PORTS.items():
+            expected = expected.replace(f":{default}/", f":{ports[name]}/").replace(f":{default}", f":{ports[name]}")
+        assert written[key] == expected, key
+
+
+def test_test_http_covers_every_route_and_the_editor_knows_the_schema():
+    import re
+
+    routes = re.findall(r'route="([^"]+)", methods=\["(\w+)"\]', (REPO / "function_app.py").read_text())
+    requests_in_file = (REPO / "test.http").read_text()
+    for route, method in routes:
+        pattern = re.sub(r"\\\{name\\\}", "{{destination}}", re.escape(route))
+        pattern = re.sub(r"\\\{run_id\\\}", r"\{\{started[^}]*\}\}", pattern)
+        assert re.search(rf"^{method} \{{\{{baseUrl\}}\}}/api/{pattern}(?=[?\s]|$)", requests_in_file, re.M), (method, route)
+    assert "/runtime/webhooks/EventGrid?functionName=segment_landed" in requests_in_file
+    event = json.loads((REPO / "samples" / "events" / "blob-created.json").read_text())[0]
+    assert event["eventType"] == "Microsoft.Storage.BlobCreated" and "containers/segments/blobs/" in event["subject"]
+    schema = json.loads((REPO / "schemas" / "destinations.schema.json").read_text())
+    settings = json.loads((REPO / ".vscode" / "settings.json").read_text())
+    assert any(m["url"] == "./schemas/destinations.schema.json" for m in settings["json.schemas"]) and schema["$id"]
+    launch = json.loads((REPO / ".vscode" / "launch.json").read_text())
+    assert any(c["request"] == "attach" and c["connect"]["port"] == 9091 for c in launch["configurations"])
+    devcontainer = json.loads((REPO / ".devcontainer" / "devcontainer.json").read_text())
+    assert "python:1-3.11" in devcontainer["image"] and len(devcontainer["features"]) == 4
