@@ -285,7 +285,8 @@ def test_test_http_covers_every_route_and_the_editor_knows_the_schema():
     for route, method in routes:
         pattern = re.sub(r"\\\{name\\\}", "{{destination}}", re.escape(route))
         pattern = re.sub(r"\\\{run_id\\\}", r"\{\{started[^}]*\}\}", pattern)
-        assert re.search(rf"^{method} \{{\{{baseUrl\}}\}}/api/{pattern}(?=[?\s]|$)", requests_in_file, re.M), (method, route)
+        line = rf"^{method} \{{\{{baseUrl\}}\}}/api/{pattern}(?=[?\s]|$)"
+        assert re.search(line, requests_in_file, re.M), (method, route)
     assert "/runtime/webhooks/EventGrid?functionName=segment_landed" in requests_in_file
     event = json.loads((REPO / "samples" / "events" / "blob-created.json").read_text())[0]
     assert event["eventType"] == "Microsoft.Storage.BlobCreated" and "containers/segments/blobs/" in event["subject"]
