@@ -12,7 +12,7 @@ help:
 	@echo "make demo       one whole export on throw-away local stand-ins"
 	@echo "make up         start the local stack (fixed ports) and write local.settings.json; make down stops it"
 	@echo "make status     is the local stack running?"
-	@echo "make upload-segment FILE=people.csv [AS=demo/newsletter.csv]   put a segment file into the local stack"
+	@echo "make upload-segment FILE=people.csv [BLOB=demo/newsletter.csv]   put a segment file into the local stack"
 	@echo "make upload-destinations [FILE=destinations.json]              validate, then put it into the local stack"
 	@echo "make validate-destinations [FILE=destinations.json]            schema + rules, no storage needed"
 	@echo "make test | lint | typecheck | iac | check | bench | clean"
@@ -49,10 +49,10 @@ status:
 
 # Your own data in the running local stack (the stack's local.settings.json names where).
 FILE ?=
-AS ?=
+BLOB ?=
 upload-segment: install
-	@test -n "$(FILE)" || { echo "usage: make upload-segment FILE=path/to/segment.csv [AS=demo/newsletter.csv]"; exit 2; }
-	$(PY) -m tools.local_stack $(STACK_OPTS) upload-segment "$(FILE)" $(if $(AS),--as "$(AS)")
+	@test -n "$(FILE)" || { echo "usage: make upload-segment FILE=path/to/segment.csv [BLOB=demo/newsletter.csv]"; exit 2; }
+	$(PY) -m tools.local_stack $(STACK_OPTS) upload-segment "$(FILE)" $(if $(BLOB),--as "$(BLOB)")
 
 upload-destinations: install
 	$(PY) -m tools.local_stack $(STACK_OPTS) upload-destinations "$(or $(FILE),samples/destinations.json)"

@@ -402,7 +402,7 @@ def _differs_note(container: str, name: str, path: Path) -> str:
     again = (
         f"make upload-destinations FILE={sample}"
         if name == "destinations.json"
-        else f"make upload-segment FILE={sample} AS={name}"
+        else f"make upload-segment FILE={sample} BLOB={name}"
     )
     return f"note: {container}/{name} in the stack differs from {sample} and was kept. To use the sample: {again}"
 

@@ -224,8 +224,22 @@ def _export(runtime: Runtime, args: argparse.Namespace) -> int:
     if _wants_json(args):
         _print_json(final.to_dict())
     else:
-        _print_lines(console.run_summary(final))
+        _print_lines(console.run_summary(final, invoked_as()))
     return STATUS_EXIT.get(final.status, EXIT_FAILED)
+
+
+def invoked_as(argv0: str | None = None) -> str:
+    """The command as typed: 'sendgrid-export' where that is on PATH, else the path typed
+    (.venv/bin/sendgrid-export), else 'python -m shared'."""
+    import shutil
+
+    typed = sys.argv[0] if argv0 is None else argv0
+    if Path(typed).name != PROG:
+        return "python -m shared"
+    on_path = shutil.which(PROG)
+    if on_path and Path(on_path).resolve() == Path(typed).resolve():
+        return PROG
+    return typed
 
 
 class _NoKeyVaultSetting:

@@ -18,8 +18,9 @@ SUMMARY_MAX_LINES = 15
 _MAX_DETAIL = 90  # a failed run's reason, cut to fit a terminal line
 
 
-def run_summary(record: RunRecord) -> list[str]:
-    """At most :data:`SUMMARY_MAX_LINES` lines: status, counts, lists, rejects, what to do next."""
+def run_summary(record: RunRecord, prog: str = PROG) -> list[str]:
+    """At most :data:`SUMMARY_MAX_LINES` lines: status, counts, lists, rejects, what to do next.
+    ``prog``: the command as the person typed it, so that the next steps work when pasted."""
     counts = record.counts
     dry = record.options.dry_run
     lines = []
@@ -47,22 +48,22 @@ def run_summary(record: RunRecord) -> list[str]:
         lines.append(f"  error: {shorten(error, 200)}")
     if record.rejects_blob:
         lines.append(f"  rejected rows ({counts.rejected:,}): blob {record.rejects_blob} in the exports container")
-    lines.extend(_next_steps(record))
+    lines.extend(_next_steps(record, prog))
     return lines[:SUMMARY_MAX_LINES]
 
 
-def _next_steps(record: RunRecord) -> list[str]:
+def _next_steps(record: RunRecord, prog: str) -> list[str]:
     name, run_id = record.destination, record.run_id
     steps = []
     if record.rejects_blob:
-        steps.append(f"  see why rows were rejected: {PROG} rejects {name} {run_id}")
+        steps.append(f"  see why rows were rejected: {prog} rejects {name} {run_id}")
     if record.status == RunStatus.FAILED:
-        steps.append(f"  find what is wrong: {PROG} check {name}")
+        steps.append(f"  find what is wrong: {prog} check {name}")
     elif record.status == RunStatus.SKIPPED:
-        steps.append(f"  another run holds the destination: {PROG} runs {name}")
+        steps.append(f"  another run holds the destination: {prog} runs {name}")
     elif record.options.dry_run:
-        steps.append(f"  send for real: {PROG} export {name}")
-    steps.append(f"  the whole record: {PROG} runs {name} --json --limit 1")
+        steps.append(f"  send for real: {prog} export {name}")
+    steps.append(f"  the whole record: {prog} runs {name} --json --limit 1")
     return ["next:", *steps]
 
 

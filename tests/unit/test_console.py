@@ -77,3 +77,22 @@ def test_a_failed_run_shows_its_reason_and_rejected_agrees_with_the_rejects_file
 def test_the_checklist_ends_with_a_verdict():
     lines = console.check_lines([{"name": "secret", "ok": True, "detail": "read"}, {"name": "list:A", "ok": False}])
     assert lines[1].startswith("FAIL list:A") and lines[-1].startswith("not ready")
+
+
+def test_next_steps_use_the_command_as_it_was_typed(tmp_path, monkeypatch):
+    from shared.entrypoints import cli
+
+    typed = tmp_path / "bin" / "sendgrid-export"
+    typed.parent.mkdir()
+    typed.write_text("")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert cli.invoked_as(str(typed)) == str(typed)  # not on PATH: the path, which works when pasted
+    monkeypatch.setenv("PATH", str(typed.parent))
+    typed.chmod(0o755)
+    assert cli.invoked_as(str(typed)) == "sendgrid-export"
+    assert cli.invoked_as("/x/shared/__main__.py") == "python -m shared"
+    failed = record(status=RunStatus.FAILED, errors=["boom"])
+    assert any(
+        ".venv/bin/sendgrid-export check newsletter" in line
+        for line in console.run_summary(failed, ".venv/bin/sendgrid-export")
+    )
