@@ -112,6 +112,8 @@ def run_row(record: RunRecord, now: datetime | None = None) -> tuple[str, ...]:
 def _detail(record: RunRecord, progress: dict[str, Any]) -> str:
     status = record.status
     if status == RunStatus.RUNNING:
+        if not progress:  # saved every few seconds: a run younger than that has none yet
+            return "all rows read; sending" if record.counts.read else "started; no progress saved yet"
         parts = [str(progress.get("stage") or "starting")]
         total, read = _int(progress.get("rows_total")), _int(progress.get("rows_read"))
         if total:
