@@ -61,7 +61,7 @@ def test_a_running_run_shows_stage_percent_and_eta_and_never_sent_ahead_of_read(
     assert row["detail"] == "reading 25% ETA 1m35s" and row["duration"] == "30.0s"
     assert row["rejected"] == "-"  # no rejects file yet: nothing for `rejects` to print
     young = record(status=RunStatus.RUNNING, finished_at=None, progress=None)
-    assert as_row(console.run_row(young))[-1] == "started; no progress saved yet"
+    assert as_row(console.run_row(young))["detail"] == "started; no progress saved yet"
 
 
 def test_a_failed_run_shows_its_reason_and_rejected_agrees_with_the_rejects_file():
