@@ -219,6 +219,14 @@ def up(state: Path, data: Path, settings_file: Path, free_ports: bool = False) -
     _write_local_settings(settings_file, values)
     _write_private(state / "env", "".join(f"{k}={_shell_quote(v)}\n" for k, v in values.items()))
     print(_ready_text(stack, state, data, settings_file))
+    ours = values["REQUESTS_CA_BUNDLE"]
+    if os.environ.get("REQUESTS_CA_BUNDLE", ours) != ours:
+        # sendgrid-export gives the vault client its CA itself; the Functions host reads the environment.
+        print(
+            "note: your shell sets REQUESTS_CA_BUNDLE. sendgrid-export is not affected (it uses KEY_VAULT_CA_BUNDLE), "
+            f"but func start is: start it as  REQUESTS_CA_BUNDLE={_shown(Path(ours))} func start",
+            file=sys.stderr,
+        )
     return 0
 
 
