@@ -178,7 +178,10 @@ def schema_problems(text: bytes) -> list[str]:
     except (ValueError, RecursionError):
         return []  # the rules say why, once
     validator = jsonschema.Draft202012Validator(json.loads(schema_path.read_text()))
-    found = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))[:20]
+    try:
+        found = sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])[:20]
+    except RecursionError:  # the rules refuse such a file too, saying why
+        return ["(top): nested too deeply to check against the schema"]
     return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message[:200]}" for e in found]
 
 

@@ -151,3 +151,23 @@ def test_validate_destinations_needs_no_settings_and_names_each_fault(tmp_path):
     assert bad.returncode == 2
     assert "FAIL newsletter" in bad.stdout and "region" in bad.stdout and "ok   ok" in bad.stdout
     assert "schema: destinations/0" in bad.stdout  # the JSON schema's verdict too
+
+
+@pytest.mark.parametrize(
+    "content",
+    ['{"destinations": [' + "[" * 900 + "]" * 900 + "]}", "{" * 100_000, "not json", "x" * (1024 * 1024 + 1)],
+)
+def test_validate_destinations_meets_a_hostile_file_with_a_clear_error(tmp_path, content):
+    hostile = tmp_path / "destinations.json"
+    hostile.write_text(content)
+    proc = subprocess.run(
+        [sys.executable, "-m", "shared", "validate-destinations", str(hostile)],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-500:]
+    assert "FAIL" in proc.stdout + proc.stderr
