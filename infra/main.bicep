@@ -7,14 +7,47 @@ targetScope = 'subscription'
 param environmentName string
 
 @minLength(1)
-@description('Region of every resource. Flex Consumption must be available there.')
+@description('Region of every resource: only the regions that offer Flex Consumption (infra/tests/flex_rules.py says where the list comes from), so azd offers no other.')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
 @metadata({ azd: { type: 'location' } })
 param location string
 
 @description('Object id of the deploying user; given data access to storage and Key Vault so they can upload destinations.json and set the API key. Leave empty to grant nothing.')
 param principalId string = ''
 
-@description('Type of principalId: User for a person, ServicePrincipal for a pipeline.')
+@description('Type of principalId: User for a person, ServicePrincipal for a pipeline (.github/workflows/azure-dev.yml sets AZURE_PRINCIPAL_TYPE).')
 @allowed(['User', 'ServicePrincipal'])
 param principalType string = 'User'
 
@@ -30,10 +63,13 @@ param rejectRatePercent int = 5
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
 
-@description('Most instances the Flex Consumption app may scale out to.')
-@minValue(1)
+@description('Most instances the Flex Consumption app may scale out to: 40 to 1000 (some regions refuse less than 40).')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
+
+@description('Private network: a virtual network the app joins (its subnet delegated to Microsoft.App/environments), private endpoints and DNS zones for blob, queue and Key Vault, and public network access off on storage and Key Vault. The app keeps its public HTTPS endpoint, which Event Grid delivers to.')
+param vnetEnabled bool = false
 
 @description('NCRONTAB schedule (UTC, six fields) of the scheduled export.')
 param exportSchedule string = '0 0 3 * * *'
@@ -70,6 +106,9 @@ param logAnalyticsName string = ''
 
 @description('Override: Application Insights name.')
 param applicationInsightsName string = ''
+
+@description('Override: virtual network name (with vnetEnabled).')
+param vnetName string = ''
 
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -121,6 +160,8 @@ module storage 'modules/storage.bicep' = {
     segmentsContainerName: segmentsContainerName
     exportsContainerName: exportsContainerName
     exportQueueName: exportQueueName
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
+    privateNetwork: vnetEnabled
   }
 }
 
@@ -143,6 +184,20 @@ module keyVault 'modules/keyvault.bicep' = {
     location: location
     tags: tags
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
+    privateNetwork: vnetEnabled
+  }
+}
+
+// Only with vnetEnabled: the network, and private endpoints for the storage account and the vault.
+module network 'modules/network.bicep' = if (vnetEnabled) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: !empty(vnetName) ? vnetName : '${abbrs.networkVirtualNetworks}${resourceToken}'
+    location: location
+    tags: tags
+    storageAccountName: storage.outputs.name
+    keyVaultName: keyVault.outputs.name
   }
 }
 
@@ -166,6 +221,7 @@ module functionApp 'modules/functionapp.bicep' = {
     segmentsContainerName: segmentsContainerName
     exportsContainerName: exportsContainerName
     exportQueueName: exportQueueName
+    appSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''
   }
 }
 

@@ -13,12 +13,18 @@ foreach ($attempt in 1..6) {
   Start-Sleep -Seconds 10
 }
 if (-not $key) { throw 'subscribe-events: no eventgrid_extension key: is the code deployed?' }
+$endpoint = "$($env:FUNCTION_APP_URL)/runtime/webhooks/eventgrid?functionName=segment_landed&code=$key"
+# On Windows az is az.cmd, which cmd.exe runs: an unquoted & there ends the command, and the
+# subscription would be made without its key (Azure CLI, doc/quoting-issues-with-powershell.md).
+# The URL goes inside quotes of its own, which PowerShell passes on as they are and cmd.exe keeps
+# the & within; az receives the URL whole. infra/tests/test_hooks.py replays this.
+$quotedEndpoint = '"' + $endpoint + '"'
 az eventgrid system-topic event-subscription create `
   --name segments-landed `
   --resource-group $env:AZURE_RESOURCE_GROUP `
   --system-topic-name $env:EVENT_GRID_SYSTEM_TOPIC_NAME `
   --endpoint-type webhook `
-  --endpoint "$($env:FUNCTION_APP_URL)/runtime/webhooks/eventgrid?functionName=segment_landed&code=$key" `
+  --endpoint $quotedEndpoint `
   --included-event-types Microsoft.Storage.BlobCreated `
   --subject-begins-with "/blobServices/default/containers/$($env:SEGMENTS_CONTAINER)/" `
   --max-delivery-attempts 10 `

@@ -56,7 +56,9 @@ def build_runtime(
         segments=AzureBlobStore(service.get_container_client(settings.segments_container)),
         exports=exports_store,
         secrets=secrets,
-        sendgrid=lambda base_url, api_key: SendGridClient(base_url, api_key),
+        sendgrid=lambda base_url, api_key: SendGridClient(
+            base_url, api_key, errors_file_hosts=settings.errors_file_hosts
+        ),
         lock=BlobLeaseLock(exports),
         jobs=AzureJobQueue(lambda: queue_client(settings.host_storage, settings.export_queue, credential)),
         records=RunRecordStore(exports_store),

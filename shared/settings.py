@@ -5,6 +5,7 @@ A missing or malformed setting fails fast with a :class:`SettingsError` that nam
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -41,6 +42,8 @@ STORAGE_SUFFIXES = ("__blobServiceUri", "__queueServiceUri", "__accountName", "_
 _CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]\Z")
 # Queue names follow the same rules as container names.
 _QUEUE_NAME = _CONTAINER_NAME
+# A host, or a host pattern: letters, digits, hyphens and '*' in each label; '*.' first: any subdomain.
+_HOST_PATTERN = re.compile(r"^(\*\.)?[a-z0-9*-]+(\.[a-z0-9*-]+)*\Z")
 # NCRONTAB as Azure Functions takes it: six fields, seconds first.
 _NCRONTAB_FIELD = re.compile(r"^[0-9A-Za-z*/,\-]+\Z")
 
@@ -101,6 +104,8 @@ class Settings:
     # X-MS-CLIENT-PRINCIPAL* headers and set its own, so only then are they worth believing.
     app_service_auth: bool = False
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    # Hosts an import job's errors file may also come from, beyond SendGrid's own.
+    errors_file_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, require_key_vault: bool = True) -> Settings:
@@ -143,6 +148,7 @@ class Settings:
             export_settle_seconds=_integer(env, "EXPORT_SETTLE_SECONDS", DEFAULT_EXPORT_SETTLE_SECONDS, (0, 604_800)),
             app_service_auth=_flag(env, "WEBSITE_AUTH_ENABLED"),
             max_record_bytes=_integer(env, "MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES, _MAX_RECORD_BYTES_RANGE),
+            errors_file_hosts=_hosts(env, "SENDGRID_ERRORS_FILE_HOSTS"),
         )
 
 
@@ -152,6 +158,27 @@ def _integer(env: Mapping[str, str], name: str, default: int, bounds: tuple[int,
     if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise SettingsError(f"{name} must be a whole number from {low} to {high}, not '{raw[:40]}'.")
     return int(raw)
+
+
+def _hosts(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated host names (``*`` for any one label, ``*.`` first for any subdomain) or IP
+    addresses; no scheme, port or path."""
+    hosts = tuple(h.strip().lower() for h in _get(env, name, "").split(",") if h.strip())
+    for host in hosts:
+        if not (_HOST_PATTERN.match(host) or _is_ip_address(host)):
+            raise SettingsError(
+                f"{name}: '{host[:100]}' is not a host name or IP address (e.g. files.example.com, "
+                "*.example.com, 127.0.0.1; no scheme, port or path)."
+            )
+    return hosts
+
+
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _get(env: Mapping[str, str], name: str, default: str) -> str:

@@ -70,13 +70,14 @@ SAMPLE_SEGMENT = "demo/newsletter.csv"  # what the sample destination 'newslette
 
 
 def _pick_ports(free: bool, previous: dict[str, int] | None = None) -> dict[str, int]:
-    """The fixed ports (or, with ``free``, the previous ones where still free, else any free ones)."""
+    """The fixed ports; with ``free``, the previous ones where still free, else any the system gives."""
     from tools.local_ports import free_port, holder, port_free
 
     ports: dict[str, int] = {}
     for name, default in DEFAULT_PORTS.items():
-        port = (previous or {}).get(name, default) if free else default
-        if port_free(port) and port not in ports.values():
+        # --free-ports never takes the fixed ones: a `make up` may want them later.
+        port = (previous or {}).get(name, 0) if free else default
+        if port and port_free(port) and port not in ports.values():
             ports[name] = port
         elif free:
             while (port := free_port()) in ports.values():

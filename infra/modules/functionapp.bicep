@@ -46,6 +46,9 @@ param exportsContainerName string
 @description('Queue of export jobs (EXPORT_QUEUE).')
 param exportQueueName string
 
+@description('Subnet the app joins (delegated to Microsoft.App/environments); empty for none, the default.')
+param appSubnetId string = ''
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
@@ -78,10 +81,13 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     clientCertEnabled: false // checkov:skip=CKV_AZURE_17: callers authenticate with function keys (auth level function) or App Service authentication, not client certificates
     publicNetworkAccess: 'Enabled' // checkov:skip=CKV_AZURE_222: the on-demand export API is called from outside; every route but the bare health probe needs a function key
+    // With the private network, the app joins its subnet: storage and Key Vault are then reached through their private endpoints.
+    virtualNetworkSubnetId: empty(appSubnetId) ? null : appSubnetId
     siteConfig: {
+      // FTP is off on Flex Consumption and ARM refuses siteConfig.ftpsState there (infra/tests/flex_rules.py).
+      // checkov:skip=CKV_AZURE_78: FTP does not exist on Flex Consumption, and ARM refuses ftpsState on it (error 51021)
       // checkov:skip=CKV_AZURE_213: App Service health checks do not apply to Flex Consumption; GET /api/health is the liveness probe
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
     }
     functionAppConfig: {

@@ -10,6 +10,9 @@ param tags object = {}
 @description('Log Analytics workspace that receives the vault audit logs.')
 param logAnalyticsWorkspaceId string
 
+@description('Private network on: the vault takes no traffic from public networks (its private endpoint serves the app).')
+param privateNetwork bool = false
+
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: name
   location: location
@@ -21,9 +24,9 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableSoftDelete: true
     softDeleteRetentionInDays: 90
     enablePurgeProtection: true
-    publicNetworkAccess: 'Enabled' // checkov:skip=CKV_AZURE_189: Flex Consumption without a VNet reaches the vault over its public endpoint; access is RBAC-only and audited
+    publicNetworkAccess: privateNetwork ? 'Disabled' : 'Enabled' // checkov:skip=CKV_AZURE_189: Enabled only without the private network (VNET_ENABLED, off by default), where Flex Consumption reaches the vault over its public endpoint; access is RBAC-only and audited
     networkAcls: {
-      defaultAction: 'Allow' // checkov:skip=CKV_AZURE_109: Flex Consumption without a VNet reaches the vault over its public endpoint; access is RBAC-only
+      defaultAction: privateNetwork ? 'Deny' : 'Allow' // checkov:skip=CKV_AZURE_109: Allow only without the private network (VNET_ENABLED), where the app reaches the vault over its public endpoint; access is RBAC-only
       bypass: 'AzureServices'
     }
   }

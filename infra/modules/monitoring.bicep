@@ -71,7 +71,7 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
 var runs = 'customEvents | where name == "SendGridExportRun" | extend destination = tostring(customDimensions.destination), status = tostring(customDimensions.status), run_id = tostring(customDimensions.run_id)'
 var realRuns = '${runs} | where tostring(customDimensions.dry_run) == "false"'
 
-resource failedRuns 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+resource failedRuns 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: alertName
   location: location
   tags: tags
@@ -101,7 +101,7 @@ resource failedRuns 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' 
 
 // A run that ends completed_with_errors is not a failure, but one that rejects much of what it read
 // means bad data or a broken mapping. Dry runs are left out: they are how a mapping is tried.
-resource rejectRate 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+resource rejectRate 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: rejectRateAlertName
   location: location
   tags: tags
@@ -136,7 +136,7 @@ resource rejectRate 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' 
 var scheduled = '${realRuns} | where isnotempty(tostring(customDimensions.schedule_enabled)) | summarize arg_max(timestamp, schedule_enabled = tostring(customDimensions.schedule_enabled)) by destination | where schedule_enabled == "true"'
 var succeeded = '${realRuns} | where timestamp > ago(26h) and status in ("succeeded", "completed_with_errors") | distinct destination'
 
-resource staleRuns 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = {
+resource staleRuns 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: staleRunAlertName
   location: location
   tags: tags

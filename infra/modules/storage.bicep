@@ -19,6 +19,12 @@ param exportsContainerName string
 @description('Queue of export jobs.')
 param exportQueueName string
 
+@description('Log Analytics workspace that receives the queue service logs.')
+param logAnalyticsWorkspaceId string
+
+@description('Private network on: the account takes no traffic from public networks (its private endpoints serve the app).')
+param privateNetwork bool = false
+
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
   location: location
@@ -35,9 +41,9 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled' // checkov:skip=CKV_AZURE_59: Flex Consumption without a VNet reaches storage over its public endpoint; access is by Entra ID only (shared keys are off)
+    publicNetworkAccess: privateNetwork ? 'Disabled' : 'Enabled' // checkov:skip=CKV_AZURE_59: Enabled only without the private network (VNET_ENABLED, off by default), where Flex Consumption reaches storage over its public endpoint; access is by Entra ID only (shared keys are off)
     networkAcls: {
-      defaultAction: 'Allow' // checkov:skip=CKV_AZURE_35: as above: no VNet in this template, so the firewall cannot default to deny
+      defaultAction: privateNetwork ? 'Deny' : 'Allow' // checkov:skip=CKV_AZURE_35: Allow only without the private network (VNET_ENABLED), where the app reaches storage over the public endpoint
       bypass: 'AzureServices'
     }
     encryption: {
@@ -82,7 +88,21 @@ resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-0
   parent: account
   name: 'default'
   properties: {
-    // checkov:skip=CKV_AZURE_33: queue access is logged through the diagnostic settings below, not classic Storage Analytics
+    // checkov:skip=CKV_AZURE_33: classic Storage Analytics logging is not in the queueServices schema; queueLogs below sends writes and deletes to Log Analytics
+  }
+}
+
+// Every job enqueued and every message deleted, in Log Analytics (StorageQueueLogs). Reads are left
+// out: the queue trigger polls, and each poll would be a row.
+resource queueLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'queue-writes-deletes'
+  scope: queueService
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      { category: 'StorageWrite', enabled: true }
+      { category: 'StorageDelete', enabled: true }
+    ]
   }
 }
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
 from shared.errors import ExportError, SettingsError
+from shared.json_input import JsonDocumentError, load_json
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
 from shared.settings import StorageSettings
 
@@ -54,9 +55,9 @@ class ExportJob:
         if len(text) > MAX_MESSAGE_CHARS:
             raise MalformedJob(f"the message is over {MAX_MESSAGE_CHARS} characters")
         try:
-            data: Any = json.loads(text)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise MalformedJob("the message is not JSON (or nests too deep)") from None
+            data: Any = load_json(text, "the message")
+        except JsonDocumentError as exc:
+            raise MalformedJob(str(exc)) from None
         if not isinstance(data, dict):
             raise MalformedJob("the message is not a JSON object")
         run_id, destination = data.get("run_id"), data.get("destination")

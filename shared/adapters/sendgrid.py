@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
 import requests
 
+from shared.adapters.downloads import DownloadError, Limits, fetch, host_policy
 from shared.adapters.retry import RETRYABLE_STATUSES, RetryPolicy
 from shared.adapters.sendgrid_answers import answer_error_text, answer_errors, answer_json, next_page_token
+from shared.adapters.wallclock import WallClockAdapter
 from shared.errors import SendGridAuthError, SendGridError
 from shared.privacy import register_secret
 
@@ -31,8 +32,9 @@ JOB_END_STATES = frozenset({"completed", "errored", "failed"})
 # An import job's errors file: a pre-signed link, read with these bounds (it lists at most one
 # row per contact of a batch, a few MB).
 ERRORS_FILE_MAX_BYTES = 32 * 1024 * 1024
-ERRORS_FILE_TIMEOUT = (10.0, 30.0)  # connect, and each read
-ERRORS_FILE_SECONDS = 60.0  # the whole download
+ERRORS_FILE_READ_TIMEOUT = 30.0  # connecting, and each read
+ERRORS_FILE_SECONDS = 60.0  # the whole download, wall-clock, however the server sends
+ANSWER_MAX_BYTES = 64 * 1024 * 1024  # SendGrid's largest answers (a page of 1,000 lists) are far smaller
 SEARCH_EMAIL_MAX_LENGTH = 100  # search/emails: each address at most 100 characters (maxLength)
 
 
@@ -70,12 +72,18 @@ class SendGridClient:
         timeout: tuple[float, float] = (10.0, 120.0),
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        errors_file_hosts: tuple[str, ...] = (),
     ):
         self._base = base_url.rstrip("/")
+        # Where an errors file may be fetched from: SendGrid's hosts, these, and the API's own origin.
+        self._file_hosts = host_policy(errors_file_hosts, self._base)
         # Epoch second past which no call waits or retries (set by the run); None: no bound.
         self.deadline: float | None = None
         register_secret(api_key)  # so that SendGrid quoting it back never carries it on (answer_errors)
         self._session = session or requests.Session()
+        # Each call ends by its connect + read timeout, however slowly an answer comes, and no
+        # answer is held past ANSWER_MAX_BYTES (see shared.adapters.wallclock).
+        self._session.mount(self._base + "/", WallClockAdapter(ANSWER_MAX_BYTES))
         self._session.headers.update(
             {
                 "Authorization": f"Bearer {api_key}",
@@ -172,40 +180,20 @@ class SendGridClient:
         return results
 
     def download_errors_file(self, url: str) -> bytes:
-        """An import job's ``errors_url``: a pre-signed link, fetched WITHOUT the API key, over
-        https only (or from the API's own origin, for a local stand-in), bounded in size and time."""
-        # No message below quotes the link: its query string is a signature.
-        try:
-            target, own = urlparse(url), urlparse(self._base)
-        except ValueError:
-            raise SendGridError("the errors file link is not a URL; it was not fetched.") from None
-        if target.scheme != "https" and (target.scheme, target.netloc) != (own.scheme, own.netloc):
-            raise SendGridError("the errors file link is not https; it was not fetched.")
-        give_up = self._clock() + ERRORS_FILE_SECONDS
+        """An import job's ``errors_url``: a pre-signed link, fetched WITHOUT the API key, only
+        from a host SendGrid serves files from (or the API's own origin, for a local stand-in),
+        bounded in size and in wall-clock time (see :mod:`shared.adapters.downloads`)."""
+        seconds = ERRORS_FILE_SECONDS
         if self.deadline is not None:
-            give_up = min(give_up, self.deadline)
+            seconds = min(seconds, self.deadline - self._clock())
+        if seconds <= 0:
+            raise SendGridError("the errors file was not fetched: the run's deadline has passed.")
+        limits = Limits(ERRORS_FILE_MAX_BYTES, seconds, ERRORS_FILE_READ_TIMEOUT)
         try:
-            # A bare request, not the session: the session carries the Authorization header.
-            with requests.get(
-                url,
-                headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
-                timeout=ERRORS_FILE_TIMEOUT,
-                stream=True,
-                allow_redirects=False,
-            ) as response:
-                status = response.status_code
-                if status != 200:
-                    raise SendGridError(f"the errors file answered {status}.", status=status)
-                data = bytearray()
-                for piece in response.iter_content(chunk_size=1 << 16):
-                    data += piece
-                    if len(data) > ERRORS_FILE_MAX_BYTES:
-                        raise SendGridError(f"the errors file is over {ERRORS_FILE_MAX_BYTES} bytes; it was not read.")
-                    if self._clock() > give_up:  # a server that trickles must not hold the run
-                        raise SendGridError(f"the errors file took over {ERRORS_FILE_SECONDS:.0f}s; it was not read.")
-                return bytes(data)
-        except (requests.RequestException, ValueError) as exc:
-            raise SendGridError(f"the errors file could not be fetched ({type(exc).__name__}).") from None
+            # A bare connection, not the session: the session carries the Authorization header.
+            return fetch(url, self._file_hosts, limits, what="the errors file", headers={"User-Agent": USER_AGENT})
+        except DownloadError as exc:
+            raise SendGridError(str(exc)) from None
 
     def iter_lists(self) -> Iterator[dict[str, Any]]:
         params: dict[str, Any] = {"page_size": 1000}

@@ -1,8 +1,9 @@
 """Reading SendGrid's answers: the JSON body, its ``errors`` and the next page's token.
 
-This is the one way SendGrid's words enter the app, so it is where they are cleaned: every
-registered secret (the API key among them) is redacted from the ``errors`` SendGrid returns, and
-the error text that reaches logs and records has its addresses masked as well.
+This is the one way SendGrid's words enter the app, so it is where they are cleaned: the
+``errors`` SendGrid returns are neutralised (every registered secret, the API key among them,
+redacted; escape sequences and control characters removed), and the error text that reaches logs
+and records has its addresses masked as well.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from urllib.parse import parse_qs, urlparse
 import requests
 
 from shared.errors import SendGridError
-from shared.privacy import mask_emails, redact_secrets, registered_secrets
+from shared.json_input import JsonDocumentError, load_json
+from shared.privacy import neutralise, redact
 
 SHOWN_ERRORS = 5  # an error text quotes this many of SendGrid's errors and counts the rest
 
@@ -22,27 +24,23 @@ def answer_json(response: requests.Response) -> dict[str, Any]:
     if not response.content:
         return {}
     try:
-        value = response.json()
-    except ValueError:
-        raise SendGridError(
-            f"SendGrid answered {response.status_code} with a body that is not JSON.",
-            status=response.status_code,
-        ) from None
+        value = load_json(response.content, f"SendGrid's answer ({response.status_code})")
+    except JsonDocumentError as exc:
+        raise SendGridError(str(exc), status=response.status_code) from None
     return value if isinstance(value, dict) else {"result": value}
 
 
 def answer_errors(response: requests.Response) -> list[dict[str, Any]]:
     try:
-        body = response.json()
-    except ValueError:
+        body = load_json(response.content, "SendGrid's answer")
+    except JsonDocumentError:
         return []
     errors = body.get("errors") if isinstance(body, dict) else None
     if isinstance(errors, dict):
         errors = [errors]
-    # Redacted here, the one way SendGrid's words enter the app: they reach records and rejects.
-    known = registered_secrets()
+    # Neutralised here, the one way SendGrid's words enter the app: they reach records and rejects.
     return [
-        {k: redact_secrets(v, *known) if isinstance(v, str) else v for k, v in e.items()}
+        {k: neutralise(v) if isinstance(v, str) else v for k, v in e.items()}
         for e in errors or []
         if isinstance(e, dict)
     ]
@@ -51,7 +49,7 @@ def answer_errors(response: requests.Response) -> list[dict[str, Any]]:
 def answer_error_text(response: requests.Response) -> str:
     """SendGrid's own words, with any address and any secret in them masked: this text reaches
     logs and records."""
-    return mask_emails(redact_secrets(_raw_error_text(response), *registered_secrets()))
+    return redact(_raw_error_text(response))
 
 
 def _raw_error_text(response: requests.Response) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -31,8 +32,9 @@ from shared.entrypoints import console
 from shared.entrypoints.service import run_now
 from shared.errors import ConfigError, ConsentError, ExportError, SettingsError
 from shared.inputs.config import parse_destinations
+from shared.json_input import load_json
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
-from shared.privacy import SecretRedactingFilter, redact
+from shared.privacy import SecretRedactingFilter, neutralise, neutralise_lines, redact
 from shared.run.destinations import exportable_destination, load_destinations
 from shared.run.preflight import run_checks
 from shared.run.progress import BarProgress, LogProgress
@@ -298,7 +300,7 @@ def _load_local_settings(args: argparse.Namespace) -> str:
     if not path.is_file():
         raise SettingsError(f"--local-settings {path}: no such file.")
     try:
-        values = json.loads(path.read_text(encoding="utf-8-sig")).get("Values", {})
+        values = load_json(path.read_text(encoding="utf-8-sig"), str(path)).get("Values", {})
     except (OSError, ValueError, AttributeError) as exc:
         raise SettingsError(
             f"{path} is not a local.settings.json ({type(exc).__name__}): fix it, or run with --no-local-settings."
@@ -337,9 +339,10 @@ def _rejects(runtime: Runtime, args: argparse.Namespace) -> int:
         return EXIT_FAILED
     out = sys.stdout.buffer
     try:
-        out.write(first)
-        for chunk in chunks:
-            out.write(chunk)
+        # Cells are outside text, and this may be a terminal: neutralised again on the way out
+        # (a file written by an older version, or edited, may hold a key or an escape sequence).
+        for piece in neutralise_lines(itertools.chain([first], chunks)):
+            out.write(piece)
         out.flush()
     except BrokenPipeError:  # `| head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
@@ -517,7 +520,8 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def _print_lines(lines: list[str]) -> None:
-    sys.stdout.write("".join(line + "\n" for line in lines))
+    # Record fields (errors, list names) are outside text, and this may be a terminal.
+    sys.stdout.write("".join(neutralise(line) + "\n" for line in lines))
     sys.stdout.flush()
 
 

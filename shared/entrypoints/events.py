@@ -12,7 +12,6 @@ Nothing here is the Functions framework: ``function_app.py`` hands the event ove
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 from shared.errors import ExportError
 from shared.inputs.config import Destination
 from shared.inputs.segments import CSV_SUFFIXES, JSONL_SUFFIXES
+from shared.json_input import JsonDocumentError, load_json
 from shared.names import RUN_ID_PATTERN
 from shared.run.records import utc_now
 
@@ -85,8 +85,8 @@ def gate_blob_name(destination: str) -> str:
 def gate_run_id(data: bytes) -> str | None:
     """The run id a coalescing gate names, or None if it names none we can trust."""
     try:
-        run_id = json.loads(data).get("run_id")
-    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
+        run_id = load_json(data, "the gate").get("run_id")
+    except (JsonDocumentError, AttributeError):
         return None
     return run_id if isinstance(run_id, str) and RUN_ID_PATTERN.fullmatch(run_id) else None
 

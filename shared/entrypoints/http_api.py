@@ -17,8 +17,9 @@ from typing import Any
 from shared.adapters.jobs import OPTION_NAMES
 from shared.entrypoints.service import enqueue_export
 from shared.errors import ConfigError, ConsentError, ExportError, SettingsError, UnknownDestinationError
+from shared.json_input import JsonDocumentError, load_json
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
-from shared.privacy import mask_emails
+from shared.privacy import neutralise_lines, redact
 from shared.run.destinations import DestinationDisabledError, load_destinations
 from shared.run.preflight import run_checks
 from shared.run.records import CorruptRunRecord, ExportOptions, rejects_blob_name
@@ -71,7 +72,7 @@ class BadRequest(Exception):
 
 
 def error(status: int, code: str, message: str) -> ApiResponse:
-    return ApiResponse(status, {"error": {"code": code, "message": mask_emails(message)}})
+    return ApiResponse(status, {"error": {"code": code, "message": redact(message)}})
 
 
 Handler = Callable[[Runtime, ApiRequest], ApiResponse]
@@ -115,13 +116,9 @@ def _options(body: bytes) -> ExportOptions:
     if not body.strip():
         return ExportOptions()
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("invalid_body", "the body must be JSON.") from None
-    except RecursionError:
-        raise BadRequest(
-            "invalid_body", 'the body nests too deeply; it must be a flat JSON object, e.g. {"dry_run": true}.'
-        ) from None
+        data = load_json(body, "the body", max_depth=1)  # a flat object: nothing deeper is an option
+    except JsonDocumentError as exc:
+        raise BadRequest("invalid_body", f'{exc} It must be a flat JSON object, e.g. {{"dry_run": true}}.') from None
     if not isinstance(data, dict):
         raise BadRequest("invalid_body", 'the body must be a JSON object, e.g. {"dry_run": true}.')
     unknown = sorted(set(data) - set(OPTION_NAMES))
@@ -225,7 +222,8 @@ def get_rejects(runtime: Runtime, request: ApiRequest) -> ApiResponse:
             f"get it with 'python -m shared rejects {name} {run_id}', which streams it, or from the "
             f"{runtime.settings.exports_container} container.",
         )
-    data = b"".join(runtime.edges.exports.iter_chunks(blob))
+    # Neutralised on the way out as on the way in: a stored file may predate that, or be edited.
+    data = b"".join(neutralise_lines(runtime.edges.exports.iter_chunks(blob)))
     headers = {
         "Content-Disposition": f'attachment; filename="{name}-{run_id}.rejects.csv"',
         # The cells are source data: never let a browser sniff them into something it runs.

@@ -9,7 +9,6 @@ newest complete snapshot is read. An entity without partitions is read from its 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 from shared.errors import SegmentError
 from shared.inputs.destination import CsvOptions
+from shared.json_input import JsonDocumentError, load_json
 
 MODEL_FILE = "model.json"
 # Customer Insights writes model.json files of kilobytes, a few MB with thousands of partitions.
@@ -54,9 +54,9 @@ class PartitionFile:
 
 def parse_model(text: bytes | str, source: str) -> list[Entity]:
     try:
-        doc = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SegmentError(f"{source} is not valid JSON: {exc}") from None
+        doc = load_json(text, source)
+    except JsonDocumentError as exc:
+        raise SegmentError(str(exc)) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("entities"), list):
         raise SegmentError(f'{source} is not a CDM model.json: it has no "entities" array.')
     entities = []

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -24,6 +23,7 @@ from shared.inputs.destination import (
     ListRef,
     SegmentRef,
 )
+from shared.json_input import JsonDocumentError, load_json
 from shared.names import NAME_PATTERN
 
 # The destination types are re-exported: callers that parse the file also name what it holds.
@@ -79,14 +79,9 @@ _DESTINATION_KEYS = {f.name for f in dataclasses.fields(Destination)} | {"list"}
 def parse_destinations(text: str | bytes, source: str = "destinations.json") -> DestinationsConfig:
     """Parse the whole file; a document-level fault raises, a destination-level one is kept."""
     try:
-        doc = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ConfigError(
-            f"{source} nests arrays or objects too deeply to read (a valid file needs a few levels): "
-            "fix the file and upload it again."
-        ) from None
+        doc = load_json(text, source)
+    except JsonDocumentError as exc:
+        raise ConfigError(f"{exc} Fix the file and upload it again.") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("destinations"), list):
         raise ConfigError(f'{source} must be an object with a "destinations" array.')
     unknown = set(doc) - {"destinations", "$schema"}

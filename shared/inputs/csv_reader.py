@@ -20,7 +20,11 @@ from shared.settings import DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_LIMIT
 MAX_HEADER_CHARS = 1024 * 1024
 
 # Rows may hold long free-text fields; the csv module's default of 128 KiB would stop a run. A
-# record's length is bounded by MAX_RECORD_BYTES, so a field's is too.
+# record's length is bounded by MAX_RECORD_BYTES, so a field's is too. The limit is process-wide
+# (the csv module has no other), so no parser may rely on it for a bound: every CSV the app parses
+# has its records cut to length BEFORE csv sees them (segments: MAX_RECORD_BYTES, in
+# record_split; errors files: MAX_RECORD_CHARS, in run/import_errors), and this raised limit
+# never decides what any parse holds.
 csv.field_size_limit(MAX_RECORD_BYTES_LIMIT)
 
 

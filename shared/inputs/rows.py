@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from shared.inputs.mapping import ColumnPlan
-from shared.privacy import mask_emails
+from shared.privacy import redact
 
 # SendGrid's maximum lengths for reserved fields (ContactRequest in the Contacts OpenAPI document).
 FIELD_LIMITS: dict[str, int] = {
@@ -224,5 +224,5 @@ def _parse_date(value: str) -> date | None:
 
 
 def _preview(value: str) -> str:
-    value = mask_emails(value)
+    value = redact(value)
     return value if len(value) <= 20 else value[:17] + "..."

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from shared.inputs.config import Destination
-from shared.privacy import mask_emails
+from shared.privacy import redact
 from shared.run.ports import Edges
 from shared.run.progress import ProgressSnapshot, RunProgress
 from shared.run.records import RejectsWriter, RunRecord, RunStatus, iso, rejects_blob_name, utc_now
@@ -51,8 +51,8 @@ class RunBookkeeping:
 
     def fail(self, message: str) -> None:
         self.failed = True
-        self.record.errors.append(mask_emails(message))
-        log.error("run %s of %s failed: %s", self.record.run_id, self.record.destination, mask_emails(message))
+        self.record.errors.append(redact(message))
+        log.error("run %s of %s failed: %s", self.record.run_id, self.record.destination, redact(message))
 
     def finish(self) -> None:
         record = self.record

@@ -21,7 +21,7 @@ from shared.errors import ExportError, ProfileLimitError
 from shared.inputs.config import Destination, DestinationsConfig
 from shared.inputs.rows import CustomFieldDef
 from shared.inputs.segments import SegmentPlan, resolve_segment
-from shared.privacy import mask_emails
+from shared.privacy import redact
 from shared.run.batching import BatchSpool
 from shared.run.bookkeeping import RunBookkeeping
 from shared.run.destinations import (
@@ -95,7 +95,7 @@ def run_export(runtime: Runtime, record: RunRecord) -> RunRecord:
 
 
 def describe_unexpected(exc: BaseException) -> str:
-    return mask_emails(f"unexpected error ({type(exc).__name__}): {exc}")[:500]
+    return redact(f"unexpected error ({type(exc).__name__}): {exc}")[:500]
 
 
 class _Run(RunBookkeeping):

@@ -13,7 +13,7 @@ from shared.errors import ConfigError, ExportError, SendGridAuthError, SendGridE
 from shared.inputs.config import Destination, ListRef
 from shared.inputs.mapping import plan_columns
 from shared.inputs.segments import SegmentPlan, open_segment_file, resolve_segment
-from shared.privacy import mask_emails
+from shared.privacy import redact
 from shared.run.destinations import load_destinations
 from shared.run.lookups import SendGridList, custom_field_definitions, find_lists
 from shared.run.ports import SendGridApi
@@ -29,7 +29,7 @@ class Check:
     def __post_init__(self) -> None:
         # Details repeat errors from files and from SendGrid: an address in one never reaches
         # the CLI's screen or an HTTP answer.
-        self.detail = mask_emails(self.detail)
+        self.detail = redact(self.detail)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -21,6 +21,8 @@ from typing import Any
 
 from shared.adapters.storage import BlobNotFound, BlobStore
 from shared.errors import ExportError
+from shared.json_input import JsonDocumentError, load_json
+from shared.privacy import csv_cell
 from shared.run.counts import RunCounts
 
 log = logging.getLogger(__name__)
@@ -191,9 +193,9 @@ class RunRecordStore:
     @staticmethod
     def _parse(name: str, raw: bytes) -> RunRecord:
         try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise CorruptRunRecord(name, f"not JSON: {type(exc).__name__}") from None
+            data = load_json(raw, "the record")
+        except JsonDocumentError as exc:
+            raise CorruptRunRecord(name, str(exc)) from None
         if not isinstance(data, dict):
             raise CorruptRunRecord(name, "not a JSON object")
         try:
@@ -245,7 +247,9 @@ class RejectsWriter:
         self.count = 0
 
     def add(self, source: str, line: int, email: str, category: str, reason: str, field_name: str = "") -> None:
-        self._csv.writerow((_cell(source), line, _cell(email), _cell(category), _cell(field_name), _cell(reason)))
+        self._csv.writerow(
+            (csv_cell(source), line, csv_cell(email), csv_cell(category), csv_cell(field_name), csv_cell(reason))
+        )
         self.count += 1
 
     def upload(self, exports: BlobStore, blob_name: str) -> None:
@@ -255,14 +259,3 @@ class RejectsWriter:
 
     def close(self) -> None:
         self._text.close()
-
-
-# A cell starting with one of these runs as a formula when the file is opened in a spreadsheet.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value: str) -> str:
-    # Undecodable input is carried as lone surrogates; write it back as the bytes it was.
-    value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    # OWASP's advice against CSV injection: a leading quote makes the cell text.
-    return "'" + value if value.startswith(_FORMULA_STARTS) else value

@@ -30,7 +30,7 @@ from typing import Any
 from shared.adapters.sendgrid import CallStats
 from shared.context import propagate
 from shared.errors import SendGridAuthError, SendGridError
-from shared.privacy import mask_emails
+from shared.privacy import redact
 from shared.run.batching import Batch, BatchSpool
 from shared.run.ports import SendGridApi
 
@@ -262,7 +262,7 @@ class BatchSender:
                 for p in sorted(named):
                     self._reject(batch, positions[p], named[p])
                 entry["isolated"] = entry.get("isolated", 0) + len(named)
-                entry["error"] = mask_emails(str(exc))[:1000]
+                entry["error"] = redact(str(exc))[:1000]
                 return [([q for i, q in enumerate(positions) if i not in named], None)]
             if half:  # SendGrid did not say which: halve until the contacts at fault stand alone
                 entry["bisected"] = entry.get("bisected", 0) + 1
@@ -270,7 +270,7 @@ class BatchSender:
             if len(positions) == 1:
                 self._reject(batch, positions[0], str(exc))
                 entry["isolated"] = entry.get("isolated", 0) + 1
-                entry["error"] = mask_emails(str(exc))[:1000]
+                entry["error"] = redact(str(exc))[:1000]
                 return []
         self._errored(batch, positions, entry, "refused", str(exc), exc.errors)
         return []
@@ -291,7 +291,7 @@ class BatchSender:
     ) -> None:
         if entry["status"] in (None, status):
             entry["status"] = status
-        entry["error"] = mask_emails(message)[:1000]
+        entry["error"] = redact(message)[:1000]
         per_contact = errors_by_position(errors or [])
         count = 0
         for i, position in enumerate(positions):

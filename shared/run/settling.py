@@ -12,7 +12,7 @@ from typing import Any
 from shared.adapters.sendgrid import JobResult
 from shared.adapters.storage import BlobStore
 from shared.errors import SendGridError
-from shared.privacy import mask_emails
+from shared.privacy import redact
 from shared.run.batching import Batch, BatchSpool
 from shared.run.import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
 from shared.run.journal import StateUpdates, journal_prefix
@@ -130,7 +130,7 @@ class JobSettler:
         job = {"requested": result.requested, "created": result.created, "updated": result.updated}
         job["errored"] = result.errored
         if result.error:
-            entry["error"] = mask_emails(result.error)[:1000]
+            entry["error"] = redact(result.error)[:1000]
         parts = entry.get("jobs")
         if parts:  # a batch sent in parts: each part's job, and the batch's worst status
             parts[item.part].update(status=result.status, **job)

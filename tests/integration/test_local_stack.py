@@ -35,8 +35,8 @@ def make(paths: dict[str, Path], target: str) -> subprocess.CompletedProcess[str
     return subprocess.run(args, capture_output=True, text=True, timeout=90, check=False)
 
 
-def cli(paths: dict[str, Path], *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN)}
+def cli(paths: dict[str, Path], *args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN)} | (env_extra or {})
     return subprocess.run(
         [sys.executable, "-m", "shared", "--local-settings", str(paths["settings"]), *args],
         cwd=REPO,
@@ -79,6 +79,8 @@ def test_up_export_runs_rejects_check_down(paths):
     # Azurite keeps its files in the data folder, none in the repo.
     assert any(p.name.startswith("__azurite_db_") for p in paths["data"].iterdir())
 
+    # --free-ports leaves the fixed ports to a `make up` beside the tests.
+    assert not set(stack["ports"].values()) & set(local_stack.DEFAULT_PORTS.values())
     # Everything on loopback only: every port the stack recorded answers on 127.0.0.1.
     assert all(local_stack._listening(int(port)) for port in stack["ports"].values())
 
@@ -207,11 +209,7 @@ def test_the_stack_keeps_its_secrets_from_other_local_users_and_the_cli_trusts_i
         check=False,
     )
     assert uploaded.returncode == 0, uploaded.stderr
-    os.environ["REQUESTS_CA_BUNDLE"] = certifi.where()
-    try:
-        export = cli(paths, "export", "newsletter")
-    finally:
-        del os.environ["REQUESTS_CA_BUNDLE"]
+    export = cli(paths, "export", "newsletter", env_extra={"REQUESTS_CA_BUNDLE": certifi.where()})
     assert export.returncode in (0, 3), export.stderr
     assert json.loads(export.stdout)["segments"][0]["rows"] == 2
 

@@ -144,7 +144,7 @@ def test_public_view_never_holds_a_secret_value():
 @pytest.mark.parametrize("depth", [10_000, 100_000])
 def test_a_deeply_nested_file_is_a_clear_error_not_a_recursion_error(depth):
     nested = '{"destinations": [' + "[" * depth + "]" * depth + "]}"
-    with pytest.raises(ConfigError, match=r"destinations\.json nests arrays or objects too deeply"):
+    with pytest.raises(ConfigError, match=r"destinations\.json nests arrays or objects more than 64 levels deep"):
         parse_destinations(nested)
 
 

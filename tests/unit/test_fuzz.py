@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.adapters.downloads import DownloadError, HostPolicy, Limits, fetch
 from shared.entrypoints.http_api import ApiRequest, check_destination, get_export, handle, list_exports, start_export
 from shared.errors import ConfigError, SegmentError
 from shared.inputs.config import _DESTINATION_KEYS, parse_destinations
 from shared.inputs.segments import SegmentFile, open_segment_file
+from shared.json_input import JsonDocumentError, load_json
+from shared.privacy import neutralise, register_secret
+from shared.run.import_errors import ErrorsFileUnreadable, parse_errors_file
 from shared.settings import DEFAULT_MAX_RECORD_BYTES
 from tests.fakes import InMemoryBlobStore
 from tests.unit.test_export_core import setup
@@ -125,3 +130,119 @@ def test_any_bytes_read_as_a_segment_give_rows_rejections_or_one_clear_error(dat
                 assert all(problems.get(i) for i, fields in enumerate(parsed) if fields is None)
         except SegmentError as exc:
             assert f"'{name}'" in str(exc)
+
+
+# -- what comes from SendGrid's side: errors files, links to them, JSON answers, their words ------------
+
+KEY = "fuzz-registered-key-0123456789"
+hostile_text = st.lists(
+    st.sampled_from(
+        [
+            "email,error\n",
+            "p1@example.com,",
+            "P2@Example.com,",
+            '"',
+            ",",
+            "\r\n",
+            KEY,
+            "SG.abcdefghijklmnopqrstuv.abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+            "\x1b]0;title\x07",
+            "\x1b[2J",
+            "\x9b1m",
+            "\u202e",
+            "\x00",
+            "[",
+            "]",
+            "{",
+            '{"email": "p1@example.com", "error": "',
+            '"}',
+            "x" * 70_000,
+        ]
+    ),
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=hostile_text, gzipped=st.booleans(), cut=st.integers(0, 8))
+def test_any_errors_file_gives_neutralised_messages_or_one_clear_refusal(text, gzipped, cut):
+    register_secret(KEY)
+    data = text.encode("utf-8")
+    data = gzip.compress(data)[: -cut or None] if gzipped else data
+    try:
+        found = parse_errors_file(data)
+    except ErrorsFileUnreadable:
+        return
+    for email, message in found.items():
+        assert "@" in email and email == email.strip().lower()
+        assert KEY not in message and "SG.abcdefgh" not in message and not _UNSAFE.search(message)
+        assert len(message) <= 500
+
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=hostile_text | st.integers(0, 3000).map(lambda n: "[" * n + "]" * (n // 2)))
+def test_any_text_neutralised_holds_no_secret_control_or_escape_and_stays_so(text):
+    register_secret(KEY)
+    cleaned = neutralise(text)
+    assert KEY not in cleaned and not _UNSAFE.search(cleaned)
+    assert neutralise(cleaned) == cleaned
+    try:
+        load_json(text, "the document")
+    except JsonDocumentError as exc:
+        assert str(exc).startswith("the document ")
+
+
+urls = st.builds(
+    "{}://{}{}/{}".format,
+    st.sampled_from(["https", "http", "file", "ftp", "HTTPS", ""]),
+    st.sampled_from(
+        [
+            "files.sendgrid.net",
+            "sendgrid-x.s3.amazonaws.com",
+            "sendgrid-x.s3.eu-west-1.amazonaws.com",
+            "evil.example.com",
+            "169.254.169.254",
+            "[::1]",
+            "user:pw@files.sendgrid.net",
+            "files.sendgrid.net.evil.test",
+            "",
+        ]
+    ),
+    st.sampled_from(["", ":443", ":1", ":99999", ":x"]),
+    st.text(max_size=10),
+)
+private_addresses = st.sampled_from(
+    [
+        "127.0.0.1",
+        "10.0.0.1",
+        "172.16.5.5",
+        "192.168.1.1",
+        "169.254.169.254",
+        "168.63.129.16",
+        "100.64.0.1",
+        "0.0.0.0",  # noqa: S104 - an address a link may resolve to, never bound
+        "::1",
+        "fe80::1",
+        "fd00:ec2::254",
+        "::ffff:10.0.0.1",
+        "224.0.0.1",
+        "240.0.0.1",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(url=urls, address=private_addresses)
+def test_no_link_reaches_a_private_or_metadata_address_or_an_unlisted_host(url, address):
+    seen: list[str] = []
+
+    def resolver(host: str, port: int) -> list[str]:
+        seen.append(host)
+        return [address]
+
+    with pytest.raises(DownloadError):
+        fetch(url, HostPolicy(), Limits(1000, 1.0), resolver=resolver)
+    assert all(host.endswith((".sendgrid.net", ".amazonaws.com")) for host in seen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shared.privacy import register_secret
 from shared.run.import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
 
 
@@ -35,7 +37,7 @@ def test_json_as_an_array_or_an_object_holding_one(doc):
 
 def test_a_gzipped_file_is_read_and_a_gzip_bomb_is_refused():
     assert parse_errors_file(gzip.compress(b"email,error\np1@example.com,bad\n")) == {"p1@example.com": "bad"}
-    bomb = gzip.compress(b"email,error\n" + b"x" * (80 * 1024 * 1024))
+    bomb = gzip.compress(b"email,error\n" + (b"p1@example.com," + b" " * 60_000 + b"\n") * 1400)  # 80 MiB
     with pytest.raises(ErrorsFileUnreadable, match="inflates past"):
         parse_errors_file(bomb)
 
@@ -51,7 +53,7 @@ def test_a_gzipped_file_is_read_and_a_gzip_bomb_is_refused():
         (b'[{"email": "p1@example.com"}]', "names no email and error"),
         (b"email,error\nnot-an-address,bad\n", "no email address"),
         (b"\xff\xfe\x00garbage", "binary"),
-        (b'[{"email": ', "not well-formed JSON"),
+        (b'[{"email": ', "not valid JSON"),
     ],
 )
 def test_what_cannot_be_read_with_certainty_is_refused_with_the_reason(data, why):
@@ -84,13 +86,85 @@ def test_a_truncated_gzip_is_refused_though_what_it_holds_would_parse():
         parse_errors_file(whole[:-9])
 
 
-def test_a_message_nested_deeper_than_any_encoder_takes_is_no_crash():
-    deep = "[" * 300 + "]" * 300
-    found = parse_errors_file(f'[{{"email": "p1@example.com", "error": {deep}}}]'.encode())
-    assert found == {"p1@example.com": "errored in the import job"}
+def test_a_message_nested_deeper_than_the_bound_is_refused_not_recursed_into():
+    assert parse_errors_file(b'[{"email": "p1@example.com", "error": [[[]]]}]') == {
+        "p1@example.com": "errored in the import job"
+    }
+    for depth in (300, 100_000):
+        deep = "[" * depth + "]" * depth
+        with pytest.raises(ErrorsFileUnreadable, match="nests arrays or objects more than 64 levels"):
+            parse_errors_file(f'[{{"email": "p1@example.com", "error": {deep}}}]'.encode())
 
 
 def test_the_message_column_is_preferred_to_a_code_column():
     assert parse_errors_file(b"email,error_code,message\np1@example.com,E42,bad address\n") == {
         "p1@example.com": "bad address"
     }
+
+
+# -- memory bounds: what parsing holds never grows with the file ---------------------------------
+
+
+@pytest.mark.parametrize("process_wide_limit", [None, 64 * 1024 * 1024])
+def test_an_over_long_record_is_refused_before_csv_holds_it_whatever_the_process_wide_field_limit(process_wide_limit):
+    before = csv.field_size_limit()
+    try:
+        if process_wide_limit:
+            csv.field_size_limit(process_wide_limit)  # as the segment reader sets it for the process
+        for data in (
+            b"email,error\np1@example.com," + b"x" * 200_000 + b"\n",  # one line
+            b'email,error\np1@example.com,"' + b"x\n" * 100_000 + b'"\n',  # a quoted record over many lines
+            gzip.compress(b"email,error\np1@example.com," + b"x" * (60 * 1024 * 1024)),  # a bomb of 60 KB
+        ):
+            with pytest.raises(ErrorsFileUnreadable, match="longer than 65536 characters"):
+                parse_errors_file(data)
+        assert csv.field_size_limit() == (process_wide_limit or before)  # and left as it was
+    finally:
+        csv.field_size_limit(before)
+
+
+def test_json_with_more_values_than_any_errors_file_holds_is_refused_before_it_is_built():
+    data = b'[{"email": "p1@example.com", "error": "e", "x": [' + b",".join([b"{}"] * 600_000) + b"]}]"
+    with pytest.raises(ErrorsFileUnreadable, match="holds over 500,000 values"):
+        parse_errors_file(data)
+
+
+def test_more_contacts_than_a_job_holds_is_refused_and_repeats_are_one_contact():
+    many = b"email,error\n" + b"".join(b"p%d@ex.io,bad\n" % i for i in range(30_001))
+    with pytest.raises(ErrorsFileUnreadable, match="over 30000 contacts"):
+        parse_errors_file(many)
+    assert len(parse_errors_file(b"email,error\n" + b"p1@ex.io,bad\n" * 40_000)) == 1
+
+
+def test_a_message_of_megabytes_is_cut_before_it_is_split():
+    data = b'[{"email": "p1@example.com", "error": "' + b"a " * 2_000_000 + b'"}]'
+    assert parse_errors_file(data)["p1@example.com"] == "a " * 250
+
+
+# -- the API key and escape sequences never come out of an errors file -----------------------------
+
+SECRET = "a-key-of-any-shape-0123456789"
+SHAPED = "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"
+ESCAPES = "\x1b]0;pwned\x07\x1b[2J"
+HOSTILE = f"key {SECRET} and {SHAPED} {ESCAPES}bad"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        f"email,error\np1@example.com,key {SECRET} and {SHAPED} \x1b]0;pwned\x07\x1b[2Jbad\n".encode(),
+        json.dumps(
+            [{"email": "p1@example.com", "error": f"key {SECRET} and {SHAPED} \x1b]0;pwned\x07\x1b[2Jbad"}]
+        ).encode(),
+        json.dumps(
+            {"errors": [{"email": "p1@example.com", "errors": [f"key {SECRET}", f"{SHAPED} \x1b[2Jbad"]}]}
+        ).encode(),
+        gzip.compress(f"email,error\np1@example.com,key {SECRET} and {SHAPED} \x1b[2Jbad\n".encode()),
+    ],
+    ids=["csv", "json", "nested-json", "gzip-csv"],
+)
+def test_the_api_key_and_escape_sequences_in_an_errors_file_never_reach_a_message(data):
+    register_secret(SECRET)
+    message = parse_errors_file(data)["p1@example.com"]
+    assert SECRET not in message and SHAPED not in message and "***" in message
+    assert "\x1b" not in message and "pwned" not in message and message.endswith("bad")

@@ -11,17 +11,25 @@ import json
 import zlib
 
 import pytest
+import requests
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from shared.errors import SegmentError, SettingsError
+from shared.adapters.jobs import ExportJob
+from shared.adapters.sendgrid_answers import answer_errors, answer_json
+from shared.entrypoints.http_api import ApiRequest, check_destination, handle
+from shared.entrypoints.service import on_job
+from shared.errors import SegmentError, SendGridError, SettingsError
 from shared.inputs import cdm
 from shared.inputs.config import CsvOptions, SegmentRef
 from shared.inputs.csv_reader import read_csv
 from shared.inputs.jsonl_reader import MAX_JSON_DEPTH, read_jsonl
 from shared.inputs.segments import SegmentFile, open_segment_file, resolve_segment, scan_segment_file
+from shared.run.export import queue_run
+from shared.run.records import ExportOptions
 from shared.settings import DEFAULT_MAX_RECORD_BYTES, Settings
 from tests.fakes import InMemoryBlobStore
+from tests.unit.test_export_core import setup
 
 
 def chunks(data: bytes, size: int = 4096):
@@ -306,3 +314,48 @@ def test_no_value_read_holds_a_control_character(rows):
     got = [fields for _, fields in table.rows]
     assert got == [[value.translate(WITHOUT_CONTROLS) for value in row] for row in rows]
     assert table.control_chars_stripped == sum("".join(row) != "".join(row).translate(WITHOUT_CONTROLS) for row in rows)
+
+
+# -- JSON documents nested past any recursion limit -------------------------------------------------
+
+DEEP_MODEL = b'{"entities": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}"
+
+
+def _cdm_runtime():
+    runtime, fake = setup(destination_overrides={"segments": [{"path": "ci/"}]})
+    runtime.edges.segments.blobs["ci/model.json"] = DEEP_MODEL
+    return runtime, fake
+
+
+def test_a_model_json_nested_100000_deep_is_a_clear_error_naming_it():
+    with pytest.raises(SegmentError, match=r"ci/model\.json nests arrays or objects more than 64 levels deep"):
+        resolve_segment(InMemoryBlobStore({"ci/model.json": DEEP_MODEL}), SegmentRef("ci/"))
+
+
+def test_check_over_http_of_a_model_json_nested_100000_deep_answers_a_failed_check_not_500():
+    runtime, _ = _cdm_runtime()
+    request = ApiRequest("GET", "https://h/api/destinations/newsletter/check", route={"name": "newsletter"})
+    response = handle(check_destination, lambda: runtime, request)
+    assert response.status == 200 and response.body["ok"] is False, response.body
+    failed = [c for c in response.body["checks"] if not c["ok"]]
+    assert any("model.json nests" in c["detail"] for c in failed), failed
+
+
+def test_a_queued_job_with_a_model_json_nested_100000_deep_fails_once_with_the_reason():
+    runtime, fake = _cdm_runtime()
+    record = queue_run(runtime, "newsletter", trigger="on_demand", options=ExportOptions())
+    job = ExportJob(record.run_id, "newsletter", "on_demand", "test", {})
+    ended = on_job(runtime, job.to_json(), dequeue_count=1)  # raising here would have the host retry it
+    assert ended is not None and ended.status == "failed"
+    assert any("model.json nests arrays or objects more than 64 levels deep" in e for e in ended.errors)
+    assert fake.bodies == []
+
+
+@pytest.mark.parametrize("depth", [65, 100_000])
+def test_a_sendgrid_answer_nested_past_the_bound_is_a_clear_error(depth):
+    response = requests.Response()
+    response.status_code, response._content = 200, b'{"result": ' + b"[" * depth + b"]" * depth + b"}"
+    with pytest.raises(SendGridError, match="SendGrid's answer \\(200\\) nests"):
+        answer_json(response)
+    response.status_code = 400
+    assert answer_errors(response) == []

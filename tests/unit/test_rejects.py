@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.privacy import neutralise, register_secret
 from shared.run.records import RejectsWriter
 from tests.fakes import InMemoryBlobStore
 
 DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
+CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def written(*rows: tuple[str, int, str, str, str, str]) -> list[list[str]]:
@@ -38,11 +41,20 @@ def test_ordinary_cells_are_left_as_they_are():
 @given(
     cells=st.lists(st.text(max_size=12) | st.sampled_from(DANGEROUS).map(lambda c: c + "1+1"), min_size=5, max_size=5)
 )
-def test_no_cell_ever_starts_like_a_formula_and_none_loses_its_text(cells):
+def test_no_cell_ever_starts_like_a_formula_or_holds_a_control_and_none_loses_its_printable_text(cells):
     source, email, category, reason, field_name = cells
     (row,) = written((source, 7, email, category, reason, field_name))
     expected = [source, "7", email, category, field_name, reason]
     for got, original in zip(row, expected, strict=True):
-        assert not got.startswith(DANGEROUS)
+        assert not got.startswith(DANGEROUS) and not CONTROLS.search(got)
         original = original.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        assert got == original or (got == "'" + original and original.startswith(DANGEROUS))
+        cleaned = neutralise(original)
+        assert got == cleaned or (got == "'" + cleaned and cleaned.lstrip(" ").startswith(DANGEROUS))
+        if original.isprintable():
+            assert cleaned == original
+
+
+def test_escape_sequences_and_the_api_key_never_reach_a_cell():
+    register_secret("any-shape-key-9876543210")
+    (row,) = written(("s.csv", 2, "a@example.com\x1b]0;title\x07", "errored", "any-shape-key-9876543210 \x1b[2J=x", ""))
+    assert row == ["s.csv", "2", "a@example.com", "errored", "", "*** =x"]
