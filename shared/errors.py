@@ -46,6 +46,15 @@ class SegmentError(ExportError):
     """A segment cannot be read: missing, empty, outside the container, or malformed."""
 
 
+class SegmentChanged(SegmentError):
+    """A segment blob was replaced after the run first listed it: the run reads each blob at the
+    version it listed, or not at all, so it never mixes two versions."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"segment '{name}' changed during the run; the next run will read the new one.")
+
+
 class SecretError(ExportError):
     """The SendGrid API key could not be read from its secret store."""
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 from shared.adapters.sendgrid import CallStats, JobResult
-from shared.adapters.storage import BlobInfo, BlobNotFound
+from shared.adapters.storage import BlobChanged, BlobInfo, BlobNotFound
 from shared.run.ports import SendGridApi, SendGridFactory
 
 LIST_ID = "ca7a3796-e8a8-4029-9ccb-df8937940562"
@@ -24,11 +25,16 @@ class InMemoryBlobStore:
     def __init__(self, blobs: dict[str, bytes] | None = None, chunk_size: int = 7):
         self.blobs: dict[str, bytes] = dict(blobs or {})
         self.chunk_size = chunk_size  # tiny chunks: readers must cope with any boundary
+        self.metadata: dict[str, dict[str, str]] = {}
 
     container_url = "https://fake.blob.core.windows.net/fake"
 
-    def list_blobs(self, prefix: str) -> list[BlobInfo]:
-        return [BlobInfo(n, len(d)) for n, d in sorted(self.blobs.items()) if n.startswith(prefix)]
+    def list_blobs(self, prefix: str, *, with_metadata: bool = False) -> list[BlobInfo]:
+        return [
+            BlobInfo(n, len(d), _etag_of(d), self.metadata.get(n, {}) if with_metadata else None)
+            for n, d in sorted(self.blobs.items())
+            if n.startswith(prefix)
+        ]
 
     def read_bytes(self, name: str) -> bytes:
         if name not in self.blobs:
@@ -43,23 +49,29 @@ class InMemoryBlobStore:
         snapshot = query.split("snapshot=", 1)[1] if "snapshot=" in query else None
         return name, snapshot
 
-    def iter_chunks(self, name: str, snapshot: str | None = None) -> Iterator[bytes]:
+    def iter_chunks(self, name: str, snapshot: str | None = None, *, etag: str | None = None) -> Iterator[bytes]:
         data = self.read_bytes(name)
         for i in range(0, len(data), self.chunk_size):
+            if etag is not None and _etag_of(self.blobs.get(name, b"")) != etag:
+                raise BlobChanged(name)
             yield data[i : i + self.chunk_size]
 
-    def write_bytes(self, name: str, data: bytes, *, content_type: str) -> None:
+    def write_bytes(
+        self, name: str, data: bytes, *, content_type: str, metadata: Mapping[str, str] | None = None
+    ) -> None:
         self.blobs[name] = bytes(data)
+        self.metadata[name] = dict(metadata or {})
 
     def write_stream(self, name: str, stream: IO[bytes], *, content_type: str) -> None:
         self.blobs[name] = stream.read()
 
     def delete(self, name: str) -> None:
         self.blobs.pop(name, None)
+        self.metadata.pop(name, None)
 
     def read_versioned(self, name: str) -> tuple[bytes, str] | None:
         data = self.blobs.get(name)
-        return None if data is None else (data, str(hash(data)))
+        return None if data is None else (data, _etag_of(data))
 
     def write_if(self, name: str, data: bytes, *, etag: str | None, content_type: str) -> bool:
         current = self.read_versioned(name)
@@ -67,6 +79,10 @@ class InMemoryBlobStore:
             return False
         self.blobs[name] = bytes(data)
         return True
+
+
+def _etag_of(data: bytes) -> str:
+    return f'"{hashlib.blake2b(data, digest_size=8).hexdigest()}"'
 
 
 class DictSecrets:

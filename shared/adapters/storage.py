@@ -10,7 +10,7 @@ import contextlib
 import io
 import queue
 import threading
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 from urllib.parse import urlparse
@@ -35,24 +35,39 @@ class BlobNotFound(ExportError):
     """The blob (or its container) does not exist."""
 
 
+class BlobChanged(ExportError):
+    """The blob is no longer the version (ETag) a read was pinned to: it was replaced."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"blob '{name}' changed since it was first read.")
+
+
 @dataclass(frozen=True)
 class BlobInfo:
     name: str
     size: int
+    etag: str | None = None  # the version listed; a read pinned to it sees that version or fails
+    metadata: Mapping[str, str] | None = None  # listed only when asked for
 
 
 class BlobStore(Protocol):
     """One container, as the core uses it."""
 
-    def list_blobs(self, prefix: str) -> list[BlobInfo]: ...
+    def list_blobs(self, prefix: str, *, with_metadata: bool = False) -> list[BlobInfo]: ...
 
     def read_bytes(self, name: str) -> bytes: ...
 
-    def iter_chunks(self, name: str, snapshot: str | None = None) -> Iterator[bytes]: ...
+    def iter_chunks(self, name: str, snapshot: str | None = None, *, etag: str | None = None) -> Iterator[bytes]:
+        """The blob's bytes in chunks. With ``etag``, only that version: :class:`BlobChanged`
+        (at the first chunk or any later one) if the blob was replaced since."""
+        ...
 
     def blob_name_from_url(self, url: str) -> tuple[str, str | None] | None: ...
 
-    def write_bytes(self, name: str, data: bytes, *, content_type: str) -> None: ...
+    def write_bytes(
+        self, name: str, data: bytes, *, content_type: str, metadata: Mapping[str, str] | None = None
+    ) -> None: ...
 
     def write_stream(self, name: str, stream: IO[bytes], *, content_type: str) -> None: ...
 
@@ -75,9 +90,13 @@ class AzureBlobStore:
     def container_name(self) -> str:
         return str(self._container.container_name)
 
-    def list_blobs(self, prefix: str) -> list[BlobInfo]:
+    def list_blobs(self, prefix: str, *, with_metadata: bool = False) -> list[BlobInfo]:
+        include = ["metadata"] if with_metadata else None
         try:
-            return [BlobInfo(b.name, b.size or 0) for b in self._container.list_blobs(name_starts_with=prefix)]
+            return [
+                BlobInfo(b.name, b.size or 0, _quoted(b.etag), b.metadata if with_metadata else None)
+                for b in self._container.list_blobs(name_starts_with=prefix, include=include)
+            ]
         except ResourceNotFoundError:
             raise BlobNotFound(f"container '{self.container_name}' does not exist.") from None
 
@@ -105,15 +124,22 @@ class AzureBlobStore:
         except ResourceNotFoundError:
             raise BlobNotFound(f"blob '{name}' not found in container '{self.container_name}'.") from None
 
-    def iter_chunks(self, name: str, snapshot: str | None = None) -> Iterator[bytes]:
+    def iter_chunks(self, name: str, snapshot: str | None = None, *, etag: str | None = None) -> Iterator[bytes]:
+        # The SDK pins every range request after the first to the first one's ETag; ``etag``
+        # pins the first one too (If-Match), so the whole read is of the version asked for.
+        pinned: dict[str, Any] = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
         try:
-            downloader = self._container.get_blob_client(name, snapshot=snapshot).download_blob()
+            downloader = self._container.get_blob_client(name, snapshot=snapshot).download_blob(**pinned)
+            yield from prefetched(downloader.chunks())
         except ResourceNotFoundError:
             raise BlobNotFound(f"blob '{name}' not found in container '{self.container_name}'.") from None
-        yield from prefetched(downloader.chunks())
+        except ResourceModifiedError:
+            raise BlobChanged(name) from None
 
-    def write_bytes(self, name: str, data: bytes, *, content_type: str) -> None:
-        self._upload(name, data, content_type)
+    def write_bytes(
+        self, name: str, data: bytes, *, content_type: str, metadata: Mapping[str, str] | None = None
+    ) -> None:
+        self._upload(name, data, content_type, metadata)
 
     def write_stream(self, name: str, stream: IO[bytes], *, content_type: str) -> None:
         """Upload ``stream`` in blocks, committed at once at the end: the blob is whole or as it was."""
@@ -124,10 +150,16 @@ class AzureBlobStore:
             stream = io.BufferedReader(stream)
         self._upload(name, stream, content_type)
 
-    def _upload(self, name: str, data: bytes | IO[bytes], content_type: str) -> None:
+    def _upload(
+        self, name: str, data: bytes | IO[bytes], content_type: str, metadata: Mapping[str, str] | None = None
+    ) -> None:
         try:
             self._container.upload_blob(
-                name, data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
+                name,
+                data,
+                overwrite=True,
+                content_settings=ContentSettings(content_type=content_type),
+                metadata=dict(metadata) if metadata else None,
             )
         except ResourceNotFoundError:
             raise BlobNotFound(f"container '{self.container_name}' does not exist.") from None
@@ -160,6 +192,14 @@ class AzureBlobStore:
         except (ResourceExistsError, ResourceModifiedError):
             return False  # another writer came first
         return True
+
+
+def _quoted(etag: str | None) -> str | None:
+    """An ETag as a download and ``If-Match`` carry it: List Blobs gives it without the quotes
+    (Blob Storage and Azurite alike), every other answer with them."""
+    if not etag:
+        return None
+    return etag if etag.startswith('"') else f'"{etag}"'
 
 
 def blob_service_client(

@@ -5,7 +5,8 @@ Which blob counts: for a plain file segment, the file itself; for a folder (a pr
 file in it, unless the folder is a CDM folder, where only ``model.json`` counts (Customer
 Insights writes it after the partitions, so it says the data is complete). Bursts coalesce: the
 job waits ``EXPORT_SETTLE_SECONDS`` on the queue before it runs, and a destination with a queued
-run that has not started gets no second one. The run reads the newest complete data, as any run.
+run that has not started gets no second one, nor a record (see :mod:`shared.entrypoints.queue_gate`).
+The run reads the newest complete data, as any run.
 
 Nothing here is the Functions framework: ``function_app.py`` hands the event over as a mapping.
 """
@@ -21,8 +22,6 @@ from typing import Any
 from shared.errors import ExportError
 from shared.inputs.config import Destination
 from shared.inputs.segments import CSV_SUFFIXES, JSONL_SUFFIXES
-from shared.json_input import JsonDocumentError, load_json
-from shared.names import RUN_ID_PATTERN
 from shared.run.records import utc_now
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
@@ -82,21 +81,13 @@ def gate_blob_name(destination: str) -> str:
     return f"events/{destination}.json"
 
 
-def gate_run_id(data: bytes) -> str | None:
-    """The run id a coalescing gate names, or None if it names none we can trust."""
-    try:
-        run_id = load_json(data, "the gate").get("run_id")
-    except (JsonDocumentError, AttributeError):
-        return None
-    return run_id if isinstance(run_id, str) and RUN_ID_PATTERN.fullmatch(run_id) else None
-
-
-def still_queued(queued_at: str | None, settle_seconds: int) -> bool:
-    """A queued run is still coming unless it is far older than its settle delay (lost)."""
+def still_queued(queued_at: str | None, settle_seconds: int, *, stale_after: int = STALE_QUEUED_SECONDS) -> bool:
+    """A queued run is still coming unless it was queued (or queued again) far longer ago than its
+    settle delay: then it is taken as lost."""
     if not queued_at:
         return False
     try:
         moment = datetime.fromisoformat(queued_at.replace("Z", "+00:00"))
     except ValueError:
         return False
-    return (utc_now() - moment).total_seconds() < settle_seconds + STALE_QUEUED_SECONDS
+    return (utc_now() - moment).total_seconds() < settle_seconds + stale_after

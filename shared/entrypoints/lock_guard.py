@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import IO, Any, cast
 
 from shared.adapters.locks import HeldLock
@@ -58,9 +59,11 @@ class _StateWritesWhileHeld:
         if name.startswith("state/"):
             self._held.check()
 
-    def write_bytes(self, name: str, data: bytes, *, content_type: str) -> None:
+    def write_bytes(
+        self, name: str, data: bytes, *, content_type: str, metadata: Mapping[str, str] | None = None
+    ) -> None:
         self._check(name)
-        self._exports.write_bytes(name, data, content_type=content_type)
+        self._exports.write_bytes(name, data, content_type=content_type, metadata=metadata)
 
     def write_stream(self, name: str, stream: IO[bytes], *, content_type: str) -> None:
         self._check(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -18,17 +19,11 @@ from shared.adapters.jobs import ExportJob, MalformedJob
 from shared.adapters.locks import HeldLock, LockHeld
 from shared.adapters.storage import BlobStore
 from shared.bootstrap import build_runtime
-from shared.entrypoints.events import (
-    CDM_MANIFEST,
-    MalformedEvent,
-    gate_blob_name,
-    gate_run_id,
-    landed_blob,
-    still_queued,
-    watches,
-)
+from shared.entrypoints.events import CDM_MANIFEST, MalformedEvent, landed_blob, watches
 from shared.entrypoints.lock_guard import only_while_held
+from shared.entrypoints.queue_gate import claim, new_data_gate, on_demand_gate, queued_record
 from shared.errors import ExportError
+from shared.inputs.config import DestinationsConfig
 from shared.run.destinations import exportable_destination, load_destinations
 from shared.run.export import describe_unexpected, queue_run, run_export
 from shared.run.records import (
@@ -49,7 +44,8 @@ log = logging.getLogger(__name__)
 
 # host.json extensions.queues.maxDequeueCount: the attempt after which a job goes to the poison queue.
 MAX_DEQUEUE_COUNT = 3
-# How many recent runs a new run looks through for ones a dead process left "running".
+# Records of an earlier version carry no status in their metadata: how many of the newest of them
+# a new run reads to find ones a dead process left "running" (marked ones are all found).
 ABANDONED_SCAN = 20
 
 _runtime: Runtime | None = None
@@ -83,11 +79,39 @@ def enqueue_export(
     delay: int = 0,
 ) -> RunRecord:
     """Check the destination may run, store a ``queued`` record, and put its job on the queue
-    (visible to the worker after ``delay`` seconds)."""
+    (visible to the worker after ``delay`` seconds).
+
+    An on-demand request made while a run of the destination with the same options is queued and
+    has not started joins that run: its record is returned, and nothing is written (a burst of
+    requests is one run, see :mod:`shared.entrypoints.queue_gate`)."""
     exportable_destination(runtime, destination)
     options = options or ExportOptions()
+    if trigger == ON_DEMAND and run_id is None:
+        record = queued_record(destination, trigger=trigger, requested_by=requested_by, options=options)
+        joined = claim(runtime, on_demand_gate(destination, options), record, delay)
+        if joined is not None:
+            log.info(
+                "export of %s requested while run %s, with the same options, is queued: joined it", destination, joined
+            )
+            return _joined_record(runtime, record, joined)
+        runtime.edges.records.save(record)
+        return _enqueue_job(runtime, record, delay)
     record = queue_run(runtime, destination, trigger=trigger, requested_by=requested_by, options=options, run_id=run_id)
     return _enqueue_job(runtime, record, delay)
+
+
+ON_DEMAND = "on_demand"
+
+
+def _joined_record(runtime: Runtime, asked: RunRecord, run_id: str) -> RunRecord:
+    """The record of the queued run a request joined (as asked, if it is not saved yet)."""
+    try:
+        found = runtime.edges.records.load(asked.destination, run_id)
+    except CorruptRunRecord:
+        found = None
+    return found or RunRecord(
+        run_id, asked.destination, asked.trigger, options=asked.options, queued_at=asked.queued_at
+    )
 
 
 def _enqueue_job(runtime: Runtime, record: RunRecord, delay: int) -> RunRecord:
@@ -165,7 +189,7 @@ def on_blob_created(runtime: Runtime, event: Mapping[str, Any]) -> list[RunRecor
         if not destination.data_privacy_consent:
             log.warning("new data for %s, which has no data_privacy_consent: not queued", destination.name)
             continue
-        record = _queue_once(runtime, destination.name, settings.export_settle_seconds)
+        record = _queue_once(runtime, config, destination.name, settings.export_settle_seconds)
         if record is not None:
             queued.append(record)
     if not queued:
@@ -177,36 +201,24 @@ def _is_cdm_folder(segments: BlobStore, prefix: str) -> bool:
     return any(b.name == prefix + CDM_MANIFEST for b in segments.list_blobs(prefix + CDM_MANIFEST))
 
 
-def _queue_once(runtime: Runtime, destination: str, settle: int) -> RunRecord | None:
-    """Queue a run unless one queued earlier has not started yet. The gate blob names the last
-    run queued by new data; it is replaced only if unchanged since read, so of two events handled
-    at once only one queues a run. The run's ``queued`` record is saved before the gate names it,
-    so an event that reads the gate always finds the record it names."""
-    gate = gate_blob_name(destination)
-    current = runtime.edges.exports.read_versioned(gate)
-    if current is not None and (run_id := gate_run_id(current[0])) is not None:
-        try:
-            earlier = runtime.edges.records.load(destination, run_id)
-        except CorruptRunRecord:
-            earlier = None
-        if earlier is not None and earlier.status == RunStatus.QUEUED and still_queued(earlier.queued_at, settle):
-            log.info("new data for %s: run %s is queued and has not started; no second run", destination, run_id)
-            return None
+def _queue_once(runtime: Runtime, config: DestinationsConfig, destination: str, settle: int) -> RunRecord | None:
+    """Queue a run unless one queued by new data earlier has not started yet: then the event
+    joins it, and nothing is written (see :mod:`shared.entrypoints.queue_gate`)."""
     try:
-        exportable_destination(runtime, destination)
+        exportable_destination(runtime, destination, config)
     except ExportError as exc:
         log.error("new data for %s, but no run may be queued: %s", destination, exc)
         return None
-    record = queue_run(runtime, destination, trigger="on_new_data", requested_by="event grid")
-    body = json.dumps({"run_id": record.run_id}).encode()
-    etag = current[1] if current else None
-    if not runtime.edges.exports.write_if(gate, body, etag=etag, content_type="application/json"):
-        record.status = RunStatus.SKIPPED
-        record.finished_at = iso(utc_now())
-        record.errors.append("another event queued a run of this destination at the same moment; this one never ran.")
-        runtime.edges.records.save(record)
-        log.info("new data for %s: another event queued its run at the same moment", destination)
+    record = queued_record(destination, trigger="on_new_data", requested_by="event grid")
+    try:
+        joined = claim(runtime, new_data_gate(destination), record, settle)
+    except ExportError as exc:
+        log.error("new data for %s, but no run was queued: %s", destination, exc)
         return None
+    if joined is not None:
+        log.info("new data for %s: run %s is queued and has not started; no second run", destination, joined)
+        return None
+    runtime.edges.records.save(record)
     try:
         _enqueue_job(runtime, record, settle)
     except ExportError as exc:
@@ -280,20 +292,15 @@ def run_locked(runtime: Runtime, record: RunRecord, *, attempt: int = 1) -> RunR
 
 
 def _lock_held(runtime: Runtime, record: RunRecord, exc: LockHeld) -> RunRecord:
-    if record.trigger == "on_new_data":
-        # New data must not wait for the next timer because a run of older data held the lock:
-        # try again after the settle delay (events meanwhile coalesce into this run).
-        settle = runtime.settings.export_settle_seconds
-        holder = f"run {exc.holder}" if exc.holder else "another run"
-        record.errors.append(f"{holder} held the lock; queued again to start in {max(settle, 30)} s.")
-        runtime.edges.records.save(record)
-        try:
-            _enqueue_job(runtime, record, max(settle, 30))
-        except ExportError as queue_error:
-            log.error("run %s of %s could not be queued again: %s", record.run_id, record.destination, queue_error)
-            return record
-        log.info("run %s of %s: lock held by %s; queued again", record.run_id, record.destination, exc.holder)
+    if exc.holder == record.run_id or _taken_by_another_delivery(runtime, record):
+        # The same job delivered twice (a queue delivers at least once): the delivery that holds
+        # the lock runs it, and owns its record; this one leaves both alone.
+        log.info(
+            "run %s of %s is under way in another delivery; this one is dropped", record.run_id, record.destination
+        )
         return record
+    if record.trigger == "on_new_data":
+        return _queue_again(runtime, record, exc)
     record.status = RunStatus.SKIPPED
     record.errors.append(str(exc))
     record.finished_at = iso(utc_now())
@@ -301,6 +308,44 @@ def _lock_held(runtime: Runtime, record: RunRecord, exc: LockHeld) -> RunRecord:
     emit_run_event(record)
     log.warning("run %s of %s skipped: lock held by %s", record.run_id, record.destination, exc.holder)
     return record
+
+
+def _taken_by_another_delivery(runtime: Runtime, record: RunRecord) -> bool:
+    """Whether the stored record moved on from the one this delivery loaded (another delivery of
+    the job took the lock in between, and may not have named itself on it yet)."""
+    try:
+        stored = runtime.edges.records.load(record.destination, record.run_id)
+    except CorruptRunRecord:
+        return False
+    return stored is not None and (stored.status != record.status or stored.started_at != record.started_at)
+
+
+WAITING_FOR_LOCK = "held the lock; queued again"
+
+
+def _queue_again(runtime: Runtime, record: RunRecord, exc: LockHeld) -> RunRecord:
+    """New data must not wait for the next timer because a run of older data held the lock: try
+    again after the settle delay (events meanwhile join this run). One line in the record says
+    so, however often it is queued again, and ``requeued_at`` keeps the run from being taken as
+    lost while it waits."""
+    delay = max(runtime.settings.export_settle_seconds, 30)
+    holder = f"run {exc.holder}" if exc.holder else "another run"
+    earlier = [line for line in record.errors if WAITING_FOR_LOCK in line]
+    times = 1 + (int(match.group(1)) if earlier and (match := _TIMES.search(earlier[-1])) else len(earlier))
+    note = f"{holder} {WAITING_FOR_LOCK} to start in {delay} s ({times} time{'s' if times > 1 else ''} so far)."
+    record.errors = [line for line in record.errors if WAITING_FOR_LOCK not in line] + [note]
+    record.requeued_at = iso(utc_now())
+    runtime.edges.records.save(record)
+    try:
+        _enqueue_job(runtime, record, delay)
+    except ExportError as queue_error:
+        log.error("run %s of %s could not be queued again: %s", record.run_id, record.destination, queue_error)
+        return record
+    log.info("run %s of %s: lock held by %s; queued again", record.run_id, record.destination, exc.holder)
+    return record
+
+
+_TIMES = re.compile(r"\((\d+) times? so far\)")
 
 
 def _note_failed_attempt(runtime: Runtime, record: RunRecord, exc: Exception, attempt: int) -> None:
@@ -342,7 +387,7 @@ def _end_lost(runtime: Runtime, record: RunRecord, held: HeldLock) -> RunRecord:
 
 def _close_abandoned_runs(runtime: Runtime, current: RunRecord) -> None:
     """Only the lock holder runs: another record still ``running`` now belongs to a dead process."""
-    for other in runtime.edges.records.recent(current.destination, ABANDONED_SCAN):
+    for other in runtime.edges.records.running(current.destination, unmarked=ABANDONED_SCAN):
         if other.run_id == current.run_id or other.status != RunStatus.RUNNING:
             continue
         other.status = RunStatus.FAILED

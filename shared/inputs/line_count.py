@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from shared.adapters.storage import BlobNotFound, BlobStore
 from shared.errors import SegmentError
 from shared.inputs.blob_stream import BUFFER_BYTES, open_binary
-from shared.inputs.segment_blobs import SegmentFile
+from shared.inputs.segment_blobs import SegmentFile, read_chunks
 from shared.inputs.tabular import TabularFile
 
 
@@ -21,7 +21,7 @@ def scan_plain(
     breaks counted as its bytes pass: its column names, and its bound."""
     counter = _LineBreaks()
     try:
-        chunks = counter.count(store.iter_chunks(file.name, file.snapshot))
+        chunks = counter.count(read_chunks(store, file))
         table = open_table(chunks)
         for _ in chunks:  # the rest of the file, past what opening it read
             pass
@@ -39,7 +39,7 @@ def record_bound(store: BlobStore, file: SegmentFile) -> int:
     """
     counter = _LineBreaks()
     try:
-        binary, _ = open_binary(store.iter_chunks(file.name, file.snapshot), file.name)
+        binary, _ = open_binary(read_chunks(store, file), file.name)
         for _ in counter.count(iter(lambda: binary.read(BUFFER_BYTES), b"")):
             pass
     except BlobNotFound as exc:

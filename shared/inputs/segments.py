@@ -29,7 +29,15 @@ from shared.inputs.destination import FieldMapping
 from shared.inputs.jsonl_reader import read_jsonl
 from shared.inputs.line_count import record_bound, scan_plain
 from shared.inputs.record_split import RecordChunk
-from shared.inputs.segment_blobs import CSV_SUFFIXES, JSONL_SUFFIXES, SegmentFile, SegmentPlan, resolve_segment
+from shared.inputs.segment_blobs import (
+    CSV_SUFFIXES,
+    JSONL_SUFFIXES,
+    SegmentFile,
+    SegmentPlan,
+    read_chunks,
+    resolve_segment,
+    unchanged_since_listed,
+)
 from shared.inputs.tabular import TabularFile
 from shared.settings import DEFAULT_MAX_RECORD_BYTES
 
@@ -44,6 +52,7 @@ __all__ = [
     "record_bound",
     "resolve_segment",
     "scan_segment_file",
+    "unchanged_since_listed",
 ]
 
 
@@ -54,7 +63,7 @@ def open_segment_file(
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> TabularFile:
     try:
-        return _open(store.iter_chunks(file.name, file.snapshot), file, mapping, max_record_bytes)
+        return _open(read_chunks(store, file), file, mapping, max_record_bytes)
     except BlobNotFound as exc:
         raise SegmentError(f"segment file '{file.name}': {exc}") from None
 

@@ -20,7 +20,7 @@ from shared.context import propagate
 from shared.errors import ExportError, ProfileLimitError
 from shared.inputs.config import Destination, DestinationsConfig
 from shared.inputs.rows import CustomFieldDef
-from shared.inputs.segments import SegmentPlan, resolve_segment
+from shared.inputs.segments import SegmentPlan, resolve_segment, unchanged_since_listed
 from shared.privacy import redact
 from shared.run.batching import BatchSpool
 from shared.run.bookkeeping import RunBookkeeping
@@ -208,6 +208,9 @@ class _Run(RunBookkeeping):
                 # More lines than max_profiles: only counting the valid profiles can tell.
                 require_within_limit(self.edges.segments, plan, destination, self.settings.max_record_bytes)
                 self.proven.set()
+            # Proven of the versions listed, which every read asks for: a file replaced since
+            # fails the run when read; it fails here instead, before a list is created for it.
+            unchanged_since_listed(self.edges.segments, plan)
 
     def _lists(self, client: SendGridApi, destination: Destination, found: list[SendGridList | None]) -> list[str]:
         with self.stage("lists"):

@@ -18,7 +18,7 @@ from typing import Any
 
 from shared.adapters.storage import BlobStore
 from shared.context import propagate
-from shared.errors import ExportError, ProfileLimitError
+from shared.errors import ExportError, ProfileLimitError, SegmentChanged
 from shared.inputs.config import Destination
 from shared.inputs.mapping import plan_columns
 from shared.inputs.rows import RowRules
@@ -53,6 +53,8 @@ def record_bound(
                     return bound
     except ScanCancelled:
         return None
+    except SegmentChanged:
+        raise  # the run must stop: no read of this run may use the new version
     except ExportError as exc:
         log.info("a segment file did not scan (%s): sending waits for the whole read", type(exc).__name__)
         return None
@@ -73,8 +75,8 @@ class _Cancellable:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def iter_chunks(self, name: str, snapshot: str | None = None) -> Iterator[bytes]:
-        for chunk in self._store.iter_chunks(name, snapshot):
+    def iter_chunks(self, name: str, snapshot: str | None = None, *, etag: str | None = None) -> Iterator[bytes]:
+        for chunk in self._store.iter_chunks(name, snapshot, etag=etag):
             if self._cancelled.is_set():
                 raise ScanCancelled("the scan was cancelled")
             yield chunk
@@ -82,7 +84,8 @@ class _Cancellable:
 
 class BoundScan:
     """:func:`record_bound` on a thread of its own, started once, cancellable between files.
-    ``on_bound`` is told the bound when it is known (from the scan's thread)."""
+    ``on_bound`` is told the bound when it is known (from the scan's thread). A segment that
+    changed since it was listed is kept in ``changed`` and raised by :meth:`result`."""
 
     def __init__(
         self,
@@ -94,9 +97,13 @@ class BoundScan:
     ):
         self._cancelled = threading.Event()
         self.bound: int | None = None
+        self.changed: SegmentChanged | None = None
 
         def scan() -> None:
-            self.bound = record_bound(store, plan, destination, max_record_bytes, self._cancelled)
+            try:
+                self.bound = record_bound(store, plan, destination, max_record_bytes, self._cancelled)
+            except SegmentChanged as exc:  # the read meets it too, pinned to the same version
+                self.changed = exc
             if on_bound is not None and not self._cancelled.is_set():
                 on_bound(self.bound)
 
@@ -113,6 +120,8 @@ class BoundScan:
     def result(self) -> int | None:
         self.start()
         self._thread.join()
+        if self.changed is not None:
+            raise self.changed
         return self.bound
 
     def cancel(self) -> None:

@@ -94,6 +94,8 @@ class RunRecord:
     options: ExportOptions = field(default_factory=ExportOptions)
     status: RunStatus = RunStatus.QUEUED
     queued_at: str | None = None
+    # When a run of new data that found the lock held was last queued again (it is still coming).
+    requeued_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
     lists: list[dict[str, Any]] = field(default_factory=list)
@@ -118,6 +120,7 @@ class RunRecord:
             "options": self.options.as_dict(),
             "status": str(self.status),
             "queued_at": self.queued_at,
+            "requeued_at": self.requeued_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "lists": self.lists,
@@ -153,6 +156,10 @@ class CorruptRunRecord(ExportError):
         super().__init__(f"run record {blob} is corrupt ({why}); delete it, or leave it: later runs skip it.")
 
 
+# The record blob's metadata key that repeats its status, so a listing tells which runs are running.
+STATUS_METADATA = "status"
+
+
 class RunRecordStore:
     def __init__(self, exports: BlobStore):
         self._exports = exports
@@ -160,8 +167,32 @@ class RunRecordStore:
     def save(self, record: RunRecord) -> None:
         body = json.dumps(record.to_dict(), indent=2).encode("utf-8")
         self._exports.write_bytes(
-            record_blob_name(record.destination, record.run_id), body, content_type="application/json"
+            record_blob_name(record.destination, record.run_id),
+            body,
+            content_type="application/json",
+            metadata={STATUS_METADATA: str(record.status)},
         )
+
+    def running(self, destination: str, *, unmarked: int = 20) -> list[RunRecord]:
+        """Every record of the destination still ``running``, found by the status each record's
+        blob carries in its metadata (one listing), however many records came after it. A record
+        saved by an earlier version carries none: the newest ``unmarked`` of those are read."""
+        listed = self._exports.list_blobs(f"runs/{destination}/", with_metadata=True)
+        records = [b for b in listed if b.name.endswith(".json")]
+        marked = [b.name for b in records if (b.metadata or {}).get(STATUS_METADATA) == RunStatus.RUNNING]
+        legacy = sorted((b.name for b in records if STATUS_METADATA not in (b.metadata or {})), reverse=True)
+        found = []
+        for name in marked + legacy[:unmarked]:
+            try:
+                record = self._parse(name, self._exports.read_bytes(name))
+            except BlobNotFound:  # deleted between list and read
+                continue
+            except CorruptRunRecord as exc:
+                log.warning("%s", exc)
+                continue
+            if record.status == RunStatus.RUNNING:
+                found.append(record)
+        return found
 
     def load(self, destination: str, run_id: str) -> RunRecord | None:
         """The record, None if there is none, or :class:`CorruptRunRecord`."""
@@ -222,6 +253,7 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "options": ExportOptions,
     "status": str,  # a RunStatus, or a status this version does not know: listed as it is
     "queued_at": str,
+    "requeued_at": str,
     "started_at": str,
     "finished_at": str,
     "lists": list,

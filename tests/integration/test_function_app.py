@@ -296,7 +296,8 @@ def test_two_workers_for_one_destination_give_one_run_and_one_skipped(workspace,
     workspace.put_destinations(destination())
     simulator.config(job_delay=1.5)  # keeps the first run busy while the second arrives
     http("start_export", "POST", "x", route={"name": "newsletter"})
-    http("start_export", "POST", "x", route={"name": "newsletter"})
+    # Other options: a second run (a request with the same ones joins the queued run).
+    http("start_export", "POST", "x", route={"name": "newsletter"}, body=b'{"full": true}')
     bodies = workspace.take_jobs()
     threads = [
         threading.Thread(target=call, args=("export_worker", QueueMessage(body=b.encode(), dequeue_count=1)))

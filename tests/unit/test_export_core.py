@@ -191,14 +191,14 @@ class WatchingStore(InMemoryBlobStore):
         self.fake, self.last = fake, last
         self.sent_before_last_file: bool | None = None
 
-    def iter_chunks(self, name, snapshot=None):
+    def iter_chunks(self, name, snapshot=None, **pin):
         if name == self.last and threading.current_thread() is threading.main_thread():
             for _ in range(200):  # up to 2 s for the sender to catch up
                 if self.fake.bodies:
                     break
                 threading.Event().wait(0.01)
             self.sent_before_last_file = bool(self.fake.bodies)
-        yield from super().iter_chunks(name, snapshot)
+        yield from super().iter_chunks(name, snapshot, **pin)
 
 
 def many_rows(start: int, count: int) -> str:

@@ -76,8 +76,8 @@ def test_a_cancelled_scan_stops_at_the_next_chunk_not_at_the_end_of_its_file():
     from tests.fakes import InMemoryBlobStore
 
     class SlowStore(InMemoryBlobStore):
-        def iter_chunks(self, name, snapshot=None):
-            for chunk in super().iter_chunks(name, snapshot):
+        def iter_chunks(self, name, snapshot=None, **pin):
+            for chunk in super().iter_chunks(name, snapshot, **pin):
                 clock.sleep(0.01)  # 4,000 chunks: 40 s to read through
                 yield chunk
 

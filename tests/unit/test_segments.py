@@ -172,9 +172,9 @@ class CountingStore(InMemoryBlobStore):
         super().__init__(blobs, chunk_size)
         self.downloads = 0
 
-    def iter_chunks(self, name, snapshot=None):
+    def iter_chunks(self, name, snapshot=None, **pin):
         self.downloads += 1
-        yield from super().iter_chunks(name, snapshot)
+        yield from super().iter_chunks(name, snapshot, **pin)
 
 
 def records_read(store, file):

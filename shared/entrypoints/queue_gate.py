@@ -1,0 +1,101 @@
+"""One queued run per destination and way of asking: a burst of deliveries (Event Grid events, HTTP
+requests) costs one run record, not one a delivery.
+
+A gate blob in the exports container names the last run queued one way (new data; or on demand,
+per set of options). A delivery that finds the run it names still queued, not started, joins it
+and writes nothing. Otherwise it names a run of its own in the gate, replacing the gate only if
+unchanged since read: of deliveries handled at once, one wins and saves its run's record and job;
+the others read the gate again, find the winner's run, and join it. The gate is written before
+the record, so a delivery may find a gate whose record is not saved yet: a run named less than
+:data:`GATE_GRACE_SECONDS` ago counts as queued (after that, its delivery died before saving it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from shared.entrypoints.events import gate_blob_name, still_queued
+from shared.errors import ExportError
+from shared.json_input import JsonDocumentError, load_json
+from shared.names import RUN_ID_PATTERN
+from shared.run.records import CorruptRunRecord, ExportOptions, RunRecord, RunStatus, iso, new_run_id, utc_now
+from shared.run.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# A record is saved milliseconds after the gate names its run.
+GATE_GRACE_SECONDS = 60
+# Each try that loses the gate finds the run that won it; more than one loss means a gate that
+# keeps changing under the delivery.
+MAX_TRIES = 4
+
+
+def new_data_gate(destination: str) -> str:
+    return gate_blob_name(destination)
+
+
+def on_demand_gate(destination: str, options: ExportOptions) -> str:
+    flags = "".join("1" if value else "0" for value in options.as_dict().values())
+    return f"events/{destination}.on_demand.{flags}.json"
+
+
+def queued_record(
+    destination: str, *, trigger: str, requested_by: str | None, options: ExportOptions | None = None
+) -> RunRecord:
+    """A ``queued`` record, not saved yet."""
+    return RunRecord(
+        run_id=new_run_id(),
+        destination=destination,
+        trigger=trigger,
+        requested_by=requested_by,
+        options=options or ExportOptions(),
+        status=RunStatus.QUEUED,
+        queued_at=iso(utc_now()),
+    )
+
+
+def claim(runtime: Runtime, gate: str, record: RunRecord, delay: int) -> str | None:
+    """Name ``record``'s run in the gate, or return the id of the still-queued run it names (the
+    delivery joins that one: nothing is written). None: the caller saves and enqueues ``record``."""
+    exports = runtime.edges.exports
+    for _ in range(MAX_TRIES):
+        current = exports.read_versioned(gate)
+        if current is not None and (waiting := _queued_run(runtime, record.destination, current[0], delay)):
+            return waiting
+        body = json.dumps({"run_id": record.run_id, "queued_at": record.queued_at}).encode()
+        etag = current[1] if current is not None else None
+        if exports.write_if(gate, body, etag=etag, content_type="application/json"):
+            return None
+    raise ExportError(f"the export of '{record.destination}' could not be queued: {gate} kept changing.")
+
+
+def _queued_run(runtime: Runtime, destination: str, gate_body: bytes, delay: int) -> str | None:
+    """The run the gate names, if it is queued and has not started (nor been lost)."""
+    run_id, named_at = _gate_contents(gate_body)
+    if run_id is None:
+        return None
+    try:
+        earlier = runtime.edges.records.load(destination, run_id)
+    except CorruptRunRecord:
+        return None
+    if earlier is None:  # being saved by the delivery that named it, or that delivery died
+        return run_id if named_at is not None and still_queued(named_at, GATE_GRACE_SECONDS, stale_after=0) else None
+    if earlier.status != RunStatus.QUEUED:
+        return None
+    # A run of new data that waits behind the lock is queued again and again: it is still coming.
+    return run_id if still_queued(earlier.requeued_at or earlier.queued_at, delay) else None
+
+
+def _gate_contents(data: bytes) -> tuple[str | None, str | None]:
+    """The run id a gate names and when it named it; (None, None) for a gate we cannot trust."""
+    try:
+        document = load_json(data, "the gate")
+    except JsonDocumentError:
+        return None, None
+    if not isinstance(document, dict):
+        return None, None
+    run_id, named_at = document.get("run_id"), document.get("queued_at")
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+        return None, None
+    return run_id, named_at if isinstance(named_at, str) else None
