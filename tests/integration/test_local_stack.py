@@ -84,6 +84,18 @@ def test_up_export_runs_rejects_check_down(paths):
     # Everything on loopback only: every port the stack recorded answers on 127.0.0.1.
     assert all(local_stack._listening(int(port)) for port in stack["ports"].values())
 
+    # The command up prints works as typed (from the repo, where make runs), in a shell without the venv.
+    import shlex
+
+    typed = up.stdout.split("Try, as typed:\n", 1)[1].splitlines()[0]
+    assert typed.strip().startswith(".venv/bin/sendgrid-export ") and typed.strip().endswith(" export newsletter")
+    shell_env = {k: v for k, v in os.environ.items() if not k.startswith((*FOREIGN, "VIRTUAL_ENV"))}
+    shell_env["PATH"] = "/usr/bin:/bin"
+    as_typed = subprocess.run(
+        [*shlex.split(typed), "--dry-run"], cwd=REPO, env=shell_env, capture_output=True, text=True, timeout=60
+    )
+    assert as_typed.returncode == 3, as_typed.stderr  # completed_with_errors (the samples' bad rows), dry
+
     export = cli(paths, "export", "newsletter")
     assert export.returncode == 3, export.stderr  # the samples hold bad rows: completed_with_errors
     record = json.loads(export.stdout)
