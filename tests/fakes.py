@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
-from shared.adapters.sendgrid import CallStats, JobResult
+from shared.adapters.sendgrid import CallStats, JobResult, NoPace, RequestPace
 from shared.adapters.storage import BlobChanged, BlobInfo, BlobNotFound
 from shared.run.ports import SendGridApi, SendGridFactory
 
@@ -149,6 +149,7 @@ class FakeSendGrid:
         self.closed = False
         self.lock = threading.Lock()
         self.deadline: float | None = None
+        self.pace: RequestPace = NoPace()
 
     def upsert_contacts(self, body: bytes) -> tuple[str, CallStats]:
         with self.lock:  # called from the sender threads
@@ -175,6 +176,13 @@ class FakeSendGrid:
             if on_end is not None:
                 on_end(results[job_id])
         return results
+
+    def import_status(self, job_id: str) -> JobResult:
+        count = len(self.bodies[int(job_id.split("-")[1])]["contacts"])
+        return JobResult(job_id, self.job_status, requested=count, created=count)
+
+    def contact_count(self) -> int:
+        return sum(len(body["contacts"]) for body in self.bodies)
 
     def download_errors_file(self, url: str) -> bytes:
         raise AssertionError("no job of this fake names an errors file")

@@ -7,7 +7,9 @@ Customer-Insights-style partitions, then measures:
    the run the peak came (sampled);
 2. a delta export after 1% of the profiles changed;
 3. the raw baseline: stream the same blobs and send pre-built payloads to the same simulator;
-4. the part of the memory that does not grow: the peak RSS of a full export of 100,000 profiles
+4. at SendGrid's pace (``tools/bench_paced.py``): 30,000 contacts at a scaled production pace,
+   the wall time against its floor, the 429s and the requests per million contacts by kind;
+5. the part of the memory that does not grow: the peak RSS of a full export of 100,000 profiles
    (enough for the send buffers to be all in use), so that what grows with the number of
    profiles can be given in MB per million.
 
@@ -21,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -182,14 +185,16 @@ class PeakSampler:
         return "" if self.peak_at is None else f" (sampled peak {self.peak_mb:.0f} MB at {self.peak_at:.1f}s)"
 
 
-def run_cli(env: dict[str, str], *args: str, destination: str = "bench") -> tuple[dict, float, float, str]:
+def run_cli(
+    env: dict[str, str], *args: str, destination: str = "bench", cwd: Path = REPO
+) -> tuple[dict, float, float, str]:
     """Run the export CLI; returns its record, wall seconds, peak RSS in MB (its own, from the
     wait that reaps it: RUSAGE_CHILDREN would give the largest of every child so far) and when
     the sampled peak came."""
     started = time.monotonic()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shared", "export", destination, *args], env=env, cwd=REPO, stdout=out, stderr=err
+            [sys.executable, "-m", "shared", "export", destination, *args], env=env, cwd=cwd, stdout=out, stderr=err
         )
         sampler = PeakSampler(proc.pid)
         _, status, usage = os.wait4(proc.pid, 0)
@@ -239,10 +244,17 @@ def baseline(service: BlobServiceClient, sim_url: str, list_id: str, n: int) -> 
     return time.monotonic() - started
 
 
+# The simulator's /__sim/ endpoints want its control key (header CONTROL_HEADERS); new each bench.
+SIM_CONTROL_KEY = secrets.token_urlsafe(16)
+CONTROL_HEADERS = {"X-Simulator-Key": SIM_CONTROL_KEY}
+
+
 def start_simulator() -> tuple[subprocess.Popen[str], str]:
     sim = subprocess.Popen(
-        [sys.executable, "-m", "tools.sendgrid_simulator", "--port", "0", "--api-key", KEY, "--job-delay", "0.2"],
+        [sys.executable, "-m", "tools.sendgrid_simulator", "--port", "0", "--job-delay", "0.2"],
         cwd=REPO,
+        # Keys through the environment, not the command line, where ps shows them.
+        env={**os.environ, "SENDGRID_SIMULATOR_API_KEY": KEY, "SENDGRID_SIMULATOR_CONTROL_KEY": SIM_CONTROL_KEY},
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -324,6 +336,9 @@ def main() -> int:
         )
         base = baseline(service, sim_url, created.json()["id"], n)
         report(n, full, full_wall, full_rss, delta, delta_wall, delta_rss, base, len(changed), fixed_rss, others)
+        from tools.bench_paced import PACED_PROFILES, paced_run  # it imports this module
+
+        paced_run(service, emulator.connection_string, PACED_PROFILES)
     finally:
         sim.terminate()
         sim.wait(10)

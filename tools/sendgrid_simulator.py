@@ -29,6 +29,23 @@ default, and each such rule names its source here:
   minutes; 0 unless set, so tests that do not study it need not wait).
 - Removing contacts from a list is a job (202 with ``job_id``), followed on the import status
   endpoint; a DELETE naming a contact id that does not exist answers 404 (lists document).
+- Pace: every answer carries ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (the epoch
+  second the window ends), per endpoint (method and route, ids folded), in fixed windows; a
+  request past the limit is a 429 with the same headers (SendGrid's "Rate limits" page: limits
+  are per endpoint and announced only in these headers; no number is published for the
+  Marketing endpoints). ``pace`` sets a limit and window per endpoint; the production pace seen
+  by a public sync (Stand-With-Crypto/swc-web, ``sendgridContactsCronJob/config.ts``) is about 6
+  ``PUT /v3/marketing/contacts`` a minute, which ``PRODUCTION_PACE`` models.
+- Import jobs take ``job_delay`` seconds plus ``job_seconds_per_contact`` a contact: about 30 s
+  even for one contact in production (NangoHQ/integration-templates,
+  ``integrations/sendgrid/tests/upsert-contacts.test.json``: ``pending`` for 33 s).
+- ``status_shape="production"`` answers the import status as production does: ``job_type``
+  ``upsert_contacts`` (the document's example says ``upsert``), the counts present while the job
+  is ``pending`` (a partial tally, not its outcome); ``"camel"`` also spells the results in
+  camelCase (``requestedCount``), as some of SendGrid's answers do.
+- ``contact_cap``: a job that would store more contacts than the plan holds ends ``failed`` with
+  "you have hit your contact limit" (sendgrid/sendgrid-go issue 413: the job fails, the PUT was
+  accepted); ``GET /v3/marketing/contacts/count`` gives the account's contact count.
 - Scopes carry SendGrid's published names (``marketing.read``, ``marketing.automation.read``,
   the legacy ``marketing_campaigns.*``); a key without write access is refused writes (403).
 
@@ -68,6 +85,16 @@ MAX_CONTACTS = 30_000
 CONTROL_KEY_HEADER = "X-Simulator-Key"
 # The environment's form of the key files, for a container or a supervisor that has no files.
 API_KEY_ENV, CONTROL_KEY_ENV = "SENDGRID_SIMULATOR_API_KEY", "SENDGRID_SIMULATOR_CONTROL_KEY"
+# SendGrid's pace as production callers see it: endpoint -> (limit, window s). The PUT's is what a
+# production sync settled at (see the module doc); no number is published for the others, which
+# are assumed (a poll, search or removal a second).
+PRODUCTION_PACE = {
+    "PUT /v3/marketing/contacts": (6, 60.0),
+    "GET /v3/marketing/contacts/imports/{id}": (60, 60.0),
+    "POST /v3/marketing/contacts/search/emails": (60, 60.0),
+    "DELETE /v3/marketing/lists/{id}/contacts": (60, 60.0),
+}
+CONTACT_LIMIT_MESSAGE = "you have hit your contact limit"
 # The contacts document says 6 MB; production accounts refuse bodies over 4 MiB (see above).
 DOCUMENTED_MAX_BODY_BYTES = 6_000_000
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -184,7 +211,13 @@ class SimState:
         self.faults: list[Fault] = []
         self.rate_limit: int | None = None  # requests per window, per route; None: no limit
         self.rate_window = 1.0
+        # Per endpoint ("PUT /v3/marketing/contacts"): (limit, window seconds); others use the above.
+        self.pace: dict[str, tuple[int, float]] = {}
         self._windows: dict[str, tuple[float, int]] = {}
+        self.rate_limited = 0  # 429s answered for the pace, over the life of the state
+        self.job_seconds_per_contact = 0.0
+        self.status_shape = "documented"  # documented | production | camel
+        self.contact_cap: int | None = None
         self.record_bodies = False
         self.max_body_bytes = MAX_BODY_BYTES
         self.too_large_status = 413
@@ -257,6 +290,7 @@ class SimState:
             self.faults.clear()
             self.requests.clear()
             self.upserted_contacts = 0
+            self.rate_limited = 0
             self._unsearchable_until.clear()
 
     def snapshot(self) -> dict[str, Any]:
@@ -281,6 +315,7 @@ class SimState:
                 "jobs": {j.id: {"status": j.status, "results": j.results} for j in self.jobs.values()},
                 "upserted_contacts": self.upserted_contacts,
                 "request_count": len(self.requests),
+                "rate_limited": self.rate_limited,
             }
 
     def add_list(self, name: str, list_id: str | None = None) -> dict[str, Any]:
@@ -319,6 +354,9 @@ class SimState:
 
     def _finish(self, job: Job) -> None:
         created = updated = errored = deleted = 0
+        if job.job_type == "upsert" and job.forced_status is None and self._over_cap(job):
+            job.forced_status = "failed"
+            job.errors["*"] = CONTACT_LIMIT_MESSAGE
         if job.forced_status == "failed":
             errored = len(job.contacts)
         elif job.job_type == "list_removal":
@@ -384,6 +422,36 @@ class SimState:
         # million of them again and again (it would cost the benchmark's one shared CPU seconds).
         gc.freeze()
 
+    def _over_cap(self, job: Job) -> bool:
+        if self.contact_cap is None:
+            return False
+        new = {str(c.get("email", "")).lower() for c in job.contacts if isinstance(c, dict)} - self.contacts.keys()
+        return len(self.contacts) + len(new) > self.contact_cap
+
+    def status_of(self, job: Job) -> dict[str, Any]:
+        """The import status answer, in the configured shape (see the module doc)."""
+        results = dict(job.results)
+        job_type = job.job_type
+        if self.status_shape != "documented":
+            if job_type == "upsert":
+                job_type = "upsert_contacts"
+            if job.status == "pending" and job.job_type == "upsert":
+                # Production's partial tally while pending: counts present, not the outcome.
+                done = len(job.contacts) // 2
+                results = {
+                    "requested_count": len(job.contacts),
+                    "created_count": done,
+                    "updated_count": 0,
+                    "deleted_count": 0,
+                    "errored_count": 0,
+                }
+            if self.status_shape == "camel":
+                results = {_camel(k): v for k, v in results.items()}
+        answer: dict[str, Any] = {"id": job.id, "status": job.status, "job_type": job_type, "results": results}
+        if job.status == "failed" and "*" in job.errors:
+            answer["errors"] = [{"message": job.errors["*"]}]
+        return answer
+
     def _remove_members(self, job: Job) -> None:
         list_id = job.list_ids[0]
         wanted = set(job.contacts)
@@ -407,18 +475,23 @@ class SimState:
     # -- rate limiting --------------------------------------------------------------------------
 
     def take_rate_token(self, route: str) -> tuple[bool, dict[str, str]]:
+        """One request's place in its endpoint's window. Windows are fixed (aligned on multiples of
+        their length), so ``X-RateLimit-Reset`` names the second the window really ends."""
         now = time.time()
-        limit = self.rate_limit
+        limit, window = self.pace.get(route) or (self.rate_limit, self.rate_window)
         if limit is None:
             reset = math.ceil(now + 1)
             return True, {"X-RateLimit-Limit": "1000", "X-RateLimit-Remaining": "999", "X-RateLimit-Reset": str(reset)}
-        start, used = self._windows.get(route, (now, 0))
-        if now - start >= self.rate_window:
-            start, used = now, 0
-        reset = math.ceil(start + self.rate_window)
+        start = math.floor(now / window) * window
+        known_start, used = self._windows.get(route, (start, 0))
+        if known_start != start:
+            used = 0
+        reset = math.ceil(start + window)
         allowed = used < limit
         if allowed:
             used += 1
+        else:
+            self.rate_limited += 1
         self._windows[route] = (start, used)
         return allowed, {
             "X-RateLimit-Limit": str(limit),
@@ -488,12 +561,15 @@ class Handler(BaseHTTPRequestHandler):
             return
         with state.lock:
             entry: dict[str, Any] = {"method": method, "path": path, "query": parsed.query, "bytes": length}
+            entry["at"] = round(time.time(), 3)
             if state.record_bodies:
                 entry["body"] = body.decode("utf-8", "replace")
             state.requests.append(entry)
             fault = state.take_fault(method, path)
             route = _route_key(method, path)
             allowed, headers = state.take_rate_token(route)
+            if not allowed:
+                entry["status"] = 429  # the request log tells which requests the pace refused
         if fault is not None:
             if fault.kind == "drop":
                 self.close_connection = True
@@ -529,6 +605,10 @@ class Handler(BaseHTTPRequestHandler):
             status, payload = self._api(method, path, query, body, state, scopes)
         except ApiError as exc:
             status, payload = exc.status, {"errors": exc.errors}
+        with state.lock:  # the log says what each request came to (a test tells accepted batches)
+            entry["status"] = status
+            if isinstance(payload, dict) and isinstance(payload.get("job_id"), str):
+                entry["job_id"] = payload["job_id"]
         self._send(status, payload, headers)
 
     def _errors_file(self, path: str) -> None:
@@ -609,13 +689,18 @@ class Handler(BaseHTTPRequestHandler):
             if job is None or (job.job_type == "list_removal" and not state.removal_jobs_pollable):
                 raise ApiError(404, "job not found")
             return 200, {
-                "id": job.id,
-                "status": job.status,
-                "job_type": job.job_type,
-                "results": job.results,
+                **state.status_of(job),
                 "started_at": job.started_at,
                 **({"finished_at": job.finished_at} if job.finished_at else {}),
             }
+
+    def _contact_count(self, call: ApiCall) -> tuple[int, Any]:
+        state = call.state
+        with state.lock:
+            state.process_jobs()
+            count = len(state.contacts)
+        # The contacts document: contact_count, and billable_count (what the plan's cap counts).
+        return 200, {"contact_count": count, "billable_count": count}
 
     def _create_list(self, call: ApiCall) -> tuple[int, Any]:
         state = call.state
@@ -692,7 +777,7 @@ class Handler(BaseHTTPRequestHandler):
         with state.lock:
             job = Job(
                 id=str(uuid.uuid4()),
-                ready_at=time.time() + state.job_delay,
+                ready_at=time.time() + state.job_delay + state.job_seconds_per_contact * len(contacts),
                 contacts=contacts,
                 list_ids=list_ids,
                 started_at=_now_iso(),
@@ -861,6 +946,18 @@ class Handler(BaseHTTPRequestHandler):
                 state._windows.clear()
             state.rate_window = float(doc.get("rate_window", state.rate_window))
             state.job_delay = float(doc.get("job_delay", state.job_delay))
+            if "pace" in doc:  # {"PUT /v3/marketing/contacts": {"limit": 1, "window": 1}}, or "production"
+                pace = doc["pace"]
+                state.pace = (
+                    dict(PRODUCTION_PACE)
+                    if pace == "production"
+                    else {route: (int(spec["limit"]), float(spec.get("window", 1.0))) for route, spec in pace.items()}
+                )
+                state._windows.clear()
+            state.job_seconds_per_contact = float(doc.get("job_seconds_per_contact", state.job_seconds_per_contact))
+            state.status_shape = str(doc.get("status_shape", state.status_shape))
+            if "contact_cap" in doc:
+                state.contact_cap = None if doc["contact_cap"] is None else int(doc["contact_cap"])
             state.record_bodies = bool(doc.get("record_bodies", state.record_bodies))
             state.max_body_bytes = int(doc.get("max_body_bytes", state.max_body_bytes))
             state.too_large_status = int(doc.get("too_large_status", state.too_large_status))
@@ -916,6 +1013,7 @@ API_ROUTES: list[tuple[str, re.Pattern[str], Callable[[Handler, ApiCall], tuple[
     ("GET", re.compile(r"/v3/scopes"), Handler._scopes),
     ("PUT", _marketing("contacts"), Handler._upsert),
     ("GET", _marketing(r"contacts/imports/([^/]+)"), Handler._import_status),
+    ("GET", _marketing("contacts/count"), Handler._contact_count),
     ("POST", _marketing("contacts/search/emails"), Handler._search_emails),
     ("POST", _marketing("contacts/search"), Handler._search_sgql),
     ("GET", _marketing("lists"), Handler._get_lists),
@@ -938,6 +1036,11 @@ CONTROL_ROUTES: dict[tuple[str, str], Callable[[Handler, Any], None]] = {
     ("GET", "/__sim/requests"): Handler._sim_requests,
     ("POST", "/__sim/contacts"): Handler._sim_add_contact,
 }
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 def _route_key(method: str, path: str) -> str:

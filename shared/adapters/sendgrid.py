@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -38,6 +38,50 @@ ANSWER_MAX_BYTES = 64 * 1024 * 1024  # SendGrid's largest answers (a page of 1,0
 SEARCH_EMAIL_MAX_LENGTH = 100  # search/emails: each address at most 100 characters (maxLength)
 
 
+class RequestPace(Protocol):
+    """Paces requests per endpoint (``METHOD /route/{id}``): :meth:`before` waits for a place
+    (and raises past ``deadline``), :meth:`after` is told every answer's status and headers
+    (``status`` None: none came). See :mod:`shared.run.pace`."""
+
+    def before(self, endpoint: str, deadline: float | None) -> None: ...
+
+    def after(self, endpoint: str, status: int | None, headers: Mapping[str, str]) -> None: ...
+
+
+class NoPace:
+    """No budget: a request goes at once (``check``, and runs that set none)."""
+
+    def before(self, endpoint: str, deadline: float | None) -> None:
+        pass
+
+    def after(self, endpoint: str, status: int | None, headers: Mapping[str, str]) -> None:
+        pass
+
+
+def endpoint_of(method: str, path: str) -> str:
+    """The endpoint a request counts against: its method and route, ids folded (SendGrid limits
+    per endpoint): ``GET /v3/marketing/contacts/imports/{id}``."""
+    parts = ["{id}" if len(p) >= 20 or p.isdigit() else p for p in path.strip("/").split("/")]
+    return method + " /" + "/".join(parts)
+
+
+# Import status results, as documented (snake_case) and as some answers spell them (camelCase).
+_RESULT_NAMES = {
+    "requested": ("requested_count", "requestedCount"),
+    "created": ("created_count", "createdCount"),
+    "updated": ("updated_count", "updatedCount"),
+    "errored": ("errored_count", "erroredCount"),
+    "errors_url": ("errors_url", "errorsUrl"),
+}
+
+
+def _result(results: Mapping[str, Any], name: str) -> Any:
+    for spelling in _RESULT_NAMES[name]:
+        if results.get(spelling) is not None:
+            return results[spelling]
+    return None
+
+
 @dataclass
 class CallStats:
     """What one logical call cost: attempts (first try included) and 429 waits."""
@@ -59,6 +103,8 @@ class JobResult:
     raw: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # why the status could not be learned (status ``unknown``)
     error_status: int | None = None  # and SendGrid's answer then, if it gave one
+    job_type: str | None = None  # "upsert" as documented, "upsert_contacts" in production
+    failure: str | None = None  # SendGrid's own words on a failed job (its "errors" messages)
 
 
 class SendGridClient:
@@ -95,6 +141,8 @@ class SendGridClient:
         self._timeout = timeout
         self._sleep = sleep
         self._clock = clock
+        # Shared by every thread of the run (set by the run; see shared.run.pace).
+        self.pace: RequestPace = NoPace()
 
     def close(self) -> None:
         self._session.close()
@@ -111,22 +159,35 @@ class SendGridClient:
         return job_id, stats
 
     def import_status(self, job_id: str) -> JobResult:
+        """A job's status. Its counts are an outcome only once it has ended: production answers
+        them while ``pending`` too, as a partial tally, which a caller must not count."""
         answer = self._call("GET", f"/v3/marketing/contacts/imports/{job_id}", expect=(200,))
         results = answer.get("results") or {}
         try:
-            url = results.get("errors_url")
+            url = _result(results, "errors_url")
+            job_type = answer.get("job_type", answer.get("jobType"))
             return JobResult(
                 job_id=job_id,
-                status=str(answer.get("status", "")),
-                requested=int(results.get("requested_count") or 0),
-                created=int(results.get("created_count") or 0),
-                updated=int(results.get("updated_count") or 0),
-                errored=int(results.get("errored_count") or 0),
+                status=str(answer.get("status", "")).lower(),
+                requested=int(_result(results, "requested") or 0),
+                created=int(_result(results, "created") or 0),
+                updated=int(_result(results, "updated") or 0),
+                errored=int(_result(results, "errored") or 0),
                 errors_url=url if isinstance(url, str) else None,
                 raw=answer,
+                job_type=str(job_type) if job_type is not None else None,
+                failure=_job_failure(answer),
             )
         except (AttributeError, TypeError, ValueError):
             raise SendGridError(f"the status of job {job_id[:64]} is not in the documented shape.") from None
+
+    def contact_count(self) -> int:
+        """The account's contacts (``GET /v3/marketing/contacts/count``): what the plan's cap counts."""
+        answer = self._call("GET", "/v3/marketing/contacts/count", expect=(200,))
+        count = answer.get("contact_count")
+        if type(count) is not int or count < 0:
+            raise SendGridError("the contact count is not in the documented shape.")
+        return count
 
     def wait_for_jobs(
         self,
@@ -290,17 +351,24 @@ class SendGridClient:
             data = json.dumps(json_body, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json"} if data is not None else None
         failures = 0
+        endpoint = endpoint_of(method, path)
         while True:
             stats.attempts += 1
+            self.pace.before(endpoint, self.deadline)
             try:
                 response = self._session.request(
                     method, self._base + path, params=params, data=data, headers=headers, timeout=timeout
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
+                self.pace.after(endpoint, None, {})
                 failures += 1
                 self._back_off_unreached(method, path, failures, type(exc).__name__)
                 continue
+            except BaseException:
+                self.pace.after(endpoint, None, {})
+                raise
             status = response.status_code
+            self.pace.after(endpoint, status, response.headers)
             if status in expect:
                 return answer_json(response)
             if status == 429:
@@ -362,6 +430,17 @@ class SendGridClient:
             raise SendGridError(
                 f"{method} {path}: {why}; waiting {wait:.0f}s more would pass the run's deadline.", status=status
             )
+
+
+def _job_failure(answer: Mapping[str, Any]) -> str | None:
+    """SendGrid's words on why a job failed, if it says (``errors``: messages, or one object)."""
+    errors = answer.get("errors")
+    if isinstance(errors, dict):
+        errors = [errors]
+    if not isinstance(errors, list):
+        return None
+    words = [str(e.get("message")) for e in errors if isinstance(e, dict) and e.get("message")]
+    return "; ".join(words)[:500] or None
 
 
 def _refusal(method: str, path: str, response: requests.Response) -> SendGridError:

@@ -28,8 +28,10 @@ from shared.run.destinations import exportable_destination, load_destinations
 from shared.run.export import describe_unexpected, queue_run, run_export
 from shared.run.records import (
     FINAL_STATUSES,
+    INTERRUPTED,
     CorruptRunRecord,
     ExportOptions,
+    RecordNotTrue,
     RunRecord,
     RunStatus,
     iso,
@@ -277,9 +279,11 @@ def run_locked(runtime: Runtime, record: RunRecord, *, attempt: int = 1) -> RunR
         return _lock_held(runtime, record, exc)
     except KeyboardInterrupt:
         # The lock is released already (the with block ended); the record must not stay "running".
-        if not ended:
+        # The run itself ends its record as interrupted (run_export); this is for an interrupt before.
+        if not ended and INTERRUPTED not in record.errors:
             record.status = RunStatus.FAILED
             record.errors.append(INTERRUPTED)
+            record.counts.take_back_unsent()
             record.finished_at = iso(utc_now())
             runtime.edges.records.save(record)
             emit_run_event(record)
@@ -365,12 +369,6 @@ def _note_failed_attempt(runtime: Runtime, record: RunRecord, exc: Exception, at
         emit_run_event(record)
 
 
-INTERRUPTED = (
-    "the run was interrupted (Ctrl-C or a stop signal) and its lock released; contacts SendGrid had "
-    "confirmed are kept in the sync state, and running the export again sends the rest."
-)
-
-
 def _end_lost(runtime: Runtime, record: RunRecord, held: HeldLock) -> RunRecord:
     reason = held.lost_reason or "the lock was lost"
     was = record.status
@@ -394,9 +392,17 @@ def _close_abandoned_runs(runtime: Runtime, current: RunRecord) -> None:
         other.finished_at = iso(utc_now())
         other.errors.append(
             f"the run stopped without finishing (its process died or was stopped); found by run {current.run_id}. "
-            "Contacts SendGrid had confirmed were kept in the sync state; the rest were sent again."
+            "Contacts SendGrid had confirmed were kept in the sync state, jobs it had accepted are settled "
+            "by their ids, and the rest were sent again."
         )
-        runtime.edges.records.save(other)
+        other.counts.take_back_unsent()  # what it never handed to SendGrid
+        if other.progress is not None:
+            other.progress = {**other.progress, "stage": "stopped", "eta_seconds": None}
+        try:
+            runtime.edges.records.save(other)
+        except RecordNotTrue as exc:  # a record of an older version, whose counts did not add up
+            log.warning("run %s of %s was abandoned and is left as it was: %s", other.run_id, other.destination, exc)
+            continue
         emit_run_event(other)
         log.warning("run %s of %s was abandoned; marked failed", other.run_id, other.destination)
 

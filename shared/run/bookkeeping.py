@@ -4,6 +4,7 @@ the rejects file and the run event. Whatever happens, the record ends final and 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,10 +26,11 @@ class RunBookkeeping:
         self.record = record
         self.rejects = RejectsWriter()
         self.store = edges.records
+        # Taken by whatever writes the record from another thread (the settler), and by every save.
+        self.lock = threading.RLock()
         self.failed = False
         self._t0 = time.monotonic()
         self._sent = False  # the sender's outcome has been taken into the record
-        self._delivered = False  # a batch was handed to SendGrid
         self.destination: Destination | None = None
         self.progress = RunProgress(
             edges.progress,
@@ -45,21 +47,28 @@ class RunBookkeeping:
         finally:
             self.record.timings[name] = self.record.timings.get(name, 0.0) + time.monotonic() - start
 
+    def save(self) -> None:
+        with self.lock:
+            self.store.save(self.record)
+
     def _save_running(self, progress: ProgressSnapshot) -> None:
-        self.record.progress = progress.as_dict()
-        self.store.save(self.record)
+        with self.lock:
+            self.record.progress = progress.as_dict()
+            self.store.save(self.record)
 
     def fail(self, message: str) -> None:
-        self.failed = True
-        self.record.errors.append(redact(message))
+        with self.lock:
+            self.failed = True
+            self.record.errors.append(redact(message))
         log.error("run %s of %s failed: %s", self.record.run_id, self.record.destination, redact(message))
 
     def finish(self) -> None:
         record = self.record
         counts = record.counts
-        if counts.sent and not self._delivered:  # a dry run, or a run stopped before sending
-            counts.take_back_unsent()
-        self.progress.stage = "done"
+        # What passed the rules but never reached SendGrid (a dry run, a run stopped first).
+        counts.take_back_unsent()
+        self.progress.stage = "failed" if self.failed else "done"
+        self.progress.reading_done = True
         self.progress.rows_read = counts.read
         self.progress.close()
         record.progress = self.progress.snapshot().as_dict()
@@ -71,7 +80,7 @@ class RunBookkeeping:
         self.rejects.close()
         record.finished_at = iso(utc_now())
         record.timings["total"] = time.monotonic() - self._t0
-        self.store.save(record)
+        self.save()
         destination = self.destination
         emit_run_event(record, schedule_enabled=destination.schedule_enabled if destination else None)
         log.info(
@@ -86,6 +95,6 @@ class RunBookkeeping:
         counts = self.record.counts
         if self.failed:
             return RunStatus.FAILED
-        if counts.invalid or counts.errored or counts.fields_rejected:
+        if counts.invalid or counts.errored or counts.fields_rejected or counts.unconfirmed:
             return RunStatus.COMPLETED_WITH_ERRORS
         return RunStatus.SUCCEEDED

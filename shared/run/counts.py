@@ -23,6 +23,9 @@ class RunCounts:
     created: int = 0
     updated: int = 0
     errored: int = 0
+    # Sent in a request SendGrid accepted, whose import job has not been settled: a job still
+    # running (the next run settles it by its id), or one whose outcome per contact is unknown.
+    unconfirmed: int = 0
     truncated: int = 0
     fields_rejected: int = 0
     removed: int = 0
@@ -45,9 +48,17 @@ class RunCounts:
         """Rows the row rules refused and contacts SendGrid refused."""
         return self.invalid + self.errored
 
+    @property
+    def handed(self) -> int:
+        """Contacts whose request reached SendGrid: settled either way, or waiting on their job."""
+        return self.accepted + self.errored + self.unconfirmed
+
     def take_back_unsent(self) -> None:
-        """Nothing reached SendGrid: what passed the row rules is what would have been sent."""
-        self.would_send, self.sent = self.would_send + self.sent, 0
+        """The run has ended: what passed the row rules but never reached SendGrid (a dry run, a
+        run stopped before sending all) is what would have been sent."""
+        unsent = self.sent - self.handed
+        if unsent > 0:
+            self.would_send, self.sent = self.would_send + unsent, self.sent - unsent
 
     def snapshot(self) -> RunCounts:
         return replace(self)
@@ -65,6 +76,26 @@ class RunCounts:
         """A record from before a count existed has it as 0."""
         known = {name: data[name] for name in COUNT_NAMES if name in data}
         return cls(**known, unknown={name: value for name, value in data.items() if name not in known})
+
+
+def conservation_faults(counts: RunCounts, *, final: bool) -> list[str]:
+    """How ``counts`` break the conservation law (none: they keep it). The one check of it.
+
+    Every row read is invalid, a duplicate, unchanged, sent or would-be-sent; every contact
+    sent is accepted, errored or unconfirmed, or (while the run goes) not handed to SendGrid
+    yet; once the run has ended, none is left in that last state.
+    """
+    faults = []
+    named = {name: getattr(counts, name) for name in COUNT_NAMES}
+    negative = [name for name, value in named.items() if value < 0]
+    if negative:
+        faults.append(f"negative counts: {', '.join(negative)}")
+    rows = counts.invalid + counts.duplicate + counts.unchanged + counts.sent + counts.would_send
+    if counts.read != rows:
+        faults.append(f"read={counts.read} but invalid + duplicate + unchanged + sent + would_send = {rows}")
+    if counts.handed > counts.sent or (final and counts.handed != counts.sent):
+        faults.append(f"sent={counts.sent} but accepted + errored + unconfirmed = {counts.handed}")
+    return faults
 
 
 COUNT_NAMES = tuple(f.name for f in fields(RunCounts) if f.name != "unknown")

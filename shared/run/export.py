@@ -1,15 +1,17 @@
 """One export run, start to end. The only module that knows the order of the stages.
 
-Stages: configuration and consent, the API key, the lists (and custom fields), the sync state,
-reading every segment row through the row rules into a spool of batches (unchanged rows skipped),
-the ``max_profiles`` check, sending, waiting for SendGrid's import jobs (each confirmed batch
-journaled at once), mirror-mode removals, and saving the new sync state. The run record is saved
-when the run starts, after each stage, and at the end; whatever happens, it is final and its
-counts add up.
+Stages: configuration and consent, the API key, the lists (and custom fields), the import jobs a
+stopped run left (settled by their ids), the sync state, reading every segment row through the
+row rules into a spool of batches (unchanged rows skipped), the ``max_profiles`` check, sending,
+and SendGrid's import jobs (followed from the moment each is accepted, beside reading and
+sending; each confirmed batch journaled at once), mirror-mode removals, and saving the new sync
+state. The run record is saved when the run starts, after each stage, and at the end; whatever
+happens (an interrupt too), it is final and its counts add up.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -34,11 +36,13 @@ from shared.run.destinations import (
 )
 from shared.run.journal import StateUpdates, journal_prefix
 from shared.run.lookups import SendGridList
+from shared.run.pace import UPSERT, PaceBudget
 from shared.run.ports import SendGridApi
 from shared.run.preflight import require_mapped_columns
 from shared.run.profile_limit import BoundScan, require_within_limit
 from shared.run.reader import SegmentsReading, unproven_read
 from shared.run.records import (
+    INTERRUPTED,
     ExportOptions,
     RunRecord,
     RunStatus,
@@ -47,10 +51,11 @@ from shared.run.records import (
     utc_now,
 )
 from shared.run.removals import remove_departed
+from shared.run.resume import resume_deadline, settle_left_jobs
 from shared.run.run_order import RunOrder
 from shared.run.runtime import Runtime
-from shared.run.sending import BatchSender, PendingJob, SendOutcome, batch_entry
-from shared.run.settling import JobSettler
+from shared.run.sending import BatchSender, SendOutcome, batch_entry
+from shared.run.settling import JobSettler, contact_cap_message
 from shared.run.sync_state import RunKeys, SyncState
 
 log = logging.getLogger(__name__)
@@ -84,6 +89,10 @@ def run_export(runtime: Runtime, record: RunRecord) -> RunRecord:
     run = _Run(runtime, record)
     try:
         run.execute()
+    except KeyboardInterrupt:  # Ctrl-C or a stop signal: the record ends true, then it goes on up
+        run.fail(INTERRUPTED)
+        run.finish()
+        raise
     except ExportError as exc:
         run.fail(str(exc))
     except Exception as exc:  # a bug or an unforeseen fault: recorded, then surfaced to the host
@@ -106,6 +115,8 @@ class _Run(RunBookkeeping):
         self.options = record.options
         self.mirror = False
         self.sender: BatchSender | None = None
+        self.settler: JobSettler | None = None
+        self.pace = PaceBudget()
         self.proven = threading.Event()  # max_profiles cannot be passed: batches may go as they fill
         self._state: SyncState | None = None
         self._order: RunOrder | None = None  # the run's order in terms of the state (a delta run's)
@@ -143,13 +154,16 @@ class _Run(RunBookkeeping):
         record.rejects_blob = None
         record.status = RunStatus.RUNNING
         record.started_at = iso(utc_now())
-        self.store.save(record)
+        record.resumed = None
+        self.save()
 
     def _connect(self, destination: Destination) -> SendGridApi:
         with self.stage("secret"):
             api_key = self.edges.secrets.get_secret(destination.api_key_secret)
         client = self.edges.sendgrid(destination.api_base_url(self.settings.sendgrid_api_base_url), api_key)
         del api_key
+        client.pace = self.pace  # one budget for every thread of the run
+        self._client: SendGridApi = client
         # From the run's start: the configuration and the key may already have taken a while.
         client.deadline = time.time() + self.tuning.run_deadline_seconds - (time.monotonic() - self._t0)
         return client
@@ -182,6 +196,8 @@ class _Run(RunBookkeeping):
             # Nor before the mapping is known to fit the files' columns.
             require_mapped_columns(self.edges.segments, destination, plan, self.settings.max_record_bytes)
             scan.start()
+        if not self.options.dry_run:
+            self._resume(client, destination)
         with self.stage("state"):
             # Held by the run, not by this frame, so that the state stage can let it go.
             self._state = SyncState.load(
@@ -198,8 +214,25 @@ class _Run(RunBookkeeping):
             if self.sender is not None and not self._sent:
                 # The run stopped before sending ended: what was sent stays recorded.
                 self._take_outcome(self.sender.stop("the run stopped before this batch was sent"))
-            self._delivered = self.sender is not None and self.sender.released > 0
+            if self.settler is not None:
+                self.settler.stop()  # jobs not ended stay journaled: the next run settles them
             spool.close()
+
+    def _resume(self, client: SendGridApi, destination: Destination) -> None:
+        """Settle the jobs a stopped run left, by their ids, before the state loads."""
+        self.progress.stage = "settling the jobs of a stopped run"
+        with self.stage("resume"):
+            resumed = settle_left_jobs(
+                client,
+                self.edges.exports,
+                destination.name,
+                deadline=resume_deadline(client, self.tuning.job_wait_seconds),
+                first_poll=self.tuning.job_poll_interval,
+                most_poll=self.tuning.job_poll_max_interval,
+                tick=self.progress.tick,
+            )
+        if resumed is not None:
+            self.record.resumed = dataclasses.asdict(resumed)
 
     def _prove_within_limit(self, destination: Destination, plan: SegmentPlan, scan: BoundScan) -> None:
         with self.stage("scan"):
@@ -215,7 +248,7 @@ class _Run(RunBookkeeping):
     def _lists(self, client: SendGridApi, destination: Destination, found: list[SendGridList | None]) -> list[str]:
         with self.stage("lists"):
             list_ids = create_lists(client, destination, found, self.record, dry_run=self.options.dry_run)
-        self.store.save(self.record)
+        self.save()
         return list_ids
 
     def _spool_send_and_settle(
@@ -230,23 +263,36 @@ class _Run(RunBookkeeping):
     ) -> None:
         state, self._state = self._state, None
         assert state is not None
+        updates = StateUpdates(one_per_key=True)
         if not self.options.dry_run:
-            self.sender = BatchSender(client, spool, concurrency=self.tuning.send_concurrency)
+            self.settler = JobSettler(
+                self.record,
+                self.rejects,
+                self.progress,
+                self.edges.exports,
+                self.tuning,
+                mirror=self.mirror,
+                lock=self.lock,
+                on_cap=self._cap_reached,
+            )
+            self.settler.start(client, spool, updates)
+            self.sender = BatchSender(
+                client, spool, concurrency=self.tuning.send_concurrency, on_accepted=self.settler.accepted
+            )
             spool.on_ready = self._sending_gate(scan, self.sender)
             if self.proven.is_set():
                 self.sender.open()
         present = self._read(destination, plan, scan, spool, state, list_ids, custom_fields)
+        # No key comes twice if every key went through the run's key set (and no part twice).
+        updates.one_per_key = updates.one_per_key and self._keys_in_set
         self._require_spool_within_limit(destination, spool)
         self.progress.stage = "sending"
         with self.stage("send"):
-            pending = self.send(spool, self.sender)
-        updates = StateUpdates(one_per_key=self._keys_in_set)
-        self.progress.stage = "waiting for SendGrid's jobs"
-        with self.stage("jobs"):
-            settler = JobSettler(
-                self.record, self.rejects, self.progress, self.edges.exports, self.tuning, mirror=self.mirror
-            )
-            settler.wait_for_jobs(client, spool, pending, updates)
+            self.send(spool, self.sender)
+        if self.settler is not None:
+            self.progress.stage = "waiting for SendGrid's jobs"
+            with self.stage("jobs"):
+                self.settler.finish()
         removed, not_found_yet = self._remove(client, destination, plan, list_ids, state, present)
         if not self.options.dry_run:
             with self.stage("state"):
@@ -297,7 +343,7 @@ class _Run(RunBookkeeping):
             spool.finish()
         self.progress.reading_done = True
         self.progress.batches_spooled = spool.batch_count
-        self.store.save(self.record)
+        self.save()
         return present
 
     def _require_spool_within_limit(self, destination: Destination, spool: BatchSpool) -> None:
@@ -357,24 +403,32 @@ class _Run(RunBookkeeping):
 
         return on_ready
 
-    def send(self, spool: BatchSpool, sender: BatchSender | None) -> list[PendingJob]:
+    def send(self, spool: BatchSpool, sender: BatchSender | None) -> None:
         """Send what is left to send (a dry run only records the batches it would send)."""
         if sender is None:
             for batch in spool.batches():
                 self.record.batches.append(batch_entry(batch) | {"status": "dry_run"})
-            return []
+            return
         sender.open()
         outcome = sender.finish(tick=self.progress.tick)
         self.progress.batches_sent = sender.settled
         self._take_outcome(outcome)
-        self.store.save(self.record)
-        return outcome.pending
+        self.save()
 
     def _take_outcome(self, outcome: SendOutcome) -> None:
-        self._sent = True
-        self.record.batches.extend(outcome.entries)
-        self.record.counts.errored += outcome.errored
-        for source, line, email, kind, why in outcome.rejects:
-            self.rejects.add(source, line, email, kind, why)
+        with self.lock:  # the settler writes the counts and the rejects too
+            self._sent = True
+            self.record.batches.extend(outcome.entries)
+            self.record.counts.errored += outcome.errored
+            for source, line, email, kind, why in outcome.rejects:
+                self.rejects.add(source, line, email, kind, why)
         for message in outcome.failures:
             self.fail(message)
+
+    def _cap_reached(self, words: str) -> None:
+        """A job failed for the plan's contact limit: no batch after it is sent (each would fail
+        the same way), and the run fails naming the cap."""
+        if self.sender is not None:
+            self.sender.halt("not sent: SendGrid's contact limit was reached")
+        self.pace.refuse(UPSERT, "not sent: SendGrid's contact limit was reached")
+        self.fail(contact_cap_message(self._client, words))

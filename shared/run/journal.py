@@ -1,6 +1,8 @@
-"""The journal of a run: contacts SendGrid confirmed, written as each import job is confirmed,
+"""The journals of a run: contacts SendGrid confirmed, written as each import job is confirmed,
 so that a run that dies keeps them (the next run's load applies them; see
-:mod:`shared.run.sync_state`)."""
+:mod:`shared.run.sync_state`); and each job SendGrid accepted, written as it is accepted with what
+it holds (``sent-`` blobs), so that the next run settles a job a stopped run left by its id
+instead of sending its contacts again (:mod:`shared.run.resume`)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,52 @@ def _first(group: tuple[tuple[int, ...], int, int]) -> tuple[int, ...]:
 
 def journal_prefix(destination: str) -> str:
     return f"state/{destination}/journal-"
+
+
+def sent_prefix(destination: str) -> str:
+    return f"state/{destination}/sent-"
+
+
+def sent_blob_name(destination: str, run_id: str, index: int, part: int) -> str:
+    return f"{sent_prefix(destination)}{run_id}-{index:05d}-{part:02d}.bin"
+
+
+def journal_for_sent(sent_name: str) -> str:
+    """The journal a sent blob's job confirms into: the name its own run would have given it."""
+    folder, _, name = sent_name.rpartition("/")
+    return f"{folder}/journal-{name.removeprefix('sent-')}"
+
+
+# A sent blob: magic, the job id's length and the job id, then a journal of what the job holds.
+_SENT = struct.Struct("<8sH")
+SENT_MAGIC = b"SGSENT01"
+MAX_JOB_ID = 200
+
+
+def sent_bytes(job_id: str, keys: array[int], fps: array[int], emails: list[str] | None) -> bytes:
+    held = StateUpdates()
+    held.extend(keys, fps, emails)
+    encoded = job_id.encode("utf-8")[:MAX_JOB_ID]
+    return _SENT.pack(SENT_MAGIC, len(encoded)) + encoded + held.journal_bytes()
+
+
+def parse_sent(raw: bytes, source: str) -> tuple[str, StateUpdates]:
+    """The job id and the contacts of a sent blob; :class:`SyncStateError` if it is damaged."""
+    if len(raw) < _SENT.size or not raw.startswith(SENT_MAGIC):
+        raise corrupt(source, "it is not a sent-batch journal")
+    length = _SENT.unpack_from(raw)[1]
+    if length == 0 or length > MAX_JOB_ID or len(raw) < _SENT.size + length:
+        raise corrupt(source, "its job id is damaged")
+    try:
+        job_id = raw[_SENT.size : _SENT.size + length].decode("utf-8")
+    except UnicodeDecodeError:
+        raise corrupt(source, "its job id is not UTF-8") from None
+    held = StateUpdates()
+    journal = raw[_SENT.size + length :]
+    if not journal.startswith(JOURNAL_MAGIC):
+        raise corrupt(source, "its contacts are damaged")
+    held.extend_from_journal(journal, source=source)
+    return job_id, held
 
 
 class SyncStateError(ExportError):

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from shared.adapters.jobs import JobQueue
 from shared.adapters.locks import RunLock
 from shared.adapters.secrets import SecretProvider
-from shared.adapters.sendgrid import CallStats, JobResult
+from shared.adapters.sendgrid import CallStats, JobResult, RequestPace
 from shared.adapters.storage import BlobStore
 from shared.run.progress import NoProgress, ProgressSink
 from shared.run.records import RunRecordStore
@@ -26,8 +26,14 @@ class SendGridApi(Protocol):
 
     # Epoch second past which no call waits or retries (set by the run); None: no bound.
     deadline: float | None
+    # Paces requests per endpoint, shared by the run's threads (set by the run: shared.run.pace).
+    pace: RequestPace
 
     def upsert_contacts(self, body: bytes) -> tuple[str, CallStats]: ...
+
+    def import_status(self, job_id: str) -> JobResult: ...
+
+    def contact_count(self) -> int: ...
 
     def wait_for_jobs(
         self,

@@ -74,6 +74,15 @@ def run_checks(runtime: Runtime, name: str) -> list[Check]:
     return checks
 
 
+def _contact_count_check(client: SendGridApi) -> Check:
+    """The account's contacts (what its plan's cap counts): told, never a failure of the check."""
+    try:
+        count = client.contact_count()
+    except SendGridError as exc:
+        return Check("contacts", True, f"the account's contact count could not be read: {exc}")
+    return Check("contacts", True, f"the account holds {count:,} contacts (its plan's contact cap counts them).")
+
+
 def _sendgrid_checks(client: SendGridApi, destination: Destination) -> list[Check]:
     checks: list[Check] = []
     try:
@@ -83,6 +92,7 @@ def _sendgrid_checks(client: SendGridApi, destination: Destination) -> list[Chec
     except SendGridError as exc:
         return [Check("api_key", False, f"SendGrid could not be asked: {exc}")]
     checks.append(scope_check(scopes))
+    checks.append(_contact_count_check(client))
     try:
         for ref, item in zip(destination.lists, find_lists(client, destination.lists), strict=True):
             checks.append(_list_check(ref, item))

@@ -134,14 +134,16 @@ class RunProgress:
         self.batches_confirmed = 0
         self.reading_done = False
 
-    def tick(self, *, force: bool = False) -> None:
+    def tick(self, *, force: bool = False, save: bool = True) -> None:
+        """``save`` False: called from a thread other than the run's, which never saves the
+        record (only the run's thread knows its counts to be whole)."""
         now = self._clock()
         if not force and now - self._last_told < self.interval:
             return
         self._last_told = now
         snapshot = self.snapshot(now)
         self.sink.update(snapshot)
-        if force or now - self._last_saved >= self.save_every:
+        if save and (force or now - self._last_saved >= self.save_every):
             self._last_saved = now
             self._save(snapshot)
 

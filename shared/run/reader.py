@@ -61,6 +61,7 @@ class SegmentsReading:
         self.store, self.max_record_bytes, self.release_memory = store, settings.max_record_bytes, tuning.release_memory
         self._seen: RunKeys | None = None  # the keys of the read under way, until told how many lines come
         self._lines_done = 0  # lines of the files read to the end
+        self._file_rows = 0  # rows of the file under way already in counts.read
 
     def read(
         self,
@@ -117,8 +118,14 @@ class SegmentsReading:
             self.spool,
         )
         before = counts.snapshot()
-        rows = reader.read(known, seen, self._on_chunk)
-        counts.read += rows
+        self._file_rows = 0
+        try:
+            rows = reader.read(known, seen, self._on_chunk)
+        except BaseException:
+            # Stopped inside a chunk: the rows it got to were read (each is counted once already).
+            counts.read = counts.invalid + counts.duplicate + counts.unchanged + counts.sent + counts.would_send
+            raise
+        counts.read += rows - self._file_rows
         self._lines_done += reader.lines
         counts.control_chars_stripped += table.control_chars_stripped
         log.info("read %s: %d rows (%d to send so far)", file.name, rows, self.spool.count)
@@ -126,7 +133,10 @@ class SegmentsReading:
 
     def _on_chunk(self, rows_in_file: int, lines_in_file: int) -> None:
         progress = self.progress
-        progress.rows_read = self.record.counts.read + rows_in_file
+        # Counted as each chunk is done, so that a record saved meanwhile adds up.
+        self.record.counts.read += rows_in_file - self._file_rows
+        self._file_rows = rows_in_file
+        progress.rows_read = self.record.counts.read
         lines, total = self._lines_done + lines_in_file, progress.rows_total
         if self._seen is not None and total and lines >= max(_LINES_BEFORE_RESERVING, total // 10):
             # The scan has counted the lines (rows_total, at least as many as the rows): here,

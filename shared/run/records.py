@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -23,7 +24,7 @@ from shared.adapters.storage import BlobNotFound, BlobStore
 from shared.errors import ExportError
 from shared.json_input import JsonDocumentError, load_json
 from shared.privacy import csv_cell
-from shared.run.counts import RunCounts
+from shared.run.counts import RunCounts, conservation_faults
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,12 @@ class ExportOptions:
     def from_dict(cls, data: dict[str, Any]) -> ExportOptions:
         return cls(**{name: data[name] for name in ("dry_run", "full", "force_removals") if name in data})
 
+
+INTERRUPTED = (
+    "the run was interrupted (Ctrl-C or a stop signal) and its lock released; contacts SendGrid had "
+    "confirmed are kept in the sync state, jobs it had accepted are settled by the next run, and "
+    "running the export again sends the rest."
+)
 
 REJECT_COLUMNS = ("source", "line", "email", "category", "field", "reason")
 
@@ -110,6 +117,8 @@ class RunRecord:
     timings: dict[str, float] = field(default_factory=dict)
     # While a run goes: how far it has got (see shared.run.progress), saved every few seconds.
     progress: dict[str, Any] | None = None
+    # Import jobs an earlier run had sent and not settled, settled by this one (by their ids).
+    resumed: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,6 +141,7 @@ class RunRecord:
             "rejects_blob": self.rejects_blob,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "progress": self.progress,
+            "resumed": self.resumed,
         }
 
     @classmethod
@@ -160,11 +170,30 @@ class CorruptRunRecord(ExportError):
 STATUS_METADATA = "status"
 
 
+class RecordNotTrue(ExportError):
+    """A record about to be saved breaks the conservation law: a fault of this app, never saved."""
+
+
+def require_true(record: RunRecord) -> None:
+    """The one check of a record's counts, on every save (see :func:`conservation_faults`); a
+    record of a run that has ended must account for every contact it sent."""
+    if not isinstance(record.counts, RunCounts):
+        return
+    final = record.status in FINAL_STATUSES and record.status != RunStatus.SKIPPED
+    faults = conservation_faults(record.counts, final=final)
+    if faults:
+        raise RecordNotTrue(
+            f"run {record.run_id} of {record.destination}: its record breaks the conservation law "
+            f"({'; '.join(faults)}); it was not saved."
+        )
+
+
 class RunRecordStore:
     def __init__(self, exports: BlobStore):
         self._exports = exports
 
     def save(self, record: RunRecord) -> None:
+        require_true(record)
         body = json.dumps(record.to_dict(), indent=2).encode("utf-8")
         self._exports.write_bytes(
             record_blob_name(record.destination, record.run_id),
@@ -265,6 +294,7 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "rejects_blob": str,
     "timings": dict,
     "progress": dict,
+    "resumed": dict,
 }
 
 
@@ -277,12 +307,14 @@ class RejectsWriter:
         self._csv = csv.writer(self._text)
         self._csv.writerow(REJECT_COLUMNS)
         self.count = 0
+        # The reading thread and the job settler's both add rows: one row at a time.
+        self._lock = threading.Lock()
 
     def add(self, source: str, line: int, email: str, category: str, reason: str, field_name: str = "") -> None:
-        self._csv.writerow(
-            (csv_cell(source), line, csv_cell(email), csv_cell(category), csv_cell(field_name), csv_cell(reason))
-        )
-        self.count += 1
+        row = (csv_cell(source), line, csv_cell(email), csv_cell(category), csv_cell(field_name), csv_cell(reason))
+        with self._lock:
+            self._csv.writerow(row)
+            self.count += 1
 
     def upload(self, exports: BlobStore, blob_name: str) -> None:
         self._text.flush()

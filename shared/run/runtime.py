@@ -22,8 +22,11 @@ class Tuning:
     # for everything the run asks of SendGrid, counted from its start (429 waits included).
     job_wait_seconds: float = DEFAULT_JOB_WAIT_SECONDS
     run_deadline_seconds: float = DEFAULT_RUN_DEADLINE_SECONDS
+    # A job's first poll, then gaps growing by half up to the most. SendGrid's jobs take about
+    # 30 s even for one contact: once the run has seen a job end, a job's first poll comes about
+    # when jobs have been ending (see shared.run.following), so a job costs a few polls.
     job_poll_interval: float = 0.25
-    job_poll_max_interval: float = 30.0
+    job_poll_max_interval: float = 15.0
     max_batch_contacts: int = MAX_CONTACTS_PER_BATCH
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES
     # Batches in flight at once: the next body travels while SendGrid parses the last.

@@ -55,6 +55,8 @@ class PendingJob:
     job_id: str
     positions: Sequence[int]  # a range unless contacts were taken out or the batch was split
     part: int = 0  # a batch split in parts has a job per part
+    # The batch's entry in the record: its job's outcome is noted there when the job ends.
+    entry: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,8 +98,19 @@ def batch_level(exc: SendGridError) -> bool:
 class BatchSender:
     """Sends the batches the spool reports ready, once :meth:`open` has been called."""
 
-    def __init__(self, client: SendGridApi, spool: BatchSpool, *, concurrency: int):
+    def __init__(
+        self,
+        client: SendGridApi,
+        spool: BatchSpool,
+        *,
+        concurrency: int,
+        on_accepted: Callable[[Batch, PendingJob], None] | None = None,
+    ):
         self._client = client
+        # Told each job SendGrid accepts, on the sending thread, before the next request: the
+        # run journals it (so that a run that dies settles it later instead of sending again)
+        # and starts following it.
+        self._on_accepted = on_accepted
         self._spool = spool
         self._concurrency = max(1, concurrency)
         self._queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()
@@ -132,9 +145,11 @@ class BatchSender:
                     self._release(index)
                 self._held.clear()
 
-    @property
-    def is_open(self) -> bool:
-        return self._open
+    def halt(self, reason: str) -> None:
+        """Send no batch from now on (from any thread): those in flight are settled, the rest
+        recorded not sent."""
+        if self._abort is None:
+            self._abort = reason
 
     def finish(self, tick: Callable[[], None] | None = None) -> SendOutcome:
         """Wait until every released batch is settled (calling ``tick`` now and then while it
@@ -174,7 +189,7 @@ class BatchSender:
                         self._errored(batch, range(batch.count), entry, "not_sent", self._abort)
                         self.settled += 1
                         continue
-                    in_flight.append((batch, entry, pool.submit(propagate(self._client.upsert_contacts), batch.body)))
+                    in_flight.append((batch, entry, pool.submit(propagate(self._first_try), batch, entry)))
                     if len(in_flight) >= self._concurrency:
                         self._settle(*in_flight.popleft())
                         self.settled += 1
@@ -184,14 +199,24 @@ class BatchSender:
         except BaseException as exc:  # handed to the run's thread by finish()
             self._crash = exc
 
+    def _first_try(self, batch: Batch, entry: dict[str, Any]) -> tuple[str, CallStats]:
+        """A batch's first request, on a worker: a job SendGrid accepts is told at once (batches
+        may be answered out of order, and each is journaled before anything else happens)."""
+        job_id, stats = self._client.upsert_contacts(batch.body)
+        entry.update(job_id=job_id, status="pending")
+        if self._on_accepted is not None:
+            self._on_accepted(batch, PendingJob(batch.index, job_id, range(batch.count), 0, entry))
+        return job_id, stats
+
     def _fail(self, message: str) -> None:
         self.outcome.failures.append(message)
 
     def _settle(self, batch: Batch, entry: dict[str, Any], first_try: Future[tuple[str, CallStats]]) -> None:
         """The outcome of one batch: sent whole, or in parts (see the module doc)."""
         # Each part: the positions it holds, and its request if already made.
+        told = first_try.result  # its job, if accepted, was told in _first_try
         parts: deque[tuple[Sequence[int], Callable[[], tuple[str, CallStats]] | None]] = deque(
-            [(range(batch.count), first_try.result)]
+            [(range(batch.count), told)]
         )
         budget = max(MIN_EXTRA_REQUESTS, batch.count // 50)
         last_pass = False
@@ -239,8 +264,14 @@ class BatchSender:
             entry["rate_limited"] = entry.get("rate_limited", 0) + stats.rate_limited
             part = len(entry.setdefault("jobs", []))
             entry["jobs"].append({"job_id": job_id, "contacts": len(positions)})
-            entry.update(job_id=entry.get("job_id") or job_id, status="pending")
-            self.outcome.pending.append(PendingJob(batch.index, job_id, positions, part))
+            if entry.get("job_id") is None:
+                entry["job_id"] = job_id
+            if entry["status"] is None:  # else its job has ended already (told in _first_try)
+                entry["status"] = "pending"
+            accepted = PendingJob(batch.index, job_id, positions, part, entry)
+            self.outcome.pending.append(accepted)
+            if self._on_accepted is not None and attempt is not told:
+                self._on_accepted(batch, accepted)
             log.info("sent batch %d: %d contacts, %d attempt(s)", batch.index, len(positions), entry["attempts"])
         if len(entry.get("jobs", ())) <= 1:
             entry.pop("jobs", None)

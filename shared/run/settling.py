@@ -1,12 +1,22 @@
-"""Waiting for a run's import jobs: as each ends, what it accepted is confirmed (journaled at
-once, so a run that dies keeps it) and what it failed is rejected, by its errors file."""
+"""Settling a run's import jobs while it reads and sends: each job SendGrid accepts is journaled
+at once with what it holds (so that a run that dies settles it later by its id instead of sending
+it again), followed from the moment it exists (:mod:`shared.run.following`), and, as it ends,
+what it accepted is confirmed (journaled at once, so a run that dies keeps it) and what it failed
+is rejected, by its errors file.
+
+The settler writes the record's counts, batches and rejects from its own thread: it does so under
+the run's lock, which every save of the record also takes.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
+import threading
 import time
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from shared.adapters.sendgrid import JobResult
@@ -14,13 +24,23 @@ from shared.adapters.storage import BlobStore
 from shared.errors import SendGridError
 from shared.privacy import redact
 from shared.run.batching import Batch, BatchSpool
+from shared.run.following import JobFollower
 from shared.run.import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
-from shared.run.journal import StateUpdates, journal_prefix
+from shared.run.journal import StateUpdates, journal_prefix, sent_blob_name, sent_bytes
 from shared.run.ports import SendGridApi
 from shared.run.progress import RunProgress
 from shared.run.records import RejectsWriter, RunRecord
 from shared.run.runtime import Tuning
 from shared.run.sending import PendingJob
+
+log = logging.getLogger(__name__)
+
+# SendGrid's words when a job fails for the plan's contact storage (sendgrid/sendgrid-go issue 413).
+CONTACT_CAP = re.compile(r"contact limit", re.IGNORECASE)
+
+
+class ContactCapReached(SendGridError):
+    """An import job failed because the account holds as many contacts as its plan allows."""
 
 
 class JobSettler:
@@ -35,45 +55,95 @@ class JobSettler:
         tuning: Tuning,
         *,
         mirror: bool,
+        lock: threading.RLock,
+        on_cap: Callable[[str], None] | None = None,
     ):
         self.record, self.rejects, self.progress = record, rejects, progress
-        self.exports, self.tuning, self.mirror = exports, tuning, mirror
+        self.exports, self.tuning, self.mirror, self.lock = exports, tuning, mirror, lock
+        self.updates = StateUpdates()
+        self.cap_reached: str | None = None  # SendGrid's contact-cap message, once a job fails for it
+        self._on_cap = on_cap
+        self._client: SendGridApi | None = None
+        self._spool: BatchSpool | None = None
+        self._follower: JobFollower | None = None
+        self._jobs: dict[str, PendingJob] = {}
+        self._journal = journal_prefix(record.destination) + record.run_id
 
-    def wait_for_jobs(
-        self, client: SendGridApi, spool: BatchSpool, pending: list[PendingJob], updates: StateUpdates
-    ) -> None:
-        """Follow every import job of the run at once, against one deadline; as each ends, confirm
-        what it accepted (journaled at once) and reject what it failed, by its errors file."""
-        if not pending:
-            return
-        journal = journal_prefix(self.record.destination) + self.record.run_id
-        deadline = time.time() + self.tuning.job_wait_seconds
-        if client.deadline is not None:
-            deadline = min(deadline, client.deadline)
-        by_job = {item.job_id: item for item in pending}
-        unfinished = 0
-
-        def on_end(result: JobResult) -> None:
-            nonlocal unfinished
-            item = by_job[result.job_id]
-            unfinished += self._settle_job(client, spool, item, result, updates, journal) == "timeout"
-            self.progress.batches_confirmed += 1
-            self.progress.tick()
-
-        client.wait_for_jobs(
-            list(by_job),
-            deadline=deadline,
-            interval=self.tuning.job_poll_interval,
-            max_interval=self.tuning.job_poll_max_interval,
-            on_end=on_end,
-            tick=self.progress.tick,
+    def start(self, client: SendGridApi, spool: BatchSpool, updates: StateUpdates) -> None:
+        """Start following jobs (before the first batch is sent)."""
+        self._client, self._spool, self.updates = client, spool, updates
+        self._follower = JobFollower(
+            client,
+            self._ended,
+            first=self.tuning.job_poll_interval,
+            most=self.tuning.job_poll_max_interval,
         )
-        if unfinished:
+
+    def accepted(self, batch: Batch, item: PendingJob) -> None:
+        """SendGrid accepted ``item`` (on a sending thread): journal it with what it holds, count
+        its contacts unconfirmed, and follow its job."""
+        keys, fps, emails = self._columns(batch, item.positions)
+        name = sent_blob_name(self.record.destination, self.record.run_id, item.index, item.part)
+        self.exports.write_bytes(
+            name, sent_bytes(item.job_id, keys, fps, emails), content_type="application/octet-stream"
+        )
+        with self.lock:
+            self._jobs[item.job_id] = item
+            self.record.counts.unconfirmed += len(item.positions)
+        if self._follower is not None:  # else the run is stopping: the next run settles the job
+            self._follower.add(item.job_id)
+
+    def finish(self) -> None:
+        """Every batch is sent: wait for the jobs, against one deadline counted from now."""
+        assert self._follower is not None and self._client is not None
+        deadline = time.time() + self.tuning.job_wait_seconds
+        if self._client.deadline is not None:
+            deadline = min(deadline, self._client.deadline)
+        self._follower.close(deadline)
+        unfinished = self._follower.join(tick=self.progress.tick)
+        self._follower = None
+        self._left(unfinished, timed_out=True)
+
+    def stop(self) -> None:
+        """The run is stopping: no more polls. Jobs not ended stay journaled for the next run."""
+        if self._follower is not None:
+            follower, self._follower = self._follower, None
+            self._left(follower.stop(), timed_out=False)
+
+    def _left(self, unfinished: list[str], *, timed_out: bool) -> None:
+        if not unfinished:
+            return
+        with self.lock:
+            for job_id in unfinished:
+                self._jobs[job_id].entry["status"] = "timeout" if timed_out else "unsettled"
+        if timed_out:
             self.record.errors.append(
-                f"{unfinished} import job(s) did not finish before the run's deadline for jobs "
+                f"{len(unfinished)} import job(s) did not finish before the run's deadline for jobs "
                 f"(SENDGRID_JOB_WAIT_SECONDS={self.tuning.job_wait_seconds:.0f}); their contacts are counted "
-                "errored and will be sent again by the next run."
+                "unconfirmed, and the next run settles the jobs by their ids before it sends anything."
             )
+
+    def _ended(self, result: JobResult) -> None:
+        """On the follower's thread: one job has ended."""
+        assert self._client is not None and self._spool is not None
+        with self.lock:
+            item = self._jobs[result.job_id]
+            self._settle_job(self._client, self._spool, item, result, self.updates, self._journal)
+            self.progress.batches_confirmed += 1
+        self.exports.delete(sent_blob_name(self.record.destination, self.record.run_id, item.index, item.part))
+        if result.status == "failed" and result.failure and CONTACT_CAP.search(result.failure):
+            first = self.cap_reached is None
+            self.cap_reached = redact(result.failure)[:300]
+            if first and self._on_cap is not None:
+                self._on_cap(self.cap_reached)
+        self.progress.tick(save=False)
+
+    def _columns(self, batch: Batch, positions: Sequence[int]) -> tuple[array[int], array[int], list[str] | None]:
+        keys, fps = batch.columns["keys"], batch.columns["fps"]
+        if positions != range(batch.count):  # a part of the batch: only these contacts
+            keys, fps = array("Q", map(keys.__getitem__, positions)), array("Q", map(fps.__getitem__, positions))
+        emails = [json.loads(batch.encoded(p))["email"] for p in positions] if self.mirror else None
+        return keys, fps, emails
 
     def _settle_job(
         self,
@@ -84,21 +154,28 @@ class JobSettler:
         updates: StateUpdates,
         journal: str,
     ) -> str:
-        """Count, confirm and reject what one ended job says; returns its status."""
+        """Count, confirm and reject what one ended job says; returns its status. Its contacts
+        were counted unconfirmed when it was accepted; they leave that count here, unless what
+        the job took stays unknown."""
         counts = self.record.counts
         batch = spool.batch(item.index)
-        self._note_job(self.record.batches[item.index], item, result)
+        self._note_job(item.entry, item, result)
         sent = len(item.positions)
+        counts.unconfirmed -= sent
         journal_name = f"{journal}-{item.index:05d}-{item.part:02d}.bin"
-        if result.status not in ("completed", "errored"):
-            # failed, unknown, or not finished in time: nothing of this part is confirmed.
+        if result.status == "failed":
             counts.errored += sent
+            self._reject(batch, dict.fromkeys(item.positions, _failure_words(result)))
+            return result.status
+        if result.status not in ("completed", "errored"):  # its status could not be read
+            counts.unconfirmed += sent
+            self._unknown_outcome(item, result, result.error or f"status {result.status}")
             return result.status
         counts.created += result.created
         counts.updated += result.updated
         if result.requested not in (0, sent) or (result.status == "errored" and result.errored == 0):
             # The job does not describe this part: which of its contacts it took is unknown.
-            counts.errored += sent
+            counts.unconfirmed += sent
             self._unknown_outcome(
                 item,
                 result,
@@ -113,17 +190,19 @@ class JobSettler:
         failed = self._errored_in_job(client, batch, item, result)
         if failed is None:
             # Which contacts failed is unknown: none is confirmed, the next run sends them again.
-            errored = min(result.errored, sent)
-            counts.accepted += sent - errored
-            counts.errored += errored
+            counts.unconfirmed += sent
             return result.status
         counts.accepted += sent - len(failed)
         counts.errored += len(failed)
+        self._reject(batch, failed)
+        self._confirm(batch, item, [p for p in item.positions if p not in failed], updates, journal_name)
+        return result.status
+
+    def _reject(self, batch: Batch, failed: dict[int, str]) -> None:
+        """Each contact SendGrid failed, with its reason, into the rejects file."""
         for position, message in failed.items():
             origin = batch.origin(position)
             self.rejects.add(origin.source, origin.line, origin.email, "errored", message)
-        self._confirm(batch, item, [p for p in item.positions if p not in failed], updates, journal_name)
-        return result.status
 
     @staticmethod
     def _note_job(entry: dict[str, Any], item: PendingJob, result: JobResult) -> None:
@@ -132,7 +211,7 @@ class JobSettler:
         if result.error:
             entry["error"] = redact(result.error)[:1000]
         parts = entry.get("jobs")
-        if parts:  # a batch sent in parts: each part's job, and the batch's worst status
+        if parts and len(parts) > 1:  # a batch sent in parts: each part's job, and the batch's worst status
             parts[item.part].update(status=result.status, **job)
             ends = [p.get("status") for p in parts]
             entry["status"] = next((s for s in ends if s not in ("completed", None)), "completed")
@@ -148,7 +227,7 @@ class JobSettler:
     ) -> dict[int, str] | None:
         """The positions an import job failed, with SendGrid's message, from its errors file;
         None (and the record says why) when the file cannot tell them with certainty."""
-        entry = self.record.batches[item.index]
+        entry = item.entry
         problem: str
         if not result.errors_url:
             problem = "the job named no errors file"
@@ -173,8 +252,8 @@ class JobSettler:
 
     def _unknown_outcome(self, item: PendingJob, result: JobResult, problem: str) -> None:
         self.record.errors.append(
-            f"batch {item.index}: the import job's outcome per contact is unknown ({problem[:300]}); none of "
-            "its contacts is confirmed, and the next run sends them again."
+            f"batch {item.index}: the import job's outcome per contact is unknown ({redact(problem)[:300]}); "
+            "none of its contacts is confirmed (counted unconfirmed), and the next run sends them again."
         )
 
     def _confirm(
@@ -183,11 +262,30 @@ class JobSettler:
         if not positions:
             return
         start = len(updates)
-        keys, fps = batch.columns["keys"], batch.columns["fps"]
-        if positions != range(batch.count):  # a part of the batch: only these contacts
-            keys, fps = array("Q", map(keys.__getitem__, positions)), array("Q", map(fps.__getitem__, positions))
-        emails = [json.loads(batch.encoded(p))["email"] for p in positions] if self.mirror else None
+        keys, fps, emails = self._columns(batch, positions)
         # Batches end in any order: where this one stands in the input keeps the state in input order.
         updates.extend(keys, fps, emails, order=(item.index, item.part))
         # Written before the next job is looked at: if the run dies now, this part stays confirmed.
         self.exports.write_bytes(journal_name, updates.journal_bytes(start), content_type="application/octet-stream")
+
+
+def _failure_words(result: JobResult) -> str:
+    """Why a failed job failed, for each of its contacts' rows in the rejects file."""
+    words = redact(result.failure or "")[:300]
+    if words and CONTACT_CAP.search(words):
+        return f"SendGrid's contact limit: {words}"
+    return f"the import job failed: {words}" if words else "the import job failed"
+
+
+def contact_cap_message(client: SendGridApi, words: str) -> str:
+    """The run's failure when SendGrid's contact limit is reached, naming the plan's cap."""
+    try:
+        held = f"the account holds {client.contact_count():,} contacts and its plan's cap takes no more"
+    except SendGridError:
+        held = "the account holds as many contacts as its plan's cap allows"
+    return (
+        f"SendGrid's contact limit was reached ({words}): {held}. Marketing Campaigns plans store "
+        "2,000 (Free), 100,000 (Basic) or 200,000 (Advanced) contacts, more by agreement. Raise the "
+        "plan or delete contacts in SendGrid, then run again; no batch was sent after this one, and "
+        "none is retried."
+    )

@@ -25,6 +25,8 @@ def main() -> int:
         job_poll_interval=0.05,
         max_batch_contacts=int(os.environ.get("TEST_BATCH_CONTACTS", "100")),
         send_concurrency=1,
+        record_save_every=float(os.environ.get("TEST_RECORD_SAVE_EVERY", "5")),
+        progress_every=float(os.environ.get("TEST_RECORD_SAVE_EVERY", "2")),
     )
     assert isinstance(runtime.edges.exports, AzureBlobStore)
     # The shortest lease Blob Storage allows, so the test need not wait a minute for it to expire.

@@ -114,8 +114,10 @@ def test_an_unreadable_errors_file_confirms_nothing_and_says_why(workspace, simu
     workspace.put_segment("people.csv", csv_of(people(4)))
     simulator.fault(kind="job_status", emails=["p1@example.com"], times=1)
     first = run(workspace)
-    assert (first.counts.accepted, first.counts.errored) == (3, 1)
+    # Which contact failed is unknown: none is confirmed, none is named errored in the rejects.
+    assert (first.counts.accepted, first.counts.errored, first.counts.unconfirmed) == (0, 0, 4)
     assert "binary" in first.batches[0]["errors_file"] and "per contact is unknown" in first.errors[0]
+    assert first.rejects_blob is None
     assert run(workspace).counts.sent == 4  # the whole batch again: upserts are idempotent
 
 
@@ -264,7 +266,8 @@ def test_all_jobs_are_waited_for_against_one_deadline(workspace, simulator):
     runtime = make_runtime(workspace, max_batch_contacts=10, job_wait_seconds=1.5)
     record = run(workspace, runtime)
     assert len(record.batches) == 5 and all(b["status"] == "timeout" for b in record.batches)
-    assert record.counts.errored == 50 and "SENDGRID_JOB_WAIT_SECONDS" in record.errors[0]
+    assert record.counts.unconfirmed == 50 and record.counts.errored == 0
+    assert "SENDGRID_JOB_WAIT_SECONDS" in record.errors[0]
     assert record.timings["jobs"] < 4.0  # one deadline for all five, not one each
     assert SyncState.load(runtime.edges.exports, "newsletter", with_emails=False).keys.tolist() == []
 
@@ -356,7 +359,9 @@ def test_an_errors_file_that_cannot_be_fetched_confirms_none_of_its_job_and_the_
     record = run(workspace, make_runtime(workspace, max_batch_contacts=10))
     assert record.status == "completed_with_errors", record.errors
     assert why in record.batches[0]["errors_file"] and "X-Signature" not in json.dumps(record.to_dict())
-    assert (record.counts.accepted, record.counts.errored) == (29, 1) and record.counts.conserved()
+    # None of the first batch's contacts is confirmed, and none is named errored: unconfirmed.
+    assert (record.counts.accepted, record.counts.errored, record.counts.unconfirmed) == (20, 0, 10)
+    assert record.counts.conserved() and record.rejects_blob is None
     assert [b["status"] for b in record.batches[1:]] == ["completed", "completed"]
     assert run(workspace).counts.sent == 10  # only the batch whose errors file could not be read
 

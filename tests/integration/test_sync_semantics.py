@@ -194,7 +194,7 @@ def test_an_errored_job_confirms_all_but_the_contacts_its_errors_file_names(work
     assert (second.counts.sent, second.counts.unchanged, second.counts.accepted) == (1, 3, 1)
 
 
-def test_a_run_that_dies_after_some_jobs_resends_only_what_was_not_confirmed(workspace, simulator):
+def test_a_run_that_dies_after_some_jobs_sends_none_of_what_sendgrid_accepted_again(workspace, simulator):
     workspace.put_destinations(destination())
     workspace.put_segment("people.csv", csv_of(people(30)))
     runtime = make_runtime(workspace, max_batch_contacts=10)
@@ -218,8 +218,12 @@ def test_a_run_that_dies_after_some_jobs_resends_only_what_was_not_confirmed(wor
         run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert len(workspace.export_names("state/newsletter/journal-")) == 1  # batch 0 confirmed, then death
     runtime.edges.exports = real
+    puts = simulator.snapshot()["upserted_contacts"]
     again = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
-    assert (again.counts.unchanged, again.counts.sent) == (10, 20)
+    # The other two batches' jobs were accepted and journaled: settled by their ids, not sent again.
+    assert again.resumed is not None and again.resumed["confirmed"] == 20
+    assert (again.counts.unchanged, again.counts.sent) == (30, 0)
+    assert simulator.snapshot()["upserted_contacts"] == puts
     assert workspace.export_names("state/newsletter/journal-") == []
     assert len(SyncState.load(runtime.edges.exports, "newsletter", with_emails=False)) == 30
 

@@ -39,7 +39,7 @@ def setup(destination_overrides=None, csv_text=None, sendgrid=None):
         records=RunRecordStore(exports),
     )
     # strict order for the assertions; concurrency has its own test
-    runtime = Runtime(settings, edges, Tuning(send_concurrency=1))
+    runtime = Runtime(settings, edges, Tuning(send_concurrency=1, job_poll_interval=0.001))
     return runtime, fake
 
 
@@ -320,7 +320,7 @@ def test_a_stored_record_whose_status_this_version_does_not_know_is_listed_not_s
 def test_a_stored_record_keeps_counts_this_version_does_not_know_and_refuses_counts_that_are_not_numbers():
     exports = InMemoryBlobStore()
     base = {"destination": "newsletter", "trigger": "cli", "status": "succeeded"}
-    kept = base | {"run_id": "20260101T000000Z-00000001", "counts": {"read": 2, "sent": 2, "bounced": 1}}
+    kept = base | {"run_id": "20260101T000000Z-00000001", "counts": {"read": 2, "sent": 2, "accepted": 2, "bounced": 1}}
     bad = base | {"run_id": "20260101T000000Z-00000002", "counts": {"read": "2"}}
     for stored in (kept, bad):
         exports.blobs[f"runs/newsletter/{stored['run_id']}.json"] = json.dumps(stored).encode()
