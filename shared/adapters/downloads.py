@@ -114,13 +114,19 @@ def fetch(
     give_up = clock() + limits.seconds
     target = _checked_target(url, policy, what)
     address = _checked_address(target, policy, resolver, what)
+    left = give_up - clock()
+    if left <= 0:  # the lookup took it all
+        raise DownloadError(f"{what} took over {limits.seconds:.0f}s; it was not read.")
     cut = threading.Event()
-    connection = _connection(target, address, min(limits.read_timeout, limits.seconds))
+    connection = _connection(target, address, min(limits.read_timeout, left))
     # The watchdog: shuts the socket at the deadline, whatever call is blocked on it.
-    watchdog = threading.Timer(max(0.0, give_up - clock()), _cut_off, (connection, cut))
+    watchdog = threading.Timer(left, _cut_off, (connection, cut))
     watchdog.daemon = True
     watchdog.start()
     try:
+        connection.connect()
+        if cut.is_set():  # it fired while connecting, before there was a socket to shut
+            raise TimeoutError
         path = target.path or "/"
         connection.request(
             "GET",

@@ -221,3 +221,18 @@ def test_answers_in_time_are_read_whole_over_a_kept_alive_connection():
     with raw_server(twice) as origin:
         client = SendGridClient(origin, KEY, policy=RetryPolicy(max_attempts=1))
         assert client.scopes() == ["marketing.read"] and client.scopes() == ["marketing.read"]
+
+
+def test_a_lookup_that_takes_the_whole_deadline_leaves_no_unwatched_download():
+    """The watchdog fired before there was a socket to shut: the trickle that followed went on."""
+
+    def slow_lookup(host: str, port: int) -> list[str]:
+        time.sleep(1.2)
+        return ["127.0.0.1"]
+
+    with raw_server(HEADER_TRICKLE) as origin:
+        policy = HostPolicy(own_origin=("http", "127.0.0.1", int(origin.rsplit(":", 1)[1])))
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match="took over 1s"):
+            fetch(f"{origin}/f", policy, Limits(1000, 1.0), resolver=slow_lookup)
+        assert time.monotonic() - started < 2.0  # the server would have sent for 8 s
