@@ -17,6 +17,7 @@ The link is hostile input, and so is the server behind it. So a fetch:
 from __future__ import annotations
 
 import contextlib
+import http.client
 import ipaddress
 import os
 import re
@@ -146,7 +147,7 @@ def fetch(
         return body
     except DownloadError:
         raise
-    except (OSError, HTTPError, ValueError) as exc:
+    except (OSError, HTTPError, http.client.HTTPException, ValueError) as exc:
         if cut.is_set() or clock() >= give_up:
             raise DownloadError(f"{what} took over {limits.seconds:.0f}s; it was not read.") from None
         raise DownloadError(f"{what} could not be fetched ({type(exc).__name__}).") from None

@@ -236,3 +236,13 @@ def test_a_lookup_that_takes_the_whole_deadline_leaves_no_unwatched_download():
         with pytest.raises(DownloadError, match="took over 1s"):
             fetch(f"{origin}/f", policy, Limits(1000, 1.0), resolver=slow_lookup)
         assert time.monotonic() - started < 2.0  # the server would have sent for 8 s
+
+
+def test_an_answer_with_too_many_headers_is_a_clear_error_not_a_traceback():
+    def many_headers(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 1000 + b"\r\n")
+
+    with raw_server(many_headers) as origin:
+        policy = HostPolicy(own_origin=("http", "127.0.0.1", int(origin.rsplit(":", 1)[1])))
+        with pytest.raises(DownloadError, match=r"could not be fetched \(HTTPException\)"):
+            fetch(f"{origin}/f", policy, Limits(1000, 5), resolver=lambda host, port: ["127.0.0.1"])
