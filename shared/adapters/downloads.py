@@ -224,9 +224,23 @@ def _shown(host: str) -> str:
 
 def _public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast and ip not in _METADATA_ADDRESSES
+    return all(a.is_global and not a.is_multicast and a not in _METADATA_ADDRESSES for a in _as_reached(ip))
+
+
+# IPv6 ranges that carry an IPv4 address in their last 32 bits, which a translator or relay then
+# reaches: NAT64 (RFC 6052, RFC 8215) and the deprecated IPv4-compatible form. 64:ff9b::a9fe:a9fe
+# is the metadata address, and Python calls it global.
+_IPV4_CARRIERS = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96"))
+
+
+def _as_reached(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """``ip``, and the IPv4 address it leads to when it embeds one (mapped, NAT64, 6to4)."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return [ip]
+    embedded = [ip.ipv4_mapped, ip.sixtofour]
+    if any(ip in network for network in _IPV4_CARRIERS):
+        embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [ip, *(e for e in embedded if e is not None)]
 
 
 def _connection(target: SplitResult, address: str, timeout: float) -> HTTPConnection:
