@@ -233,7 +233,10 @@ def _public(address: str) -> bool:
 _IPV4_CARRIERS = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96"))
 
 
-def _as_reached(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _as_reached(ip: _Address) -> list[_Address]:
     """``ip``, and the IPv4 address it leads to when it embeds one (mapped, NAT64, 6to4)."""
     if isinstance(ip, ipaddress.IPv4Address):
         return [ip]

@@ -146,7 +146,7 @@ def test_a_link_to_a_host_sendgrid_does_not_serve_files_from_is_refused_before_a
     "address",
     [
         "127.0.0.1", "10.1.2.3", "192.168.0.9", "169.254.169.254", "168.63.129.16", "::1", "::ffff:127.0.0.1",
-        "0.0.0.0", "100.64.0.1", "fe80::1%eth0", "fd00:ec2::254",
+        "100.64.0.1", "fe80::1%eth0", "fd00:ec2::254", "0.0.0.0",  # noqa: S104 (an address refused, not bound)
         # IPv4 carried in IPv6, reached through a translator or relay: NAT64, 6to4, IPv4-compatible
         "64:ff9b::a9fe:a9fe", "64:ff9b:1::a00:1", "2002:7f00:1::1", "::127.0.0.1",
     ],
