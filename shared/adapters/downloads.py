@@ -193,6 +193,9 @@ def _checked_target(url: str, policy: HostPolicy, what: str) -> SplitResult:
             f"{what} link names host {_shown(host)}, not one SendGrid serves files from "
             "(SENDGRID_ERRORS_FILE_HOSTS adds hosts); it was not fetched."
         )
+    # SendGrid's files are served on 443; another port of a public host is someone's other service.
+    if not is_own and not policy.named_exactly(host) and port not in (None, 443):
+        raise DownloadError(f"{what} link names port {port}, not 443; it was not fetched.")
     return target
 
 

@@ -133,6 +133,8 @@ def resolving(table: dict[str, list[str]]):
         ("http://files.sendgrid.net/e.csv", "not https"),
         ("https://user:pw@files.sendgrid.net/e.csv", "carries credentials"),
         ("https://[::1", "not a URL"),
+        ("https://files.sendgrid.net:22/e.csv", "names port 22, not 443"),
+        ("https://sendgrid-x.s3.amazonaws.com:6379/e.csv", "names port 6379, not 443"),
     ],
 )
 def test_a_link_to_a_host_sendgrid_does_not_serve_files_from_is_refused_before_any_lookup(url, why):
@@ -162,7 +164,7 @@ def test_only_a_host_named_exactly_by_the_setting_may_be_loopback():
     policy = host_policy(("files.test", "*.wild.test"), "https://api.sendgrid.com")
     resolver, _ = resolving({"files.test": ["127.0.0.1"], "a.wild.test": ["127.0.0.1"]})
     with pytest.raises(DownloadError, match=r"resolves to 127\.0\.0\.1"):
-        fetch("https://a.wild.test:1/e", policy, Limits(1000, 5), resolver=resolver)
+        fetch("https://a.wild.test/e", policy, Limits(1000, 5), resolver=resolver)
     # Named exactly: connected to (port 1 on loopback is closed: "could not be fetched", not refused).
     with pytest.raises(DownloadError, match="could not be fetched"):
         fetch("https://files.test:1/e", policy, Limits(1000, 5), resolver=resolver)
