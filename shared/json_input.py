@@ -18,7 +18,10 @@ from typing import Any
 # No document the app reads needs more than a handful of levels (a CDM model.json with traits
 # nests about ten); 64 is far more, and far below any recursion limit.
 MAX_JSON_DEPTH = 64
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A string, or what is left of one that never closes: the closing quote is optional so that the
+# match never fails. (Were it required, each quote of an unclosed string of escaped quotes would
+# start a scan to the end: 80 KB took 22 s, quadratic.) What follows an unclosed string is no JSON.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _NOT_BRACKET = bytes(set(range(256)) - set(b"[]{}"))
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 

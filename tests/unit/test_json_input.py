@@ -56,3 +56,11 @@ def test_what_is_not_json_is_named_and_a_string_of_brackets_is_no_depth(data, wh
         return
     with pytest.raises(JsonDocumentError, match=why):
         load_json(data, "x")
+
+
+@pytest.mark.timeout(20)  # a hang guard: the scan was quadratic here (80 KB took 22 s, this would take hours)
+@pytest.mark.parametrize("tail", ['"' + '\\"' * 500_000, '"' * 1_000_001, '"\\' * 500_000])
+def test_the_depth_scan_is_linear_however_the_strings_are_left_open(tail):
+    with pytest.raises(JsonDocumentError, match=r"not valid JSON|more than 64"):
+        load_json("[" * (MAX_JSON_DEPTH + 1) + tail, "segment line")
+    assert json_depth("[" * 3 + tail + "[[[[") == 3  # what follows a string that never closes is inside it
