@@ -116,7 +116,7 @@ def _options(body: bytes) -> ExportOptions:
     if not body.strip():
         return ExportOptions()
     try:
-        data = load_json(body, "the body", max_depth=1)  # a flat object: nothing deeper is an option
+        data = load_json(body, "the body", max_depth=1, unique_keys=True)  # a flat object of options
     except JsonDocumentError as exc:
         raise BadRequest("invalid_body", f'{exc} It must be a flat JSON object, e.g. {{"dry_run": true}}.') from None
     if not isinstance(data, dict):
