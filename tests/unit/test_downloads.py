@@ -254,3 +254,30 @@ def test_an_answer_with_too_many_headers_is_a_clear_error_not_a_traceback():
         policy = HostPolicy(own_origin=("http", "127.0.0.1", int(origin.rsplit(":", 1)[1])))
         with pytest.raises(DownloadError, match=r"could not be fetched \(HTTPException\)"):
             fetch(f"{origin}/f", policy, Limits(1000, 5), resolver=lambda host, port: ["127.0.0.1"])
+
+
+# -- ids from SendGrid's answers placed in a call's path ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.remove_from_list("x/../../contacts?delete_all_contacts=true&a=", ["id-1"]),
+        lambda c: c.remove_from_list("..", ["id-1"]),
+        lambda c: c.get_list("x/../../../v3/scopes"),
+        lambda c: c.import_status("../lists/x#"),
+    ],
+)
+def test_an_id_that_would_lead_a_call_elsewhere_is_refused_before_any_call(call):
+    """requests removes dot segments: the first DELETE went to /v3/marketing/contacts?delete_all_contacts=true."""
+    requests_seen: list[bytes] = []
+
+    def record(conn: socket.socket) -> None:
+        requests_seen.append(b"request")
+        answer("204 No Content", b"")(conn)
+
+    with raw_server(record) as origin:
+        client = SendGridClient(origin, KEY, policy=RetryPolicy(max_attempts=1))
+        with pytest.raises(SendGridError, match="not in the documented shape"):
+            call(client)
+    assert requests_seen == []
