@@ -253,7 +253,7 @@ def _duration(started: str | None, finished: str | None) -> str:
         return "-"
     try:
         seconds = (datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds()
-    except ValueError:
+    except (ValueError, TypeError):  # a stored record is outside text: a time may lack its zone
         return "-"
     return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 

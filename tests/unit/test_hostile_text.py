@@ -126,3 +126,11 @@ def test_the_runs_table_shows_a_stored_record_without_its_escape_sequences(capsy
     cli._print_runs_table([record])
     out = capsys.readouterr().out
     assert "completed" in out and not any(c in out for c in "\x1b\x07")
+
+
+def test_the_runs_table_shows_a_record_whose_times_mix_zones(capsys):
+    runtime, _ = setup()
+    record = run(runtime)
+    record.started_at, record.finished_at = "2026-12-07T06:00:00", "2026-12-07T06:01:00Z"  # one without its zone
+    cli._print_runs_table([record])  # was a TypeError: every `runs` listing of the destination failed
+    assert "-" in capsys.readouterr().out
