@@ -134,3 +134,13 @@ def test_the_runs_table_shows_a_record_whose_times_mix_zones(capsys):
     record.started_at, record.finished_at = "2026-12-07T06:00:00", "2026-12-07T06:01:00Z"  # one without its zone
     cli._print_runs_table([record])  # was a TypeError: every `runs` listing of the destination failed
     assert "-" in capsys.readouterr().out
+
+
+def test_an_error_quoting_destinations_json_reaches_the_terminal_without_its_escape_sequences(monkeypatch, capsys):
+    runtime, _ = setup()
+    doc = {"destinations": [], "\x1b]0;owned\x07\x1b[2Jextra": 1}  # a key of a file anyone with write access edits
+    runtime.edges.exports.write_bytes("destinations.json", json.dumps(doc).encode(), content_type="application/json")
+    monkeypatch.setattr(cli, "_runtime", lambda needs_secret: runtime)
+    assert cli.main(["--no-local-settings", "destinations"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "unknown top-level keys" in err and "extra" in err and not any(c in err for c in "\x1b\x07")
