@@ -23,9 +23,14 @@ def test_a_bounded_read_fetches_no_more_than_its_bound_and_an_empty_blob_is_read
         store.read_bytes("big", max_bytes=4999)
     assert store.read_bytes("big", max_bytes=5000) == b"x" * 5000
     assert store.read_bytes("empty", max_bytes=10) == b""
-    data, etag = store.read_versioned("big", max_bytes=100)
-    assert data == b"x" * 101 and etag == workspace.exports.get_blob_client("big").get_blob_properties().etag
-    assert store.read_versioned("empty", max_bytes=100)[0] == b""
+    big, empty = store.read_versioned("big", max_bytes=100), store.read_versioned("empty", max_bytes=100)
+    assert big == (b"x" * 101, workspace.exports.get_blob_client("big").get_blob_properties().etag)
+    assert (
+        empty is not None
+        and empty[0] == b""
+        and empty[1] == workspace.exports.get_blob_client("empty").get_blob_properties().etag
+    )
+    assert store.read_versioned("none", max_bytes=100) is None
 
 
 class Measured:
