@@ -144,3 +144,24 @@ def test_an_error_quoting_destinations_json_reaches_the_terminal_without_its_esc
     assert cli.main(["--no-local-settings", "destinations"]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert "unknown top-level keys" in err and "extra" in err and not any(c in err for c in "\x1b\x07")
+
+
+def test_a_rejects_file_replaced_after_its_size_was_checked_is_not_served(monkeypatch):
+    """The size came from the listing and the bytes from whatever the blob was by then: a file
+    swapped for a huge one in between was read whole into the answer."""
+    runtime, _ = setup()
+    name = rejects_blob_name("newsletter", "20261207T060000Z-00000000")
+    exports = runtime.edges.exports
+    exports.write_bytes(name, b"source,line\n", content_type="text/csv")
+    listing = exports.list_blobs
+
+    def list_then_replace(prefix, **kwargs):
+        listed = listing(prefix, **kwargs)
+        exports.blobs[name] = b"x" * 5000  # past the bound set below
+        return listed
+
+    monkeypatch.setattr(exports, "list_blobs", list_then_replace)
+    monkeypatch.setattr("shared.entrypoints.http_api.MAX_REJECTS_HTTP_BYTES", 1000)
+    route = {"name": "newsletter", "run_id": "20261207T060000Z-00000000"}
+    response = handle(get_rejects, lambda: runtime, ApiRequest("GET", "https://h/api/x", route=route))
+    assert response.status != 200 and "changed since it was first read" in json.dumps(response.body)
