@@ -10,11 +10,21 @@ import logging
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.adapters.sendgrid import JobResult
 from shared.entrypoints import cli
 from shared.entrypoints.http_api import ApiRequest, get_rejects, handle
-from shared.privacy import SecretRedactingFilter, neutralise, neutralise_lines, redact, register_secret
+from shared.privacy import (
+    _EMAIL_LIKE,
+    SecretRedactingFilter,
+    mask_emails,
+    neutralise,
+    neutralise_lines,
+    redact,
+    register_secret,
+)
 from shared.run.records import rejects_blob_name
 from tests.fakes import FakeSendGrid
 from tests.unit.test_export_core import run, setup
@@ -165,3 +175,15 @@ def test_a_rejects_file_replaced_after_its_size_was_checked_is_not_served(monkey
     route = {"name": "newsletter", "run_id": "20261207T060000Z-00000000"}
     response = handle(get_rejects, lambda: runtime, ApiRequest("GET", "https://h/api/x", route=route))
     assert response.status != 200 and "changed since it was first read" in json.dumps(response.body)
+
+
+@pytest.mark.timeout(20)  # a hang guard: 40 KB took 3 s, quadratic; these would take hours
+@pytest.mark.parametrize("text", ["a" * 1_000_000, "a" * 1_000_000 + "@", "a." * 500_000, "x@" * 500_000])
+def test_masking_addresses_is_linear_in_a_long_outside_text(text):
+    assert redact(text + " mail a@example.com").endswith(" mail <email>")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet="ab.@ 1x,", max_size=40))
+def test_masking_addresses_masks_what_the_address_pattern_matches(text):
+    assert mask_emails(text) == _EMAIL_LIKE.sub("<email>", text)
