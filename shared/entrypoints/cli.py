@@ -107,14 +107,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.disable(logging.CRITICAL)  # a thread still winding down must not log after the last line
         print("interrupted; safe to run again", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
+    # An error may quote outside text (a key of destinations.json, SendGrid's words): neutralised.
     except SettingsError as exc:
-        print(f"error: {exc}{settings_note}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}{settings_note}", file=sys.stderr)
         return EXIT_USAGE
     except (ConfigError, ConsentError, SecretConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except AzureError as exc:
         # Storage unreachable or refusing this identity: say so in a line, not a traceback.
