@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -248,7 +249,7 @@ DATA_KINDS = ("upserts", "imports", "uploads", "field definitions")
 
 def requests_by_kind(sim_url: str, since: int = 0) -> dict[str, int]:
     """The simulator's requests (from the ``since``-th), by kind."""
-    log = requests.get(f"{sim_url}/__sim/requests", timeout=60).json()["requests"][since:]
+    log = requests.get(f"{sim_url}/__sim/requests", headers=CONTROL_HEADERS, timeout=60).json()["requests"][since:]
     found: dict[str, int] = {}
     for entry in log:
         method, path = entry["method"], entry["path"]
@@ -292,10 +293,17 @@ def report_bulk(
     )
 
 
+# The simulator's /__sim/ endpoints want its control key (header CONTROL_HEADERS); new each bench.
+SIM_CONTROL_KEY = secrets.token_urlsafe(16)
+CONTROL_HEADERS = {"X-Simulator-Key": SIM_CONTROL_KEY}
+
+
 def start_simulator() -> tuple[subprocess.Popen[str], str]:
     sim = subprocess.Popen(
-        [sys.executable, "-m", "tools.sendgrid_simulator", "--port", "0", "--api-key", KEY, "--job-delay", "0.2"],
+        [sys.executable, "-m", "tools.sendgrid_simulator", "--port", "0", "--job-delay", "0.2"],
         cwd=REPO,
+        # Keys through the environment, not the command line, where ps shows them.
+        env={**os.environ, "SENDGRID_SIMULATOR_API_KEY": KEY, "SENDGRID_SIMULATOR_CONTROL_KEY": SIM_CONTROL_KEY},
         stdout=subprocess.PIPE,
         text=True,
     )

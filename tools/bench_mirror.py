@@ -17,7 +17,7 @@ from collections import Counter
 import requests
 from azure.storage.blob import BlobServiceClient
 
-from tools.bench import KEY, run_cli, start_simulator
+from tools.bench import CONTROL_HEADERS, KEY, run_cli, start_simulator
 from tools.storage_emulator import Emulator
 
 DEPARTURES = 100_000
@@ -68,10 +68,10 @@ def mirror_run(service: BlobServiceClient, connection_string: str, departures: i
         }
         segments.upload_blob("mirror/people.csv", segment(departures + STAYING), overwrite=True)
         run_cli(env, destination="mirror")
-        before = len(requests.get(f"{sim_url}/__sim/requests", timeout=60).json()["requests"])
+        before = len(requests.get(f"{sim_url}/__sim/requests", headers=CONTROL_HEADERS, timeout=60).json()["requests"])
         segments.upload_blob("mirror/people.csv", segment(STAYING), overwrite=True)
         record, wall, _, _ = run_cli(env, destination="mirror")
-        log = requests.get(f"{sim_url}/__sim/requests", timeout=60).json()["requests"][before:]
+        log = requests.get(f"{sim_url}/__sim/requests", headers=CONTROL_HEADERS, timeout=60).json()["requests"][before:]
     finally:
         sim.terminate()
         sim.wait(10)

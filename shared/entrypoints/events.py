@@ -30,6 +30,9 @@ _SUBJECT = re.compile(r"/blobServices/default/containers/([a-z0-9][a-z0-9-]{1,61
 CDM_MANIFEST = "model.json"
 # A queued run older than this (beyond its settle delay) is taken as lost, not as still coming.
 STALE_QUEUED_SECONDS = 3600
+# Clocks of two instances may differ by this much; a time further ahead is not trusted (a run
+# "queued" years from now would be joined by every delivery until then, and none would run).
+MAX_CLOCK_SKEW_SECONDS = 300
 
 
 class MalformedEvent(ExportError):
@@ -90,4 +93,6 @@ def still_queued(queued_at: str | None, settle_seconds: int, *, stale_after: int
         moment = datetime.fromisoformat(queued_at.replace("Z", "+00:00"))
     except ValueError:
         return False
-    return (utc_now() - moment).total_seconds() < settle_seconds + stale_after
+    if moment.tzinfo is None:  # not a time we write (ours end in Z): not trusted
+        return False
+    return -MAX_CLOCK_SKEW_SECONDS <= (utc_now() - moment).total_seconds() < settle_seconds + stale_after

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 # A record is saved milliseconds after the gate names its run.
 GATE_GRACE_SECONDS = 60
+# A gate names a run id and a time: a few dozen bytes. One past this is garbage, not read whole.
+MAX_GATE_BYTES = 4096
 # Each try that loses the gate finds the run that won it; more than one loss means a gate that
 # keeps changing under the delivery.
 MAX_TRIES = 4
@@ -60,7 +62,7 @@ def claim(runtime: Runtime, gate: str, record: RunRecord, delay: int) -> str | N
     delivery joins that one: nothing is written). None: the caller saves and enqueues ``record``."""
     exports = runtime.edges.exports
     for _ in range(MAX_TRIES):
-        current = exports.read_versioned(gate)
+        current = exports.read_versioned(gate, max_bytes=MAX_GATE_BYTES)  # longer: cut, so untrusted
         if current is not None and (waiting := _queued_run(runtime, record.destination, current[0], delay)):
             return waiting
         body = json.dumps({"run_id": record.run_id, "queued_at": record.queued_at}).encode()
