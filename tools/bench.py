@@ -368,7 +368,7 @@ def main() -> int:
         full, full_wall, full_rss, when = run_cli(env)
         print(f"  full export: {full_wall:.2f}s, peak RSS {full_rss:.0f} MB{when}", flush=True)
         by_upsert = requests_by_kind(sim_url, since=before)
-        bulk = run_cli({**env, "SENDGRID_BULK_IMPORT": "auto"}, destination="bulk")
+        bulk = run_cli({**env, "SENDGRID_BULK_IMPORT": "always"}, destination="bulk")
         by_import = requests_by_kind(sim_url, since=before + sum(by_upsert.values()))
         report_bulk(n, full, full_wall, full_rss, by_upsert, bulk, by_import)
         changed = frozenset(random.Random(1).sample(range(n), max(1, n // 100)))

@@ -132,7 +132,7 @@ def paced_bulk_run(service: BlobServiceClient, connection_string: str, n: int, u
             "SENDGRID_SECRET_SENDGRID_API_KEY": KEY,
             "SENDGRID_API_BASE_URL": sim_url,
             "SENDGRID_MAX_BATCH_BYTES": str(BATCH_BYTES),
-            "SENDGRID_BULK_IMPORT": "auto",
+            "SENDGRID_BULK_IMPORT": "always",
         }
         record, wall, _, _ = run_cli(env, destination="paced-bulk")
     finally:
