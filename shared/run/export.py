@@ -24,8 +24,8 @@ from shared.inputs.config import Destination, DestinationsConfig
 from shared.inputs.rows import CustomFieldDef
 from shared.inputs.segments import SegmentPlan, resolve_segment, unchanged_since_listed
 from shared.privacy import redact
+from shared.run import ledger
 from shared.run.batching import BatchSpool
-from shared.run.bookkeeping import RunBookkeeping
 from shared.run.destinations import (
     create_lists,
     exportable_destination,
@@ -44,7 +44,6 @@ from shared.run.records import (
     INTERRUPTED,
     ExportOptions,
     RunRecord,
-    RunStatus,
     iso,
     new_run_id,
     utc_now,
@@ -76,11 +75,9 @@ def queue_run(
         trigger=trigger,
         requested_by=requested_by,
         options=options or ExportOptions(),
-        status=RunStatus.QUEUED,
         queued_at=iso(utc_now()),
     )
-    runtime.edges.records.save(record)
-    return record
+    return ledger.queue(runtime.edges.records, record)
 
 
 def run_export(runtime: Runtime, record: RunRecord) -> RunRecord:
@@ -106,7 +103,7 @@ def describe_unexpected(exc: BaseException) -> str:
     return redact(f"unexpected error ({type(exc).__name__}): {exc}")[:500]
 
 
-class _Run(RunBookkeeping):
+class _Run(ledger.RunLedger):
     def __init__(self, runtime: Runtime, record: RunRecord):
         super().__init__(record, runtime.edges, runtime.tuning)
         self.runtime = runtime
@@ -127,7 +124,7 @@ class _Run(RunBookkeeping):
     # -- the stages ----------------------------------------------------------------------------
 
     def execute(self) -> None:
-        self._start()
+        self.start()
         with self.stage("config"):
             config = load_destinations(self.runtime)
             destination = exportable_destination(self.runtime, self.record.destination, config)
@@ -143,18 +140,6 @@ class _Run(RunBookkeeping):
         finally:
             scan.cancel()
             client.close()
-
-    def _start(self) -> None:
-        record = self.record
-        # A retried job starts again from nothing; only the notes of earlier attempts remain.
-        fresh = RunRecord(record.run_id, record.destination, record.trigger)
-        record.lists, record.segments, record.counts = fresh.lists, fresh.segments, fresh.counts
-        record.batches, record.removals, record.timings = fresh.batches, fresh.removals, fresh.timings
-        record.rejects_blob = None
-        record.status = RunStatus.RUNNING
-        record.started_at = iso(utc_now())
-        record.resumed = None
-        self.save()
 
     def _connect(self, destination: Destination) -> SendGridApi:
         with self.stage("secret"):

@@ -399,7 +399,7 @@ def test_the_room_made_for_keys_follows_lines_not_records(monkeypatch):
 def test_an_interrupt_fails_a_run_that_had_not_ended_and_leaves_one_that_had(when):
     from contextlib import contextmanager
 
-    from shared.entrypoints.service import INTERRUPTED, run_locked
+    from shared.run.worker import INTERRUPTED, run_locked
 
     runtime, fake = setup()
     lock = runtime.edges.lock
