@@ -36,7 +36,7 @@ from pathlib import Path
 import requests
 from azure.storage.blob import BlobServiceClient
 
-from shared.run.batching import BatchSpool, encode_contact
+from shared.run.send.batching import BatchSpool, encode_contact
 from shared.settings import DEFAULT_MAX_BATCH_BYTES
 from tools.storage_emulator import Emulator
 

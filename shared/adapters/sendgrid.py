@@ -41,7 +41,7 @@ SEARCH_EMAIL_MAX_LENGTH = 100  # search/emails: each address at most 100 charact
 class RequestPace(Protocol):
     """Paces requests per endpoint (``METHOD /route/{id}``): :meth:`before` waits for a place
     (and raises past ``deadline``), :meth:`after` is told every answer's status and headers
-    (``status`` None: none came). See :mod:`shared.run.pace`."""
+    (``status`` None: none came). See :mod:`shared.run.send.pace`."""
 
     def before(self, endpoint: str, deadline: float | None) -> None: ...
 
@@ -141,7 +141,7 @@ class SendGridClient:
         self._timeout = timeout
         self._sleep = sleep
         self._clock = clock
-        # Shared by every thread of the run (set by the run; see shared.run.pace).
+        # Shared by every thread of the run (set by the run; see shared.run.send.pace).
         self.pace: RequestPace = NoPace()
 
     def close(self) -> None:

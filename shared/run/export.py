@@ -25,7 +25,7 @@ from shared.inputs.rows import CustomFieldDef
 from shared.inputs.segments import SegmentPlan, resolve_segment, unchanged_since_listed
 from shared.privacy import redact
 from shared.run import ledger
-from shared.run.batching import BatchSpool
+from shared.run.delta import RunKeys, RunOrder, StateUpdates, SyncState, journal_prefix
 from shared.run.destinations import (
     create_lists,
     exportable_destination,
@@ -34,9 +34,7 @@ from shared.run.destinations import (
     require_lists,
     resolve_custom_fields,
 )
-from shared.run.journal import StateUpdates, journal_prefix
 from shared.run.lookups import SendGridList
-from shared.run.pace import UPSERT, PaceBudget
 from shared.run.ports import SendGridApi
 from shared.run.profile_limit import BoundScan, require_within_limit
 from shared.run.reader import SegmentsReading, unproven_read
@@ -48,13 +46,20 @@ from shared.run.records import (
     new_run_id,
     utc_now,
 )
-from shared.run.removals import remove_departed
-from shared.run.resume import resume_deadline, settle_left_jobs
-from shared.run.run_order import RunOrder
 from shared.run.runtime import Runtime
-from shared.run.sending import BatchSender, SendOutcome, batch_entry
-from shared.run.settling import JobSettler, contact_cap_message
-from shared.run.sync_state import RunKeys, SyncState
+from shared.run.send import (
+    UPSERT,
+    BatchSender,
+    BatchSpool,
+    JobSettler,
+    PaceBudget,
+    SendOutcome,
+    batch_entry,
+    contact_cap_message,
+    remove_departed,
+    resume_deadline,
+    settle_left_jobs,
+)
 
 log = logging.getLogger(__name__)
 

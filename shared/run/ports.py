@@ -26,7 +26,7 @@ class SendGridApi(Protocol):
 
     # Epoch second past which no call waits or retries (set by the run); None: no bound.
     deadline: float | None
-    # Paces requests per endpoint, shared by the run's threads (set by the run: shared.run.pace).
+    # Paces requests per endpoint, shared by the run's threads (set by the run: shared.run.send.pace).
     pace: RequestPace
 
     def upsert_contacts(self, body: bytes) -> tuple[str, CallStats]: ...

@@ -13,17 +13,12 @@ from shared.inputs.config import Destination
 from shared.inputs.mapping import plan_columns
 from shared.inputs.rows import CustomFieldDef, RowRules
 from shared.inputs.segments import RecordChunk, SegmentFile, SegmentPlan, TabularFile, open_segment_file
-from shared.run.batching import BatchSpool, ContactNotEncodable, ContactTooLarge, encode_contact
 from shared.run.counts import FILE_COUNTS, RunCounts
-from shared.run.identity import RowFingerprinter, email_key
-from shared.run.keysets import MISSING
-from shared.run.matching import InPlace, KnownRows
+from shared.run.delta import MISSING, InPlace, KnownRows, RowFingerprinter, RunKeys, RunOrder, SyncState, email_key
 from shared.run.progress import RunProgress
 from shared.run.records import RejectsWriter, RunRecord
-from shared.run.run_order import RunOrder
 from shared.run.runtime import Tuning
-from shared.run.sending import BatchSender
-from shared.run.sync_state import RunKeys, SyncState
+from shared.run.send import BatchSender, BatchSpool, ContactNotEncodable, ContactTooLarge, encode_contact
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -154,7 +149,7 @@ class FileReader:
     """One file's records through the row rules into the spool: the hot loop of a run.
 
     A record whose fingerprint SendGrid already has costs one hash and, where it stands in the
-    state, a comparison (:mod:`shared.run.matching`): it is not parsed, mapped or encoded. The
+    state, a comparison (:mod:`shared.run.delta.matching`): it is not parsed, mapped or encoded. The
     others are parsed a chunk at a time.
     """
 

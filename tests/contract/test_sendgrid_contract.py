@@ -10,9 +10,9 @@ import pytest
 from shared import settings
 from shared.adapters import sendgrid
 from shared.inputs import rows
-from shared.run import batching
 from shared.run.export import queue_run, run_export
 from shared.run.records import ExportOptions
+from shared.run.send import batching
 from tests.conftest import destination, make_runtime, shared_folder
 from tests.contract.openapi import OpenApiContract
 from tools import sendgrid_simulator

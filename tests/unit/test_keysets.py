@@ -5,8 +5,8 @@ from array import array
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.run.keysets import MISSING, KeySet, PositionIndex
-from shared.run.sync_state import RunKeys, SyncState, _runs_of_ones
+from shared.run.delta.keysets import MISSING, KeySet, PositionIndex
+from shared.run.delta.sync_state import RunKeys, SyncState, _runs_of_ones
 
 # Small numbers collide in the tables' slots (and 0 marks an empty slot); large ones are keys.
 numbers = st.one_of(st.integers(0, 40), st.integers(0, 2**64 - 1))

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from shared.adapters.sendgrid import JobResult
-from shared.run.identity import email_key
+from shared.run.delta.identity import email_key
+from shared.run.delta.sync_state import SyncState
 from shared.run.ports import SendGridApi
 from shared.run.records import RunRecord
-from shared.run.removals import PENDING_GIVE_UP_SECONDS, remove_departed
-from shared.run.sync_state import SyncState
+from shared.run.send.removals import PENDING_GIVE_UP_SECONDS, remove_departed
 from tests.fakes import FakeSendGrid
 
 NOW = 1_800_000_000

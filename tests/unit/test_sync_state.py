@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.run.identity import RowFingerprinter, email_key
-from shared.run.journal import StateUpdates, SyncStateError
-from shared.run.sync_state import SyncState
+from shared.run.delta.identity import RowFingerprinter, email_key
+from shared.run.delta.journal import StateUpdates, SyncStateError
+from shared.run.delta.sync_state import SyncState
 from tests.fakes import InMemoryBlobStore
 
 
@@ -121,7 +121,7 @@ def test_a_damaged_count_allocates_only_what_the_blob_holds():
 
 
 def test_a_large_state_is_streamed_from_its_columns(monkeypatch):
-    from shared.run import sync_state
+    from shared.run.delta import sync_state
 
     class Recording(InMemoryBlobStore):
         streamed: list[str] = []
@@ -372,7 +372,7 @@ def test_emails_that_inflate_past_what_the_count_allows_are_refused_cheaply():
 
 
 def test_a_failed_streamed_save_leaves_the_columns_free_to_change(monkeypatch):
-    from shared.run import sync_state
+    from shared.run.delta import sync_state
 
     class Failing(InMemoryBlobStore):
         def write_stream(self, name, stream, *, content_type):

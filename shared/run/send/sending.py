@@ -31,8 +31,8 @@ from shared.adapters.sendgrid import CallStats
 from shared.context import propagate
 from shared.errors import SendGridAuthError, SendGridError
 from shared.privacy import redact
-from shared.run.batching import Batch, BatchSpool
 from shared.run.ports import SendGridApi
+from shared.run.send.batching import Batch, BatchSpool
 
 log = logging.getLogger(__name__)
 

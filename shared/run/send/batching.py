@@ -19,7 +19,8 @@ from typing import Any
 
 import orjson
 
-MAX_CONTACTS_PER_BATCH = 30_000
+from shared.settings import MAX_CONTACTS_PER_BATCH
+
 # The contacts document's limit; the run's own cap is lower (settings.DEFAULT_MAX_BATCH_BYTES).
 MAX_BATCH_BYTES = 6_000_000
 

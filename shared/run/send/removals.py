@@ -28,10 +28,10 @@ from typing import Any, Protocol
 
 from shared.adapters.sendgrid import SEARCH_EMAIL_MAX_LENGTH
 from shared.errors import SendGridError
-from shared.run.identity import email_key
+from shared.run.delta.identity import email_key
+from shared.run.delta.sync_state import RunKeys, SyncState
 from shared.run.ports import SendGridApi
 from shared.run.records import RunRecord
-from shared.run.sync_state import RunKeys, SyncState
 
 log = logging.getLogger(__name__)
 

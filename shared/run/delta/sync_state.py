@@ -4,11 +4,11 @@ For each contact SendGrid confirmed, the state keeps two 64-bit numbers in ``arr
 columns (16 bytes a contact, 16 MB at a million): the contact's key (BLAKE2b of its email) and
 the fingerprint of the source row that produced what was sent (XXH3 of the row's text, seeded
 with everything else that shapes the payload: lists, column plan, custom fields, the row rules'
-version; see :mod:`shared.run.identity`). A row whose fingerprint is in the state maps to exactly
+version; see :mod:`shared.run.delta.identity`). A row whose fingerprint is in the state maps to exactly
 what SendGrid already has, so it is skipped without being mapped or encoded: that is what makes
 a delta run fast.
 The contacts are kept in the order their rows came, so that the next run finds most of its rows
-where the state has them (:mod:`shared.run.matching`, :mod:`shared.run.run_order`).
+where the state has them (:mod:`shared.run.delta.matching`, :mod:`shared.run.delta.run_order`).
 Destinations in ``mirror`` mode also keep each contact's email, the only way to find it again
 to take it off a list.
 
@@ -34,9 +34,18 @@ from operator import ne, not_
 
 from shared.adapters.storage import BlobNotFound, BlobStore, ChunkStream
 from shared.inputs.rows import EMAIL_MAX
-from shared.run.journal import StateUpdates, SyncStateError, corrupt, journal_prefix
-from shared.run.keysets import MISSING, UNSET, KeySet, PositionIndex, exhaust, extend_ranges, items_in_ranges, ranges_of
-from shared.run.run_order import RunOrder, gathered
+from shared.run.delta.journal import StateUpdates, SyncStateError, corrupt, journal_prefix
+from shared.run.delta.keysets import (
+    MISSING,
+    UNSET,
+    KeySet,
+    PositionIndex,
+    exhaust,
+    extend_ranges,
+    items_in_ranges,
+    ranges_of,
+)
+from shared.run.delta.run_order import RunOrder, gathered
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +75,7 @@ class SyncState:
     keys: array[int] = field(default_factory=lambda: array("Q"))
     fingerprints: array[int] = field(default_factory=lambda: array("Q"))
     emails: list[str] | None = None  # aligned with keys; kept for mirror mode only
-    # Mirror mode: departed contacts not yet found by search (see shared.run.removals).
+    # Mirror mode: departed contacts not yet found by search (see shared.run.send.removals).
     pending: dict[int, int] = field(default_factory=dict)
     # Built when first asked for; cleared when a merge in place changes the columns.
     _indexes: dict[str, PositionIndex] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -76,7 +85,7 @@ class SyncState:
 
     def fingerprint_keys(self) -> dict[int, int]:
         """Fingerprint -> email key, for every contact SendGrid confirmed (a dict: for tests and
-        small states; a run finds its rows with :class:`shared.run.matching.KnownRows`)."""
+        small states; a run finds its rows with :class:`shared.run.delta.matching.KnownRows`)."""
         return dict(zip(self.fingerprints, self.keys, strict=True))
 
     def key_index(self) -> PositionIndex:
@@ -201,7 +210,7 @@ class SyncState:
         """A new state: this one, with each contact ``updates`` confirmed again replaced where it
         stands, less the ``removed`` keys, then the new contacts in the order their rows came (of
         a key confirmed twice, the last). So the state keeps the order of the input, which is
-        what lets the next run confirm its unchanged rows in place (:mod:`shared.run.matching`).
+        what lets the next run confirm its unchanged rows in place (:mod:`shared.run.delta.matching`).
         ``pending`` replaces the pending map (None keeps this one's); a key confirmed again is no
         longer pending. ``in_place`` lets the merge change and reuse this state's columns and
         those of ``updates``, which the caller drops: a run then holds one state, not two.
@@ -348,7 +357,7 @@ class SyncState:
 
 @dataclass
 class _Merging:
-    """The columns a merge gathers from (see :func:`shared.run.run_order.gathered`)."""
+    """The columns a merge gathers from (see :func:`shared.run.delta.run_order.gathered`)."""
 
     keys: array[int]
     fps: array[int]
@@ -441,7 +450,7 @@ class RunKeys:
 
     def __init__(self, state: SyncState | None = None):
         self.state = state
-        # The run's order, in terms of the state (a delta run notes it: see shared.run.run_order).
+        # The run's order, in terms of the state (a delta run notes it: see shared.run.delta.run_order).
         self.order: RunOrder | None = None
         self.claimed = bytearray(len(state.keys) if state is not None else 0)
         self.claimed_count = 0

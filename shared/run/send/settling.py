@@ -1,6 +1,6 @@
 """Settling a run's import jobs while it reads and sends: each job SendGrid accepts is journaled
 at once with what it holds (so that a run that dies settles it later by its id instead of sending
-it again), followed from the moment it exists (:mod:`shared.run.following`), and, as it ends,
+it again), followed from the moment it exists (:mod:`shared.run.send.following`), and, as it ends,
 what it accepted is confirmed (journaled at once, so a run that dies keeps it) and what it failed
 is rejected, by its errors file.
 
@@ -23,15 +23,15 @@ from shared.adapters.sendgrid import JobResult
 from shared.adapters.storage import BlobStore
 from shared.errors import SendGridError
 from shared.privacy import redact
-from shared.run.batching import Batch, BatchSpool
-from shared.run.following import JobFollower
-from shared.run.import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
-from shared.run.journal import StateUpdates, journal_prefix, sent_blob_name, sent_bytes
+from shared.run.delta.journal import StateUpdates, journal_prefix, sent_blob_name, sent_bytes
 from shared.run.ports import SendGridApi
 from shared.run.progress import RunProgress
 from shared.run.records import RejectsWriter, RunRecord
 from shared.run.runtime import Tuning
-from shared.run.sending import PendingJob
+from shared.run.send.batching import Batch, BatchSpool
+from shared.run.send.following import JobFollower
+from shared.run.send.import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
+from shared.run.send.sending import PendingJob
 
 log = logging.getLogger(__name__)
 
