@@ -88,7 +88,6 @@ class CallStats:
 
     attempts: int = 0
     rate_limited: int = 0
-    waited_seconds: float = 0.0
 
 
 @dataclass
@@ -421,7 +420,6 @@ class SendGridClient:
             )
         wait = self._policy.rate_limit_wait(response.headers, self._clock())
         self._within_deadline(method, path, wait, "rate limited (429)")
-        stats.waited_seconds += wait
         log.info("%s %s: rate limited; waiting %.1fs for the reset", method, path, wait)
         self._sleep(wait)
 

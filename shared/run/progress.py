@@ -128,7 +128,6 @@ class RunProgress:
         self.stage = "starting"
         self.rows_total: int | None = None
         self.rows_read = 0
-        self.contacts_spooled = 0
         self.batches_spooled = 0
         self.batches_sent = 0
         self.batches_confirmed = 0

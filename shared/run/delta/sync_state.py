@@ -83,11 +83,6 @@ class SyncState:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def fingerprint_keys(self) -> dict[int, int]:
-        """Fingerprint -> email key, for every contact SendGrid confirmed (a dict: for tests and
-        small states; a run finds its rows with :class:`shared.run.delta.matching.KnownRows`)."""
-        return dict(zip(self.fingerprints, self.keys, strict=True))
-
     def key_index(self) -> PositionIndex:
         """Email key -> position in this state, about 9 bytes an entry."""
         if "keys" not in self._indexes:
