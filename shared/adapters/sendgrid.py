@@ -21,8 +21,9 @@ import requests
 from shared.adapters.downloads import DownloadError, Limits, fetch, host_policy
 from shared.adapters.retry import RETRYABLE_STATUSES, RetryPolicy
 from shared.adapters.sendgrid_answers import answer_error_text, answer_errors, answer_json, next_page_token
+from shared.adapters.sendgrid_errors import RateLimited, refusal
 from shared.adapters.wallclock import WallClockAdapter
-from shared.errors import SendGridAuthError, SendGridError
+from shared.errors import SendGridError
 from shared.privacy import register_secret
 
 log = logging.getLogger(__name__)
@@ -414,7 +415,7 @@ class SendGridClient:
     def _wait_for_rate_limit(self, method: str, path: str, response: requests.Response, stats: CallStats) -> None:
         stats.rate_limited += 1
         if stats.rate_limited > self._policy.max_rate_limited:
-            raise SendGridError(
+            raise RateLimited(
                 f"{method} {path}: still rate limited (429) after {stats.rate_limited} waits.",
                 status=429,
             )
@@ -425,9 +426,8 @@ class SendGridClient:
 
     def _within_deadline(self, method: str, path: str, wait: float, why: str, status: int | None = None) -> None:
         if self.deadline is not None and self._clock() + wait > self.deadline:
-            raise SendGridError(
-                f"{method} {path}: {why}; waiting {wait:.0f}s more would pass the run's deadline.", status=status
-            )
+            message = f"{method} {path}: {why}; waiting {wait:.0f}s more would pass the run's deadline."
+            raise RateLimited(message, status=429) if status == 429 else SendGridError(message, status=status)
 
 
 def _job_failure(answer: Mapping[str, Any]) -> str | None:
@@ -446,10 +446,8 @@ def _refusal(method: str, path: str, response: requests.Response) -> SendGridErr
     status = response.status_code
     message = f"{method} {path}: SendGrid answered {status}: {answer_error_text(response)}"
     if status in (401, 403):
-        return SendGridAuthError(
-            message + " Check that the API key in the secret store is current and was made "
-            "with Marketing: Full Access (Settings > API Keys > Restricted Access).",
-            status=status,
-            errors=answer_errors(response),
+        message += (
+            " Check that the API key in the secret store is current and was made "
+            "with Marketing: Full Access (Settings > API Keys > Restricted Access)."
         )
-    return SendGridError(message, status=status, errors=answer_errors(response))
+    return refusal(message, status=status, errors=answer_errors(response))

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 
 import requests
 
-from shared.errors import SendGridError
+from shared.adapters.sendgrid_errors import MalformedAnswer
 from shared.json_input import JsonDocumentError, load_json
 from shared.privacy import neutralise, redact
 
@@ -26,7 +26,7 @@ def answer_json(response: requests.Response) -> dict[str, Any]:
     try:
         value = load_json(response.content, f"SendGrid's answer ({response.status_code})")
     except JsonDocumentError as exc:
-        raise SendGridError(str(exc), status=response.status_code) from None
+        raise MalformedAnswer(str(exc), status=response.status_code) from None
     return value if isinstance(value, dict) else {"result": value}
 
 

@@ -7,6 +7,7 @@ from datetime import UTC
 
 import pytest
 
+from shared.adapters.sendgrid_errors import refusal
 from shared.errors import SendGridAuthError, SendGridError
 from shared.run.export import queue_run, run_export
 from shared.run.ports import Edges
@@ -100,7 +101,7 @@ def test_a_missing_list_without_create_fails_naming_it():
 
 def test_a_400_naming_contacts_isolates_them_and_sends_the_rest():
     rows = "Email\n" + "".join(f"p{i}@example.com\n" for i in range(5))
-    error = SendGridError(
+    error = refusal(
         "PUT /v3/marketing/contacts: SendGrid answered 400: contacts[1].email: email is invalid",
         status=400,
         errors=[{"field": "contacts[1].email", "message": "email is invalid"}],
@@ -123,7 +124,7 @@ def test_a_400_naming_contacts_isolates_them_and_sends_the_rest():
 
 def test_a_400_naming_no_contact_fails_the_whole_batch_with_sendgrids_message():
     rows = "Email\n" + "".join(f"p{i}@example.com\n" for i in range(3))
-    error = SendGridError(
+    error = refusal(
         "PUT /v3/marketing/contacts: SendGrid answered 400: list_ids[0]: list does not exist",
         status=400,
         errors=[{"field": "list_ids[0]", "message": "list does not exist"}],

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from shared.adapters.sendgrid_errors import RateLimited
 from shared.errors import SendGridError
 
 UPSERT = "PUT /v3/marketing/contacts"
@@ -74,7 +75,7 @@ class PaceBudget:
                     return
                 until = window.reset + RESET_MARGIN if window.reset else now + 1.0
                 if deadline is not None and until > deadline:
-                    raise SendGridError(
+                    raise RateLimited(
                         f"{endpoint}: SendGrid's rate limit leaves no request before the run's deadline.",
                         status=429,
                     )

@@ -27,7 +27,15 @@ from collections.abc import Iterator, Sequence, Set
 from typing import Any, Protocol
 
 from shared.adapters.sendgrid import SEARCH_EMAIL_MAX_LENGTH
-from shared.errors import SendGridError
+from shared.adapters.sendgrid_errors import (
+    InvalidRequest,
+    MalformedAnswer,
+    NotFound,
+    RateLimited,
+    RequestTimeout,
+    SendGridRefusal,
+)
+from shared.errors import SendGridAuthError, SendGridError
 from shared.run.delta.identity import email_key
 from shared.run.delta.sync_state import RunKeys, SyncState
 from shared.run.ports import SendGridApi
@@ -216,13 +224,18 @@ class _Removal:
             self.budget -= 1
             try:
                 contact_id = self.client.search_email_by_query(email)
-            except SendGridError as exc:
-                if exc.status == 400:
-                    invalid.add(email)
-                elif exc.status == 408 or exc.status is None or exc.status >= 500:
-                    unsearched.add(email)  # SGQL gives up on slow queries (408): try again next run
-                else:
+            except InvalidRequest:
+                invalid.add(email)
+                continue
+            except (SendGridAuthError, RateLimited, MalformedAnswer):
+                raise
+            except SendGridRefusal as exc:
+                if not isinstance(exc, RequestTimeout):
                     raise
+                unsearched.add(email)  # SGQL gives up on slow queries (408): try again next run
+                continue
+            except SendGridError:
+                unsearched.add(email)  # unreachable or failing (5xx): try again next run
                 continue
             if contact_id:
                 ids[email] = contact_id
@@ -231,9 +244,7 @@ class _Removal:
     def _search(self, emails: Sequence[str], ids: dict[str, str], invalid: set[str], unsearched: set[str]) -> None:
         try:
             found = self.client.search_emails(list(emails))
-        except SendGridError as exc:
-            if exc.status != 400:
-                raise
+        except InvalidRequest:
             if len(emails) == 1:
                 invalid.add(emails[0])
                 return
@@ -292,9 +303,7 @@ class _Removal:
             return
         try:
             job_id = self.client.remove_from_list(list_id, list(ids))
-        except SendGridError as exc:
-            if exc.status != 404:
-                raise
+        except NotFound:
             # "The specified list ID does not exist or one or more contact IDs do not exist."
             if len(ids) == 1:
                 gone.add(ids[0])

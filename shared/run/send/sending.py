@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import logging
 import queue
-import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.adapters.sendgrid import CallStats
+from shared.adapters.sendgrid_errors import (
+    BatchRefused,
+    InvalidRequest,
+    NamesContacts,
+    SendGridRefusal,
+    TooLarge,
+    errors_by_position,
+)
 from shared.context import propagate
 from shared.errors import SendGridAuthError, SendGridError
 from shared.privacy import redact
@@ -43,8 +50,6 @@ log = logging.getLogger(__name__)
 # stay bounded (about 900 for 30,000 contacts) however many of its contacts SendGrid refuses.
 MIN_EXTRA_REQUESTS = 64
 LAST_PASS_CONTACTS = 100
-# How SendGrid words a body over its size limit when it answers 400 instead of 413.
-_TOO_LARGE = re.compile(r"too large|too big|exceed|size limit|payload|entity", re.IGNORECASE)
 
 
 @dataclass
@@ -77,22 +82,6 @@ def batch_entry(batch: Batch) -> dict[str, Any]:
         "job_id": None,
         "status": None,
     }
-
-
-def too_large(exc: SendGridError) -> bool:
-    """SendGrid refused a body for its size: 413, or a 400 that says so and names no contact."""
-    if exc.status == 413:
-        return True
-    return (
-        exc.status == 400
-        and not errors_by_position(exc.errors)
-        and bool(_TOO_LARGE.search(" ".join(str(e.get("message", "")) for e in exc.errors) or str(exc)))
-    )
-
-
-def batch_level(exc: SendGridError) -> bool:
-    """A 400 about the request as a whole (its lists), which no subset of contacts would fix."""
-    return any(str(e.get("field") or "").startswith("list_ids") for e in exc.errors)
 
 
 class BatchSender:
@@ -247,7 +236,7 @@ class BatchSender:
                 return
             except SendGridError as exc:
                 entry["attempts"] += 1
-                if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
+                if isinstance(exc, SendGridRefusal):
                     if last_pass:
                         self._errored(batch, positions, entry, "refused", str(exc), exc.errors)
                     else:
@@ -284,11 +273,11 @@ class BatchSender:
         """What to send next after a 4xx for ``positions``: halves, the rest without the
         contacts named, or nothing (the part is refused)."""
         half = len(positions) // 2
-        if too_large(exc) and half:
+        if isinstance(exc, TooLarge) and half:
             entry["split"] = entry.get("split", 0) + 1
             return [(positions[:half], None), (positions[half:], None)]
-        if exc.status == 400 and not batch_level(exc):
-            named = errors_by_position(exc.errors)
+        if isinstance(exc, InvalidRequest) and not isinstance(exc, BatchRefused):
+            named = exc.named if isinstance(exc, NamesContacts) else {}
             if named and all(p < len(positions) for p in named) and len(named) < len(positions):
                 for p in sorted(named):
                     self._reject(batch, positions[p], named[p])
@@ -332,15 +321,3 @@ class BatchSender:
             )
             count += 1
         self.outcome.errored += count
-
-
-def errors_by_position(errors: list[dict[str, Any]]) -> dict[int, str]:
-    """SendGrid names bad contacts as ``contacts[12].email``: map position -> its message."""
-    found: dict[int, str] = {}
-    for error in errors:
-        field_name = str(error.get("field") or "")
-        if field_name.startswith("contacts[") and "]" in field_name:
-            digits = field_name[len("contacts[") : field_name.index("]")]
-            if digits.isascii() and digits.isdigit():  # a position SendGrid cannot mean is no position
-                found[int(digits)] = f"{field_name}: {error.get('message', '')}"
-    return found
