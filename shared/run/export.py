@@ -52,7 +52,9 @@ from shared.run.send import (
     BatchSender,
     BatchSpool,
     JobSettler,
+    JobWaits,
     PaceBudget,
+    RemovalRules,
     SendOutcome,
     batch_entry,
     contact_cap_message,
@@ -356,20 +358,10 @@ class _Run(ledger.RunLedger):
             return set(), None
         self.progress.stage = "removing"
         with self.stage("removals"):
-            return remove_departed(
-                client,
-                list_ids,
-                state,
-                present,
-                record=self.record,
-                options=self.options,
-                failed=self.failed,
-                max_fraction=destination.max_removal_fraction,
-                job_wait_seconds=self.tuning.job_wait_seconds,
-                poll_interval=self.tuning.job_poll_interval,
-                poll_max_interval=self.tuning.job_poll_max_interval,
-                unproven=unproven_read(plan),
-            )
+            rules = RemovalRules(self.options, self.failed, destination.max_removal_fraction, unproven_read(plan))
+            tuning = self.tuning
+            waits = JobWaits(tuning.job_wait_seconds, tuning.job_poll_interval, tuning.job_poll_max_interval)
+            return remove_departed(client, list_ids, state, present, self.record, rules, waits)
 
     def _save_state(self, state: SyncState, destination: str) -> None:
         exports = self.edges.exports

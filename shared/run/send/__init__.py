@@ -4,7 +4,7 @@ settled, a stopped run's jobs resumed, and mirror-mode removals. It may read the
 
 from shared.run.send.batching import BatchSpool, ContactNotEncodable, ContactTooLarge, encode_contact
 from shared.run.send.pace import UPSERT, PaceBudget
-from shared.run.send.removals import remove_departed
+from shared.run.send.removals import JobWaits, RemovalRules, remove_departed
 from shared.run.send.resume import resume_deadline, settle_left_jobs
 from shared.run.send.sending import BatchSender, SendOutcome, batch_entry
 from shared.run.send.settling import JobSettler, contact_cap_message
@@ -16,7 +16,9 @@ __all__ = [
     "ContactNotEncodable",
     "ContactTooLarge",
     "JobSettler",
+    "JobWaits",
     "PaceBudget",
+    "RemovalRules",
     "SendOutcome",
     "batch_entry",
     "contact_cap_message",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence, Set
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shared.adapters.sendgrid import SEARCH_EMAIL_MAX_LENGTH
@@ -57,25 +58,38 @@ class _Options(Protocol):
     def force_removals(self) -> bool: ...
 
 
+@dataclass(frozen=True)
+class RemovalRules:
+    """What decides whether this run may remove the contacts that left its segments."""
+
+    options: _Options
+    failed: bool  # the run failed: nobody is removed
+    max_fraction: float  # the destination's max_removal_fraction
+    unproven: str = ""  # why the read may be incomplete (removals are then refused unless forced)
+    now: float | None = None  # epoch seconds; None: the clock's
+
+
+@dataclass(frozen=True)
+class JobWaits:
+    """How long removal jobs are waited for, and how often they are asked after (seconds)."""
+
+    seconds: float
+    interval: float
+    max_interval: float
+
+
 def remove_departed(
     client: SendGridApi,
     list_ids: list[str],
     state: SyncState,
     present: Set[int] | RunKeys,
-    *,
     record: RunRecord,
-    options: _Options,
-    failed: bool,
-    max_fraction: float,
-    job_wait_seconds: float,
-    poll_interval: float,
-    poll_max_interval: float,
-    now: float | None = None,
-    unproven: str = "",
+    rules: RemovalRules,
+    waits: JobWaits,
 ) -> tuple[set[int], dict[int, int] | None]:
     """The keys to drop from the state (removed, gone, or let go) and the new pending map
-    (key -> epoch second of the first search that missed it); None keeps the old one.
-    ``unproven`` says why the read may be incomplete (removals are then refused unless forced)."""
+    (key -> epoch second of the first search that missed it); None keeps the old one."""
+    options, failed, max_fraction, unproven = rules.options, rules.failed, rules.max_fraction, rules.unproven
     removals = record.removals
     previous = len(state)
     departed = list(state.indexes_not_in(present))
@@ -105,9 +119,7 @@ def remove_departed(
     if options.dry_run:
         removals["reason"] = "dry run: nothing was removed"
         return set(), None
-    return _Removal(client, list_ids, state, record, now or time.time()).run(
-        departed, job_wait_seconds, poll_interval, poll_max_interval
-    )
+    return _Removal(client, list_ids, state, record, rules.now or time.time()).run(departed, waits)
 
 
 class _Removal:
@@ -117,9 +129,7 @@ class _Removal:
         self.budget = MAX_ISOLATION_REQUESTS
         self.notes: list[str] = []
 
-    def run(
-        self, departed: list[int], job_wait_seconds: float, poll_interval: float, poll_max_interval: float
-    ) -> tuple[set[int], dict[int, int]]:
+    def run(self, departed: list[int], waits: JobWaits) -> tuple[set[int], dict[int, int]]:
         removals = self.removals
         by_email = self._checked_emails(departed)
         ids, unfindable, unsearched = self._find(list(by_email))
@@ -130,9 +140,7 @@ class _Removal:
                 f"{len(unfindable)} address(es) SendGrid's search refuses as invalid could not be found to "
                 "be removed; they stay on the list(s)"
             )
-        removed_ids, gone_ids, unconfirmed = self._remove(
-            list(ids.values()), job_wait_seconds, poll_interval, poll_max_interval
-        )
+        removed_ids, gone_ids, unconfirmed = self._remove(list(ids.values()), waits)
         by_id = {contact_id: by_email[email] for email, contact_id in ids.items()}
         done.update(by_id[i] for i in removed_ids | gone_ids)
         removals["done"] = self.record.counts.removed = len(removed_ids) + len(gone_ids)
@@ -262,9 +270,7 @@ class _Removal:
 
     # -- removing from lists --------------------------------------------------------------------
 
-    def _remove(
-        self, contact_ids: list[str], job_wait_seconds: float, poll_interval: float, poll_max_interval: float
-    ) -> tuple[set[str], set[str], set[str]]:
+    def _remove(self, contact_ids: list[str], waits: JobWaits) -> tuple[set[str], set[str], set[str]]:
         """Ids removed from every list (jobs completed), ids that no longer exist, ids not confirmed."""
         jobs: dict[str, list[str]] = {}
         gone: set[str] = set()
@@ -275,11 +281,11 @@ class _Removal:
         answered = jobs.pop("", [])  # removals SendGrid answered without a job: done already
         unconfirmed = set(refused)
         if jobs:
-            deadline = time.time() + job_wait_seconds
+            deadline = time.time() + waits.seconds
             if self.client.deadline is not None:
                 deadline = min(deadline, self.client.deadline)
             results = self.client.wait_for_jobs(
-                list(jobs), deadline=deadline, interval=poll_interval, max_interval=poll_max_interval
+                list(jobs), deadline=deadline, interval=waits.interval, max_interval=waits.max_interval
             )
             unfollowed = 0
             for job_id, ids in jobs.items():
