@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import requests
 
@@ -29,7 +29,11 @@ from shared.privacy import register_secret
 log = logging.getLogger(__name__)
 
 USER_AGENT = "sendgrid-segment-export/1.0"
-JOB_END_STATES = frozenset({"completed", "errored", "failed"})
+# An import job's status: SendGrid's (pending, completed, errored, failed); ours: timeout (not
+# ended by the deadline) and unknown (the status could not be learned).
+JobStatus = Literal["pending", "completed", "errored", "failed", "timeout", "unknown"]
+JOB_END_STATES: frozenset[JobStatus] = frozenset({"completed", "errored", "failed"})
+_SENDGRID_JOB_STATES: frozenset[str] = frozenset({"pending", "completed", "errored", "failed"})
 # An import job's errors file: a pre-signed link, read with these bounds (it lists at most one
 # row per contact of a batch, a few MB).
 ERRORS_FILE_MAX_BYTES = 32 * 1024 * 1024
@@ -94,7 +98,7 @@ class CallStats:
 @dataclass
 class JobResult:
     job_id: str
-    status: str  # pending, completed, errored, failed; ours: timeout, unknown
+    status: JobStatus
     requested: int = 0
     created: int = 0
     updated: int = 0
@@ -168,7 +172,7 @@ class SendGridClient:
             job_type = answer.get("job_type", answer.get("jobType"))
             return JobResult(
                 job_id=job_id,
-                status=str(answer.get("status", "")).lower(),
+                status=_job_status(answer.get("status")),
                 requested=int(_result(results, "requested") or 0),
                 created=int(_result(results, "created") or 0),
                 updated=int(_result(results, "updated") or 0),
@@ -428,6 +432,12 @@ class SendGridClient:
         if self.deadline is not None and self._clock() + wait > self.deadline:
             message = f"{method} {path}: {why}; waiting {wait:.0f}s more would pass the run's deadline."
             raise RateLimited(message, status=429) if status == 429 else SendGridError(message, status=status)
+
+
+def _job_status(value: object) -> JobStatus:
+    """SendGrid's word for a job's state; one it has not documented is taken as not ended yet."""
+    status = str(value or "").lower()
+    return cast(JobStatus, status) if status in _SENDGRID_JOB_STATES else "pending"
 
 
 def _job_failure(answer: Mapping[str, Any]) -> str | None:

@@ -386,7 +386,7 @@ class _Run(ledger.RunLedger):
         """Send what is left to send (a dry run only records the batches it would send)."""
         if sender is None:
             for batch in spool.batches():
-                self.record.batches.append(batch_entry(batch) | {"status": "dry_run"})
+                self.record.batches.append({**batch_entry(batch), "status": "dry_run"})
             return
         sender.open()
         outcome = sender.finish(tick=self.progress.tick)

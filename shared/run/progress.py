@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from shared.run.record_parts import ProgressEntry
+
 log = logging.getLogger(__name__)
 
 
@@ -30,7 +32,7 @@ class ProgressSnapshot:
     elapsed: float
     eta: float | None  # seconds; None while it cannot be told
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> ProgressEntry:
         """For the run record: what ``runs`` and the HTTP status_url show of a run that goes on."""
         return {
             "stage": self.stage,

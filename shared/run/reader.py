@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from itertools import compress, repeat
 from operator import eq
-from typing import Any
+from typing import cast
 
 from shared.adapters.storage import BlobStore
 from shared.inputs.config import Destination
@@ -16,6 +16,7 @@ from shared.inputs.segments import RecordChunk, SegmentFile, SegmentPlan, Tabula
 from shared.run.counts import FILE_COUNTS, RunCounts
 from shared.run.delta import MISSING, InPlace, KnownRows, RowFingerprinter, RunKeys, RunOrder, SyncState, email_key
 from shared.run.progress import RunProgress
+from shared.run.record_parts import FileEntry, SegmentEntry
 from shared.run.records import RejectsWriter, RunRecord
 from shared.run.runtime import Tuning
 from shared.run.send import BatchSender, BatchSpool, ContactNotEncodable, ContactTooLarge, encode_contact
@@ -81,7 +82,7 @@ class SegmentsReading:
         self._seen = seen
         salt = (",".join(sorted(list_ids)), ";".join(f"{d.name}:{d.id}:{d.field_type}" for d in custom_fields.values()))
         for segment, files in plan:
-            summary: dict[str, Any] = {"path": segment.path, "files": len(files), "rows": 0, "by_file": []}
+            summary: SegmentEntry = {"path": segment.path, "files": len(files), "rows": 0, "by_file": []}
             self.record.segments.append(summary)
             for file in files:
                 by_file = self._read_file(file, destination, custom_fields, salt, known, seen)
@@ -99,7 +100,7 @@ class SegmentsReading:
         salt: tuple[str, str],
         known: KnownRows | None,
         seen: RunKeys,
-    ) -> dict[str, Any]:
+    ) -> FileEntry:
         counts, lists, customs = self.record.counts, salt[0], salt[1]
         table = open_segment_file(self.store, file, destination.mapping, self.max_record_bytes)
         columns = plan_columns(destination.mapping, table.columns, file.name)
@@ -124,7 +125,8 @@ class SegmentsReading:
         self._lines_done += reader.lines
         counts.control_chars_stripped += table.control_chars_stripped
         log.info("read %s: %d rows (%d to send so far)", file.name, rows, self.spool.count)
-        return {"name": file.name, "rows": rows} | counts.changed_since(before, FILE_COUNTS)
+        changed = cast(FileEntry, counts.changed_since(before, FILE_COUNTS))  # only FILE_COUNTS keys
+        return {"name": file.name, "rows": rows, **changed}
 
     def _on_chunk(self, rows_in_file: int, lines_in_file: int) -> None:
         progress = self.progress

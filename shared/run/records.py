@@ -25,6 +25,7 @@ from shared.errors import ExportError
 from shared.json_input import JsonDocumentError, load_json
 from shared.privacy import csv_cell
 from shared.run.counts import RunCounts, conservation_faults
+from shared.run.record_parts import BatchEntry, ListEntry, ProgressEntry, RemovalsEntry, SegmentEntry, no_removals
 
 log = logging.getLogger(__name__)
 
@@ -105,18 +106,16 @@ class RunRecord:
     requeued_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
-    lists: list[dict[str, Any]] = field(default_factory=list)
-    segments: list[dict[str, Any]] = field(default_factory=list)
+    lists: list[ListEntry] = field(default_factory=list)
+    segments: list[SegmentEntry] = field(default_factory=list)
     counts: RunCounts = field(default_factory=RunCounts)
-    batches: list[dict[str, Any]] = field(default_factory=list)
-    removals: dict[str, Any] = field(
-        default_factory=lambda: {"planned": 0, "done": 0, "refused": False, "reason": None}
-    )
+    batches: list[BatchEntry] = field(default_factory=list)
+    removals: RemovalsEntry = field(default_factory=no_removals)
     errors: list[str] = field(default_factory=list)
     rejects_blob: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     # While a run goes: how far it has got (see shared.run.progress), saved every few seconds.
-    progress: dict[str, Any] | None = None
+    progress: ProgressEntry | None = None
     # Import jobs an earlier run had sent and not settled, settled by this one (by their ids).
     resumed: dict[str, Any] | None = None
 

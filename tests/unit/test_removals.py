@@ -40,7 +40,7 @@ class SearchingSendGrid(FakeSendGrid):
 
 
 def record():
-    return RunRecord("r1", "newsletter", "cli", removals={})
+    return RunRecord("r1", "newsletter", "cli")
 
 
 def options():

@@ -97,7 +97,7 @@ def remove_departed(
     if not departed:
         return set(), {}
     if failed:
-        removals.update(refused=True, reason="the run failed; removals wait for a run that does not.")
+        removals["refused"], removals["reason"] = True, "the run failed; removals wait for a run that does not."
         return set(), None
     refusal = None
     if unproven:
@@ -113,7 +113,7 @@ def remove_departed(
             f"more than max_removal_fraction ({max_fraction:.0%})"
         )
     if refusal and not options.force_removals:
-        removals.update(refused=True, reason=refusal + "; nobody was removed (force_removals overrides).")
+        removals["refused"], removals["reason"] = True, refusal + "; nobody was removed (force_removals overrides)."
         log.warning("run %s: removals refused: %s", record.run_id, refusal)
         return set(), None
     if options.dry_run:

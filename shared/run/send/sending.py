@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from shared.adapters.sendgrid import CallStats
 from shared.adapters.sendgrid_errors import (
@@ -39,6 +39,7 @@ from shared.context import propagate
 from shared.errors import SendGridAuthError, SendGridError
 from shared.privacy import redact
 from shared.run.ports import SendGridApi
+from shared.run.record_parts import BatchEntry, BatchStatus
 from shared.run.send.batching import Batch, BatchSpool
 
 log = logging.getLogger(__name__)
@@ -61,19 +62,19 @@ class PendingJob:
     positions: Sequence[int]  # a range unless contacts were taken out or the batch was split
     part: int = 0  # a batch split in parts has a job per part
     # The batch's entry in the record: its job's outcome is noted there when the job ends.
-    entry: dict[str, Any] = field(default_factory=dict)
+    entry: BatchEntry = field(default_factory=lambda: cast(BatchEntry, {}))  # empty: a job no batch entry follows
 
 
 @dataclass
 class SendOutcome:
-    entries: list[dict[str, Any]] = field(default_factory=list)  # one per batch, in order
+    entries: list[BatchEntry] = field(default_factory=list)  # one per batch, in order
     pending: list[PendingJob] = field(default_factory=list)
     errored: int = 0
     rejects: list[tuple[str, int, str, str, str]] = field(default_factory=list)  # source, line, email, kind, why
     failures: list[str] = field(default_factory=list)  # run-level: the run fails
 
 
-def batch_entry(batch: Batch) -> dict[str, Any]:
+def batch_entry(batch: Batch) -> BatchEntry:
     return {
         "index": batch.index,
         "contacts": batch.count,
@@ -169,7 +170,7 @@ class BatchSender:
     def _run(self) -> None:
         try:
             with ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="send") as pool:
-                in_flight: deque[tuple[Batch, dict[str, Any], Future[tuple[str, CallStats]]]] = deque()
+                in_flight: deque[tuple[Batch, BatchEntry, Future[tuple[str, CallStats]]]] = deque()
                 while (index := self._queue.get()) is not None:
                     batch = self._spool.batch(index)
                     entry = batch_entry(batch)
@@ -188,11 +189,11 @@ class BatchSender:
         except BaseException as exc:  # handed to the run's thread by finish()
             self._crash = exc
 
-    def _first_try(self, batch: Batch, entry: dict[str, Any]) -> tuple[str, CallStats]:
+    def _first_try(self, batch: Batch, entry: BatchEntry) -> tuple[str, CallStats]:
         """A batch's first request, on a worker: a job SendGrid accepts is told at once (batches
         may be answered out of order, and each is journaled before anything else happens)."""
         job_id, stats = self._client.upsert_contacts(batch.body)
-        entry.update(job_id=job_id, status="pending")
+        entry["job_id"], entry["status"] = job_id, "pending"
         if self._on_accepted is not None:
             self._on_accepted(batch, PendingJob(batch.index, job_id, range(batch.count), 0, entry))
         return job_id, stats
@@ -200,7 +201,7 @@ class BatchSender:
     def _fail(self, message: str) -> None:
         self.outcome.failures.append(message)
 
-    def _settle(self, batch: Batch, entry: dict[str, Any], first_try: Future[tuple[str, CallStats]]) -> None:
+    def _settle(self, batch: Batch, entry: BatchEntry, first_try: Future[tuple[str, CallStats]]) -> None:
         """The outcome of one batch: sent whole, or in parts (see the module doc)."""
         # Each part: the positions it holds, and its request if already made.
         told = first_try.result  # its job, if accepted, was told in _first_try
@@ -268,7 +269,7 @@ class BatchSender:
             entry["status"] = "refused"
 
     def _after_refusal(
-        self, batch: Batch, entry: dict[str, Any], positions: Sequence[int], exc: SendGridError
+        self, batch: Batch, entry: BatchEntry, positions: Sequence[int], exc: SendGridError
     ) -> list[tuple[Sequence[int], None]]:
         """What to send next after a 4xx for ``positions``: halves, the rest without the
         contacts named, or nothing (the part is refused)."""
@@ -304,8 +305,8 @@ class BatchSender:
         self,
         batch: Batch,
         positions: Iterable[int],
-        entry: dict[str, Any],
-        status: str,
+        entry: BatchEntry,
+        status: BatchStatus,
         message: str,
         errors: list[dict[str, Any]] | None = None,
     ) -> None:

@@ -17,7 +17,6 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from shared.adapters.sendgrid import JobResult
 from shared.adapters.storage import BlobStore
@@ -26,6 +25,7 @@ from shared.privacy import redact
 from shared.run.delta.journal import StateUpdates, journal_prefix, sent_blob_name, sent_bytes
 from shared.run.ports import SendGridApi
 from shared.run.progress import RunProgress
+from shared.run.record_parts import BatchEntry, JobCounts
 from shared.run.records import RejectsWriter, RunRecord
 from shared.run.runtime import Tuning
 from shared.run.send.batching import Batch, BatchSpool
@@ -205,19 +205,26 @@ class JobSettler:
             self.rejects.add(origin.source, origin.line, origin.email, "errored", message)
 
     @staticmethod
-    def _note_job(entry: dict[str, Any], item: PendingJob, result: JobResult) -> None:
-        job = {"requested": result.requested, "created": result.created, "updated": result.updated}
-        job["errored"] = result.errored
+    def _note_job(entry: BatchEntry, item: PendingJob, result: JobResult) -> None:
+        job: JobCounts = {
+            "requested": result.requested,
+            "created": result.created,
+            "updated": result.updated,
+            "errored": result.errored,
+        }
         if result.error:
             entry["error"] = redact(result.error)[:1000]
         parts = entry.get("jobs")
         if parts and len(parts) > 1:  # a batch sent in parts: each part's job, and the batch's worst status
-            parts[item.part].update(status=result.status, **job)
+            part = parts[item.part]
+            part["status"] = result.status
+            part["requested"], part["created"] = job["requested"], job["created"]
+            part["updated"], part["errored"] = job["updated"], job["errored"]
             ends = [p.get("status") for p in parts]
             entry["status"] = next((s for s in ends if s not in ("completed", None)), "completed")
-            total = entry.setdefault("job", dict.fromkeys(job, 0))
-            for key, value in job.items():
-                total[key] += value
+            total = entry.setdefault("job", {"requested": 0, "created": 0, "updated": 0, "errored": 0})
+            for key in ("requested", "created", "updated", "errored"):
+                total[key] += job[key]
         else:
             entry["status"] = result.status
             entry["job"] = job
