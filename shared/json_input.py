@@ -18,6 +18,9 @@ from typing import Any
 # No document the app reads needs more than a handful of levels (a CDM model.json with traits
 # nests about ten); 64 is far more, and far below any recursion limit.
 MAX_JSON_DEPTH = 64
+# A JSON object as parsed or about to be written (a stored record, SendGrid's answer, a config
+# entry): its values may be anything JSON holds, so each is checked where it is read.
+JsonObject = dict[str, Any]
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET = bytes(set(range(256)) - set(b"[]{}"))
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}

@@ -24,6 +24,7 @@ from shared.adapters.sendgrid_answers import answer_error_text, answer_errors, a
 from shared.adapters.sendgrid_errors import RateLimited, refusal
 from shared.adapters.wallclock import WallClockAdapter
 from shared.errors import SendGridError
+from shared.json_input import JsonObject
 from shared.privacy import register_secret
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class JobResult:
     updated: int = 0
     errored: int = 0
     errors_url: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
+    raw: JsonObject = field(default_factory=dict)
     error: str | None = None  # why the status could not be learned (status ``unknown``)
     error_status: int | None = None  # and SendGrid's answer then, if it gave one
     job_type: str | None = None  # "upsert" as documented, "upsert_contacts" in production
@@ -260,8 +261,8 @@ class SendGridClient:
         except DownloadError as exc:
             raise SendGridError(str(exc)) from None
 
-    def iter_lists(self) -> Iterator[dict[str, Any]]:
-        params: dict[str, Any] = {"page_size": 1000}
+    def iter_lists(self) -> Iterator[JsonObject]:
+        params: JsonObject = {"page_size": 1000}
         while True:
             answer = self._call("GET", "/v3/marketing/lists", params=params, expect=(200,))
             yield from answer.get("result") or []
@@ -270,7 +271,7 @@ class SendGridClient:
                 return
             params = {"page_size": 1000, "page_token": token}
 
-    def get_list(self, list_id: str) -> dict[str, Any] | None:
+    def get_list(self, list_id: str) -> JsonObject | None:
         try:
             return self._call("GET", f"/v3/marketing/lists/{list_id}", expect=(200,))
         except SendGridError as exc:
@@ -278,7 +279,7 @@ class SendGridClient:
                 return None
             raise
 
-    def create_list(self, name: str) -> dict[str, Any]:
+    def create_list(self, name: str) -> JsonObject:
         return self._call("POST", "/v3/marketing/lists", json_body={"name": name}, expect=(200, 201))
 
     def search_emails(self, emails: list[str]) -> dict[str, str]:
@@ -333,7 +334,7 @@ class SendGridClient:
     def scopes(self) -> list[str]:
         return [str(s) for s in self._call("GET", "/v3/scopes", expect=(200,)).get("scopes") or []]
 
-    def field_definitions(self) -> dict[str, Any]:
+    def field_definitions(self) -> JsonObject:
         return self._call("GET", "/v3/marketing/field_definitions", expect=(200,))
 
     # -- the transport -----------------------------------------------------------------------
@@ -343,12 +344,12 @@ class SendGridClient:
         method: str,
         path: str,
         *,
-        params: dict[str, Any] | None = None,
+        params: JsonObject | None = None,
         json_body: Any = None,
         data: bytes | None = None,
         expect: tuple[int, ...],
         stats: CallStats | None = None,
-    ) -> dict[str, Any]:
+    ) -> JsonObject:
         stats = stats or CallStats()
         timeout = self._timeout_within_deadline(method, path)
         if json_body is not None:

@@ -8,19 +8,18 @@ and records has its addresses masked as well.
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import requests
 
 from shared.adapters.sendgrid_errors import MalformedAnswer
-from shared.json_input import JsonDocumentError, load_json
+from shared.json_input import JsonDocumentError, JsonObject, load_json
 from shared.privacy import neutralise, redact
 
 SHOWN_ERRORS = 5  # an error text quotes this many of SendGrid's errors and counts the rest
 
 
-def answer_json(response: requests.Response) -> dict[str, Any]:
+def answer_json(response: requests.Response) -> JsonObject:
     if not response.content:
         return {}
     try:
@@ -30,7 +29,7 @@ def answer_json(response: requests.Response) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"result": value}
 
 
-def answer_errors(response: requests.Response) -> list[dict[str, Any]]:
+def answer_errors(response: requests.Response) -> list[JsonObject]:
     try:
         body = load_json(response.content, "SendGrid's answer")
     except JsonDocumentError:
@@ -64,7 +63,7 @@ def _raw_error_text(response: requests.Response) -> str:
     return (response.reason or "no error message").strip()
 
 
-def next_page_token(answer: dict[str, Any]) -> str | None:
+def next_page_token(answer: JsonObject) -> str | None:
     next_url = (answer.get("_metadata") or {}).get("next")
     if not next_url:
         return None

@@ -10,9 +10,9 @@ searches give up on slow queries with a 408.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from shared.errors import SendGridAuthError, SendGridError
+from shared.json_input import JsonObject
 
 # How SendGrid words a body over its size limit when it answers 400 instead of 413.
 _TOO_LARGE_WORDS = re.compile(r"too large|too big|exceed|size limit|payload|entity", re.IGNORECASE)
@@ -56,7 +56,7 @@ class RateLimited(SendGridError):
     """A 429 that outlasted the waits the client allows, or whose reset is past the run's deadline."""
 
 
-def errors_by_position(errors: list[dict[str, Any]]) -> dict[int, str]:
+def errors_by_position(errors: list[JsonObject]) -> dict[int, str]:
     """SendGrid names bad contacts as ``contacts[12].email``: map position -> its message."""
     found: dict[int, str] = {}
     for error in errors:
@@ -68,7 +68,7 @@ def errors_by_position(errors: list[dict[str, Any]]) -> dict[int, str]:
     return found
 
 
-def refusal(message: str, *, status: int, errors: list[dict[str, Any]] | None = None) -> SendGridError:
+def refusal(message: str, *, status: int, errors: list[JsonObject] | None = None) -> SendGridError:
     """The typed error for a 4xx answer (429 included), from its status and SendGrid's words."""
     errors = errors or []
     if status in (401, 403):
@@ -86,7 +86,7 @@ def refusal(message: str, *, status: int, errors: list[dict[str, Any]] | None = 
     return _bad_request(message, errors)
 
 
-def _bad_request(message: str, errors: list[dict[str, Any]]) -> InvalidRequest:
+def _bad_request(message: str, errors: list[JsonObject]) -> InvalidRequest:
     named = errors_by_position(errors)
     words = " ".join(str(e.get("message", "")) for e in errors) or message
     if not named and _TOO_LARGE_WORDS.search(words):

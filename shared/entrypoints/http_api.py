@@ -17,7 +17,7 @@ from typing import Any
 from shared.adapters.jobs import OPTION_NAMES
 from shared.entrypoints.service import enqueue_export
 from shared.errors import ConfigError, ConsentError, ExportError, SettingsError, UnknownDestinationError
-from shared.json_input import JsonDocumentError, load_json
+from shared.json_input import JsonDocumentError, JsonObject, load_json
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
 from shared.privacy import neutralise_lines, redact
 from shared.run.destinations import DestinationDisabledError, load_destinations
@@ -142,7 +142,7 @@ def _limit(request: ApiRequest) -> int:
 
 def list_destinations(runtime: Runtime, request: ApiRequest) -> ApiResponse:
     config = load_destinations(runtime)
-    out: list[dict[str, Any]] = []
+    out: list[JsonObject] = []
     for name in config.names():
         if name in config.invalid:
             out.append({"name": name, "error": str(config.invalid[name])})
@@ -238,6 +238,6 @@ def check_destination(runtime: Runtime, request: ApiRequest) -> ApiResponse:
     return ApiResponse(200, {"ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks]})
 
 
-def _summary(record: dict[str, Any]) -> dict[str, Any]:
+def _summary(record: JsonObject) -> JsonObject:
     keys = ("run_id", "trigger", "status", "queued_at", "started_at", "finished_at", "counts")
     return {k: record.get(k) for k in keys}

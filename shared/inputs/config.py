@@ -23,7 +23,7 @@ from shared.inputs.destination import (
     ListRef,
     SegmentRef,
 )
-from shared.json_input import JsonDocumentError, load_json
+from shared.json_input import JsonDocumentError, JsonObject, load_json
 from shared.names import NAME_PATTERN
 
 # The destination types are re-exported: callers that parse the file also name what it holds.
@@ -223,7 +223,7 @@ def _parse_destination(entry: Any, label: str) -> Destination:
     return destination
 
 
-def _parse_lists(entry: dict[str, Any], fail: Any) -> tuple[ListRef, ...]:
+def _parse_lists(entry: JsonObject, fail: Any) -> tuple[ListRef, ...]:
     if "list" in entry and "lists" in entry:
         raise fail("lists", 'give either "list" or "lists", not both.')
     if "list" in entry:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from shared.adapters.jobs import JobQueue
 from shared.adapters.locks import RunLock
 from shared.adapters.secrets import SecretProvider
 from shared.adapters.sendgrid import CallStats, JobResult, RequestPace
 from shared.adapters.storage import BlobStore
+from shared.json_input import JsonObject
 from shared.run.progress import NoProgress, ProgressSink
 from shared.run.records import RunRecordStore
 
@@ -48,11 +49,11 @@ class SendGridApi(Protocol):
 
     def download_errors_file(self, url: str) -> bytes: ...
 
-    def iter_lists(self) -> Iterator[dict[str, Any]]: ...
+    def iter_lists(self) -> Iterator[JsonObject]: ...
 
-    def get_list(self, list_id: str) -> dict[str, Any] | None: ...
+    def get_list(self, list_id: str) -> JsonObject | None: ...
 
-    def create_list(self, name: str) -> dict[str, Any]: ...
+    def create_list(self, name: str) -> JsonObject: ...
 
     def search_emails(self, emails: list[str]) -> dict[str, str]: ...
 
@@ -62,7 +63,7 @@ class SendGridApi(Protocol):
 
     def scopes(self) -> list[str]: ...
 
-    def field_definitions(self) -> dict[str, Any]: ...
+    def field_definitions(self) -> JsonObject: ...
 
     def close(self) -> None: ...
 

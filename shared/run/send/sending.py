@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 from shared.adapters.sendgrid import CallStats
 from shared.adapters.sendgrid_errors import (
@@ -37,6 +37,7 @@ from shared.adapters.sendgrid_errors import (
 )
 from shared.context import propagate
 from shared.errors import SendGridAuthError, SendGridError
+from shared.json_input import JsonObject
 from shared.privacy import redact
 from shared.run.ports import SendGridApi
 from shared.run.record_parts import BatchEntry, BatchStatus
@@ -308,7 +309,7 @@ class BatchSender:
         entry: BatchEntry,
         status: BatchStatus,
         message: str,
-        errors: list[dict[str, Any]] | None = None,
+        errors: list[JsonObject] | None = None,
     ) -> None:
         if entry["status"] in (None, status):
             entry["status"] = status
