@@ -334,7 +334,7 @@ def test_a_stored_record_keeps_counts_this_version_does_not_know_and_refuses_cou
 
 
 def test_a_first_run_makes_room_for_its_keys_once_the_scan_has_counted_the_rows(monkeypatch):
-    from shared.run.delta.sync_state import RunKeys
+    from shared.run.delta.run_keys import RunKeys
 
     rows = 120_000
     lines = (f"p{i}@example.com,Ann\n" if i % 4 else "not an email,Bo\n" for i in range(rows))
@@ -377,7 +377,7 @@ def test_a_state_holding_a_key_twice_does_not_gain_a_third_copy():
 def test_the_room_made_for_keys_follows_lines_not_records(monkeypatch):
     # Each record spans three lines (a quoted line break twice): the scan counts lines, and so
     # must the share of them that made keys.
-    from shared.run.delta.sync_state import RunKeys
+    from shared.run.delta.run_keys import RunKeys
 
     records = 150_000
     body = "".join(f'p{i}@example.com,"Ann\nMarie\nX"\n' for i in range(records))

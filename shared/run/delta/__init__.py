@@ -8,8 +8,9 @@ from shared.run.delta.identity import RowFingerprinter, email_key
 from shared.run.delta.journal import StateUpdates, journal_prefix
 from shared.run.delta.keysets import MISSING, KeySet
 from shared.run.delta.matching import InPlace, KnownRows
+from shared.run.delta.run_keys import RunKeys, departed_indexes
 from shared.run.delta.run_order import RunOrder
-from shared.run.delta.sync_state import RunKeys, SyncState
+from shared.run.delta.sync_state import SyncState
 
 __all__ = [
     "MISSING",
@@ -21,6 +22,7 @@ __all__ = [
     "RunOrder",
     "StateUpdates",
     "SyncState",
+    "departed_indexes",
     "email_key",
     "journal_prefix",
 ]

@@ -38,7 +38,8 @@ from shared.adapters.sendgrid_errors import (
 )
 from shared.errors import SendGridAuthError, SendGridError
 from shared.run.delta.identity import email_key
-from shared.run.delta.sync_state import RunKeys, SyncState
+from shared.run.delta.run_keys import RunKeys, departed_indexes
+from shared.run.delta.sync_state import SyncState
 from shared.run.ports import SendGridApi
 from shared.run.records import RunRecord
 
@@ -92,7 +93,7 @@ def remove_departed(
     options, failed, max_fraction, unproven = rules.options, rules.failed, rules.max_fraction, rules.unproven
     removals = record.removals
     previous = len(state)
-    departed = list(state.indexes_not_in(present))
+    departed = list(departed_indexes(state, present))
     removals["planned"] = len(departed)
     if not departed:
         return set(), {}
