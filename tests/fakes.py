@@ -8,7 +8,8 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
-from shared.adapters.sendgrid import CallStats, JobResult, JobStatus, NoPace, RequestPace
+from shared.adapters.sendgrid import CallStats, NoPace, RequestPace
+from shared.adapters.sendgrid_jobs import JobResult, JobStatus
 from shared.adapters.storage import BlobChanged, BlobInfo, BlobNotFound
 from shared.run.ports import SendGridApi, SendGridFactory
 

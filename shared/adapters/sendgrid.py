@@ -13,8 +13,8 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, cast
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import requests
 
@@ -22,6 +22,7 @@ from shared.adapters.downloads import DownloadError, Limits, fetch, host_policy
 from shared.adapters.retry import RETRYABLE_STATUSES, RetryPolicy
 from shared.adapters.sendgrid_answers import answer_error_text, answer_errors, answer_json, next_page_token
 from shared.adapters.sendgrid_errors import RateLimited, refusal
+from shared.adapters.sendgrid_jobs import JOB_END_STATES, JobResult, job_result
 from shared.adapters.wallclock import WallClockAdapter
 from shared.errors import SendGridError
 from shared.json_input import JsonObject
@@ -30,11 +31,6 @@ from shared.privacy import register_secret
 log = logging.getLogger(__name__)
 
 USER_AGENT = "sendgrid-segment-export/1.0"
-# An import job's status: SendGrid's (pending, completed, errored, failed); ours: timeout (not
-# ended by the deadline) and unknown (the status could not be learned).
-JobStatus = Literal["pending", "completed", "errored", "failed", "timeout", "unknown"]
-JOB_END_STATES: frozenset[JobStatus] = frozenset({"completed", "errored", "failed"})
-_SENDGRID_JOB_STATES: frozenset[str] = frozenset({"pending", "completed", "errored", "failed"})
 # An import job's errors file: a pre-signed link, read with these bounds (it lists at most one
 # row per contact of a batch, a few MB).
 ERRORS_FILE_MAX_BYTES = 32 * 1024 * 1024
@@ -71,45 +67,12 @@ def endpoint_of(method: str, path: str) -> str:
     return method + " /" + "/".join(parts)
 
 
-# Import status results, as documented (snake_case) and as some answers spell them (camelCase).
-_RESULT_NAMES = {
-    "requested": ("requested_count", "requestedCount"),
-    "created": ("created_count", "createdCount"),
-    "updated": ("updated_count", "updatedCount"),
-    "errored": ("errored_count", "erroredCount"),
-    "errors_url": ("errors_url", "errorsUrl"),
-}
-
-
-def _result(results: Mapping[str, Any], name: str) -> Any:
-    for spelling in _RESULT_NAMES[name]:
-        if results.get(spelling) is not None:
-            return results[spelling]
-    return None
-
-
 @dataclass
 class CallStats:
     """What one logical call cost: attempts (first try included) and 429 waits."""
 
     attempts: int = 0
     rate_limited: int = 0
-
-
-@dataclass
-class JobResult:
-    job_id: str
-    status: JobStatus
-    requested: int = 0
-    created: int = 0
-    updated: int = 0
-    errored: int = 0
-    errors_url: str | None = None
-    raw: JsonObject = field(default_factory=dict)
-    error: str | None = None  # why the status could not be learned (status ``unknown``)
-    error_status: int | None = None  # and SendGrid's answer then, if it gave one
-    job_type: str | None = None  # "upsert" as documented, "upsert_contacts" in production
-    failure: str | None = None  # SendGrid's own words on a failed job (its "errors" messages)
 
 
 class SendGridClient:
@@ -167,24 +130,7 @@ class SendGridClient:
         """A job's status. Its counts are an outcome only once it has ended: production answers
         them while ``pending`` too, as a partial tally, which a caller must not count."""
         answer = self._call("GET", f"/v3/marketing/contacts/imports/{job_id}", expect=(200,))
-        results = answer.get("results") or {}
-        try:
-            url = _result(results, "errors_url")
-            job_type = answer.get("job_type", answer.get("jobType"))
-            return JobResult(
-                job_id=job_id,
-                status=_job_status(answer.get("status")),
-                requested=int(_result(results, "requested") or 0),
-                created=int(_result(results, "created") or 0),
-                updated=int(_result(results, "updated") or 0),
-                errored=int(_result(results, "errored") or 0),
-                errors_url=url if isinstance(url, str) else None,
-                raw=answer,
-                job_type=str(job_type) if job_type is not None else None,
-                failure=_job_failure(answer),
-            )
-        except (AttributeError, TypeError, ValueError):
-            raise SendGridError(f"the status of job {job_id[:64]} is not in the documented shape.") from None
+        return job_result(job_id, answer)
 
     def contact_count(self) -> int:
         """The account's contacts (``GET /v3/marketing/contacts/count``): what the plan's cap counts."""
@@ -433,23 +379,6 @@ class SendGridClient:
         if self.deadline is not None and self._clock() + wait > self.deadline:
             message = f"{method} {path}: {why}; waiting {wait:.0f}s more would pass the run's deadline."
             raise RateLimited(message, status=429) if status == 429 else SendGridError(message, status=status)
-
-
-def _job_status(value: object) -> JobStatus:
-    """SendGrid's word for a job's state; one it has not documented is taken as not ended yet."""
-    status = str(value or "").lower()
-    return cast(JobStatus, status) if status in _SENDGRID_JOB_STATES else "pending"
-
-
-def _job_failure(answer: Mapping[str, Any]) -> str | None:
-    """SendGrid's words on why a job failed, if it says (``errors``: messages, or one object)."""
-    errors = answer.get("errors")
-    if isinstance(errors, dict):
-        errors = [errors]
-    if not isinstance(errors, list):
-        return None
-    words = [str(e.get("message")) for e in errors if isinstance(e, dict) and e.get("message")]
-    return "; ".join(words)[:500] or None
 
 
 def _refusal(method: str, path: str, response: requests.Response) -> SendGridError:

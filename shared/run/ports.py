@@ -15,7 +15,8 @@ from typing import Protocol
 from shared.adapters.jobs import JobQueue
 from shared.adapters.locks import RunLock
 from shared.adapters.secrets import SecretProvider
-from shared.adapters.sendgrid import CallStats, JobResult, RequestPace
+from shared.adapters.sendgrid import CallStats, RequestPace
+from shared.adapters.sendgrid_jobs import JobResult
 from shared.adapters.storage import BlobStore
 from shared.json_input import JsonObject
 from shared.run.progress import NoProgress, ProgressSink

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal, NotRequired, TypedDict
 
-from shared.adapters.sendgrid import JobStatus
+from shared.adapters.sendgrid_jobs import JobStatus
 
 ListAction = Literal["found", "created", "would_create"]
 

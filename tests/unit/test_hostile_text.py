@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from shared.adapters.sendgrid import JobResult
+from shared.adapters.sendgrid_jobs import JobResult
 from shared.entrypoints import cli
 from shared.entrypoints.http_api import ApiRequest, get_rejects, handle
 from shared.privacy import SecretRedactingFilter, neutralise, neutralise_lines, redact, register_secret

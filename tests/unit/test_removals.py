@@ -6,7 +6,7 @@ from array import array
 from types import SimpleNamespace
 from typing import Any
 
-from shared.adapters.sendgrid import JobResult
+from shared.adapters.sendgrid_jobs import JobResult
 from shared.run.delta.identity import email_key
 from shared.run.delta.sync_state import SyncState
 from shared.run.ports import SendGridApi

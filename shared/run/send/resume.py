@@ -22,7 +22,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from shared.adapters.sendgrid import JobResult
+from shared.adapters.sendgrid_jobs import JobResult
 from shared.adapters.storage import BlobStore
 from shared.errors import SendGridError
 from shared.run.delta.identity import email_key

@@ -18,7 +18,7 @@ import time
 from array import array
 from collections.abc import Callable, Sequence
 
-from shared.adapters.sendgrid import JobResult
+from shared.adapters.sendgrid_jobs import JobResult
 from shared.adapters.storage import BlobStore
 from shared.errors import SendGridError
 from shared.privacy import redact
