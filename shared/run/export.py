@@ -15,17 +15,14 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
-from shared.context import propagate
 from shared.errors import ExportError, ProfileLimitError
 from shared.inputs.config import Destination, DestinationsConfig
 from shared.inputs.rows import CustomFieldDef
 from shared.inputs.segments import SegmentPlan, resolve_segment, unchanged_since_listed
 from shared.privacy import redact
 from shared.run import ledger
-from shared.run.delta import RunKeys, RunOrder, StateUpdates, SyncState, journal_prefix
+from shared.run.delta import RunKeys, RunOrder, StateUpdates, SyncState
 from shared.run.destinations import (
     create_lists,
     exportable_destination,
@@ -58,6 +55,7 @@ from shared.run.send import (
     SendOutcome,
     batch_entry,
     contact_cap_message,
+    release_when_ready,
     remove_departed,
     resume_deadline,
     settle_left_jobs,
@@ -268,7 +266,7 @@ class _Run(ledger.RunLedger):
             self.sender = BatchSender(
                 client, spool, concurrency=self.tuning.send_concurrency, on_accepted=self.settler.accepted
             )
-            spool.on_ready = self._sending_gate(scan, self.sender)
+            spool.on_ready = release_when_ready(scan.start, self.sender)
             if self.proven.is_set():
                 self.sender.open()
         present = self._read(destination, plan, scan, spool, state, list_ids, custom_fields)
@@ -297,7 +295,7 @@ class _Run(ledger.RunLedger):
                 # What is left of the old state, the updates and the run's keys: memory the blob
                 # being made does not need.
                 del state, updates, present
-                self._save_state(new_state, destination.name)
+                new_state.save_replacing_journals(self.edges.exports, destination.name)
 
     def _read(
         self,
@@ -362,25 +360,6 @@ class _Run(ledger.RunLedger):
             tuning = self.tuning
             waits = JobWaits(tuning.job_wait_seconds, tuning.job_poll_interval, tuning.job_poll_max_interval)
             return remove_departed(client, list_ids, state, present, self.record, rules, waits)
-
-    def _save_state(self, state: SyncState, destination: str) -> None:
-        exports = self.edges.exports
-        state.save(exports, destination)
-        journals = [b.name for b in exports.list_blobs(journal_prefix(destination))]
-        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="journal-delete") as pool:
-            list(pool.map(propagate(exports.delete), journals))  # one per batch: many
-
-    @staticmethod
-    def _sending_gate(scan: BoundScan, sender: BatchSender) -> Callable[[int], None]:
-        """The spool's ``on_ready``: each closed batch goes to the sender, and the first one
-        starts the scan, if none ran yet, that may open sending while reading goes on. A run
-        whose contacts fit in one batch (a small delta) never scans: nothing could go early."""
-
-        def on_ready(index: int) -> None:
-            scan.start()
-            sender.ready(index)
-
-        return on_ready
 
     def send(self, spool: BatchSpool, sender: BatchSender | None) -> None:
         """Send what is left to send (a dry run only records the batches it would send)."""

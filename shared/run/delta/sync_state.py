@@ -27,11 +27,13 @@ import logging
 import struct
 from array import array
 from collections.abc import Iterable, Iterator, Set
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import ne, not_
 
 from shared.adapters.storage import BlobNotFound, BlobStore, ChunkStream
+from shared.context import propagate
 from shared.run.delta.journal import StateUpdates, SyncStateError, corrupt, journal_prefix
 from shared.run.delta.keysets import (
     MISSING,
@@ -184,6 +186,13 @@ class SyncState:
                     if isinstance(part, memoryview):
                         with contextlib.suppress(BufferError):  # still held elsewhere: left as it was
                             part.release()
+
+    def save_replacing_journals(self, store: BlobStore, destination: str) -> None:
+        """Save the state whole, then delete the journals it now holds (one a batch: many)."""
+        self.save(store, destination)
+        journals = [b.name for b in store.list_blobs(journal_prefix(destination))]
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="journal-delete") as pool:
+            list(pool.map(propagate(store.delete), journals))
 
     # -- change ---------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from shared.run.send.batching import BatchSpool, ContactNotEncodable, ContactToo
 from shared.run.send.pace import UPSERT, PaceBudget
 from shared.run.send.removals import JobWaits, RemovalRules, remove_departed
 from shared.run.send.resume import resume_deadline, settle_left_jobs
-from shared.run.send.sending import BatchSender, SendOutcome, batch_entry
+from shared.run.send.sending import BatchSender, SendOutcome, batch_entry, release_when_ready
 from shared.run.send.settling import JobSettler, contact_cap_message
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "batch_entry",
     "contact_cap_message",
     "encode_contact",
+    "release_when_ready",
     "remove_departed",
     "resume_deadline",
     "settle_left_jobs",

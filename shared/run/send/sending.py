@@ -86,6 +86,18 @@ def batch_entry(batch: Batch) -> BatchEntry:
     }
 
 
+def release_when_ready(start: Callable[[], None], sender: BatchSender) -> Callable[[int], None]:
+    """The spool's ``on_ready``: each closed batch goes to the sender, and the first one calls
+    ``start`` (the scan, if none ran yet, that may open sending while reading goes on). A run
+    whose contacts fit in one batch (a small delta) never scans: nothing could go early."""
+
+    def on_ready(index: int) -> None:
+        start()
+        sender.ready(index)
+
+    return on_ready
+
+
 class BatchSender:
     """Sends the batches the spool reports ready, once :meth:`open` has been called."""
 
