@@ -19,7 +19,7 @@ import time
 from shared.errors import ExportError, ProfileLimitError
 from shared.inputs.config import Destination, DestinationsConfig
 from shared.inputs.rows import CustomFieldDef
-from shared.inputs.segments import SegmentPlan, resolve_segment, unchanged_since_listed
+from shared.inputs.segments import SegmentPlan, resolve_segment, unchanged_since_listed, unproven_read
 from shared.privacy import redact
 from shared.run import ledger
 from shared.run.delta import RunKeys, RunOrder, StateUpdates, SyncState
@@ -34,7 +34,7 @@ from shared.run.destinations import (
 from shared.run.lookups import SendGridList
 from shared.run.ports import SendGridApi
 from shared.run.profile_limit import BoundScan, require_within_limit
-from shared.run.reader import SegmentsReading, unproven_read
+from shared.run.reader import SegmentsReading
 from shared.run.records import (
     INTERRUPTED,
     ExportOptions,

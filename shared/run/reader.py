@@ -29,15 +29,6 @@ log = logging.getLogger(__name__)
 _LINES_BEFORE_RESERVING = 50_000
 
 
-def unproven_read(plan: SegmentPlan) -> str:
-    """Why the read may be incomplete, or "": files of a CDM entity that lists no partitions were
-    found by listing its newest snapshot folder, and nothing says that folder was complete."""
-    unproven = [file.name for _, files in plan for file in files if not file.proven_complete]
-    if not unproven:
-        return ""
-    return f"{len(unproven)} file(s) of a CDM entity whose model.json lists no partitions, e.g. {unproven[0]}"
-
-
 class SegmentsReading:
     """Every file of every segment through a :class:`FileReader`; each file's own counts go to
     its segment's summary in the record."""
