@@ -98,6 +98,20 @@ def release_when_ready(start: Callable[[], None], sender: BatchSender) -> Callab
     return on_ready
 
 
+# A batch's parts still to send: the positions each holds, and its request if already made.
+_Parts = deque[tuple[Sequence[int], Callable[[], tuple[str, CallStats]] | None]]
+
+
+def _into_last_pass(positions: Sequence[int], parts: _Parts, entry: BatchEntry) -> None:
+    """Out of budget: one more try of what is left, in small parts, and no halving."""
+    left = [positions, *(p for p, _ in parts)]
+    parts.clear()
+    parts.extend(
+        (part[i : i + LAST_PASS_CONTACTS], None) for part in left for i in range(0, len(part), LAST_PASS_CONTACTS)
+    )
+    entry["last_pass"] = len(parts)
+
+
 class BatchSender:
     """Sends the batches the spool reports ready, once :meth:`open` has been called."""
 
@@ -216,27 +230,16 @@ class BatchSender:
 
     def _settle(self, batch: Batch, entry: BatchEntry, first_try: Future[tuple[str, CallStats]]) -> None:
         """The outcome of one batch: sent whole, or in parts (see the module doc)."""
-        # Each part: the positions it holds, and its request if already made.
         told = first_try.result  # its job, if accepted, was told in _first_try
-        parts: deque[tuple[Sequence[int], Callable[[], tuple[str, CallStats]] | None]] = deque(
-            [(range(batch.count), told)]
-        )
+        parts: _Parts = deque([(range(batch.count), told)])
         budget = max(MIN_EXTRA_REQUESTS, batch.count // 50)
         last_pass = False
         while parts:
             positions, attempt = parts.popleft()
             if attempt is None:
                 if budget <= 0 and not last_pass:
-                    # Out of budget: one more try of what is left, in small parts, and no halving.
                     last_pass = True
-                    left = [positions, *(p for p, _ in parts)]
-                    parts.clear()
-                    parts.extend(
-                        (part[i : i + LAST_PASS_CONTACTS], None)
-                        for part in left
-                        for i in range(0, len(part), LAST_PASS_CONTACTS)
-                    )
-                    entry["last_pass"] = len(parts)
+                    _into_last_pass(positions, parts, entry)
                     continue
                 budget -= 1
                 attempt = functools.partial(self._client.upsert_contacts, batch.body_for(list(positions)))
@@ -244,8 +247,7 @@ class BatchSender:
                 job_id, stats = attempt()
             except SendGridAuthError as exc:
                 self._abort = str(exc)
-                for rest in [positions, *(p for p, _ in parts)]:
-                    self._errored(batch, rest, entry, "refused", str(exc))
+                self._errored_all(batch, [positions, *(p for p, _ in parts)], entry, "refused", str(exc))
                 self._fail(str(exc))
                 return
             except SendGridError as exc:
@@ -257,29 +259,40 @@ class BatchSender:
                         parts.extend(self._after_refusal(batch, entry, positions, exc))
                     continue
                 # SendGrid is unreachable or failing: the parts and batches after this would fail too.
-                for rest in [positions, *(p for p, _ in parts)]:
-                    self._errored(batch, rest, entry, "undelivered", str(exc))
+                self._errored_all(batch, [positions, *(p for p, _ in parts)], entry, "undelivered", str(exc))
                 if self._abort is None:
                     self._abort = f"batch {batch.index} could not be delivered: {exc}"
                     self._fail(self._abort)
                 return
-            entry["attempts"] += stats.attempts
-            entry["rate_limited"] = entry.get("rate_limited", 0) + stats.rate_limited
-            part = len(entry.setdefault("jobs", []))
-            entry["jobs"].append({"job_id": job_id, "contacts": len(positions)})
-            if entry.get("job_id") is None:
-                entry["job_id"] = job_id
-            if entry["status"] is None:  # else its job has ended already (told in _first_try)
-                entry["status"] = "pending"
-            accepted = PendingJob(batch.index, job_id, positions, part, entry)
-            self.outcome.pending.append(accepted)
-            if self._on_accepted is not None and attempt is not told:
-                self._on_accepted(batch, accepted)
-            log.info("sent batch %d: %d contacts, %d attempt(s)", batch.index, len(positions), entry["attempts"])
+            self._accepted(batch, entry, positions, job_id, stats, tell=attempt is not told)
         if len(entry.get("jobs", ())) <= 1:
             entry.pop("jobs", None)
         if entry["status"] is None:  # every contact refused one by one: nothing of it was sent
             entry["status"] = "refused"
+
+    def _accepted(
+        self, batch: Batch, entry: BatchEntry, positions: Sequence[int], job_id: str, stats: CallStats, *, tell: bool
+    ) -> None:
+        """A part (or the whole) of a batch SendGrid took: its job noted, pending, and told."""
+        entry["attempts"] += stats.attempts
+        entry["rate_limited"] = entry.get("rate_limited", 0) + stats.rate_limited
+        part = len(entry.setdefault("jobs", []))
+        entry["jobs"].append({"job_id": job_id, "contacts": len(positions)})
+        if entry.get("job_id") is None:
+            entry["job_id"] = job_id
+        if entry["status"] is None:  # else its job has ended already (told in _first_try)
+            entry["status"] = "pending"
+        accepted = PendingJob(batch.index, job_id, positions, part, entry)
+        self.outcome.pending.append(accepted)
+        if self._on_accepted is not None and tell:
+            self._on_accepted(batch, accepted)
+        log.info("sent batch %d: %d contacts, %d attempt(s)", batch.index, len(positions), entry["attempts"])
+
+    def _errored_all(
+        self, batch: Batch, parts: Iterable[Sequence[int]], entry: BatchEntry, status: BatchStatus, message: str
+    ) -> None:
+        for positions in parts:
+            self._errored(batch, positions, entry, status, message)
 
     def _after_refusal(
         self, batch: Batch, entry: BatchEntry, positions: Sequence[int], exc: SendGridError
