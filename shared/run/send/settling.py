@@ -187,16 +187,29 @@ class JobSettler:
             counts.accepted += sent
             self._confirm(batch, item, item.positions, updates, journal_name)
             return result.status
+        self._settle_some_errored(client, batch, item, result, updates, journal_name)
+        return result.status
+
+    def _settle_some_errored(
+        self,
+        client: SendGridApi,
+        batch: Batch,
+        item: PendingJob,
+        result: JobResult,
+        updates: StateUpdates,
+        journal_name: str,
+    ) -> None:
+        """A job that took some of its contacts: its errors file says which it refused."""
+        counts, sent = self.record.counts, len(item.positions)
         failed = self._errored_in_job(client, batch, item, result)
         if failed is None:
             # Which contacts failed is unknown: none is confirmed, the next run sends them again.
             counts.unconfirmed += sent
-            return result.status
+            return
         counts.accepted += sent - len(failed)
         counts.errored += len(failed)
         self._reject(batch, failed)
         self._confirm(batch, item, [p for p in item.positions if p not in failed], updates, journal_name)
-        return result.status
 
     def _reject(self, batch: Batch, failed: dict[int, str]) -> None:
         """Each contact SendGrid failed, with its reason, into the rejects file."""
