@@ -252,23 +252,7 @@ class _Run(ledger.RunLedger):
         assert state is not None
         updates = StateUpdates(one_per_key=True)
         if not self.options.dry_run:
-            self.settler = JobSettler(
-                self.record,
-                self.rejects,
-                self.progress,
-                self.edges.exports,
-                self.tuning,
-                mirror=self.mirror,
-                lock=self.lock,
-                on_cap=self._cap_reached,
-            )
-            self.settler.start(client, spool, updates)
-            self.sender = BatchSender(
-                client, spool, concurrency=self.tuning.send_concurrency, on_accepted=self.settler.accepted
-            )
-            spool.on_ready = release_when_ready(scan.start, self.sender)
-            if self.proven.is_set():
-                self.sender.open()
+            self._start_sending(client, scan, spool, updates)
         present = self._read(destination, plan, scan, spool, state, list_ids, custom_fields)
         # No key comes twice if every key went through the run's key set (and no part twice).
         updates.one_per_key = updates.one_per_key and self._keys_in_set
@@ -296,6 +280,26 @@ class _Run(ledger.RunLedger):
                 # being made does not need.
                 del state, updates, present
                 new_state.save_replacing_journals(self.edges.exports, destination.name)
+
+    def _start_sending(self, client: SendGridApi, scan: BoundScan, spool: BatchSpool, updates: StateUpdates) -> None:
+        """The settler and the sender, started before reading: batches may go as the spool fills."""
+        self.settler = JobSettler(
+            self.record,
+            self.rejects,
+            self.progress,
+            self.edges.exports,
+            self.tuning,
+            mirror=self.mirror,
+            lock=self.lock,
+            on_cap=self._cap_reached,
+        )
+        self.settler.start(client, spool, updates)
+        self.sender = BatchSender(
+            client, spool, concurrency=self.tuning.send_concurrency, on_accepted=self.settler.accepted
+        )
+        spool.on_ready = release_when_ready(scan.start, self.sender)
+        if self.proven.is_set():
+            self.sender.open()
 
     def _read(
         self,
