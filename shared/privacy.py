@@ -18,6 +18,11 @@ import threading
 from collections.abc import Iterable, Iterator
 
 _EMAIL_LIKE = re.compile(r"[^\s@\"'<>(),;:]+@[^\s@\"'<>(),;:]+\.[A-Za-z]{2,}")
+# The same, tried only where a run of local-part characters starts. Tried at every position, a
+# run of them not followed by an address fails once per position, each time scanning the rest of
+# the run: quadratic (40 KB of one letter took 3 s, and a SendGrid error text may be megabytes).
+_EMAIL_AT_RUN_START = re.compile(r"(?<![^\s@\"'<>(),;:])" + _EMAIL_LIKE.pattern)
+_LOCAL_RUN = re.compile(r"[^\s@\"'<>(),;:]*")
 # SendGrid keys are "SG." + 22 characters + "." + 43; the lengths are left loose on purpose.
 _SENDGRID_KEY = re.compile(r"SG\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 # RFC 6750 token68 characters; the scheme name is case-insensitive.
@@ -35,15 +40,36 @@ _ESCAPE_SEQUENCE = re.compile(
 # bidirectional overrides and isolates, which reorder what a screen shows ("Trojan Source").
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufeff\u202a-\u202e\u2066-\u2069]")
 _LINE_BREAKS = re.compile("[\t\n\r\u2028\u2029]+")
+# A lone surrogate (a JSON "\\ud800" escape, an undecodable byte carried by surrogateescape) cannot
+# be written as UTF-8: a record, a CSV or a log line holding one fails to save.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _LONE_CARRIAGE_RETURN = re.compile("\r(?!\n)|[\u2028\u2029]")
-# A cell starting with one of these runs as a formula when the file is opened in a spreadsheet.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A cell starting with one of these runs as a formula when the file is opened in a spreadsheet
+# (after any blank: a spreadsheet may trim it); the full-width forms, which some convert on input.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 _lock = threading.Lock()
 _secrets: set[str] = set()
 
 
 def mask_emails(text: str) -> str:
-    return _EMAIL_LIKE.sub("<email>", text)
+    """``text`` with each address-like run masked, as ``_EMAIL_LIKE.sub`` would, in linear time."""
+    if "@" not in text:
+        return text
+    parts: list[str] = []
+    done = at = 0
+    while True:
+        found = _EMAIL_AT_RUN_START.search(text, at)
+        if found is None:
+            return "".join([*parts, text[done:]])
+        parts += [text[done : found.start()], "<email>"]
+        done = at = found.end()
+        # A match may end inside a run (``a@b.co1x@c.org``), where the next one may start at once;
+        # if none does there, none starts later in that run either (each would reach the same @).
+        while (follows := _EMAIL_LIKE.match(text, at)) is not None:
+            parts.append("<email>")
+            done = at = follows.end()
+        rest_of_run = _LOCAL_RUN.match(text, at)
+        at = rest_of_run.end() if rest_of_run else at
 
 
 def neutralise(text: str, *, keep_line_breaks: bool = False) -> str:
@@ -52,17 +78,16 @@ def neutralise(text: str, *, keep_line_breaks: bool = False) -> str:
     line breaks made spaces (kept, with ``keep_line_breaks``: a CSV's rows, a log's own lines,
     but never a carriage return that does not end a line, which would let a line overwrite itself)."""
     if not text.isprintable():  # the usual text is, and pays for one C scan only
-        text = _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
+        text = _SURROGATE.sub("\ufffd", _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text)))
         text = _LONE_CARRIAGE_RETURN.sub(" ", text) if keep_line_breaks else _LINE_BREAKS.sub(" ", text)
     return redact_secrets(text, *registered_secrets())
 
 
 def csv_cell(value: str) -> str:
     """A cell of a CSV the app writes from outside text (the rejects file)."""
-    # Undecodable input is carried as lone surrogates; write it back as the bytes it was.
-    value = neutralise(value.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+    value = neutralise(value)  # undecodable bytes (lone surrogates) become U+FFFD there
     # OWASP's advice against CSV injection: a leading quote makes the cell text.
-    return "'" + value if value.lstrip(" ").startswith(_FORMULA_STARTS) else value
+    return "'" + value if value.lstrip().startswith(_FORMULA_STARTS) else value
 
 
 def neutralise_lines(chunks: Iterable[bytes], max_line: int = 1 << 20) -> Iterator[bytes]:

@@ -10,7 +10,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from shared.adapters.sendgrid import CallStats, NoPace, RequestPace
 from shared.adapters.sendgrid_jobs import JobResult, JobStatus
-from shared.adapters.storage import BlobChanged, BlobInfo, BlobNotFound
+from shared.adapters.storage import BlobChanged, BlobInfo, BlobNotFound, BlobTooLarge
 from shared.run.ports import SendGridApi, SendGridFactory
 
 LIST_ID = "ca7a3796-e8a8-4029-9ccb-df8937940562"
@@ -37,9 +37,11 @@ class InMemoryBlobStore:
             if n.startswith(prefix)
         ]
 
-    def read_bytes(self, name: str) -> bytes:
+    def read_bytes(self, name: str, *, max_bytes: int | None = None) -> bytes:
         if name not in self.blobs:
             raise BlobNotFound(f"blob '{name}' not found")
+        if max_bytes is not None and len(self.blobs[name]) > max_bytes:
+            raise BlobTooLarge(name, max_bytes)
         return self.blobs[name]
 
     def blob_name_from_url(self, url: str) -> tuple[str, str | None] | None:
@@ -70,13 +72,13 @@ class InMemoryBlobStore:
         self.blobs.pop(name, None)
         self.metadata.pop(name, None)
 
-    def read_versioned(self, name: str) -> tuple[bytes, str] | None:
+    def read_versioned(self, name: str, *, max_bytes: int) -> tuple[bytes, str] | None:
         data = self.blobs.get(name)
-        return None if data is None else (data, _etag_of(data))
+        return None if data is None else (data[: max_bytes + 1], _etag_of(data))
 
     def write_if(self, name: str, data: bytes, *, etag: str | None, content_type: str) -> bool:
-        current = self.read_versioned(name)
-        if (current[1] if current else None) != etag:
+        current = self.blobs.get(name)
+        if (None if current is None else _etag_of(current)) != etag:
             return False
         self.blobs[name] = bytes(data)
         return True

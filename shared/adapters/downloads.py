@@ -17,6 +17,7 @@ The link is hostile input, and so is the server behind it. So a fetch:
 from __future__ import annotations
 
 import contextlib
+import http.client
 import ipaddress
 import os
 import re
@@ -114,13 +115,19 @@ def fetch(
     give_up = clock() + limits.seconds
     target = _checked_target(url, policy, what)
     address = _checked_address(target, policy, resolver, what)
+    left = give_up - clock()
+    if left <= 0:  # the lookup took it all
+        raise DownloadError(f"{what} took over {limits.seconds:.0f}s; it was not read.")
     cut = threading.Event()
-    connection = _connection(target, address, min(limits.read_timeout, limits.seconds))
+    connection = _connection(target, address, min(limits.read_timeout, left))
     # The watchdog: shuts the socket at the deadline, whatever call is blocked on it.
-    watchdog = threading.Timer(max(0.0, give_up - clock()), _cut_off, (connection, cut))
+    watchdog = threading.Timer(left, _cut_off, (connection, cut))
     watchdog.daemon = True
     watchdog.start()
     try:
+        connection.connect()
+        if cut.is_set():  # it fired while connecting, before there was a socket to shut
+            raise TimeoutError
         path = target.path or "/"
         connection.request(
             "GET",
@@ -140,7 +147,7 @@ def fetch(
         return body
     except DownloadError:
         raise
-    except (OSError, HTTPError, ValueError) as exc:
+    except (OSError, HTTPError, http.client.HTTPException, ValueError) as exc:
         if cut.is_set() or clock() >= give_up:
             raise DownloadError(f"{what} took over {limits.seconds:.0f}s; it was not read.") from None
         raise DownloadError(f"{what} could not be fetched ({type(exc).__name__}).") from None
@@ -186,6 +193,9 @@ def _checked_target(url: str, policy: HostPolicy, what: str) -> SplitResult:
             f"{what} link names host {_shown(host)}, not one SendGrid serves files from "
             "(SENDGRID_ERRORS_FILE_HOSTS adds hosts); it was not fetched."
         )
+    # SendGrid's files are served on 443; another port of a public host is someone's other service.
+    if not is_own and not policy.named_exactly(host) and port not in (None, 443):
+        raise DownloadError(f"{what} link names port {port}, not 443; it was not fetched.")
     return target
 
 
@@ -217,9 +227,26 @@ def _shown(host: str) -> str:
 
 def _public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast and ip not in _METADATA_ADDRESSES
+    return all(a.is_global and not a.is_multicast and a not in _METADATA_ADDRESSES for a in _as_reached(ip))
+
+
+# IPv6 ranges that carry an IPv4 address in their last 32 bits, which a translator or relay then
+# reaches: NAT64 (RFC 6052, RFC 8215) and the deprecated IPv4-compatible form. 64:ff9b::a9fe:a9fe
+# is the metadata address, and Python calls it global.
+_IPV4_CARRIERS = tuple(ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96"))
+
+
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _as_reached(ip: _Address) -> list[_Address]:
+    """``ip``, and the IPv4 address it leads to when it embeds one (mapped, NAT64, 6to4)."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return [ip]
+    embedded = [ip.ipv4_mapped, ip.sixtofour]
+    if any(ip in network for network in _IPV4_CARRIERS):
+        embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [ip, *(e for e in embedded if e is not None)]
 
 
 def _connection(target: SplitResult, address: str, timeout: float) -> HTTPConnection:

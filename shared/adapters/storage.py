@@ -16,7 +16,12 @@ from typing import IO, Any, Protocol
 from urllib.parse import urlparse
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings, ExponentialRetry
 
 from shared.context import propagate
@@ -44,6 +49,14 @@ class BlobChanged(ExportError):
         super().__init__(f"blob '{name}' changed since it was first read.")
 
 
+class BlobTooLarge(ExportError):
+    """The blob is larger than its reader takes: no more than that was fetched."""
+
+    def __init__(self, name: str, max_bytes: int):
+        self.name = name
+        super().__init__(f"blob '{name}' is over {max_bytes:,} bytes: not read.")
+
+
 @dataclass(frozen=True)
 class BlobInfo:
     name: str
@@ -57,7 +70,9 @@ class BlobStore(Protocol):
 
     def list_blobs(self, prefix: str, *, with_metadata: bool = False) -> list[BlobInfo]: ...
 
-    def read_bytes(self, name: str) -> bytes: ...
+    def read_bytes(self, name: str, *, max_bytes: int | None = None) -> bytes:
+        """The whole blob; past ``max_bytes``, :class:`BlobTooLarge` (no more than that is fetched)."""
+        ...
 
     def iter_chunks(self, name: str, snapshot: str | None = None, *, etag: str | None = None) -> Iterator[bytes]:
         """The blob's bytes in chunks. With ``etag``, only that version: :class:`BlobChanged`
@@ -74,8 +89,9 @@ class BlobStore(Protocol):
 
     def delete(self, name: str) -> None: ...
 
-    def read_versioned(self, name: str) -> tuple[bytes, str] | None:
-        """The blob and its ETag, or None if there is none."""
+    def read_versioned(self, name: str, *, max_bytes: int) -> tuple[bytes, str] | None:
+        """The blob and its ETag, or None if there is none. At most ``max_bytes`` + 1 bytes of it
+        are fetched: a longer one reaches the caller cut short (and so not a valid document)."""
         ...
 
     def write_if(self, name: str, data: bytes, *, etag: str | None, content_type: str) -> bool:
@@ -119,11 +135,20 @@ class AzureBlobStore:
             return None
         return blob.blob_name, blob.snapshot
 
-    def read_bytes(self, name: str) -> bytes:
+    def read_bytes(self, name: str, *, max_bytes: int | None = None) -> bytes:
+        # A bounded read asks for one byte past the bound: a blob that fills it is too large.
+        offset, length = (None, None) if max_bytes is None else (0, max_bytes + 1)
         try:
-            return bytes(self._container.download_blob(name).readall())
+            data = bytes(self._container.download_blob(name, offset, length).readall())
         except ResourceNotFoundError:
             raise BlobNotFound(f"blob '{name}' not found in container '{self.container_name}'.") from None
+        except HttpResponseError as exc:
+            if not _empty_range(exc):
+                raise
+            data = b""
+        if max_bytes is not None and len(data) > max_bytes:
+            raise BlobTooLarge(name, max_bytes)
+        return data
 
     def iter_chunks(self, name: str, snapshot: str | None = None, *, etag: str | None = None) -> Iterator[bytes]:
         # The SDK pins every range request after the first to the first one's ETag; ``etag``
@@ -169,12 +194,20 @@ class AzureBlobStore:
         with contextlib.suppress(ResourceNotFoundError):  # already gone: the aim is met
             self._container.delete_blob(name)
 
-    def read_versioned(self, name: str) -> tuple[bytes, str] | None:
+    def read_versioned(self, name: str, *, max_bytes: int) -> tuple[bytes, str] | None:
+        blob = self._container.get_blob_client(name)
         try:
-            downloader = self._container.download_blob(name)
+            downloader = blob.download_blob(offset=0, length=max_bytes + 1)
+            return bytes(downloader.readall()), str(downloader.properties.etag)
         except ResourceNotFoundError:
             return None
-        return bytes(downloader.readall()), str(downloader.properties.etag)
+        except HttpResponseError as exc:
+            if not _empty_range(exc):
+                raise
+        try:
+            return b"", str(blob.get_blob_properties().etag)
+        except ResourceNotFoundError:
+            return None
 
     def write_if(self, name: str, data: bytes, *, etag: str | None, content_type: str) -> bool:
         settings = ContentSettings(content_type=content_type)
@@ -193,6 +226,11 @@ class AzureBlobStore:
         except (ResourceExistsError, ResourceModifiedError):
             return False  # another writer came first
         return True
+
+
+def _empty_range(exc: HttpResponseError) -> bool:
+    """Whether a ranged read was refused because the blob is empty (416: no byte 0 to start at)."""
+    return exc.status_code == 416
 
 
 def _quoted(etag: str | None) -> str | None:

@@ -79,11 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.disable(logging.CRITICAL)  # a thread still winding down must not log after the last line
         print("interrupted; safe to run again", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
+    # An error may quote outside text (a key of destinations.json, SendGrid's words): neutralised.
     except (SettingsError, ConfigError, ConsentError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
     except AzureError as exc:
         # Storage unreachable or refusing this identity: say so in a line, not a traceback.
@@ -253,7 +254,7 @@ def _duration(started: str | None, finished: str | None) -> str:
         return "-"
     try:
         seconds = (datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds()
-    except ValueError:
+    except (ValueError, TypeError):  # a stored record is outside text: a time may lack its zone
         return "-"
     return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 

@@ -116,7 +116,7 @@ def _options(body: bytes) -> ExportOptions:
     if not body.strip():
         return ExportOptions()
     try:
-        data = load_json(body, "the body", max_depth=1)  # a flat object: nothing deeper is an option
+        data = load_json(body, "the body", max_depth=1, unique_keys=True)  # a flat object of options
     except JsonDocumentError as exc:
         raise BadRequest("invalid_body", f'{exc} It must be a flat JSON object, e.g. {{"dry_run": true}}.') from None
     if not isinstance(data, dict):
@@ -223,7 +223,8 @@ def get_rejects(runtime: Runtime, request: ApiRequest) -> ApiResponse:
             f"{runtime.settings.exports_container} container.",
         )
     # Neutralised on the way out as on the way in: a stored file may predate that, or be edited.
-    data = b"".join(neutralise_lines(runtime.edges.exports.iter_chunks(blob)))
+    # Read at the version whose size was checked: one replaced since fails (BlobChanged, a 503).
+    data = b"".join(neutralise_lines(runtime.edges.exports.iter_chunks(blob, etag=found[0].etag)))
     headers = {
         "Content-Disposition": f'attachment; filename="{name}-{run_id}.rejects.csv"',
         # The cells are source data: never let a browser sniff them into something it runs.

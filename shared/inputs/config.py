@@ -79,7 +79,7 @@ _DESTINATION_KEYS = {f.name for f in dataclasses.fields(Destination)} | {"list"}
 def parse_destinations(text: str | bytes, source: str = "destinations.json") -> DestinationsConfig:
     """Parse the whole file; a document-level fault raises, a destination-level one is kept."""
     try:
-        doc = load_json(text, source)
+        doc = load_json(text, source, unique_keys=True)  # a key written twice: which one was meant?
     except JsonDocumentError as exc:
         raise ConfigError(f"{exc} Fix the file and upload it again.") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("destinations"), list):

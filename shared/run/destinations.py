@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from shared.adapters.storage import BlobNotFound
+from shared.adapters.storage import BlobNotFound, BlobTooLarge
 from shared.errors import ConfigError, ExportError
 from shared.inputs.config import Destination, DestinationsConfig, parse_destinations
 from shared.inputs.rows import CustomFieldDef
@@ -21,14 +21,24 @@ class DestinationDisabledError(ConfigError):
     pass
 
 
+# A destination takes a few hundred bytes; a file past this is another file uploaded by mistake
+# (a segment), and is not read into memory.
+MAX_DESTINATIONS_BYTES = 4 * 1024 * 1024
+
+
 def load_destinations(runtime: Runtime) -> DestinationsConfig:
     name = runtime.settings.destinations_blob
     try:
-        text = runtime.edges.exports.read_bytes(name)
+        text = runtime.edges.exports.read_bytes(name, max_bytes=MAX_DESTINATIONS_BYTES)
     except BlobNotFound:
         raise ConfigError(
             f"{name} not found in container '{runtime.settings.exports_container}': upload it "
             "(see README, 'destinations.json')."
+        ) from None
+    except BlobTooLarge:
+        raise ConfigError(
+            f"{name} is over {MAX_DESTINATIONS_BYTES:,} bytes, far more than any list of "
+            "destinations: not read. Upload the right file."
         ) from None
     return parse_destinations(text, source=name)
 

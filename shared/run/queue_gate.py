@@ -26,11 +26,16 @@ log = logging.getLogger(__name__)
 
 # A record is saved milliseconds after the gate names its run.
 GATE_GRACE_SECONDS = 60
+# A gate names a run id and a time: a few dozen bytes. One past this is garbage, not read whole.
+MAX_GATE_BYTES = 4096
 # Each try that loses the gate finds the run that won it; more than one loss means a gate that
 # keeps changing under the delivery.
 MAX_TRIES = 4
 # A queued run older than this (beyond its settle delay) is taken as lost, not as still coming.
 STALE_QUEUED_SECONDS = 3600
+# Clocks of two instances may differ by this much; a time further ahead is not trusted (a run
+# "queued" years from now would be joined by every delivery until then, and none would run).
+MAX_CLOCK_SKEW_SECONDS = 300
 
 
 def gate_blob_name(destination: str) -> str:
@@ -46,7 +51,9 @@ def still_queued(queued_at: str | None, settle_seconds: int, *, stale_after: int
         moment = datetime.fromisoformat(queued_at.replace("Z", "+00:00"))
     except ValueError:
         return False
-    return (utc_now() - moment).total_seconds() < settle_seconds + stale_after
+    if moment.tzinfo is None:  # not a time we write (ours end in Z): not trusted
+        return False
+    return -MAX_CLOCK_SKEW_SECONDS <= (utc_now() - moment).total_seconds() < settle_seconds + stale_after
 
 
 def new_data_gate(destination: str) -> str:
@@ -78,7 +85,7 @@ def claim(runtime: Runtime, gate: str, record: RunRecord, delay: int) -> str | N
     delivery joins that one: nothing is written). None: the caller saves and enqueues ``record``."""
     exports = runtime.edges.exports
     for _ in range(MAX_TRIES):
-        current = exports.read_versioned(gate)
+        current = exports.read_versioned(gate, max_bytes=MAX_GATE_BYTES)  # longer: cut, so untrusted
         if current is not None and (waiting := _queued_run(runtime, record.destination, current[0], delay)):
             return waiting
         body = json.dumps({"run_id": record.run_id, "queued_at": record.queued_at}).encode()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from shared.adapters.storage import BlobNotFound, BlobStore
+from shared.adapters.storage import BlobNotFound, BlobStore, BlobTooLarge
 from shared.errors import ExportError
 from shared.json_input import JsonDocumentError, JsonObject, load_json
 from shared.privacy import csv_cell
@@ -164,6 +164,10 @@ class CorruptRunRecord(ExportError):
         super().__init__(f"run record {blob} is corrupt ({why}); delete it, or leave it: later runs skip it.")
 
 
+# A record holds counts, one entry a batch and a few lines: far below this even for 10M rows.
+# One larger is not ours, and is not read into memory.
+MAX_RECORD_BYTES = 32 * 1024 * 1024
+
 # The record blob's metadata key that repeats its status, so a listing tells which runs are running.
 STATUS_METADATA = "status"
 
@@ -211,7 +215,7 @@ class RunRecordStore:
         found = []
         for name in marked + legacy[:unmarked]:
             try:
-                record = self._parse(name, self._exports.read_bytes(name))
+                record = self._read(name)
             except BlobNotFound:  # deleted between list and read
                 continue
             except CorruptRunRecord as exc:
@@ -225,7 +229,7 @@ class RunRecordStore:
         """The record, None if there is none, or :class:`CorruptRunRecord`."""
         name = record_blob_name(destination, run_id)
         try:
-            return self._parse(name, self._exports.read_bytes(name))
+            return self._read(name)
         except BlobNotFound:
             return None
 
@@ -241,12 +245,19 @@ class RunRecordStore:
             if len(records) >= limit:
                 break
             try:
-                records.append(self._parse(name, self._exports.read_bytes(name)))
+                records.append(self._read(name))
             except BlobNotFound:  # deleted between list and read
                 continue
             except CorruptRunRecord as exc:
                 log.warning("%s", exc)
         return records
+
+    def _read(self, name: str) -> RunRecord:
+        try:
+            raw = self._exports.read_bytes(name, max_bytes=MAX_RECORD_BYTES)
+        except BlobTooLarge:
+            raise CorruptRunRecord(name, f"over {MAX_RECORD_BYTES:,} bytes") from None
+        return self._parse(name, raw)
 
     @staticmethod
     def _parse(name: str, raw: bytes) -> RunRecord:

@@ -204,6 +204,7 @@ def test_the_timer_enqueues_every_scheduled_consenting_destination(workspace, si
         ("newsletter", b"{not json", 400, "invalid_body"),
         ("newsletter", b'{"dry_run": "yes"}', 400, "invalid_body"),
         ("newsletter", b'{"dryrun": true}', 400, "invalid_body"),
+        ("newsletter", b'{"dry_run": true, "dry_run": false}', 400, "invalid_body"),  # which one was meant?
         ("newsletter", b'{"dry_run": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "invalid_body"),
         ("newsletter\n", b"", 400, "invalid_name"),
         ("nobody", b"", 404, "destination_not_found"),

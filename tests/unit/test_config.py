@@ -124,7 +124,18 @@ def test_unknown_destination_lists_the_known_ones():
         parse_destinations(doc(good())).get("other")
 
 
-@pytest.mark.parametrize("text", ["", "{", "[]", '{"destinations": {}}', '{"destinations": [], "x": 1}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "{",
+        "[]",
+        '{"destinations": {}}',
+        '{"destinations": [], "x": 1}',
+        '{"destinations": [{"name": "a", "max_profiles": 1000, "max_profiles": 10000000}]}',  # which one?
+        '{"destinations": [{"name": "a", "max_profiles": NaN}]}',
+    ],
+)
 def test_a_malformed_document_is_one_clear_error(text):
     with pytest.raises(ConfigError, match=r"destinations\.json"):
         parse_destinations(text)

@@ -133,6 +133,8 @@ def resolving(table: dict[str, list[str]]):
         ("http://files.sendgrid.net/e.csv", "not https"),
         ("https://user:pw@files.sendgrid.net/e.csv", "carries credentials"),
         ("https://[::1", "not a URL"),
+        ("https://files.sendgrid.net:22/e.csv", "names port 22, not 443"),
+        ("https://sendgrid-x.s3.amazonaws.com:6379/e.csv", "names port 6379, not 443"),
     ],
 )
 def test_a_link_to_a_host_sendgrid_does_not_serve_files_from_is_refused_before_any_lookup(url, why):
@@ -143,8 +145,14 @@ def test_a_link_to_a_host_sendgrid_does_not_serve_files_from_is_refused_before_a
 
 
 @pytest.mark.parametrize(
-    "address", ["127.0.0.1", "10.1.2.3", "192.168.0.9", "169.254.169.254", "168.63.129.16", "::1", "::ffff:127.0.0.1"]
-)
+    "address",
+    [
+        "127.0.0.1", "10.1.2.3", "192.168.0.9", "169.254.169.254", "168.63.129.16", "::1", "::ffff:127.0.0.1",
+        "100.64.0.1", "fe80::1%eth0", "fd00:ec2::254", "0.0.0.0",  # noqa: S104 (an address refused, not bound)
+        # IPv4 carried in IPv6, reached through a translator or relay: NAT64, 6to4, IPv4-compatible
+        "64:ff9b::a9fe:a9fe", "64:ff9b:1::a00:1", "2002:7f00:1::1", "::127.0.0.1",
+    ],
+)  # fmt: skip
 def test_an_allowed_host_that_resolves_to_a_private_or_metadata_address_is_refused(address):
     resolver, _ = resolving({"sendgrid-imports.s3.us-east-1.amazonaws.com": ["52.1.2.3", address]})
     with pytest.raises(DownloadError, match=re.escape(f"resolves to {address}")):
@@ -156,7 +164,7 @@ def test_only_a_host_named_exactly_by_the_setting_may_be_loopback():
     policy = host_policy(("files.test", "*.wild.test"), "https://api.sendgrid.com")
     resolver, _ = resolving({"files.test": ["127.0.0.1"], "a.wild.test": ["127.0.0.1"]})
     with pytest.raises(DownloadError, match=r"resolves to 127\.0\.0\.1"):
-        fetch("https://a.wild.test:1/e", policy, Limits(1000, 5), resolver=resolver)
+        fetch("https://a.wild.test/e", policy, Limits(1000, 5), resolver=resolver)
     # Named exactly: connected to (port 1 on loopback is closed: "could not be fetched", not refused).
     with pytest.raises(DownloadError, match="could not be fetched"):
         fetch("https://files.test:1/e", policy, Limits(1000, 5), resolver=resolver)
@@ -221,3 +229,55 @@ def test_answers_in_time_are_read_whole_over_a_kept_alive_connection():
     with raw_server(twice) as origin:
         client = SendGridClient(origin, KEY, policy=RetryPolicy(max_attempts=1))
         assert client.scopes() == ["marketing.read"] and client.scopes() == ["marketing.read"]
+
+
+def test_a_lookup_that_takes_the_whole_deadline_leaves_no_unwatched_download():
+    """The watchdog fired before there was a socket to shut: the trickle that followed went on."""
+
+    def slow_lookup(host: str, port: int) -> list[str]:
+        time.sleep(1.2)
+        return ["127.0.0.1"]
+
+    with raw_server(HEADER_TRICKLE) as origin:
+        policy = HostPolicy(own_origin=("http", "127.0.0.1", int(origin.rsplit(":", 1)[1])))
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match="took over 1s"):
+            fetch(f"{origin}/f", policy, Limits(1000, 1.0), resolver=slow_lookup)
+        assert time.monotonic() - started < 2.0  # the server would have sent for 8 s
+
+
+def test_an_answer_with_too_many_headers_is_a_clear_error_not_a_traceback():
+    def many_headers(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 1000 + b"\r\n")
+
+    with raw_server(many_headers) as origin:
+        policy = HostPolicy(own_origin=("http", "127.0.0.1", int(origin.rsplit(":", 1)[1])))
+        with pytest.raises(DownloadError, match=r"could not be fetched \(HTTPException\)"):
+            fetch(f"{origin}/f", policy, Limits(1000, 5), resolver=lambda host, port: ["127.0.0.1"])
+
+
+# -- ids from SendGrid's answers placed in a call's path ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.remove_from_list("x/../../contacts?delete_all_contacts=true&a=", ["id-1"]),
+        lambda c: c.remove_from_list("..", ["id-1"]),
+        lambda c: c.get_list("x/../../../v3/scopes"),
+        lambda c: c.import_status("../lists/x#"),
+    ],
+)
+def test_an_id_that_would_lead_a_call_elsewhere_is_refused_before_any_call(call):
+    """requests removes dot segments: the first DELETE went to /v3/marketing/contacts?delete_all_contacts=true."""
+    requests_seen: list[bytes] = []
+
+    def record(conn: socket.socket) -> None:
+        requests_seen.append(b"request")
+        answer("204 No Content", b"")(conn)
+
+    with raw_server(record) as origin:
+        client = SendGridClient(origin, KEY, policy=RetryPolicy(max_attempts=1))
+        with pytest.raises(SendGridError, match="not in the documented shape"):
+            call(client)
+    assert requests_seen == []

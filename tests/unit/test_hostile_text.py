@@ -7,14 +7,23 @@ import argparse
 import gzip
 import json
 import logging
-from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.adapters.sendgrid_jobs import JobResult
 from shared.entrypoints import cli
 from shared.entrypoints.http_api import ApiRequest, get_rejects, handle
-from shared.privacy import SecretRedactingFilter, neutralise, neutralise_lines, redact, register_secret
+from shared.privacy import (
+    _EMAIL_LIKE,
+    SecretRedactingFilter,
+    mask_emails,
+    neutralise,
+    neutralise_lines,
+    redact,
+    register_secret,
+)
 from shared.run.records import rejects_blob_name
 from tests.fakes import FakeSendGrid
 from tests.unit.test_export_core import run, setup
@@ -32,16 +41,12 @@ class ErroredJobs(FakeSendGrid):
         super().__init__()
         self.errors_file = errors_file
 
-    def wait_for_jobs(self, job_ids, *, deadline, on_end: Callable[[JobResult], None] | None = None, **_):
-        results = {}
-        for job_id in job_ids:
-            count = len(self.bodies[int(job_id.split("-")[1])]["contacts"])
-            result = JobResult(job_id, "errored", requested=count, created=count - 1, errored=1)
-            result.errors_url = "https://sendgrid-imports.s3.amazonaws.com/e.csv?X-Amz-Signature=x"
-            results[job_id] = result
-            if on_end is not None:
-                on_end(result)
-        return results
+    def import_status(self, job_id: str) -> JobResult:
+        # Jobs are followed one by one as they are accepted (the run's job follower).
+        count = len(self.bodies[int(job_id.split("-")[1])]["contacts"])
+        result = JobResult(job_id, "errored", requested=count, created=count - 1, errored=1)
+        result.errors_url = "https://sendgrid-imports.s3.amazonaws.com/e.csv?X-Amz-Signature=x"
+        return result
 
     def download_errors_file(self, url: str) -> bytes:
         return self.errors_file
@@ -126,3 +131,54 @@ def test_the_runs_table_shows_a_stored_record_without_its_escape_sequences(capsy
     cli._print_runs_table([record])
     out = capsys.readouterr().out
     assert "completed" in out and not any(c in out for c in "\x1b\x07")
+
+
+def test_the_runs_table_shows_a_record_whose_times_mix_zones(capsys):
+    runtime, _ = setup()
+    record = run(runtime)
+    record.started_at, record.finished_at = "2026-12-07T06:00:00", "2026-12-07T06:01:00Z"  # one without its zone
+    cli._print_runs_table([record])  # was a TypeError: every `runs` listing of the destination failed
+    assert "-" in capsys.readouterr().out
+
+
+def test_an_error_quoting_destinations_json_reaches_the_terminal_without_its_escape_sequences(monkeypatch, capsys):
+    runtime, _ = setup()
+    doc = {"destinations": [], "\x1b]0;owned\x07\x1b[2Jextra": 1}  # a key of a file anyone with write access edits
+    runtime.edges.exports.write_bytes("destinations.json", json.dumps(doc).encode(), content_type="application/json")
+    monkeypatch.setattr(cli, "_runtime", lambda needs_secret: runtime)
+    assert cli.main(["--no-local-settings", "destinations"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "unknown top-level keys" in err and "extra" in err and not any(c in err for c in "\x1b\x07")
+
+
+def test_a_rejects_file_replaced_after_its_size_was_checked_is_not_served(monkeypatch):
+    """The size came from the listing and the bytes from whatever the blob was by then: a file
+    swapped for a huge one in between was read whole into the answer."""
+    runtime, _ = setup()
+    name = rejects_blob_name("newsletter", "20261207T060000Z-00000000")
+    exports = runtime.edges.exports
+    exports.write_bytes(name, b"source,line\n", content_type="text/csv")
+    listing = exports.list_blobs
+
+    def list_then_replace(prefix, **kwargs):
+        listed = listing(prefix, **kwargs)
+        exports.blobs[name] = b"x" * 5000  # past the bound set below
+        return listed
+
+    monkeypatch.setattr(exports, "list_blobs", list_then_replace)
+    monkeypatch.setattr("shared.entrypoints.http_api.MAX_REJECTS_HTTP_BYTES", 1000)
+    route = {"name": "newsletter", "run_id": "20261207T060000Z-00000000"}
+    response = handle(get_rejects, lambda: runtime, ApiRequest("GET", "https://h/api/x", route=route))
+    assert response.status != 200 and "changed since it was first read" in json.dumps(response.body)
+
+
+@pytest.mark.timeout(20)  # a hang guard: 40 KB took 3 s, quadratic; these would take hours
+@pytest.mark.parametrize("text", ["a" * 1_000_000, "a" * 1_000_000 + "@", "a." * 500_000, "x@" * 500_000])
+def test_masking_addresses_is_linear_in_a_long_outside_text(text):
+    assert redact(text + " mail a@example.com").endswith(" mail <email>")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet="ab.@ 1x,", max_size=40))
+def test_masking_addresses_masks_what_the_address_pattern_matches(text):
+    assert mask_emails(text) == _EMAIL_LIKE.sub("<email>", text)

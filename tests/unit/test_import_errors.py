@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.privacy import register_secret
+from shared.run.send import import_errors
 from shared.run.send.import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
 
 
@@ -168,3 +169,13 @@ def test_the_api_key_and_escape_sequences_in_an_errors_file_never_reach_a_messag
     message = parse_errors_file(data)["p1@example.com"]
     assert SECRET not in message and SHAPED not in message and "***" in message
     assert "\x1b" not in message and "pwned" not in message and message.endswith("bad")
+
+
+def test_a_file_of_more_rows_than_any_job_has_is_refused_not_parsed_to_its_end(monkeypatch):
+    # 64 MiB of one short row repeated took 25 s of parsing, all of it for one contact.
+    monkeypatch.setattr(import_errors, "MAX_ROWS", 1000)
+    data = gzip.compress(b"email,error\n" + b"a@example.com,bad\n" * 1001)
+    with pytest.raises(ErrorsFileUnreadable, match="over 1,000 rows"):
+        parse_errors_file(data)
+    at_the_bound = gzip.compress(b"email,error\n" + b"a@example.com,bad\n" * 1000)
+    assert parse_errors_file(at_the_bound) == {"a@example.com": "bad"}

@@ -56,3 +56,28 @@ def test_what_is_not_json_is_named_and_a_string_of_brackets_is_no_depth(data, wh
         return
     with pytest.raises(JsonDocumentError, match=why):
         load_json(data, "x")
+
+
+@pytest.mark.timeout(20)  # a hang guard: the scan was quadratic here (80 KB took 22 s, this would take hours)
+@pytest.mark.parametrize("tail", ['"' + '\\"' * 500_000, '"' * 1_000_001, '"\\' * 500_000])
+def test_the_depth_scan_is_linear_however_the_strings_are_left_open(tail):
+    with pytest.raises(JsonDocumentError, match=r"not valid JSON|more than 64"):
+        load_json("[" * (MAX_JSON_DEPTH + 1) + tail, "segment line")
+    assert json_depth("[" * 3 + tail + "[[[[") == 3  # what follows a string that never closes is inside it
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999", "-1e400"])
+def test_numbers_json_has_not_are_refused_not_carried_into_a_record(number):
+    # json.loads takes them, and json.dumps writes them back as no JSON at all (a record, an answer).
+    with pytest.raises(JsonDocumentError, match="SendGrid's answer is not valid JSON"):
+        load_json(f'{{"errored_count": {number}}}', "SendGrid's answer")
+    assert load_json('{"x": 1.5e300}', "doc") == {"x": 1.5e300}
+
+
+def test_a_key_written_twice_is_refused_where_it_would_be_ambiguous():
+    doc = '{"destinations": [{"name": "a", "max_profiles": 1000, "max_profiles": 1000000}]}'
+    assert load_json(doc, "d.json") == {"destinations": [{"name": "a", "max_profiles": 1000000}]}
+    with pytest.raises(
+        JsonDocumentError, match=r"d\.json is not valid JSON: an object names the key 'max_profiles' twice"
+    ):
+        load_json(doc, "d.json", unique_keys=True)

@@ -55,7 +55,17 @@ def test_a_gate_naming_a_run_whose_record_is_being_saved_is_joined_then_taken_as
 
 
 @pytest.mark.parametrize(
-    "body", [b"not json", b"[1]", b'{"run_id": "../../x"}', b'{"run_id": 7}', b"[" * 5000 + b"]" * 5000]
+    "body",
+    [
+        b"not json",
+        b"[1]",
+        b'{"run_id": "../../x"}',
+        b'{"run_id": 7}',
+        b"[" * 5000 + b"]" * 5000,
+        # a time without its zone (a TypeError when compared), or none a calendar has
+        b'{"run_id": "20261207T060000Z-00000000", "queued_at": "2026-12-07T06:00:00"}',
+        b'{"run_id": "20261207T060000Z-00000000", "queued_at": "2026-13-45T99:00:00Z"}',
+    ],
 )
 def test_a_gate_that_names_no_run_we_can_trust_is_replaced(body):
     rt = runtime()
@@ -102,3 +112,21 @@ def test_a_gate_that_keeps_changing_is_an_error_not_a_loop():
 def test_each_set_of_options_has_a_gate_of_its_own():
     gates = {on_demand_gate("d", ExportOptions(dry_run=d, full=f)) for d in (False, True) for f in (False, True)}
     assert len(gates) == 4 and new_data_gate("d") not in gates
+
+
+def test_a_time_in_the_future_does_not_hold_deliveries_off_for_ever():
+    """A gate (or a record) dated years ahead, by a skewed clock or a hostile writer, was joined
+    by every delivery until that date: no run of new data or on demand ever started."""
+    rt = runtime()
+    phantom = fresh()
+    name_in_gate(rt, phantom.run_id, seconds_ago=-10 * 365 * 86400)  # no record: "being saved"
+    mine = fresh()
+    assert claim(rt, GATE, mine, delay=0) is None
+    earlier = fresh()
+    earlier.queued_at = iso(utc_now() + timedelta(days=3650))
+    rt.edges.records.save(earlier)
+    name_in_gate(rt, earlier.run_id, seconds_ago=0)
+    assert claim(rt, GATE, fresh(), delay=120) is None
+    # A clock a little ahead is a clock, not an attack: still joined.
+    name_in_gate(rt, phantom.run_id, seconds_ago=-30)
+    assert claim(rt, GATE, fresh(), delay=0) == phantom.run_id

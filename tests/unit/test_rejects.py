@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from shared.privacy import neutralise, register_secret
 from shared.run.records import RejectsWriter
+from shared.run.send.import_errors import parse_errors_file
 from tests.fakes import InMemoryBlobStore
 
-DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
+DANGEROUS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
@@ -39,7 +40,12 @@ def test_ordinary_cells_are_left_as_they_are():
 
 @settings(max_examples=300, deadline=None)
 @given(
-    cells=st.lists(st.text(max_size=12) | st.sampled_from(DANGEROUS).map(lambda c: c + "1+1"), min_size=5, max_size=5)
+    cells=st.lists(
+        st.text(st.characters(exclude_categories=()), max_size=12)
+        | st.sampled_from(DANGEROUS).map(lambda c: c + "1+1"),
+        min_size=5,
+        max_size=5,
+    )
 )
 def test_no_cell_ever_starts_like_a_formula_or_holds_a_control_and_none_loses_its_printable_text(cells):
     source, email, category, reason, field_name = cells
@@ -47,11 +53,25 @@ def test_no_cell_ever_starts_like_a_formula_or_holds_a_control_and_none_loses_it
     expected = [source, "7", email, category, field_name, reason]
     for got, original in zip(row, expected, strict=True):
         assert not got.startswith(DANGEROUS) and not CONTROLS.search(got)
-        original = original.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         cleaned = neutralise(original)
-        assert got == cleaned or (got == "'" + cleaned and cleaned.lstrip(" ").startswith(DANGEROUS))
+        got.encode("utf-8")  # writable as UTF-8: no lone surrogate left (raises otherwise)
+        assert got == cleaned or (got == "'" + cleaned and cleaned.lstrip().startswith(DANGEROUS))
         if original.isprintable():
             assert cleaned == original
+
+
+def test_a_formula_behind_any_blank_or_in_full_width_is_written_as_text():
+    starts = [" =1+1", "\t=1+1", "\r=1+1", "\u00a0=1+1", "\u3000+1", "\uff1d1+1", "\uff0b1", "\uff0d1", "\uff20SUM(A1)"]
+    for reason in starts:
+        (row,) = written(("s.csv", 2, "a@example.com", "errored", reason, ""))
+        assert row[5].startswith("'"), reason
+
+
+def test_a_lone_surrogate_from_an_errors_file_is_written_not_a_failed_run():
+    """A JSON escape "\\ud800" in SendGrid's message: the rejects file could not be written."""
+    found = parse_errors_file(b'[{"email": "a@example.com", "error": "bad \\ud800 value \\udcff"}]')
+    (row,) = written(("s.csv", 2, "a@example.com", "errored", found["a@example.com"], ""))
+    assert row[5] == "bad \ufffd value \ufffd"
 
 
 def test_escape_sequences_and_the_api_key_never_reach_a_cell():

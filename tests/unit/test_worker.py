@@ -35,9 +35,9 @@ def test_a_timer_tick_reads_destinations_json_once_for_all_its_destinations():
     reads: list[str] = []
     read_bytes = exports.read_bytes
 
-    def counting(name: str) -> bytes:
+    def counting(name: str, **bounds: object) -> bytes:
         reads.append(name)
-        return read_bytes(name)
+        return read_bytes(name, **bounds)
 
     exports.read_bytes = counting
     queued = on_schedule(runtime)
