@@ -1,5 +1,5 @@
-import sys
+"""python -m shared: the same as the sendgrid-export command."""
 
-from shared.entrypoints.cli import main
+from shared.entrypoints.cli import run
 
-sys.exit(main())
+run()

@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -244,10 +245,17 @@ def baseline(service: BlobServiceClient, sim_url: str, list_id: str, n: int) -> 
     return time.monotonic() - started
 
 
+# The simulator's /__sim/ endpoints want its control key (header CONTROL_HEADERS); new each bench.
+SIM_CONTROL_KEY = secrets.token_urlsafe(16)
+CONTROL_HEADERS = {"X-Simulator-Key": SIM_CONTROL_KEY}
+
+
 def start_simulator() -> tuple[subprocess.Popen[str], str]:
     sim = subprocess.Popen(
-        [sys.executable, "-m", "tools.sendgrid_simulator", "--port", "0", "--api-key", KEY, "--job-delay", "0.2"],
+        [sys.executable, "-m", "tools.sendgrid_simulator", "--port", "0", "--job-delay", "0.2"],
         cwd=REPO,
+        # Keys through the environment, not the command line, where ps shows them.
+        env={**os.environ, "SENDGRID_SIMULATOR_API_KEY": KEY, "SENDGRID_SIMULATOR_CONTROL_KEY": SIM_CONTROL_KEY},
         stdout=subprocess.PIPE,
         text=True,
     )

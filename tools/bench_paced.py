@@ -24,7 +24,7 @@ from typing import Any
 import requests
 from azure.storage.blob import BlobServiceClient
 
-from tools.bench import KEY, REPO, run_cli, start_simulator, upload
+from tools.bench import CONTROL_HEADERS, KEY, REPO, run_cli, start_simulator, upload
 from tools.storage_emulator import Emulator
 
 PACED_PROFILES = 30_000
@@ -56,7 +56,7 @@ def paced_run(service: BlobServiceClient, connection_string: str, n: int, code: 
     try:
         config = {"pace": PACE, "job_delay": JOB_SECONDS, "job_seconds_per_contact": JOB_SECONDS_PER_CONTACT}
         config["status_shape"] = "production"
-        requests.post(f"{sim_url}/__sim/config", json=config, timeout=10).raise_for_status()
+        requests.post(f"{sim_url}/__sim/config", json=config, headers=CONTROL_HEADERS, timeout=10).raise_for_status()
         upload(service, n, prefix="paced")
         env = {
             **os.environ,
@@ -69,7 +69,7 @@ def paced_run(service: BlobServiceClient, connection_string: str, n: int, code: 
             "PYTHONPATH": str(code),
         }
         record, wall, _, _ = run_cli(env, destination="paced", cwd=code)
-        log = requests.get(f"{sim_url}/__sim/requests", timeout=30).json()["requests"]
+        log = requests.get(f"{sim_url}/__sim/requests", headers=CONTROL_HEADERS, timeout=30).json()["requests"]
     finally:
         sim.terminate()
         sim.wait(10)

@@ -45,7 +45,7 @@ def main() -> int:
             "SENDGRID_SECRET_SENDGRID_API_KEY": DEMO_KEY,
             "SENDGRID_API_BASE_URL": simulator.base_url,
         }
-        print(f"\n$ python -m shared export {DESTINATION}")
+        print(f"\n$ sendgrid-export export {DESTINATION}   (python -m shared, with the stand-ins' settings)")
         started = time.monotonic()
         proc = subprocess.run(
             # Only the settings above: a local.settings.json (make up writes one) names another stack.

@@ -13,6 +13,7 @@ SDK's check runs unmodified.
 from __future__ import annotations
 
 import json
+import secrets
 import ssl
 import tempfile
 import threading
@@ -32,7 +33,9 @@ TENANT = "00000000-0000-0000-0000-000000000000"
 @dataclass
 class VaultState:
     secrets: dict[str, str] = field(default_factory=dict)
-    token: str = "standin-access-token"
+    # Random per stand-in (per make up): a token anyone could read in the source would let any local
+    # user read the secrets.
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     down: bool = False  # answer 503 to everything (Key Vault unavailable)
     requests: list[tuple[str, str, bool]] = field(default_factory=list)  # method, path, had token
 
@@ -52,7 +55,7 @@ class _Handler(BaseHTTPRequestHandler):
         if state.down:
             self._send(503, {"error": {"code": "ServiceUnavailable", "message": "The vault is unavailable."}})
             return
-        if auth != f"Bearer {state.token}":
+        if not secrets.compare_digest(auth.encode(), f"Bearer {state.token}".encode()):
             port = self.server.server_address[1]
             challenge = (
                 f'Bearer authorization="https://login.microsoftonline.com/{TENANT}", resource="https://0.0.1:{port}"'

@@ -10,13 +10,23 @@
   ``SecretClient`` read the key exactly as in Azure;
 
 then creates the containers and the queue, uploads the sample segments and ``destinations.json``
-(each only if absent: a second ``up`` never overwrites your edits), and writes the settings into
+(each only if absent: a second ``up`` never overwrites your edits, and says where a stored copy
+differs from ``samples/``), and writes the settings into
 ``local.settings.json`` (read by ``func start`` and by ``python -m shared``) and
 ``.localstack/env`` (for a shell: ``set -a; . .localstack/env; set +a``).
 
 Pids, ports and logs live in the state folder (``.localstack/``). A second ``up`` reuses a stack
 that is whole and restarts one that is not; ``down`` stops only the processes it recorded (by
 pid, after checking each is still the process it started) and is a no-op when nothing runs.
+
+The ports are fixed (Azurite's own 10000-10002, the simulator 8787, the vault 8443 and its token
+endpoint 8444), so ``func start`` and Storage Explorer keep working across restarts; a port held by
+another process is an error that names it. ``--free-ports`` takes any free ones instead (tests, or
+beside another stack). One Azurite per data folder: its pid is kept in the data folder.
+
+Secrets reach the stand-ins through files (0600, in the 0700 state folder), never their command
+lines: the simulator's API key and its control key (the ``X-Simulator-Key`` of its ``/__sim/``
+endpoints), the vault's managed-identity header. The vault's access token is random per start.
 """
 
 from __future__ import annotations
@@ -48,34 +58,36 @@ SECRET_NAME = "sendgrid-api-key"
 SEGMENTS_CONTAINER = "segments"
 EXPORTS_CONTAINER = "sendgrid-exports"
 EXPORT_QUEUE = "sendgrid-export-jobs"
-# The usual local ports (Azurite's own defaults, the README's simulator port); a taken one is
-# replaced by a free one, and the settings written always name the ports actually used.
-PREFERRED_PORTS = {"blob": 10000, "queue": 10001, "table": 10002, "sendgrid": 8787, "vault": 8443, "token": 8444}
+# Fixed, so that what points at them (func start, Storage Explorer, test.http) keeps working.
+DEFAULT_PORTS = {"blob": 10000, "queue": 10001, "table": 10002, "sendgrid": 8787, "vault": 8443, "token": 8444}
+AZURITE_PID_FILE = ".azurite-pid.json"  # in the data folder: one Azurite per data folder
 START_TIMEOUT = 30.0
 STACK_FILE = "stack.json"
+SAMPLE_SEGMENT = "demo/newsletter.csv"  # what the sample destination 'newsletter' reads first
 
 
 # -- ports and processes ---------------------------------------------------------------------------
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+def _pick_ports(free: bool, previous: dict[str, int] | None = None) -> dict[str, int]:
+    """The fixed ports; with ``free``, the previous ones where still free, else any the system gives."""
+    from tools.local_ports import free_port, holder, port_free
 
-
-def _pick_ports() -> dict[str, int]:
     ports: dict[str, int] = {}
-    for name, preferred in PREFERRED_PORTS.items():
-        port = preferred
-        while not _port_free(port) or port in ports.values():
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = int(s.getsockname()[1])
-        ports[name] = port
+    for name, default in DEFAULT_PORTS.items():
+        # --free-ports never takes the fixed ones: a `make up` may want them later.
+        port = (previous or {}).get(name, 0) if free else default
+        if port and port_free(port) and port not in ports.values():
+            ports[name] = port
+        elif free:
+            while (port := free_port()) in ports.values():
+                pass
+            ports[name] = port
+        else:
+            raise SystemExit(
+                f"port {port} (for {name}) on 127.0.0.1 is taken by {holder(port)}. Stop that process, or start "
+                "the stack on free ports instead: make up STACK_OPTS=--free-ports"
+            )
     return ports
 
 
@@ -164,8 +176,14 @@ def _read_stack(state: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and isinstance(data.get("processes"), dict) else None
 
 
+def _private_dir(path: Path) -> None:
+    """0700: the stack's keys, its CA's key material and Azurite's contacts are this user's only."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+
+
 def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
@@ -184,60 +202,85 @@ def _whole(stack: dict[str, Any]) -> bool:
 # -- up -------------------------------------------------------------------------------------------------
 
 
-def up(state: Path, data: Path, settings_file: Path) -> int:
-    state.mkdir(parents=True, exist_ok=True)
-    data.mkdir(parents=True, exist_ok=True)
+def up(state: Path, data: Path, settings_file: Path, free_ports: bool = False) -> int:
+    _private_dir(state)
+    _private_dir(data)
     stack = _read_stack(state)
     if stack is not None and _whole(stack):
-        print(f"The local stack is already running (state in {state}); reusing it.")
+        print(f"The local stack is already running (state in {_shown(state)}); reusing it.")
     else:
+        previous = stack.get("ports") if stack is not None else None
         if stack is not None:
             print("A previous local stack is partly gone; stopping what is left and starting afresh.")
             down(state, quiet=True)
-        stack = _start(state, data)
-    _provision(stack)
+        stack = _start(state, data, _pick_ports(free_ports, previous))
+    for note in _provision(stack):
+        print(note)
     values = _settings(stack, state)
     _write_local_settings(settings_file, values)
     _write_private(state / "env", "".join(f"{k}={_shell_quote(v)}\n" for k, v in values.items()))
-    ports = stack["ports"]
+    print(_ready_text(stack, state, data, settings_file))
     ours = values["REQUESTS_CA_BUNDLE"]
     if os.environ.get("REQUESTS_CA_BUNDLE", ours) != ours:
-        # The environment wins over local.settings.json, for the CLI as for func start.
+        # sendgrid-export gives the vault client its CA itself; the Functions host reads the environment.
         print(
-            f"note: your environment sets REQUESTS_CA_BUNDLE, which wins over {settings_file.name}; the Key Vault "
-            f"stand-in's certificate is then not trusted. Run: export REQUESTS_CA_BUNDLE={ours}",
+            "note: your shell sets REQUESTS_CA_BUNDLE. sendgrid-export is not affected (it uses KEY_VAULT_CA_BUNDLE), "
+            f"but func start is: start it as  REQUESTS_CA_BUNDLE={_shown(Path(ours))} func start",
             file=sys.stderr,
         )
-    print(
-        f"Storage (Azurite): blob 127.0.0.1:{ports['blob']}, queue {ports['queue']}, table {ports['table']}; "
-        f"data in {data}\n"
-        f"SendGrid simulator: http://127.0.0.1:{ports['sendgrid']} (state: GET /__sim/state)\n"
-        f"Key Vault stand-in: https://127.0.0.1:{ports['vault']}/ (CA {state / 'keyvault-ca.pem'})\n"
-        f"Settings written to {settings_file} (python -m shared and func start read it) and {state / 'env'}.\n"
-        "Try: python -m shared export newsletter   Stop with: make down"
-    )
     return 0
 
 
-def _start(state: Path, data: Path) -> dict[str, Any]:
+def _shown(path: Path) -> str:
+    """A path as typed from the current directory (make runs in the repo): relative where it can be."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) or "."
+    except ValueError:
+        return str(path)
+
+
+def _ready_text(stack: dict[str, Any], state: Path, data: Path, settings_file: Path) -> str:
+    ports = stack["ports"]
+    command = _shown(REPO / ".venv" / "bin" / "sendgrid-export")
+    activate = _shown(REPO / ".venv" / "bin" / "activate")
+    settings_hint = "" if settings_file.parent == REPO else f" --local-settings {_shown(settings_file)}"
+    control = _shown(state / "simulator-control-key")
+    return (
+        f"Local stack ready (state in {_shown(state)}/, Azurite's data in {_shown(data)}/):\n"
+        f"  Storage (Azurite)   blob http://127.0.0.1:{ports['blob']}  queue {ports['queue']}  table {ports['table']}\n"
+        f"  SendGrid simulator  http://127.0.0.1:{ports['sendgrid']}  (its /__sim/ endpoints need the "
+        f"X-Simulator-Key in {control})\n"
+        f"  Key Vault stand-in  https://127.0.0.1:{ports['vault']}/  (CA {_shown(state / 'keyvault-ca.pem')})\n"
+        f"  Settings            {_shown(settings_file)} (sendgrid-export and func start read it)\n"
+        "Try, as typed:\n"
+        f"  {command}{settings_hint} export newsletter\n"
+        f"  {command}{settings_hint} runs newsletter\n"
+        f"Or once per shell: source {activate}   (then: sendgrid-export export newsletter)\n"
+        "Your own data: make upload-segment FILE=people.csv    make upload-destinations FILE=destinations.json\n"
+        "Stop: make down"
+    )
+
+
+def _start(state: Path, data: Path, ports: dict[str, int]) -> dict[str, Any]:
     from tools.storage_emulator import azurite_command
 
     try:
         azurite_command(0, 0, 0, None)  # says what to run when the emulator is not installed
     except RuntimeError as exc:
         raise SystemExit(str(exc)) from None
-    ports = _pick_ports()
-    # Kept across restarts, so a key you copied stays good; the identity header need not be.
+    _refuse_a_second_azurite(data)
+    # Kept across restarts, so a key you copied stays good; the others are new at every start.
     key_file = state / "sendgrid-api-key"
     api_key = key_file.read_text().strip() if key_file.exists() else "local-" + secrets.token_urlsafe(24)
-    identity_header = secrets.token_urlsafe(24)
     _write_private(key_file, api_key)
-    _write_private(state / "identity-header", identity_header)
+    _write_private(state / "identity-header", secrets.token_urlsafe(24))
+    _write_private(state / "simulator-control-key", secrets.token_urlsafe(24))
     (state / "keyvault-ca.pem").unlink(missing_ok=True)  # the vault writes a new one once it serves
     processes: dict[str, dict[str, Any]] = {}
     try:
         azurite = azurite_command(ports["blob"], ports["queue"], ports["table"], str(data))
         processes["azurite"] = _spawn("azurite", azurite, state, str(data))
+        _write_private(data / AZURITE_PID_FILE, json.dumps({**processes["azurite"], "state": str(state)}))
         processes["sendgrid"] = _spawn(
             "sendgrid",
             [
@@ -248,8 +291,10 @@ def _start(state: Path, data: Path) -> dict[str, Any]:
                 "127.0.0.1",
                 "--port",
                 str(ports["sendgrid"]),
-                "--api-key",
-                api_key,
+                "--api-key-file",
+                str(key_file),
+                "--control-key-file",
+                str(state / "simulator-control-key"),
                 "--job-delay",
                 "0.3",
             ],
@@ -280,8 +325,23 @@ def _start(state: Path, data: Path) -> dict[str, Any]:
         for entry in processes.values():
             _stop(entry)
         (state / STACK_FILE).unlink(missing_ok=True)
+        (data / AZURITE_PID_FILE).unlink(missing_ok=True)
         raise
     return stack
+
+
+def _refuse_a_second_azurite(data: Path) -> None:
+    """Two Azurites on one data folder overwrite each other's files."""
+    try:
+        entry = json.loads((data / AZURITE_PID_FILE).read_text())
+    except (OSError, ValueError):
+        return
+    if isinstance(entry, dict) and "pid" in entry and "marker" in entry and _is_ours(entry):
+        raise SystemExit(
+            f"an Azurite (pid {entry['pid']}) already serves {data}, for the stack whose state is in "
+            f"{entry.get('state', '?')}: stop that one first (python -m tools.local_stack --state "
+            f"{entry.get('state', '<state>')} down), or give this stack another --data folder."
+        )
 
 
 def _wait_until_ready(stack: dict[str, Any], state: Path) -> None:
@@ -313,13 +373,16 @@ def connection_string(ports: dict[str, int]) -> str:
     )
 
 
-def _provision(stack: dict[str, Any]) -> None:
+def _provision(stack: dict[str, Any]) -> list[str]:
+    """Containers, queue and the samples, each only if absent. Returns notes on stored copies that
+    differ from samples/ (kept: they are the user's edits, or the user's own data)."""
     from azure.core.exceptions import ResourceExistsError
     from azure.storage.blob import BlobServiceClient
     from azure.storage.queue import QueueClient
 
     conn = connection_string(stack["ports"])
     service = BlobServiceClient.from_connection_string(conn)
+    notes: list[str] = []
     uploads = {
         SEGMENTS_CONTAINER: {
             "demo/newsletter.csv": SAMPLES / "segments" / "newsletter.csv",
@@ -333,10 +396,24 @@ def _provision(stack: dict[str, Any]) -> None:
             client.create_container()
         for name, path in blobs.items():
             # Only if absent: the stack keeps what you changed since the last up.
-            with contextlib.suppress(ResourceExistsError):
+            try:
                 client.upload_blob(name, path.read_bytes(), overwrite=False)
+            except ResourceExistsError:
+                if client.download_blob(name).readall() != path.read_bytes():
+                    notes.append(_differs_note(container, name, path))
     with contextlib.suppress(ResourceExistsError):
         QueueClient.from_connection_string(conn, EXPORT_QUEUE).create_queue()
+    return notes
+
+
+def _differs_note(container: str, name: str, path: Path) -> str:
+    sample = _shown(path)
+    again = (
+        f"make upload-destinations FILE={sample}"
+        if name == "destinations.json"
+        else f"make upload-segment FILE={sample} BLOB={name}"
+    )
+    return f"note: {container}/{name} in the stack differs from {sample} and was kept. To use the sample: {again}"
 
 
 def _settings(stack: dict[str, Any], state: Path) -> dict[str, str]:
@@ -349,6 +426,8 @@ def _settings(stack: dict[str, Any], state: Path) -> dict[str, str]:
         "SEGMENTS_CONTAINER": SEGMENTS_CONTAINER,
         "EXPORTS_CONTAINER": EXPORTS_CONTAINER,
         "EXPORT_QUEUE": EXPORT_QUEUE,
+        "DESTINATIONS_BLOB": "destinations.json",
+        "EXPORT_SCHEDULE": "0 0 3 * * *",  # the timer's schedule: func start will not index without it
         "SENDGRID_API_BASE_URL": f"http://127.0.0.1:{ports['sendgrid']}",
         "SECRETS_SOURCE": "keyvault",
         "KEY_VAULT_URL": f"https://127.0.0.1:{ports['vault']}/",
@@ -358,7 +437,10 @@ def _settings(stack: dict[str, Any], state: Path) -> dict[str, str]:
         "AZURE_TOKEN_CREDENTIALS": "ManagedIdentityCredential",
         "IDENTITY_ENDPOINT": f"http://127.0.0.1:{ports['token']}/msi/token",
         "IDENTITY_HEADER": (state / "identity-header").read_text(),
-        # requests (under the Key Vault SDK) trusts the stand-in's CA as well as the usual ones.
+        # The CLI gives this CA to the Key Vault client itself, where a REQUESTS_CA_BUNDLE of the
+        # shell cannot take its place.
+        "KEY_VAULT_CA_BUNDLE": str((state / "keyvault-ca.pem").resolve()),
+        # For func start (whose Key Vault client is the app's): the stand-in's CA and the usual ones.
         "REQUESTS_CA_BUNDLE": str(_ca_bundle(state)),
     }
 
@@ -391,6 +473,47 @@ def _shell_quote(value: str) -> str:
     return "'" + value.replace("'", "'\\''") + "'"
 
 
+# -- your own data ------------------------------------------------------------------------------------
+
+
+def _running_container(state: Path, container: str) -> Any:
+    from azure.storage.blob import BlobServiceClient
+
+    stack = _read_stack(state)
+    if stack is None or not _whole(stack):
+        raise SystemExit("the local stack is not running: make up first.")
+    service = BlobServiceClient.from_connection_string(connection_string(stack["ports"]))
+    return service.get_container_client(container)
+
+
+def upload_segment(state: Path, file: Path, blob: str) -> int:
+    if not file.is_file():
+        raise SystemExit(f"{file}: no such file.")
+    if blob.startswith("/") or ".." in blob.split("/") or not blob.strip("/"):
+        raise SystemExit(f"--as {blob}: a blob name such as demo/newsletter.csv.")
+    with open(file, "rb") as data:
+        _running_container(state, SEGMENTS_CONTAINER).upload_blob(blob, data, overwrite=True)
+    print(f"uploaded {file} ({file.stat().st_size:,} bytes) as {SEGMENTS_CONTAINER}/{blob}.")
+    if blob == SAMPLE_SEGMENT:
+        print("The sample destination 'newsletter' reads it: .venv/bin/sendgrid-export export newsletter")
+    else:
+        print(f'A destination reads it with "segments": [{{"path": "{blob}"}}] in destinations.json.')
+    return 0
+
+
+def upload_destinations(state: Path, file: Path) -> int:
+    """Checked as the app reads it (and against the schema) first: a broken file is not uploaded."""
+    checked = subprocess.run(
+        [sys.executable, "-m", "shared", "validate-destinations", str(file)], cwd=REPO, check=False
+    )
+    if checked.returncode != 0:
+        print(f"{file} was not uploaded: fix what FAIL names first.", file=sys.stderr)
+        return checked.returncode
+    _running_container(state, EXPORTS_CONTAINER).upload_blob("destinations.json", file.read_bytes(), overwrite=True)
+    print(f"uploaded {file} as {EXPORTS_CONTAINER}/destinations.json; the next run reads it.")
+    return 0
+
+
 # -- down and status ------------------------------------------------------------------------------------
 
 
@@ -404,6 +527,8 @@ def down(state: Path, quiet: bool = False) -> int:
         _stop(entry)
         if not quiet:
             print(f"stopped {name} (pid {entry['pid']})")
+    if stack.get("data"):
+        (Path(stack["data"]) / AZURITE_PID_FILE).unlink(missing_ok=True)
     (state / STACK_FILE).unlink(missing_ok=True)
     return 0
 
@@ -492,7 +617,7 @@ def _lock(state: Path) -> Iterator[None]:
     """One up or down at a time on a state folder (two terminals, or make -j)."""
     import fcntl
 
-    state.mkdir(parents=True, exist_ok=True)
+    _private_dir(state)
     with open(state / ".lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
@@ -507,10 +632,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="Azurite's data (default .azurite/)")
     parser.add_argument("--settings-file", type=Path, default=DEFAULT_SETTINGS, help="default ./local.settings.json")
+    parser.add_argument(
+        "--free-ports", action="store_true", help="up: any free ports, not the fixed ones (tests; beside another stack)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("up", help="start (or reuse) the stack, provision it, write the settings")
     commands.add_parser("down", help="stop what up started; nothing to do is not an error")
     commands.add_parser("status", help="exit 0 if the whole stack runs")
+    segment = commands.add_parser("upload-segment", help="put a segment file into the running stack")
+    segment.add_argument("file", type=Path)
+    segment.add_argument("--as", dest="blob", default=SAMPLE_SEGMENT, help=f"blob name (default {SAMPLE_SEGMENT})")
+    config = commands.add_parser("upload-destinations", help="check a destinations.json, then put it into the stack")
+    config.add_argument("file", type=Path)
     vault = commands.add_parser("serve-vault", help=argparse.SUPPRESS)
     vault.add_argument("--port", type=int, required=True)
     vault.add_argument("--token-port", type=int, required=True)
@@ -518,9 +651,13 @@ def main(argv: list[str] | None = None) -> int:
     state = args.state.resolve()
     if args.command == "serve-vault":
         return serve_vault(state, args.port, args.token_port)
+    if args.command == "upload-segment":
+        return upload_segment(state, args.file, args.blob)
+    if args.command == "upload-destinations":
+        return upload_destinations(state, args.file)
     with _lock(state):
         if args.command == "up":
-            return up(state, args.data.resolve(), args.settings_file.resolve())
+            return up(state, args.data.resolve(), args.settings_file.resolve(), args.free_ports)
         if args.command == "down":
             return down(state)
         return status(state)

@@ -49,8 +49,13 @@ default, and each such rule names its source here:
 - Scopes carry SendGrid's published names (``marketing.read``, ``marketing.automation.read``,
   the legacy ``marketing_campaigns.*``); a key without write access is refused writes (403).
 
-Control endpoints live under ``/__sim/`` and need no key. Run it alone with
-``python -m tools.sendgrid_simulator --port 0 --api-key KEY``; it prints ``PORT=<n>``.
+Control endpoints live under ``/__sim/``. Started from the command line they need the simulator's
+own control key in an ``X-Simulator-Key`` header (``--control-key-file``, or a random one printed at
+start): another local user cannot read the contacts or change the simulator. In-process (tests)
+they are open unless ``SimState(control_key=...)`` sets one. The errors-file downloads
+(``/__sim/files/``) are pre-signed links, as SendGrid's are, and take no key. Run it alone with
+``python -m tools.sendgrid_simulator --port 0 --api-key-file FILE``; it prints ``PORT=<n>``. Keys
+are read from files (or the environment), never from the command line, where ``ps`` shows them.
 """
 
 from __future__ import annotations
@@ -61,7 +66,9 @@ import gc
 import itertools
 import json
 import math
+import os
 import re
+import secrets
 import socket
 import sys
 import threading
@@ -75,6 +82,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 MAX_CONTACTS = 30_000
+CONTROL_KEY_HEADER = "X-Simulator-Key"
+# The environment's form of the key files, for a container or a supervisor that has no files.
+API_KEY_ENV, CONTROL_KEY_ENV = "SENDGRID_SIMULATOR_API_KEY", "SENDGRID_SIMULATOR_CONTROL_KEY"
 # SendGrid's pace as production callers see it: endpoint -> (limit, window s). The PUT's is what a
 # production sync settled at (see the module doc); no number is published for the others, which
 # are assumed (a poll, search or removal a second).
@@ -189,8 +199,9 @@ class Job:
 
 
 class SimState:
-    def __init__(self, api_keys: list[str] | None = None, job_delay: float = 0.2):
+    def __init__(self, api_keys: list[str] | None = None, job_delay: float = 0.2, control_key: str | None = None):
         self.lock = threading.RLock()
+        self.control_key = control_key  # None: the control endpoints are open (in-process tests)
         self.api_keys: dict[str, list[str]] = {k: list(ALL_SCOPES) for k in (api_keys or [])}
         self.job_delay = job_delay
         self.contacts: dict[str, dict[str, Any]] = {}
@@ -895,6 +906,11 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/__sim/files/") and method == "GET":  # a download, not a JSON command
             self._errors_file(path)
             return
+        expected = self.server.state.control_key
+        given = self.headers.get(CONTROL_KEY_HEADER, "")
+        if expected is not None and not secrets.compare_digest(given.encode(), expected.encode()):
+            self._send(401, {"errors": [{"message": f"the control endpoints need the {CONTROL_KEY_HEADER} header"}]})
+            return
         doc = json.loads(body) if body else {}
         handle = CONTROL_ROUTES.get((method, path))
         if handle is None:
@@ -1007,7 +1023,8 @@ API_ROUTES: list[tuple[str, re.Pattern[str], Callable[[Handler, ApiCall], tuple[
     ("GET", _marketing("field_definitions"), Handler._field_definitions),
 ]
 
-# The simulator's own control endpoints (no key): method and exact path -> handler of the JSON body.
+# The simulator's own control endpoints (behind its control key, where set): method and exact path
+# -> handler of the JSON body.
 CONTROL_ROUTES: dict[tuple[str, str], Callable[[Handler, Any], None]] = {
     ("GET", "/__sim/state"): Handler._sim_state,
     ("POST", "/__sim/reset"): Handler._sim_reset,
@@ -1137,19 +1154,36 @@ def start(state: SimState, host: str = "127.0.0.1", port: int = 0) -> SimServer:
     return server
 
 
+def _key_from(path: str | None, variable: str) -> str:
+    if path:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    return os.environ.get(variable, "").strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--api-key", action="append", default=[], help="a key the simulator accepts")
+    parser.add_argument("--api-key-file", help=f"a file holding the API key the simulator accepts (or ${API_KEY_ENV})")
+    parser.add_argument(
+        "--control-key-file",
+        help=f"a file holding the key of the /__sim/ endpoints (or ${CONTROL_KEY_ENV}; else a random one, printed)",
+    )
     parser.add_argument("--job-delay", type=float, default=0.2, help="seconds before an import job ends")
     args = parser.parse_args(argv)
     if not args.host.startswith("127.") and args.host not in ("localhost", "::1"):
         parser.error("the simulator only listens on loopback")
-    state = SimState(args.api_key, args.job_delay)
+    api_key = _key_from(args.api_key_file, API_KEY_ENV)
+    if not api_key:
+        parser.error(f"give the API key in a file (--api-key-file) or in ${API_KEY_ENV}")
+    control_key = _key_from(args.control_key_file, CONTROL_KEY_ENV)
+    state = SimState([api_key], args.job_delay, control_key=control_key or secrets.token_urlsafe(24))
     server = SimServer((args.host, args.port), state)
     state.base_url = server.base_url
     print(f"PORT={server.server_address[1]}", flush=True)
+    if not control_key:  # the one who started it reads its own output; nobody else sees it
+        print(f"{CONTROL_KEY_HEADER}: {state.control_key}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     return 0

@@ -33,6 +33,7 @@ from shared.run.destinations import (
 )
 from shared.run.lookups import SendGridList
 from shared.run.ports import SendGridApi
+from shared.run.preflight import require_mapped_columns
 from shared.run.profile_limit import BoundScan, require_within_limit
 from shared.run.reader import SegmentsReading
 from shared.run.records import (
@@ -182,6 +183,8 @@ class _Run(ledger.RunLedger):
             custom_fields = resolve_custom_fields(client, destination)
         creates = not self.options.dry_run and any(item is None for item in found)
         if creates:  # no list is created before max_profiles is proven: scan while the state loads
+            # Nor before the mapping is known to fit the files' columns.
+            require_mapped_columns(self.edges.segments, destination, plan, self.settings.max_record_bytes)
             scan.start()
         if not self.options.dry_run:
             self._resume(client, destination)

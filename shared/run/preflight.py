@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from shared.adapters.storage import BlobStore
 from shared.errors import ConfigError, ExportError, SendGridAuthError, SendGridError, UnknownDestinationError
 from shared.inputs.config import Destination, ListRef
 from shared.inputs.mapping import plan_columns
-from shared.inputs.segments import open_segment_file, resolve_segment
+from shared.inputs.segments import SegmentPlan, open_segment_file, resolve_segment
 from shared.json_input import JsonObject
 from shared.privacy import redact
 from shared.run.destinations import load_destinations
@@ -146,16 +147,25 @@ def scope_check(scopes: list[str]) -> Check:
     )
 
 
+def require_mapped_columns(
+    store: BlobStore, destination: Destination, plan: SegmentPlan, max_record_bytes: int
+) -> None:
+    """Every file's columns hold what the mapping names (only their header is read): a run
+    checks this before it creates a list, so that a wrong column name leaves nothing behind."""
+    for _, files in plan:
+        for file in files:
+            table = open_segment_file(store, file, destination.mapping, max_record_bytes)
+            plan_columns(destination.mapping, table.columns, file.name)
+
+
 def _segment_checks(runtime: Runtime, destination: Destination) -> list[Check]:
     checks = []
     for segment in destination.segments:
         try:
             blobs = resolve_segment(runtime.edges.segments, segment)
-            for file in blobs:
-                table = open_segment_file(
-                    runtime.edges.segments, file, destination.mapping, runtime.settings.max_record_bytes
-                )
-                plan_columns(destination.mapping, table.columns, file.name)
+            require_mapped_columns(
+                runtime.edges.segments, destination, [(segment, blobs)], runtime.settings.max_record_bytes
+            )
             checks.append(
                 Check(
                     f"segment:{segment.path}",

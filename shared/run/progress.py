@@ -158,10 +158,12 @@ class RunProgress:
             eta = elapsed * (1 - share) / share if share else None
             if self.batches_spooled:  # the batches still to come, at the rate they filled so far
                 expected = max(self.batches_spooled, math.ceil(self.batches_spooled / share))
+        # Once reading is done, what was read is the total: the bar ends full, not at the scan's bound.
+        total = self.rows_read if self.reading_done else self.rows_total
         return ProgressSnapshot(
             self.stage,
             self.rows_read,
-            self.rows_total,
+            total,
             self.batches_sent,
             self.batches_confirmed,
             expected,

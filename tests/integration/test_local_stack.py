@@ -26,7 +26,8 @@ FOREIGN = ("SENDGRID_", "EXPORT_", "KEY_VAULT", "SECRETS_", "AZURE", "IDENTITY_"
 
 
 def make(paths: dict[str, Path], target: str) -> subprocess.CompletedProcess[str]:
-    opts = f"--state {paths['state']} --data {paths['data']} --settings-file {paths['settings']}"
+    # Free ports: the tests run beside a `make up` stack on the fixed ones.
+    opts = f"--free-ports --state {paths['state']} --data {paths['data']} --settings-file {paths['settings']}"
     if shutil.which("make") and (REPO / ".venv" / ".installed").exists():
         args = ["make", "-s", "-C", str(REPO), target, f"STACK_OPTS={opts}"]
     else:  # no make here, or no install: the module behind the target, as make would run it
@@ -34,8 +35,8 @@ def make(paths: dict[str, Path], target: str) -> subprocess.CompletedProcess[str
     return subprocess.run(args, capture_output=True, text=True, timeout=90, check=False)
 
 
-def cli(paths: dict[str, Path], *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN)}
+def cli(paths: dict[str, Path], *args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN)} | (env_extra or {})
     return subprocess.run(
         [sys.executable, "-m", "shared", "--local-settings", str(paths["settings"]), *args],
         cwd=REPO,
@@ -78,14 +79,29 @@ def test_up_export_runs_rejects_check_down(paths):
     # Azurite keeps its files in the data folder, none in the repo.
     assert any(p.name.startswith("__azurite_db_") for p in paths["data"].iterdir())
 
+    # --free-ports leaves the fixed ports to a `make up` beside the tests.
+    assert not set(stack["ports"].values()) & set(local_stack.DEFAULT_PORTS.values())
     # Everything on loopback only: every port the stack recorded answers on 127.0.0.1.
     assert all(local_stack._listening(int(port)) for port in stack["ports"].values())
+
+    # The command up prints works as typed (from the repo, where make runs), in a shell without the venv.
+    import shlex
+
+    typed = up.stdout.split("Try, as typed:\n", 1)[1].splitlines()[0]
+    assert typed.strip().startswith(".venv/bin/sendgrid-export ") and typed.strip().endswith(" export newsletter")
+    shell_env = {k: v for k, v in os.environ.items() if not k.startswith((*FOREIGN, "VIRTUAL_ENV"))}
+    shell_env["PATH"] = "/usr/bin:/bin"
+    as_typed = subprocess.run(
+        [*shlex.split(typed), "--dry-run"], cwd=REPO, env=shell_env, capture_output=True, text=True, timeout=60
+    )
+    assert as_typed.returncode == 3, as_typed.stderr  # completed_with_errors (the samples' bad rows), dry
 
     export = cli(paths, "export", "newsletter")
     assert export.returncode == 3, export.stderr  # the samples hold bad rows: completed_with_errors
     record = json.loads(export.stdout)
     assert record["counts"]["accepted"] > 0 and record["counts"]["invalid"] > 0
-    sim = requests.get(f"{values['SENDGRID_API_BASE_URL']}/__sim/state", timeout=5).json()
+    control = {"X-Simulator-Key": (paths["state"] / "simulator-control-key").read_text()}
+    sim = requests.get(f"{values['SENDGRID_API_BASE_URL']}/__sim/state", headers=control, timeout=5).json()
     (newsletter,) = sim["lists"]
     assert newsletter["contact_count"] == record["counts"]["accepted"]
 
@@ -157,3 +173,137 @@ def test_azurite_is_always_started_without_telemetry_on_loopback():
         assert "--disableTelemetry" in args
         hosts = [args[i + 1] for i, a in enumerate(args) if a.endswith("Host")]
         assert hosts == ["127.0.0.1"] * 3
+
+
+def test_the_stack_keeps_its_secrets_from_other_local_users_and_the_cli_trusts_its_ca(paths, tmp_path):
+    import stat
+
+    import certifi
+
+    assert make(paths, "up").returncode == 0
+    stack = json.loads((paths["state"] / "stack.json").read_text())
+    values = json.loads(paths["settings"].read_text())["Values"]
+    for folder in (paths["state"], paths["data"]):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    secrets_on_disk = {
+        name: (paths["state"] / name).read_text() for name in ("sendgrid-api-key", "simulator-control-key")
+    }
+    for name in secrets_on_disk:
+        assert stat.S_IMODE((paths["state"] / name).stat().st_mode) == 0o600
+    # No key on any command line of the stack (`ps` shows those to every user).
+    for entry in stack["processes"].values():
+        cmdline = Path(f"/proc/{entry['pid']}/cmdline").read_text()
+        assert not any(secret in cmdline for secret in secrets_on_disk.values())
+    # The simulator's control endpoints want its own key.
+    sim = values["SENDGRID_API_BASE_URL"]
+    assert requests.get(f"{sim}/__sim/state", timeout=5).status_code == 401
+    control = {"X-Simulator-Key": secrets_on_disk["simulator-control-key"]}
+    assert requests.get(f"{sim}/__sim/state", headers=control, timeout=5).status_code == 200
+    # The vault takes no token that anyone could know (it used to take a fixed, published one).
+    refused = requests.get(
+        f"{values['KEY_VAULT_URL']}secrets/sendgrid-api-key?api-version=7.5",
+        headers={"Authorization": "Bearer standin-access-token"},
+        verify=values["KEY_VAULT_CA_BUNDLE"],
+        timeout=5,
+    )
+    assert refused.status_code == 401
+
+    # Your own CSV, in a shell whose REQUESTS_CA_BUNDLE lacks the stand-in's CA: the stack's CA wins.
+    own = tmp_path / "people.csv"
+    own.write_text("Email,FirstName\nana@example.com,Ana\nbo@example.com,Bo\n")
+    up_opts = ["--state", str(paths["state"]), "--data", str(paths["data"])]
+    uploaded = subprocess.run(
+        [sys.executable, "-m", "tools.local_stack", *up_opts, "upload-segment", str(own)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert uploaded.returncode == 0, uploaded.stderr
+    export = cli(paths, "export", "newsletter", env_extra={"REQUESTS_CA_BUNDLE": certifi.where()})
+    assert export.returncode in (0, 3), export.stderr
+    assert json.loads(export.stdout)["segments"][0]["rows"] == 2
+
+    # The stored segment now differs from samples/: the next up says so, and keeps it.
+    again = make(paths, "up")
+    assert again.returncode == 0
+    assert "segments/demo/newsletter.csv in the stack differs from samples/segments/newsletter.csv" in again.stdout
+
+    # A second stack on the same data folder is refused: one Azurite per data folder.
+    second = subprocess.run(
+        [sys.executable, "-m", "tools.local_stack", "--free-ports", "--state", str(tmp_path / "other"), "--data",
+         str(paths["data"]), "--settings-file", str(tmp_path / "other.json"), "up"],
+        cwd=REPO, capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert second.returncode != 0 and "already serves" in second.stderr, second.stdout + second.stderr
+
+
+def test_a_taken_port_is_named_with_its_holder_and_time_wait_does_not_move_ports(monkeypatch):
+    import socket
+
+    from tools import local_ports
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setattr(local_stack, "DEFAULT_PORTS", {"blob": port})
+        with pytest.raises(SystemExit, match=rf"port {port} \(for blob\) .* taken by pid {os.getpid()} "):
+            local_stack._pick_ports(free=False)
+
+    # A port the previous stack closed first sits in TIME_WAIT; the servers bind it again (SO_REUSEADDR).
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server's side closes first: its port goes to TIME_WAIT
+    listener.close()
+    client.close()
+    assert local_ports.port_free(port)
+    monkeypatch.setattr(local_stack, "DEFAULT_PORTS", {"blob": port})
+    assert local_stack._pick_ports(free=False) == {"blob": port}
+
+
+def test_make_clean_stops_the_stack_before_it_removes_its_state():
+    if not shutil.which("make"):
+        pytest.skip("no make here")
+    plan = subprocess.run(["make", "-n", "clean"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert plan.index("tools.local_stack down") < plan.index("rm -rf")
+
+
+def test_the_sample_settings_file_names_what_make_up_writes(paths):
+    assert make(paths, "up").returncode == 0
+    written = json.loads(paths["settings"].read_text())["Values"]
+    sample = json.loads((REPO / "local.settings.sample.json").read_text())["Values"]
+    assert set(sample) == set(written)
+    fixed = {k for k, v in sample.items() if not v.startswith("<")}
+    # The stack was started on free ports here; the sample names the fixed ones.
+    ports = json.loads((paths["state"] / "stack.json").read_text())["ports"]
+    for key in fixed:
+        expected = sample[key]
+        for name, default in local_stack.DEFAULT_PORTS.items():
+            expected = expected.replace(f":{default}/", f":{ports[name]}/").replace(f":{default}", f":{ports[name]}")
+        assert written[key] == expected, key
+
+
+def test_test_http_covers_every_route_and_the_editor_knows_the_schema():
+    import re
+
+    routes = re.findall(r'route="([^"]+)", methods=\["(\w+)"\]', (REPO / "function_app.py").read_text())
+    requests_in_file = (REPO / "test.http").read_text()
+    for route, method in routes:
+        pattern = re.sub(r"\\\{name\\\}", "{{destination}}", re.escape(route))
+        pattern = re.sub(r"\\\{run_id\\\}", r"\{\{started[^}]*\}\}", pattern)
+        line = rf"^{method} \{{\{{baseUrl\}}\}}/api/{pattern}(?=[?\s]|$)"
+        assert re.search(line, requests_in_file, re.M), (method, route)
+    assert "/runtime/webhooks/EventGrid?functionName=segment_landed" in requests_in_file
+    event = json.loads((REPO / "samples" / "events" / "blob-created.json").read_text())[0]
+    assert event["eventType"] == "Microsoft.Storage.BlobCreated" and "containers/segments/blobs/" in event["subject"]
+    schema = json.loads((REPO / "schemas" / "destinations.schema.json").read_text())
+    settings = json.loads((REPO / ".vscode" / "settings.json").read_text())
+    assert any(m["url"] == "./schemas/destinations.schema.json" for m in settings["json.schemas"]) and schema["$id"]
+    launch = json.loads((REPO / ".vscode" / "launch.json").read_text())
+    assert any(c["request"] == "attach" and c["connect"]["port"] == 9091 for c in launch["configurations"])
+    devcontainer = json.loads((REPO / ".devcontainer" / "devcontainer.json").read_text())
+    assert "python:1-3.11" in devcontainer["image"] and len(devcontainer["features"]) == 4

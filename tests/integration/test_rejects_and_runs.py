@@ -150,7 +150,7 @@ def test_runs_prints_a_table_and_json_on_request(workspace, simulator):
     proc = cli(workspace.env, "--no-local-settings", "runs", "newsletter")
     assert proc.returncode == 0, proc.stderr
     header, *lines = proc.stdout.splitlines()
-    assert header.split() == ["run", "id", "status", "trigger", "read", "sent", "rejected", "duration"]
+    assert header.split() == ["run", "id", "status", "trigger", "read", "sent", "rejected", "duration", "detail"]
     rows = [line.split() for line in lines]
     assert [r[0] for r in rows] == [second["run_id"], first["run_id"]]
     assert rows[1][1:6] == ["completed_with_errors", "cli", "4", "2", "1"]  # 1 invalid (the duplicate is not)

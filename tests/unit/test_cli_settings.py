@@ -13,6 +13,11 @@ from shared.entrypoints import cli
 def load(tmp_path, monkeypatch, environment: dict[str, str], values: dict[str, str]) -> dict[str, str]:
     for key in [k for k in os.environ if k.split("__")[0] in {k2.split("__")[0] for k2 in {**values, **environment}}]:
         monkeypatch.delenv(key, raising=False)
+    # The loader writes the file's values into os.environ itself: set and unset each through
+    # monkeypatch first, so that they are taken out again after the test and leak into no other.
+    for key in values:
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
     for key, value in environment.items():
         monkeypatch.setenv(key, value)
     path = tmp_path / "local.settings.json"

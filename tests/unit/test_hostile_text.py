@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.adapters.sendgrid_jobs import JobResult
-from shared.entrypoints import cli
+from shared.entrypoints import cli, console
 from shared.entrypoints.http_api import ApiRequest, get_rejects, handle
 from shared.privacy import (
     _EMAIL_LIKE,
@@ -128,7 +128,7 @@ def test_the_runs_table_shows_a_stored_record_without_its_escape_sequences(capsy
     record = run(runtime)
     record.status = "\x1b]0;owned\x07\x1b[2Jcompleted"  # a record blob edited by someone with write access
     record.trigger = "cli\x1b[1;1H"
-    cli._print_runs_table([record])
+    cli._print_lines(console.runs_table([record]))  # what `runs` prints on a terminal
     out = capsys.readouterr().out
     assert "completed" in out and not any(c in out for c in "\x1b\x07")
 
@@ -137,7 +137,7 @@ def test_the_runs_table_shows_a_record_whose_times_mix_zones(capsys):
     runtime, _ = setup()
     record = run(runtime)
     record.started_at, record.finished_at = "2026-12-07T06:00:00", "2026-12-07T06:01:00Z"  # one without its zone
-    cli._print_runs_table([record])  # was a TypeError: every `runs` listing of the destination failed
+    cli._print_lines(console.runs_table([record]))  # was a TypeError: every `runs` listing of the destination failed
     assert "-" in capsys.readouterr().out
 
 
