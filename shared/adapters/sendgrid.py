@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import requests
 
 from shared.adapters.downloads import DownloadError, Limits, fetch, host_policy
 from shared.adapters.retry import RETRYABLE_STATUSES, RetryPolicy
-from shared.adapters.sendgrid_answers import answer_error_text, answer_errors, answer_json, next_page_token
+from shared.adapters.sendgrid_answers import answer_error_text, answer_errors, answer_json, next_page_token, path_id
 from shared.adapters.sendgrid_errors import RateLimited, refusal
 from shared.adapters.sendgrid_jobs import JOB_END_STATES, JobResult, job_result
 from shared.adapters.wallclock import WallClockAdapter
@@ -32,18 +31,6 @@ from shared.privacy import register_secret
 log = logging.getLogger(__name__)
 
 USER_AGENT = "sendgrid-segment-export/1.0"
-# SendGrid's ids (lists, import jobs) are UUIDs; the config's list ids are letters, digits and
-# dashes. An id placed in a path is one of those: a list id of "x/../../contacts?delete_all_contacts=true&"
-# (from an answer) made removing from a list a DELETE of every contact of the account.
-_PATH_ID = re.compile(r"[0-9A-Za-z_-]{1,128}\Z")
-
-
-def _segment(identifier: str) -> str:
-    if not isinstance(identifier, str) or not _PATH_ID.match(identifier):
-        raise SendGridError("an id from SendGrid's answer (or the config) is not in the documented shape; not used.")
-    return identifier
-
-
 # An import job's errors file: a pre-signed link, read with these bounds (it lists at most one
 # row per contact of a batch, a few MB).
 ERRORS_FILE_MAX_BYTES = 32 * 1024 * 1024
@@ -142,7 +129,7 @@ class SendGridClient:
     def import_status(self, job_id: str) -> JobResult:
         """A job's status. Its counts are an outcome only once it has ended: production answers
         them while ``pending`` too, as a partial tally, which a caller must not count."""
-        answer = self._call("GET", f"/v3/marketing/contacts/imports/{_segment(job_id)}", expect=(200,))
+        answer = self._call("GET", f"/v3/marketing/contacts/imports/{path_id(job_id)}", expect=(200,))
         return job_result(job_id, answer)
 
     def contact_count(self) -> int:
@@ -232,7 +219,7 @@ class SendGridClient:
 
     def get_list(self, list_id: str) -> JsonObject | None:
         try:
-            return self._call("GET", f"/v3/marketing/lists/{_segment(list_id)}", expect=(200,))
+            return self._call("GET", f"/v3/marketing/lists/{path_id(list_id)}", expect=(200,))
         except SendGridError as exc:
             if exc.status == 404:
                 return None
@@ -283,7 +270,7 @@ class SendGridClient:
         goes. Returns the removal job's id (follow it with :meth:`wait_for_jobs`)."""
         answer = self._call(
             "DELETE",
-            f"/v3/marketing/lists/{_segment(list_id)}/contacts",
+            f"/v3/marketing/lists/{path_id(list_id)}/contacts",
             params={"contact_ids": ",".join(contact_ids)},
             expect=(200, 202, 204),
         )

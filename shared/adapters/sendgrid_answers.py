@@ -8,11 +8,13 @@ and records has its addresses masked as well.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qs, urlparse
 
 import requests
 
 from shared.adapters.sendgrid_errors import MalformedAnswer
+from shared.errors import SendGridError
 from shared.json_input import JsonDocumentError, JsonObject, load_json
 from shared.privacy import neutralise, redact
 
@@ -69,3 +71,16 @@ def next_page_token(answer: JsonObject) -> str | None:
         return None
     tokens = parse_qs(urlparse(next_url).query).get("page_token")
     return tokens[0] if tokens else None
+
+
+# SendGrid's ids (lists, import jobs) are UUIDs; the config's list ids are letters, digits and
+# dashes. An id placed in a path is one of those: a list id of "x/../../contacts?delete_all_contacts=true&"
+# (from an answer) made removing from a list a DELETE of every contact of the account.
+_PATH_ID = re.compile(r"[0-9A-Za-z_-]{1,128}\Z")
+
+
+def path_id(identifier: str) -> str:
+    """An id from an answer or the config, checked before it is placed in a request's path."""
+    if not isinstance(identifier, str) or not _PATH_ID.match(identifier):
+        raise SendGridError("an id from SendGrid's answer (or the config) is not in the documented shape; not used.")
+    return identifier
