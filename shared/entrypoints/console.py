@@ -30,9 +30,16 @@ def run_summary(record: RunRecord, prog: str = PROG) -> list[str]:
         f"run {record.run_id} of '{record.destination}': {record.status}"
         f"{' (dry run)' if dry else ''} in {duration(record.started_at, record.finished_at)}"
     )
+    # Outside a dry run, would_send holds rows a run stopped before sending (a guard, a failure):
+    # they were not sent, and the summary says so rather than adding them to what was.
+    outcome = (
+        f"{counts.sent + counts.would_send:,} to send"
+        if dry
+        else f"{counts.sent:,} sent" + (f", {counts.would_send:,} not sent" if counts.would_send else "")
+    )
     lines.append(
         f"  rows read {counts.read:,}: {counts.invalid:,} invalid, {counts.duplicate:,} duplicate, "
-        f"{counts.unchanged:,} unchanged, {counts.sent + counts.would_send:,} {'to send' if dry else 'sent'}"
+        f"{counts.unchanged:,} unchanged, {outcome}"
     )
     if not dry and counts.sent:
         lines.append(
