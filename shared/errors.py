@@ -62,6 +62,7 @@ class SecretError(ExportError):
 class SendGridError(ExportError):
     """SendGrid refused a request, or could not be reached within the retry budget."""
 
+    # Any: SendGrid's error objects as it sent them (the foundations import no JSON alias).
     def __init__(self, message: str, *, status: int | None = None, errors: list[dict[str, Any]] | None = None):
         self.status = status
         self.errors = errors or []

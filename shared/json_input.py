@@ -21,6 +21,9 @@ from shared.privacy import neutralise
 # No document the app reads needs more than a handful of levels (a CDM model.json with traits
 # nests about ten); 64 is far more, and far below any recursion limit.
 MAX_JSON_DEPTH = 64
+# A JSON object as parsed or about to be written (a stored record, SendGrid's answer, a config
+# entry): its values may be anything JSON holds, so each is checked where it is read.
+JsonObject = dict[str, Any]
 # A string, or what is left of one that never closes: the closing quote is optional so that the
 # match never fails. (Were it required, each quote of an unclosed string of escaped quotes would
 # start a scan to the end: 80 KB took 22 s, quadratic.) What follows an unclosed string is no JSON.

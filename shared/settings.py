@@ -22,6 +22,8 @@ DEFAULT_EXPORT_QUEUE = "sendgrid-export-jobs"
 # Production SendGrid refuses request bodies over 4 MiB (see README, "SendGrid"): stay below with
 # headroom. The documented 6 MB is the most a setting may raise it to.
 DEFAULT_MAX_BATCH_BYTES = 3_800_000
+# Contacts in one PUT /v3/marketing/contacts: SendGrid's limit (the run and its tuning both read it).
+MAX_CONTACTS_PER_BATCH = 30_000
 MAX_BATCH_BYTES_RANGE = (100_000, 6_000_000)
 # One deadline for all of a run's SendGrid jobs, and one for the run's whole SendGrid work: both
 # well inside host.json's functionTimeout (2 hours).

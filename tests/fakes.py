@@ -8,8 +8,9 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
-from shared.adapters.sendgrid import CallStats, JobResult, NoPace, RequestPace
+from shared.adapters.sendgrid import CallStats, NoPace, RequestPace
 from shared.adapters.sendgrid_bulk import ImportUpload
+from shared.adapters.sendgrid_jobs import JobResult, JobStatus
 from shared.adapters.storage import BlobChanged, BlobInfo, BlobNotFound, BlobTooLarge
 from shared.errors import SendGridError
 from shared.run.ports import SendGridApi, SendGridFactory
@@ -144,7 +145,7 @@ class FakeSendGrid:
     """SendGrid for the run core: accepts every batch (but those told to fail) as a job that ends
     with ``job_status``, and keeps each request body it was sent."""
 
-    def __init__(self, fail_batches: dict[int, Exception] | None = None, job_status: str = "completed"):
+    def __init__(self, fail_batches: dict[int, Exception] | None = None, job_status: JobStatus = "completed"):
         self.bodies: list[dict[str, Any]] = []
         self.fail_batches = fail_batches or {}
         self.job_status = job_status

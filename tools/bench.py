@@ -33,11 +33,12 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 from azure.storage.blob import BlobServiceClient
 
-from shared.run.batching import BatchSpool, encode_contact
+from shared.run.send.batching import BatchSpool, encode_contact
 from shared.settings import DEFAULT_MAX_BATCH_BYTES
 from tools.storage_emulator import Emulator
 
@@ -187,7 +188,7 @@ class PeakSampler:
 
 def run_cli(
     env: dict[str, str], *args: str, destination: str = "bench", cwd: Path = REPO
-) -> tuple[dict, float, float, str]:
+) -> tuple[dict[str, Any], float, float, str]:
     """Run the export CLI; returns its record, wall seconds, peak RSS in MB (its own, from the
     wait that reaps it: RUSAGE_CHILDREN would give the largest of every child so far) and when
     the sampled peak came."""
@@ -416,25 +417,25 @@ def main() -> int:
 
 def report(
     n: int,
-    full: dict,
+    full: dict[str, Any],
     full_wall: float,
     full_rss: float,
-    delta: dict,
+    delta: dict[str, Any],
     delta_wall: float,
     delta_rss: float,
     base: float,
     changed: int,
     fixed_rss: float,
-    others: list[tuple[str, dict, float, float]],
+    others: list[tuple[str, dict[str, Any], float, float]],
 ) -> None:
-    def stages(record: dict) -> str:
+    def stages(record: dict[str, Any]) -> str:
         return ", ".join(f"{k} {v:.2f}s" for k, v in record["timings"].items() if k != "total")
 
     print()
     print("| run | contacts sent | wall (s) | contacts/s | peak RSS (MB) | status |")
     print("|---|---:|---:|---:|---:|---|")
 
-    def row(label: str, record: dict, wall: float, rss: float) -> str:
+    def row(label: str, record: dict[str, Any], wall: float, rss: float) -> str:
         sent = record["counts"]["sent"]
         return f"| {label} | {sent:,} | {wall:.2f} | {n / wall:,.0f} | {rss:.0f} | {record['status']} |"
 

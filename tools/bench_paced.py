@@ -19,6 +19,7 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import requests
 from azure.storage.blob import BlobServiceClient
@@ -75,7 +76,7 @@ def paced_run(service: BlobServiceClient, connection_string: str, n: int, code: 
     return report(n, record, wall, log)
 
 
-def report(n: int, record: dict, wall: float, log: list[dict]) -> dict[str, float]:
+def report(n: int, record: dict[str, Any], wall: float, log: list[dict[str, Any]]) -> dict[str, float]:
     by_kind: Counter[str] = Counter()
     limited: Counter[str] = Counter()
     for entry in log:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 from azure.storage.blob import BlobServiceClient
@@ -79,7 +80,7 @@ def upload_inputs(connection_string: str) -> None:
     print("Uploaded segments/demo/newsletter.csv, segments/demo/vip/vip.csv and sendgrid-exports/destinations.json.")
 
 
-def summarize(record: dict, exit_code: int, elapsed: float, connection_string: str, sim_url: str) -> bool:
+def summarize(record: dict[str, Any], exit_code: int, elapsed: float, connection_string: str, sim_url: str) -> bool:
     counts = record["counts"]
     print(f"\nRun {record['run_id']}: {record['status']} (exit code {exit_code}) in {elapsed:.1f}s")
     for segment in record["segments"]:

@@ -180,6 +180,7 @@ class BlobLeaseLock:
         return holder if isinstance(holder, str) else None
 
 
+# Any: keyword arguments of the Azure SDK, each of its own type.
 def _call_bounds(within: float, retries: int = 0) -> dict[str, Any]:
     """Per-call options of a lease call: no SDK retries, and timeouts that end ``within`` seconds."""
     half = max(0.1, within) / 2  # a call may spend its connect and its read timeout both

@@ -11,47 +11,32 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import requests
 
 from shared.adapters.downloads import DownloadError, Limits, fetch, host_policy
 from shared.adapters.retry import RETRYABLE_STATUSES, RetryPolicy
-from shared.adapters.sendgrid_answers import answer_error_text, answer_errors, answer_json, next_page_token
-from shared.adapters.sendgrid_bulk import ImportUpload, parse_import_answer, upload_file
+from shared.adapters.sendgrid_answers import answer_error_text, answer_errors, answer_json, next_page_token, path_id
+from shared.adapters.sendgrid_bulk import BulkCalls
+from shared.adapters.sendgrid_errors import RateLimited, refusal
+from shared.adapters.sendgrid_jobs import JOB_END_STATES, JobResult, job_result
 from shared.adapters.wallclock import WallClockAdapter
-from shared.errors import SendGridAuthError, SendGridError
+from shared.errors import SendGridError
+from shared.json_input import JsonObject
 from shared.privacy import register_secret
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "sendgrid-segment-export/1.0"
-JOB_END_STATES = frozenset({"completed", "errored", "failed"})
-# SendGrid's ids (lists, import jobs) are UUIDs; the config's list ids are letters, digits and
-# dashes. An id placed in a path is one of those: a list id of "x/../../contacts?delete_all_contacts=true&"
-# (from an answer) made removing from a list a DELETE of every contact of the account.
-_PATH_ID = re.compile(r"[0-9A-Za-z_-]{1,128}\Z")
-
-
-def _segment(identifier: str) -> str:
-    if not isinstance(identifier, str) or not _PATH_ID.match(identifier):
-        raise SendGridError("an id from SendGrid's answer (or the config) is not in the documented shape; not used.")
-    return identifier
-
-
 # An import job's errors file: a pre-signed link, read with these bounds (it lists at most one
 # row per contact of a batch, a few MB).
 ERRORS_FILE_MAX_BYTES = 32 * 1024 * 1024
 ERRORS_FILE_READ_TIMEOUT = 30.0  # connecting, and each read
 ERRORS_FILE_SECONDS = 60.0  # the whole download, wall-clock, however the server sends
-# A file of a contact export: gzipped, a few tens of bytes a member (a million members in ~40 MB).
-EXPORT_FILE_MAX_BYTES = 512 * 1024 * 1024
-EXPORT_FILE_SECONDS = 600.0
 ANSWER_MAX_BYTES = 64 * 1024 * 1024  # SendGrid's largest answers (a page of 1,000 lists) are far smaller
 SEARCH_EMAIL_MAX_LENGTH = 100  # search/emails: each address at most 100 characters (maxLength)
 
@@ -59,7 +44,7 @@ SEARCH_EMAIL_MAX_LENGTH = 100  # search/emails: each address at most 100 charact
 class RequestPace(Protocol):
     """Paces requests per endpoint (``METHOD /route/{id}``): :meth:`before` waits for a place
     (and raises past ``deadline``), :meth:`after` is told every answer's status and headers
-    (``status`` None: none came). See :mod:`shared.run.pace`."""
+    (``status`` None: none came). See :mod:`shared.run.send.pace`."""
 
     def before(self, endpoint: str, deadline: float | None) -> None: ...
 
@@ -83,49 +68,17 @@ def endpoint_of(method: str, path: str) -> str:
     return method + " /" + "/".join(parts)
 
 
-# Import status results, as documented (snake_case) and as some answers spell them (camelCase).
-_RESULT_NAMES = {
-    "requested": ("requested_count", "requestedCount"),
-    "created": ("created_count", "createdCount"),
-    "updated": ("updated_count", "updatedCount"),
-    "errored": ("errored_count", "erroredCount"),
-    "errors_url": ("errors_url", "errorsUrl"),
-}
-
-
-def _result(results: Mapping[str, Any], name: str) -> Any:
-    for spelling in _RESULT_NAMES[name]:
-        if results.get(spelling) is not None:
-            return results[spelling]
-    return None
-
-
 @dataclass
 class CallStats:
     """What one logical call cost: attempts (first try included) and 429 waits."""
 
     attempts: int = 0
     rate_limited: int = 0
-    waited_seconds: float = 0.0
 
 
-@dataclass
-class JobResult:
-    job_id: str
-    status: str  # pending, completed, errored, failed; ours: timeout, unknown
-    requested: int = 0
-    created: int = 0
-    updated: int = 0
-    errored: int = 0
-    errors_url: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None  # why the status could not be learned (status ``unknown``)
-    error_status: int | None = None  # and SendGrid's answer then, if it gave one
-    job_type: str | None = None  # "upsert" as documented, "upsert_contacts" in production
-    failure: str | None = None  # SendGrid's own words on a failed job (its "errors" messages)
+class SendGridClient(BulkCalls):
+    user_agent = USER_AGENT
 
-
-class SendGridClient:
     def __init__(
         self,
         base_url: str,
@@ -159,7 +112,7 @@ class SendGridClient:
         self._timeout = timeout
         self._sleep = sleep
         self._clock = clock
-        # Shared by every thread of the run (set by the run; see shared.run.pace).
+        # Shared by every thread of the run (set by the run; see shared.run.send.pace).
         self.pace: RequestPace = NoPace()
 
     def close(self) -> None:
@@ -179,25 +132,8 @@ class SendGridClient:
     def import_status(self, job_id: str) -> JobResult:
         """A job's status. Its counts are an outcome only once it has ended: production answers
         them while ``pending`` too, as a partial tally, which a caller must not count."""
-        answer = self._call("GET", f"/v3/marketing/contacts/imports/{_segment(job_id)}", expect=(200,))
-        results = answer.get("results") or {}
-        try:
-            url = _result(results, "errors_url")
-            job_type = answer.get("job_type", answer.get("jobType"))
-            return JobResult(
-                job_id=job_id,
-                status=str(answer.get("status", "")).lower(),
-                requested=int(_result(results, "requested") or 0),
-                created=int(_result(results, "created") or 0),
-                updated=int(_result(results, "updated") or 0),
-                errored=int(_result(results, "errored") or 0),
-                errors_url=url if isinstance(url, str) else None,
-                raw=answer,
-                job_type=str(job_type) if job_type is not None else None,
-                failure=_job_failure(answer),
-            )
-        except (AttributeError, TypeError, ValueError):
-            raise SendGridError(f"the status of job {job_id[:64]} is not in the documented shape.") from None
+        answer = self._call("GET", f"/v3/marketing/contacts/imports/{path_id(job_id)}", expect=(200,))
+        return job_result(job_id, answer)
 
     def contact_count(self) -> int:
         """The account's contacts (``GET /v3/marketing/contacts/count``): what the plan's cap counts."""
@@ -274,46 +210,8 @@ class SendGridClient:
         except DownloadError as exc:
             raise SendGridError(str(exc)) from None
 
-    def start_import(self, list_ids: list[str], field_mappings: list[str | None]) -> ImportUpload:
-        """``PUT /v3/marketing/contacts/imports``: a CSV import job, and where to upload its file."""
-        body = {"list_ids": list_ids, "file_type": "csv", "field_mappings": field_mappings}
-        answer = self._call("PUT", "/v3/marketing/contacts/imports", json_body=body, expect=(200, 201, 202))
-        return parse_import_answer(answer)
-
-    def upload_import_file(self, upload: ImportUpload, path: str) -> None:
-        """The import's file, PUT raw (not multipart) to ``upload_uri`` with exactly the headers
-        SendGrid announced, streamed from disk, WITHOUT the API key (see shared.adapters.sendgrid_bulk)."""
-        upload_file(upload, path, self._file_hosts, deadline=self.deadline)
-
-    def start_export(self, list_ids: list[str], file_type: str = "csv") -> str:
-        """``POST /v3/marketing/contacts/exports`` of these lists' members: the export's id."""
-        body = {"list_ids": list_ids, "file_type": file_type}
-        answer = self._call("POST", "/v3/marketing/contacts/exports", json_body=body, expect=(200, 201, 202))
-        export_id = answer.get("id")
-        if not isinstance(export_id, str) or not export_id or len(export_id) > 200:
-            raise SendGridError("SendGrid's export answer holds no id.")
-        return export_id
-
-    def export_status(self, export_id: str) -> dict[str, Any]:
-        """``GET /v3/marketing/contacts/exports/{id}``: ``status`` pending, ready or failure."""
-        return self._call("GET", f"/v3/marketing/contacts/exports/{quote(export_id, safe='')}", expect=(200,))
-
-    def download_export_file(self, url: str) -> bytes:
-        """One file of a ready export: a pre-signed link, fetched like an errors file (allowed
-        hosts, no API key, a wall-clock deadline), with room for a large list."""
-        seconds = EXPORT_FILE_SECONDS
-        if self.deadline is not None:
-            seconds = min(seconds, self.deadline - self._clock())
-        if seconds <= 0:
-            raise SendGridError("the export file was not fetched: the run's deadline has passed.")
-        limits = Limits(EXPORT_FILE_MAX_BYTES, seconds, ERRORS_FILE_READ_TIMEOUT)
-        try:
-            return fetch(url, self._file_hosts, limits, what="the export file", headers={"User-Agent": USER_AGENT})
-        except DownloadError as exc:
-            raise SendGridError(str(exc)) from None
-
-    def iter_lists(self) -> Iterator[dict[str, Any]]:
-        params: dict[str, Any] = {"page_size": 1000}
+    def iter_lists(self) -> Iterator[JsonObject]:
+        params: JsonObject = {"page_size": 1000}
         while True:
             answer = self._call("GET", "/v3/marketing/lists", params=params, expect=(200,))
             yield from answer.get("result") or []
@@ -322,15 +220,15 @@ class SendGridClient:
                 return
             params = {"page_size": 1000, "page_token": token}
 
-    def get_list(self, list_id: str) -> dict[str, Any] | None:
+    def get_list(self, list_id: str) -> JsonObject | None:
         try:
-            return self._call("GET", f"/v3/marketing/lists/{_segment(list_id)}", expect=(200,))
+            return self._call("GET", f"/v3/marketing/lists/{path_id(list_id)}", expect=(200,))
         except SendGridError as exc:
             if exc.status == 404:
                 return None
             raise
 
-    def create_list(self, name: str) -> dict[str, Any]:
+    def create_list(self, name: str) -> JsonObject:
         return self._call("POST", "/v3/marketing/lists", json_body={"name": name}, expect=(200, 201))
 
     def search_emails(self, emails: list[str]) -> dict[str, str]:
@@ -375,7 +273,7 @@ class SendGridClient:
         goes. Returns the removal job's id (follow it with :meth:`wait_for_jobs`)."""
         answer = self._call(
             "DELETE",
-            f"/v3/marketing/lists/{_segment(list_id)}/contacts",
+            f"/v3/marketing/lists/{path_id(list_id)}/contacts",
             params={"contact_ids": ",".join(contact_ids)},
             expect=(200, 202, 204),
         )
@@ -385,7 +283,7 @@ class SendGridClient:
     def scopes(self) -> list[str]:
         return [str(s) for s in self._call("GET", "/v3/scopes", expect=(200,)).get("scopes") or []]
 
-    def field_definitions(self) -> dict[str, Any]:
+    def field_definitions(self) -> JsonObject:
         return self._call("GET", "/v3/marketing/field_definitions", expect=(200,))
 
     # -- the transport -----------------------------------------------------------------------
@@ -395,12 +293,12 @@ class SendGridClient:
         method: str,
         path: str,
         *,
-        params: dict[str, Any] | None = None,
+        params: JsonObject | None = None,
         json_body: Any = None,
         data: bytes | None = None,
         expect: tuple[int, ...],
         stats: CallStats | None = None,
-    ) -> dict[str, Any]:
+    ) -> JsonObject:
         stats = stats or CallStats()
         timeout = self._timeout_within_deadline(method, path)
         if json_body is not None:
@@ -471,32 +369,19 @@ class SendGridClient:
     def _wait_for_rate_limit(self, method: str, path: str, response: requests.Response, stats: CallStats) -> None:
         stats.rate_limited += 1
         if stats.rate_limited > self._policy.max_rate_limited:
-            raise SendGridError(
+            raise RateLimited(
                 f"{method} {path}: still rate limited (429) after {stats.rate_limited} waits.",
                 status=429,
             )
         wait = self._policy.rate_limit_wait(response.headers, self._clock())
         self._within_deadline(method, path, wait, "rate limited (429)")
-        stats.waited_seconds += wait
         log.info("%s %s: rate limited; waiting %.1fs for the reset", method, path, wait)
         self._sleep(wait)
 
     def _within_deadline(self, method: str, path: str, wait: float, why: str, status: int | None = None) -> None:
         if self.deadline is not None and self._clock() + wait > self.deadline:
-            raise SendGridError(
-                f"{method} {path}: {why}; waiting {wait:.0f}s more would pass the run's deadline.", status=status
-            )
-
-
-def _job_failure(answer: Mapping[str, Any]) -> str | None:
-    """SendGrid's words on why a job failed, if it says (``errors``: messages, or one object)."""
-    errors = answer.get("errors")
-    if isinstance(errors, dict):
-        errors = [errors]
-    if not isinstance(errors, list):
-        return None
-    words = [str(e.get("message")) for e in errors if isinstance(e, dict) and e.get("message")]
-    return "; ".join(words)[:500] or None
+            message = f"{method} {path}: {why}; waiting {wait:.0f}s more would pass the run's deadline."
+            raise RateLimited(message, status=429) if status == 429 else SendGridError(message, status=status)
 
 
 def _refusal(method: str, path: str, response: requests.Response) -> SendGridError:
@@ -504,10 +389,8 @@ def _refusal(method: str, path: str, response: requests.Response) -> SendGridErr
     status = response.status_code
     message = f"{method} {path}: SendGrid answered {status}: {answer_error_text(response)}"
     if status in (401, 403):
-        return SendGridAuthError(
-            message + " Check that the API key in the secret store is current and was made "
-            "with Marketing: Full Access (Settings > API Keys > Restricted Access).",
-            status=status,
-            errors=answer_errors(response),
+        message += (
+            " Check that the API key in the secret store is current and was made "
+            "with Marketing: Full Access (Settings > API Keys > Restricted Access)."
         )
-    return SendGridError(message, status=status, errors=answer_errors(response))
+    return refusal(message, status=status, errors=answer_errors(response))

@@ -14,16 +14,22 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from urllib3.exceptions import HTTPError
 
-from shared.adapters.downloads import DownloadError, HostPolicy, checked_connection
+from shared.adapters.downloads import DownloadError, HostPolicy, Limits, checked_connection, fetch
 from shared.errors import SendGridError
+from shared.json_input import JsonObject
 from shared.privacy import neutralise
 
+# A file of a contact export: gzipped, a few tens of bytes a member (a million members in ~40 MB).
+EXPORT_FILE_MAX_BYTES = 512 * 1024 * 1024
+EXPORT_FILE_SECONDS = 600.0
+EXPORT_FILE_READ_TIMEOUT = 30.0  # connecting, and each read
 UPLOAD_READ_TIMEOUT = 120.0  # connecting, and waiting for the answer once the file is sent
 UPLOAD_SECONDS_PER_MB = 2.0  # the whole upload may take this long per MB, at least a minute
 MAX_UPLOAD_HEADERS = 20
@@ -96,3 +102,54 @@ def upload_file(upload: ImportUpload, path: str, policy: HostPolicy, *, deadline
             f"the import's upload answered {status}: the file was refused (an expired link, or headers not "
             "as SendGrid announced them)."
         )
+
+
+class BulkCalls:
+    """The client's bulk calls (:class:`shared.adapters.sendgrid.SendGridClient` has them): a CSV
+    import and its upload, a contact export, its status and its files."""
+
+    deadline: float | None
+    user_agent: str
+    _file_hosts: HostPolicy
+    _clock: Callable[[], float]
+
+    def _call(self, method: str, path: str, *, json_body: Any = None, expect: tuple[int, ...]) -> JsonObject:
+        raise NotImplementedError  # the client's own
+
+    def start_import(self, list_ids: list[str], field_mappings: list[str | None]) -> ImportUpload:
+        """``PUT /v3/marketing/contacts/imports``: a CSV import job, and where to upload its file."""
+        body = {"list_ids": list_ids, "file_type": "csv", "field_mappings": field_mappings}
+        answer = self._call("PUT", "/v3/marketing/contacts/imports", json_body=body, expect=(200, 201, 202))
+        return parse_import_answer(answer)
+
+    def upload_import_file(self, upload: ImportUpload, path: str) -> None:
+        """The import's file, PUT raw (not multipart) to ``upload_uri`` with exactly the headers
+        SendGrid announced, streamed from disk, WITHOUT the API key (see shared.adapters.sendgrid_bulk)."""
+        upload_file(upload, path, self._file_hosts, deadline=self.deadline)
+
+    def start_export(self, list_ids: list[str], file_type: str = "csv") -> str:
+        """``POST /v3/marketing/contacts/exports`` of these lists' members: the export's id."""
+        body = {"list_ids": list_ids, "file_type": file_type}
+        answer = self._call("POST", "/v3/marketing/contacts/exports", json_body=body, expect=(200, 201, 202))
+        export_id = answer.get("id")
+        if not isinstance(export_id, str) or not export_id or len(export_id) > 200:
+            raise SendGridError("SendGrid's export answer holds no id.")
+        return export_id
+
+    def export_status(self, export_id: str) -> JsonObject:
+        """``GET /v3/marketing/contacts/exports/{id}``: ``status`` pending, ready or failure."""
+        return self._call("GET", f"/v3/marketing/contacts/exports/{quote(export_id, safe='')}", expect=(200,))
+
+    def download_export_file(self, url: str) -> bytes:
+        """One file of a ready export: a pre-signed link, fetched like an errors file (allowed
+        hosts, no API key, a wall-clock deadline), with room for a large list."""
+        seconds = EXPORT_FILE_SECONDS
+        if self.deadline is not None:
+            seconds = min(seconds, self.deadline - self._clock())
+        if seconds <= 0:
+            raise SendGridError("the export file was not fetched: the run's deadline has passed.")
+        limits = Limits(EXPORT_FILE_MAX_BYTES, seconds, EXPORT_FILE_READ_TIMEOUT)
+        try:
+            return fetch(url, self._file_hosts, limits, what="the export file", headers={"User-Agent": self.user_agent})
+        except DownloadError as exc:
+            raise SendGridError(str(exc)) from None

@@ -33,6 +33,7 @@ READ_CHUNK_BYTES = 4 * 1024 * 1024
 # Chunks downloaded ahead of the one being read (see prefetched).
 PREFETCH_CHUNKS = 2
 # The connect timeout bounds each try at an address that does not answer at all.
+# Any (here and below): keyword arguments of the Azure SDK, each of its own type.
 FAIL_FAST_OPTIONS: dict[str, Any] = {"connection_timeout": 3, "read_timeout": 60}
 
 

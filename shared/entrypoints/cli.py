@@ -341,8 +341,15 @@ def _rejects(runtime: Runtime, args: argparse.Namespace) -> int:
         chunks = runtime.edges.exports.iter_chunks(blob)
         first = next(chunks, b"")
     except BlobNotFound:
-        if runtime.edges.records.load(name, run_id) is None:
-            why = f"no run {run_id} of destination '{name}' (see: python -m shared runs {name})."
+        record = runtime.edges.records.load(name, run_id)
+        if record is None:
+            why = f"no run {run_id} of destination '{name}' (see: {invoked_as()} runs {name})."
+        elif record.counts.rejected:
+            # A run stopped (killed, recycled) after rows were refused but before the file was written.
+            why = (
+                f"run {run_id} of destination '{name}' counted {record.counts.rejected} rejected rows but "
+                f"has no rejects file: it ended ({record.status}) before writing it; a later run rejects them again."
+            )
         else:
             why = f"run {run_id} of destination '{name}' rejected no rows: it has no rejects file."
         print(f"error: {why}", file=sys.stderr)

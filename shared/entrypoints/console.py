@@ -8,8 +8,8 @@ not a terminal).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
+from shared.json_input import JsonObject
 from shared.run.records import RunRecord, RunStatus
 
 PROG = "sendgrid-export"
@@ -30,9 +30,16 @@ def run_summary(record: RunRecord, prog: str = PROG) -> list[str]:
         f"run {record.run_id} of '{record.destination}': {record.status}"
         f"{' (dry run)' if dry else ''} in {duration(record.started_at, record.finished_at)}"
     )
+    # Outside a dry run, would_send holds rows a run stopped before sending (a guard, a failure):
+    # they were not sent, and the summary says so rather than adding them to what was.
+    outcome = (
+        f"{counts.sent + counts.would_send:,} to send"
+        if dry
+        else f"{counts.sent:,} sent" + (f", {counts.would_send:,} not sent" if counts.would_send else "")
+    )
     lines.append(
         f"  rows read {counts.read:,}: {counts.invalid:,} invalid, {counts.duplicate:,} duplicate, "
-        f"{counts.unchanged:,} unchanged, {counts.sent + counts.would_send:,} {'to send' if dry else 'sent'}"
+        f"{counts.unchanged:,} unchanged, {outcome}"
     )
     if not dry and counts.sent:
         lines.append(
@@ -91,7 +98,8 @@ def run_row(record: RunRecord, now: datetime | None = None) -> tuple[str, ...]:
     a rejects file exists (what ``rejects`` prints), ``-`` before.
     """
     counts = record.counts
-    progress = record.progress if isinstance(record.progress, dict) else {}
+    # A stored record is outside text: its progress is read as the JSON it may be, whatever its type says.
+    progress: JsonObject = dict(record.progress) if isinstance(record.progress, dict) else {}
     running = record.status == RunStatus.RUNNING
     read = max(counts.read, _int(progress.get("rows_read")), counts.sent) if running else counts.read
     sent = counts.sent + counts.would_send if record.options.dry_run else counts.sent
@@ -109,7 +117,7 @@ def run_row(record: RunRecord, now: datetime | None = None) -> tuple[str, ...]:
     )
 
 
-def _detail(record: RunRecord, progress: dict[str, Any]) -> str:
+def _detail(record: RunRecord, progress: JsonObject) -> str:
     status = record.status
     if status == RunStatus.RUNNING:
         if not progress:  # saved every few seconds: a run younger than that has none yet
@@ -127,7 +135,7 @@ def _detail(record: RunRecord, progress: dict[str, Any]) -> str:
     return ""
 
 
-def check_lines(checks: list[dict[str, Any]]) -> list[str]:
+def check_lines(checks: list[JsonObject]) -> list[str]:
     lines = [f"{'ok  ' if c.get('ok') else 'FAIL'} {c.get('name')}: {c.get('detail')}" for c in checks]
     ok = all(c.get("ok") for c in checks)
     lines.append("ready: an export can run now." if ok else "not ready: fix what FAIL names, then check again.")

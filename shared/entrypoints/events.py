@@ -5,7 +5,7 @@ Which blob counts: for a plain file segment, the file itself; for a folder (a pr
 file in it, unless the folder is a CDM folder, where only ``model.json`` counts (Customer
 Insights writes it after the partitions, so it says the data is complete). Bursts coalesce: the
 job waits ``EXPORT_SETTLE_SECONDS`` on the queue before it runs, and a destination with a queued
-run that has not started gets no second one, nor a record (see :mod:`shared.entrypoints.queue_gate`).
+run that has not started gets no second one, nor a record (see :mod:`shared.run.queue_gate`).
 The run reads the newest complete data, as any run.
 
 Nothing here is the Functions framework: ``function_app.py`` hands the event over as a mapping.
@@ -16,23 +16,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from shared.errors import ExportError
 from shared.inputs.config import Destination
 from shared.inputs.segments import CSV_SUFFIXES, JSONL_SUFFIXES
-from shared.run.records import utc_now
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 MAX_SUBJECT_CHARS = 2048  # container (63) and blob name (1,024) with room for the path around them
 _SUBJECT = re.compile(r"/blobServices/default/containers/([a-z0-9][a-z0-9-]{1,61}[a-z0-9])/blobs/(.+)", re.S)
 CDM_MANIFEST = "model.json"
-# A queued run older than this (beyond its settle delay) is taken as lost, not as still coming.
-STALE_QUEUED_SECONDS = 3600
-# Clocks of two instances may differ by this much; a time further ahead is not trusted (a run
-# "queued" years from now would be joined by every delivery until then, and none would run).
-MAX_CLOCK_SKEW_SECONDS = 300
 
 
 class MalformedEvent(ExportError):
@@ -78,21 +71,3 @@ def watches(destination: Destination, blob_name: str, is_cdm_folder: Callable[[s
         if rest.lower().endswith(CSV_SUFFIXES + JSONL_SUFFIXES) and not is_cdm_folder(segment.path):
             return True
     return False
-
-
-def gate_blob_name(destination: str) -> str:
-    return f"events/{destination}.json"
-
-
-def still_queued(queued_at: str | None, settle_seconds: int, *, stale_after: int = STALE_QUEUED_SECONDS) -> bool:
-    """A queued run is still coming unless it was queued (or queued again) far longer ago than its
-    settle delay: then it is taken as lost."""
-    if not queued_at:
-        return False
-    try:
-        moment = datetime.fromisoformat(queued_at.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    if moment.tzinfo is None:  # not a time we write (ours end in Z): not trusted
-        return False
-    return -MAX_CLOCK_SKEW_SECONDS <= (utc_now() - moment).total_seconds() < settle_seconds + stale_after

@@ -17,7 +17,7 @@ from typing import Any
 from shared.adapters.jobs import OPTION_NAMES
 from shared.entrypoints.service import enqueue_export
 from shared.errors import ConfigError, ConsentError, ExportError, SettingsError, UnknownDestinationError
-from shared.json_input import JsonDocumentError, load_json
+from shared.json_input import JsonDocumentError, JsonObject, load_json
 from shared.names import NAME_PATTERN, RUN_ID_PATTERN
 from shared.privacy import neutralise_lines, redact
 from shared.run import verify
@@ -143,7 +143,7 @@ def _limit(request: ApiRequest) -> int:
 
 def list_destinations(runtime: Runtime, request: ApiRequest) -> ApiResponse:
     config = load_destinations(runtime)
-    out: list[dict[str, Any]] = []
+    out: list[JsonObject] = []
     for name in config.names():
         if name in config.invalid:
             out.append({"name": name, "error": str(config.invalid[name])})
@@ -257,6 +257,6 @@ def verify_destination(runtime: Runtime, request: ApiRequest) -> ApiResponse:
     return ApiResponse(200, verify.verify_destination(runtime, name, repair=repair))
 
 
-def _summary(record: dict[str, Any]) -> dict[str, Any]:
+def _summary(record: JsonObject) -> JsonObject:
     keys = ("run_id", "trigger", "status", "queued_at", "started_at", "finished_at", "counts")
     return {k: record.get(k) for k in keys}

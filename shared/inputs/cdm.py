@@ -16,7 +16,7 @@ from typing import Any
 
 from shared.errors import SegmentError
 from shared.inputs.destination import CsvOptions
-from shared.json_input import JsonDocumentError, load_json
+from shared.json_input import JsonDocumentError, JsonObject, load_json
 
 MODEL_FILE = "model.json"
 # Customer Insights writes model.json files of kilobytes, a few MB with thousands of partitions.
@@ -29,7 +29,7 @@ _DATA_SUFFIXES = (".csv", ".csv.gz", ".txt", ".txt.gz")
 class Partition:
     name: str
     location: str
-    format: dict[str, Any]
+    format: JsonObject
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def parse_model(text: bytes | str, source: str) -> list[Entity]:
     return entities
 
 
-def _array(raw: dict[str, Any], key: str, where: str) -> list[Any]:
+def _array(raw: JsonObject, key: str, where: str) -> list[Any]:
     value = raw.get(key)
     if value is None:
         return []
@@ -131,7 +131,7 @@ def select_entity(entities: list[Entity], table: str | None, source: str) -> Ent
     return entity
 
 
-def csv_options(settings: dict[str, Any], attributes: tuple[str, ...], source: str) -> CsvOptions:
+def csv_options(settings: JsonObject, attributes: tuple[str, ...], source: str) -> CsvOptions:
     """The dialect of a partition's ``fileFormatSettings``; CDM's defaults: no header, ',' and '"'."""
     for key in ("$type", "delimiter", "quoteStyle", "encoding"):
         if key in settings and not isinstance(settings[key], str):

@@ -23,7 +23,7 @@ from shared.inputs.destination import (
     ListRef,
     SegmentRef,
 )
-from shared.json_input import JsonDocumentError, load_json
+from shared.json_input import JsonDocumentError, JsonObject, load_json
 from shared.names import NAME_PATTERN
 
 # The destination types are re-exported: callers that parse the file also name what it holds.
@@ -223,41 +223,46 @@ def _parse_destination(entry: Any, label: str) -> Destination:
     return destination
 
 
-def _parse_lists(entry: dict[str, Any], fail: Any) -> tuple[ListRef, ...]:
-    if "list" in entry and "lists" in entry:
-        raise fail("lists", 'give either "list" or "lists", not both.')
-    if "list" in entry:
-        raw, key = [entry["list"]], "list"
-    elif "lists" in entry:
-        raw, key = entry["lists"], "lists"
-        if not isinstance(raw, list) or not raw:
-            raise fail("lists", "must be a non-empty array of list objects.")
-    else:
-        raise fail("list", 'is required: {"id": "..."} or {"name": "...", "create_if_missing": true}.')
-    refs: list[ListRef] = []
-    for i, item in enumerate(raw):
-        where = key if key == "list" else f"lists[{i}]"
-        if not isinstance(item, dict) or set(item) - {"id", "name", "create_if_missing"}:
-            raise fail(where, 'must be {"id": "..."} or {"name": "...", "create_if_missing": bool}.')
-        list_id, list_name = item.get("id"), item.get("name")
-        create = item.get("create_if_missing", False)
-        if not isinstance(create, bool):
-            raise fail(f"{where}.create_if_missing", "must be true or false.")
-        if (list_id is None) == (list_name is None):
-            raise fail(where, 'give exactly one of "id" and "name".')
-        if list_id is not None:
-            if not isinstance(list_id, str) or not _LIST_ID.match(list_id):
-                raise fail(f"{where}.id", "must be a SendGrid list id.")
-            if create:
-                raise fail(f"{where}.create_if_missing", 'goes with "name", not "id".')
-            refs.append(ListRef(id=list_id))
-        else:
-            if not isinstance(list_name, str) or not 1 <= len(list_name.strip()) <= 100:
-                raise fail(f"{where}.name", "must be a list name of 1 to 100 characters.")
-            refs.append(ListRef(name=list_name.strip(), create_if_missing=create))
+def _parse_lists(entry: JsonObject, fail: Any) -> tuple[ListRef, ...]:
+    raw, key = _list_items(entry, fail)
+    refs = [_parse_list(item, key if key == "list" else f"lists[{i}]", fail) for i, item in enumerate(raw)]
     if len({(r.id, r.name) for r in refs}) != len(refs):
         raise fail(key, "names the same list twice.")
     return tuple(refs)
+
+
+def _list_items(entry: JsonObject, fail: Any) -> tuple[list[Any], str]:
+    """The list objects a destination gives, and the key it gives them under."""
+    if "list" in entry and "lists" in entry:
+        raise fail("lists", 'give either "list" or "lists", not both.')
+    if "list" in entry:
+        return [entry["list"]], "list"
+    if "lists" in entry:
+        raw = entry["lists"]
+        if not isinstance(raw, list) or not raw:
+            raise fail("lists", "must be a non-empty array of list objects.")
+        return raw, "lists"
+    raise fail("list", 'is required: {"id": "..."} or {"name": "...", "create_if_missing": true}.')
+
+
+def _parse_list(item: Any, where: str, fail: Any) -> ListRef:
+    if not isinstance(item, dict) or set(item) - {"id", "name", "create_if_missing"}:
+        raise fail(where, 'must be {"id": "..."} or {"name": "...", "create_if_missing": bool}.')
+    list_id, list_name = item.get("id"), item.get("name")
+    create = item.get("create_if_missing", False)
+    if not isinstance(create, bool):
+        raise fail(f"{where}.create_if_missing", "must be true or false.")
+    if (list_id is None) == (list_name is None):
+        raise fail(where, 'give exactly one of "id" and "name".')
+    if list_id is not None:
+        if not isinstance(list_id, str) or not _LIST_ID.match(list_id):
+            raise fail(f"{where}.id", "must be a SendGrid list id.")
+        if create:
+            raise fail(f"{where}.create_if_missing", 'goes with "name", not "id".')
+        return ListRef(id=list_id)
+    if not isinstance(list_name, str) or not 1 <= len(list_name.strip()) <= 100:
+        raise fail(f"{where}.name", "must be a list name of 1 to 100 characters.")
+    return ListRef(name=list_name.strip(), create_if_missing=create)
 
 
 def _parse_segments(raw: Any, problems: _Problems) -> tuple[SegmentRef, ...]:

@@ -58,6 +58,7 @@ def read_csv(
     return TabularFile(name=name, columns=columns, chunks=records, parse=parse, tally=tally)
 
 
+# Any: csv.reader's format parameters, of several types.
 def _dialect(delimiter: str, quoted: bool) -> dict[str, Any]:
     if quoted:
         return {"delimiter": delimiter, "quotechar": '"', "doublequote": True, "strict": False}

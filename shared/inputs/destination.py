@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from shared.errors import ConfigError, ConsentError, UnknownDestinationError
+from shared.json_input import JsonObject
 
 REGION_BASE_URLS = {"global": "https://api.sendgrid.com", "eu": "https://api.eu.sendgrid.com"}
 CSV_DELIMITERS = (",", ";", "\t", "|")
@@ -80,7 +80,7 @@ class Destination:
     def api_base_url(self, override: str | None) -> str:
         return override or REGION_BASE_URLS[self.region]
 
-    def public_view(self) -> dict[str, Any]:
+    def public_view(self) -> JsonObject:
         """What may be shown to a caller: the configuration, never a secret's value."""
         return {
             "name": self.name,

@@ -7,11 +7,11 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from shared.inputs.blob_stream import check_encoding, open_binary
 from shared.inputs.record_split import split_records
 from shared.inputs.tabular import CONTROL, Parsed, TabularFile, Tally, may_hold_controls, refusing_oversized
+from shared.json_input import JsonObject
 from shared.settings import DEFAULT_MAX_RECORD_BYTES
 
 # Objects nested deeper than this are no contact: such a line is refused, not recursed into.
@@ -110,7 +110,7 @@ class _TooDeep(ValueError):
     pass
 
 
-def _flatten(value: dict[str, Any], prefix: str = "", depth: int = 1) -> dict[str, str]:
+def _flatten(value: JsonObject, prefix: str = "", depth: int = 1) -> dict[str, str]:
     if depth > MAX_JSON_DEPTH:
         raise _TooDeep
     flat: dict[str, str] = {}

@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from shared.inputs.mapping import ColumnPlan
+from shared.json_input import JsonObject
 from shared.privacy import redact
 
 # SendGrid's maximum lengths for reserved fields (ContactRequest in the Contacts OpenAPI document).
@@ -80,7 +81,7 @@ class RowRules:
 
     def apply(
         self, fields: list[str], may_be_undecodable: bool = True
-    ) -> tuple[dict[str, Any] | None, str, bool, list[tuple[str, str]]]:
+    ) -> tuple[JsonObject | None, str, bool, list[tuple[str, str]]]:
         """``(contact, reason, truncated, field_rejects)``; contact is None when the row is invalid.
 
         ``may_be_undecodable=False`` skips looking for undecodable bytes, for a reader that knows
@@ -95,7 +96,7 @@ class RowRules:
             return None, "missing email", False, []
         if len(email) > EMAIL_MAX or not EMAIL_PATTERN.match(email):
             return None, "invalid email address", False, []
-        contact: dict[str, Any] = {"email": email}
+        contact: JsonObject = {"email": email}
         truncated = False
         rejects: list[tuple[str, str]] = []
         for name, idx, limit in self._plain:
@@ -121,7 +122,7 @@ class RowRules:
             truncated = truncated or alt_truncated
             rejects.extend(alt_rejects)
         if self._custom:
-            custom: dict[str, Any] = {}
+            custom: JsonObject = {}
             for definition, idx in self._custom:
                 value = fields[idx].strip()
                 if not value:

@@ -53,6 +53,7 @@ __all__ = [
     "resolve_segment",
     "scan_segment_file",
     "unchanged_since_listed",
+    "unproven_read",
 ]
 
 
@@ -91,3 +92,12 @@ def scan_segment_file(
     if file.name.lower().endswith(".gz"):
         return open_segment_file(store, file, mapping, max_record_bytes).columns, record_bound(store, file)
     return scan_plain(store, file, lambda chunks: _open(chunks, file, mapping, max_record_bytes))
+
+
+def unproven_read(plan: SegmentPlan) -> str:
+    """Why the read may be incomplete, or "": files of a CDM entity that lists no partitions were
+    found by listing its newest snapshot folder, and nothing says that folder was complete."""
+    unproven = [file.name for _, files in plan for file in files if not file.proven_complete]
+    if not unproven:
+        return ""
+    return f"{len(unproven)} file(s) of a CDM entity whose model.json lists no partitions, e.g. {unproven[0]}"

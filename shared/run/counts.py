@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+
+from shared.json_input import JsonObject
 
 
 @dataclass(slots=True)
@@ -32,7 +33,7 @@ class RunCounts:
     control_chars_stripped: int = 0
     # Counts a newer version wrote that this one does not know: kept, so that re-saving a record
     # (the abandoned-run scan, after a rollback) does not lose them.
-    unknown: dict[str, Any] = field(default_factory=dict, repr=False)
+    unknown: JsonObject = field(default_factory=dict, repr=False)
 
     def conserved(self) -> bool:
         """Every row read is accounted for once: rejected, a duplicate, unchanged, or sent (or
@@ -63,7 +64,7 @@ class RunCounts:
     def snapshot(self) -> RunCounts:
         return replace(self)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JsonObject:
         return {name: getattr(self, name) for name in COUNT_NAMES} | self.unknown
 
     def changed_since(self, before: RunCounts, names: tuple[str, ...]) -> dict[str, int]:
@@ -72,7 +73,7 @@ class RunCounts:
         return {name: now[name] - getattr(before, name) for name in names if now[name] != getattr(before, name)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunCounts:
+    def from_dict(cls, data: JsonObject) -> RunCounts:
         """A record from before a count existed has it as 0."""
         known = {name: data[name] for name in COUNT_NAMES if name in data}
         return cls(**known, unknown={name: value for name, value in data.items() if name not in known})

@@ -15,19 +15,14 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
-from shared.context import propagate
 from shared.errors import ExportError, ProfileLimitError
 from shared.inputs.config import Destination, DestinationsConfig
 from shared.inputs.rows import CustomFieldDef
-from shared.inputs.segments import SegmentPlan, resolve_segment, unchanged_since_listed
+from shared.inputs.segments import SegmentPlan, resolve_segment, unchanged_since_listed, unproven_read
 from shared.privacy import redact
-from shared.run.batching import BatchSpool
-from shared.run.bookkeeping import RunBookkeeping
-from shared.run.bulk_import import BulkImporter
-from shared.run.bulk_settling import GroupSettler
+from shared.run import ledger
+from shared.run.delta import RunKeys, RunOrder, StateUpdates, SyncState
 from shared.run.destinations import (
     create_lists,
     exportable_destination,
@@ -36,30 +31,37 @@ from shared.run.destinations import (
     require_lists,
     resolve_custom_fields,
 )
-from shared.run.journal import StateUpdates, journal_prefix
 from shared.run.lookups import SendGridList
-from shared.run.pace import UPSERT, PaceBudget
 from shared.run.ports import SendGridApi
 from shared.run.preflight import require_mapped_columns
 from shared.run.profile_limit import BoundScan, require_within_limit
-from shared.run.reader import SegmentsReading, unproven_read
+from shared.run.reader import SegmentsReading
 from shared.run.records import (
     INTERRUPTED,
     ExportOptions,
     RunRecord,
-    RunStatus,
     iso,
     new_run_id,
     utc_now,
 )
-from shared.run.removals import remove_departed
-from shared.run.resume import resume_deadline, settle_left_jobs
-from shared.run.run_order import RunOrder
 from shared.run.runtime import Runtime
-from shared.run.send_route import Sending, SendRouter
-from shared.run.sending import BatchSender, SendOutcome, batch_entry
-from shared.run.settling import contact_cap_message
-from shared.run.sync_state import RunKeys, SyncState
+from shared.run.send import (
+    UPSERT,
+    BatchSender,
+    BatchSpool,
+    JobWaits,
+    PaceBudget,
+    RemovalRules,
+    SendOutcome,
+    batch_entry,
+    contact_cap_message,
+    remove_departed,
+    resume_deadline,
+    settle_left_jobs,
+)
+from shared.run.send.bulk_import import BulkImporter
+from shared.run.send.bulk_settling import GroupSettler
+from shared.run.send.send_route import Sending, SendRouter, release_to
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +82,9 @@ def queue_run(
         trigger=trigger,
         requested_by=requested_by,
         options=options or ExportOptions(),
-        status=RunStatus.QUEUED,
         queued_at=iso(utc_now()),
     )
-    runtime.edges.records.save(record)
-    return record
+    return ledger.queue(runtime.edges.records, record)
 
 
 def run_export(runtime: Runtime, record: RunRecord) -> RunRecord:
@@ -110,7 +110,7 @@ def describe_unexpected(exc: BaseException) -> str:
     return redact(f"unexpected error ({type(exc).__name__}): {exc}")[:500]
 
 
-class _Run(RunBookkeeping):
+class _Run(ledger.RunLedger):
     def __init__(self, runtime: Runtime, record: RunRecord):
         super().__init__(record, runtime.edges, runtime.tuning)
         self.runtime = runtime
@@ -132,7 +132,7 @@ class _Run(RunBookkeeping):
     # -- the stages ----------------------------------------------------------------------------
 
     def execute(self) -> None:
-        self._start()
+        self.start()
         with self.stage("config"):
             config = load_destinations(self.runtime)
             destination = exportable_destination(self.runtime, self.record.destination, config)
@@ -148,18 +148,6 @@ class _Run(RunBookkeeping):
         finally:
             scan.cancel()
             client.close()
-
-    def _start(self) -> None:
-        record = self.record
-        # A retried job starts again from nothing; only the notes of earlier attempts remain.
-        fresh = RunRecord(record.run_id, record.destination, record.trigger)
-        record.lists, record.segments, record.counts = fresh.lists, fresh.segments, fresh.counts
-        record.batches, record.removals, record.timings = fresh.batches, fresh.removals, fresh.timings
-        record.rejects_blob = None
-        record.status = RunStatus.RUNNING
-        record.started_at = iso(utc_now())
-        record.resumed = None
-        self.save()
 
     def _connect(self, destination: Destination) -> SendGridApi:
         with self.stage("secret"):
@@ -272,23 +260,7 @@ class _Run(RunBookkeeping):
         assert state is not None
         updates = StateUpdates(one_per_key=True)
         if not self.options.dry_run:
-            self.settler = GroupSettler(
-                self.record,
-                self.rejects,
-                self.progress,
-                self.edges.exports,
-                self.tuning,
-                mirror=self.mirror,
-                lock=self.lock,
-                on_cap=self._cap_reached,
-            )
-            self.settler.start(client, spool, updates)
-            self.sender = self._router(client, spool, list_ids, self.settler)
-            if self._bound is not None:  # the scan ended before: the number of rows is bounded
-                self.sender.at_most(self._bound)
-            spool.on_ready = self._sending_gate(scan, self.sender)
-            if self.proven.is_set():
-                self.sender.open()
+            self._start_sending(client, scan, spool, list_ids, updates)
         present = self._read(destination, plan, scan, spool, state, list_ids, custom_fields)
         # No key comes twice if every key went through the run's key set (and no part twice).
         updates.one_per_key = updates.one_per_key and self._keys_in_set
@@ -315,7 +287,29 @@ class _Run(RunBookkeeping):
                 # What is left of the old state, the updates and the run's keys: memory the blob
                 # being made does not need.
                 del state, updates, present
-                self._save_state(new_state, destination.name)
+                new_state.save_replacing_journals(self.edges.exports, destination.name)
+
+    def _start_sending(
+        self, client: SendGridApi, scan: BoundScan, spool: BatchSpool, list_ids: list[str], updates: StateUpdates
+    ) -> None:
+        """The settler and the sender, started before reading: batches may go as the spool fills."""
+        self.settler = GroupSettler(
+            self.record,
+            self.rejects,
+            self.progress,
+            self.edges.exports,
+            self.tuning,
+            mirror=self.mirror,
+            lock=self.lock,
+            on_cap=self._cap_reached,
+        )
+        self.settler.start(client, spool, updates)
+        self.sender = self._router(client, spool, list_ids, self.settler)
+        if self._bound is not None:  # the scan ended before: the number of rows is bounded
+            self.sender.at_most(self._bound)
+        spool.on_ready = release_to(scan.start, self.sender)
+        if self.proven.is_set():
+            self.sender.open()
 
     def _read(
         self,
@@ -376,28 +370,12 @@ class _Run(RunBookkeeping):
             return set(), None
         self.progress.stage = "removing"
         with self.stage("removals"):
-            return remove_departed(
-                client,
-                list_ids,
-                state,
-                present,
-                record=self.record,
-                options=self.options,
-                failed=self.failed,
-                max_fraction=destination.max_removal_fraction,
-                job_wait_seconds=self.tuning.job_wait_seconds,
-                poll_interval=self.tuning.job_poll_interval,
-                poll_max_interval=self.tuning.job_poll_max_interval,
-                unproven=unproven_read(plan),
-                by_export=True,
+            rules = RemovalRules(
+                self.options, self.failed, destination.max_removal_fraction, unproven_read(plan), by_export=True
             )
-
-    def _save_state(self, state: SyncState, destination: str) -> None:
-        exports = self.edges.exports
-        state.save(exports, destination)
-        journals = [b.name for b in exports.list_blobs(journal_prefix(destination))]
-        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="journal-delete") as pool:
-            list(pool.map(propagate(exports.delete), journals))  # one per batch: many
+            tuning = self.tuning
+            waits = JobWaits(tuning.job_wait_seconds, tuning.job_poll_interval, tuning.job_poll_max_interval)
+            return remove_departed(client, list_ids, state, present, self.record, rules, waits)
 
     def _router(self, client: SendGridApi, spool: BatchSpool, list_ids: list[str], settler: GroupSettler) -> SendRouter:
         """Upserts or CSV import, as SENDGRID_BULK_IMPORT and the contacts to send decide."""
@@ -414,23 +392,11 @@ class _Run(RunBookkeeping):
 
         return SendRouter(spool, tuning.bulk_import, tuning.bulk_import_threshold, upserts, imports)
 
-    @staticmethod
-    def _sending_gate(scan: BoundScan, sender: Sending) -> Callable[[int], None]:
-        """The spool's ``on_ready``: each closed batch goes to the sender, and the first one
-        starts the scan, if none ran yet, that may open sending while reading goes on. A run
-        whose contacts fit in one batch (a small delta) never scans: nothing could go early."""
-
-        def on_ready(index: int) -> None:
-            scan.start()
-            sender.ready(index)
-
-        return on_ready
-
     def send(self, spool: BatchSpool, sender: Sending | None) -> None:
         """Send what is left to send (a dry run only records the batches it would send)."""
         if sender is None:
             for batch in spool.batches():
-                self.record.batches.append(batch_entry(batch) | {"status": "dry_run"})
+                self.record.batches.append({**batch_entry(batch), "status": "dry_run"})
             return
         sender.open()
         outcome = sender.finish(tick=self.progress.tick)

@@ -7,12 +7,12 @@ once it knows it will send (see :mod:`shared.run.destinations`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
 
 from shared.inputs.config import ListRef
+from shared.json_input import JsonObject
 from shared.run.ports import SendGridApi
 
-SendGridList = dict[str, Any]
+SendGridList = JsonObject
 
 
 def find_lists(client: SendGridApi, refs: Sequence[ListRef]) -> Iterator[SendGridList | None]:
@@ -28,7 +28,7 @@ def find_lists(client: SendGridApi, refs: Sequence[ListRef]) -> Iterator[SendGri
         yield next((item for item in named if item.get("name") == ref.name), None)
 
 
-def custom_field_definitions(client: SendGridApi, names: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+def custom_field_definitions(client: SendGridApi, names: Iterable[str]) -> dict[str, JsonObject | None]:
     """SendGrid's definition of each named custom field, None where it has none. SendGrid matches
     field names case-insensitively, and so does this."""
     wanted = list(names)

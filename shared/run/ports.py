@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from shared.adapters.jobs import JobQueue
 from shared.adapters.locks import RunLock
 from shared.adapters.secrets import SecretProvider
-from shared.adapters.sendgrid import CallStats, JobResult, RequestPace
+from shared.adapters.sendgrid import CallStats, RequestPace
 from shared.adapters.sendgrid_bulk import ImportUpload
+from shared.adapters.sendgrid_jobs import JobResult
 from shared.adapters.storage import BlobStore
+from shared.json_input import JsonObject
 from shared.run.progress import NoProgress, ProgressSink
 from shared.run.records import RunRecordStore
 
@@ -27,7 +29,7 @@ class SendGridApi(Protocol):
 
     # Epoch second past which no call waits or retries (set by the run); None: no bound.
     deadline: float | None
-    # Paces requests per endpoint, shared by the run's threads (set by the run: shared.run.pace).
+    # Paces requests per endpoint, shared by the run's threads (set by the run: shared.run.send.pace).
     pace: RequestPace
 
     def upsert_contacts(self, body: bytes) -> tuple[str, CallStats]: ...
@@ -55,15 +57,15 @@ class SendGridApi(Protocol):
 
     def start_export(self, list_ids: list[str], file_type: str = ...) -> str: ...
 
-    def export_status(self, export_id: str) -> dict[str, Any]: ...
+    def export_status(self, export_id: str) -> JsonObject: ...
 
     def download_export_file(self, url: str) -> bytes: ...
 
-    def iter_lists(self) -> Iterator[dict[str, Any]]: ...
+    def iter_lists(self) -> Iterator[JsonObject]: ...
 
-    def get_list(self, list_id: str) -> dict[str, Any] | None: ...
+    def get_list(self, list_id: str) -> JsonObject | None: ...
 
-    def create_list(self, name: str) -> dict[str, Any]: ...
+    def create_list(self, name: str) -> JsonObject: ...
 
     def search_emails(self, emails: list[str]) -> dict[str, str]: ...
 
@@ -73,7 +75,7 @@ class SendGridApi(Protocol):
 
     def scopes(self) -> list[str]: ...
 
-    def field_definitions(self) -> dict[str, Any]: ...
+    def field_definitions(self) -> JsonObject: ...
 
     def close(self) -> None: ...
 

@@ -6,13 +6,13 @@ Only read calls reach SendGrid: nothing is created, nothing is sent.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from shared.adapters.storage import BlobStore
 from shared.errors import ConfigError, ExportError, SendGridAuthError, SendGridError, UnknownDestinationError
 from shared.inputs.config import Destination, ListRef
 from shared.inputs.mapping import plan_columns
 from shared.inputs.segments import SegmentPlan, open_segment_file, resolve_segment
+from shared.json_input import JsonObject
 from shared.privacy import redact
 from shared.run.destinations import load_destinations
 from shared.run.lookups import SendGridList, custom_field_definitions, find_lists
@@ -31,7 +31,7 @@ class Check:
         # the CLI's screen or an HTTP answer.
         self.detail = redact(self.detail)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> JsonObject:
         return asdict(self)
 
 

@@ -23,8 +23,7 @@ from shared.inputs.config import Destination
 from shared.inputs.mapping import plan_columns
 from shared.inputs.rows import RowRules
 from shared.inputs.segments import SegmentPlan, open_segment_file, scan_segment_file
-from shared.run.identity import email_key
-from shared.run.keysets import KeySet
+from shared.run.delta import KeySet, email_key
 
 log = logging.getLogger(__name__)
 

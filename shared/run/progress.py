@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from shared.run.record_parts import ProgressEntry
+
 log = logging.getLogger(__name__)
 
 
@@ -30,7 +32,7 @@ class ProgressSnapshot:
     elapsed: float
     eta: float | None  # seconds; None while it cannot be told
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> ProgressEntry:
         """For the run record: what ``runs`` and the HTTP status_url show of a run that goes on."""
         return {
             "stage": self.stage,
@@ -128,7 +130,6 @@ class RunProgress:
         self.stage = "starting"
         self.rows_total: int | None = None
         self.rows_read = 0
-        self.contacts_spooled = 0
         self.batches_spooled = 0
         self.batches_sent = 0
         self.batches_confirmed = 0

@@ -6,24 +6,21 @@ import logging
 from collections.abc import Callable, Sequence
 from itertools import compress, repeat
 from operator import eq
-from typing import Any
+from typing import cast
 
 from shared.adapters.storage import BlobStore
 from shared.inputs.config import Destination
 from shared.inputs.mapping import plan_columns
 from shared.inputs.rows import CustomFieldDef, RowRules
 from shared.inputs.segments import RecordChunk, SegmentFile, SegmentPlan, TabularFile, open_segment_file
-from shared.run.batching import BatchSpool, ContactNotEncodable, ContactTooLarge, encode_contact
 from shared.run.counts import FILE_COUNTS, RunCounts
-from shared.run.identity import RowFingerprinter, email_key
-from shared.run.keysets import MISSING
-from shared.run.matching import InPlace, KnownRows
+from shared.run.delta import MISSING, InPlace, KnownRows, RowFingerprinter, RunKeys, RunOrder, SyncState, email_key
 from shared.run.progress import RunProgress
+from shared.run.record_parts import FileEntry, SegmentEntry
 from shared.run.records import RejectsWriter, RunRecord
-from shared.run.run_order import RunOrder
 from shared.run.runtime import Tuning
-from shared.run.send_route import Sending
-from shared.run.sync_state import RunKeys, SyncState
+from shared.run.send import BatchSpool, ContactNotEncodable, ContactTooLarge, encode_contact
+from shared.run.send.send_route import Sending
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,15 +28,6 @@ log = logging.getLogger(__name__)
 # Lines read (at least this many, and a tenth of all) before the share of them that made keys
 # is taken to promise how many keys come.
 _LINES_BEFORE_RESERVING = 50_000
-
-
-def unproven_read(plan: SegmentPlan) -> str:
-    """Why the read may be incomplete, or "": files of a CDM entity that lists no partitions were
-    found by listing its newest snapshot folder, and nothing says that folder was complete."""
-    unproven = [file.name for _, files in plan for file in files if not file.proven_complete]
-    if not unproven:
-        return ""
-    return f"{len(unproven)} file(s) of a CDM entity whose model.json lists no partitions, e.g. {unproven[0]}"
 
 
 class SegmentsReading:
@@ -86,7 +74,7 @@ class SegmentsReading:
         self._seen = seen
         salt = (",".join(sorted(list_ids)), ";".join(f"{d.name}:{d.id}:{d.field_type}" for d in custom_fields.values()))
         for segment, files in plan:
-            summary: dict[str, Any] = {"path": segment.path, "files": len(files), "rows": 0, "by_file": []}
+            summary: SegmentEntry = {"path": segment.path, "files": len(files), "rows": 0, "by_file": []}
             self.record.segments.append(summary)
             for file in files:
                 by_file = self._read_file(file, destination, custom_fields, salt, known, seen)
@@ -104,7 +92,7 @@ class SegmentsReading:
         salt: tuple[str, str],
         known: KnownRows | None,
         seen: RunKeys,
-    ) -> dict[str, Any]:
+    ) -> FileEntry:
         counts, lists, customs = self.record.counts, salt[0], salt[1]
         table = open_segment_file(self.store, file, destination.mapping, self.max_record_bytes)
         columns = plan_columns(destination.mapping, table.columns, file.name)
@@ -129,7 +117,8 @@ class SegmentsReading:
         self._lines_done += reader.lines
         counts.control_chars_stripped += table.control_chars_stripped
         log.info("read %s: %d rows (%d to send so far)", file.name, rows, self.spool.count)
-        return {"name": file.name, "rows": rows} | counts.changed_since(before, FILE_COUNTS)
+        changed = cast(FileEntry, counts.changed_since(before, FILE_COUNTS))  # only FILE_COUNTS keys
+        return {"name": file.name, "rows": rows, **changed}
 
     def _on_chunk(self, rows_in_file: int, lines_in_file: int) -> None:
         progress = self.progress
@@ -154,7 +143,7 @@ class FileReader:
     """One file's records through the row rules into the spool: the hot loop of a run.
 
     A record whose fingerprint SendGrid already has costs one hash and, where it stands in the
-    state, a comparison (:mod:`shared.run.matching`): it is not parsed, mapped or encoded. The
+    state, a comparison (:mod:`shared.run.delta.matching`): it is not parsed, mapped or encoded. The
     others are parsed a chunk at a time.
     """
 

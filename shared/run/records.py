@@ -18,13 +18,13 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
 
 from shared.adapters.storage import BlobNotFound, BlobStore, BlobTooLarge
 from shared.errors import ExportError
-from shared.json_input import JsonDocumentError, load_json
+from shared.json_input import JsonDocumentError, JsonObject, load_json
 from shared.privacy import csv_cell
 from shared.run.counts import RunCounts, conservation_faults
+from shared.run.record_parts import BatchEntry, ListEntry, ProgressEntry, RemovalsEntry, SegmentEntry, no_removals
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class ExportOptions:
         return {"dry_run": self.dry_run, "full": self.full, "force_removals": self.force_removals}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ExportOptions:
+    def from_dict(cls, data: JsonObject) -> ExportOptions:
         return cls(**{name: data[name] for name in ("dry_run", "full", "force_removals") if name in data})
 
 
@@ -105,22 +105,20 @@ class RunRecord:
     requeued_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
-    lists: list[dict[str, Any]] = field(default_factory=list)
-    segments: list[dict[str, Any]] = field(default_factory=list)
+    lists: list[ListEntry] = field(default_factory=list)
+    segments: list[SegmentEntry] = field(default_factory=list)
     counts: RunCounts = field(default_factory=RunCounts)
-    batches: list[dict[str, Any]] = field(default_factory=list)
-    removals: dict[str, Any] = field(
-        default_factory=lambda: {"planned": 0, "done": 0, "refused": False, "reason": None}
-    )
+    batches: list[BatchEntry] = field(default_factory=list)
+    removals: RemovalsEntry = field(default_factory=no_removals)
     errors: list[str] = field(default_factory=list)
     rejects_blob: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     # While a run goes: how far it has got (see shared.run.progress), saved every few seconds.
-    progress: dict[str, Any] | None = None
+    progress: ProgressEntry | None = None
     # Import jobs an earlier run had sent and not settled, settled by this one (by their ids).
-    resumed: dict[str, Any] | None = None
+    resumed: JsonObject | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JsonObject:
         return {
             "run_id": self.run_id,
             "destination": self.destination,
@@ -145,7 +143,7 @@ class RunRecord:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+    def from_dict(cls, data: JsonObject) -> RunRecord:
         """The record as stored; a part of the wrong type is left as it is, for the caller to refuse."""
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         if isinstance(known.get("counts"), dict):

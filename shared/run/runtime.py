@@ -5,9 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shared.run.batching import MAX_CONTACTS_PER_BATCH
 from shared.run.ports import Edges
-from shared.settings import DEFAULT_JOB_WAIT_SECONDS, DEFAULT_MAX_BATCH_BYTES, DEFAULT_RUN_DEADLINE_SECONDS, Settings
+from shared.settings import (
+    DEFAULT_JOB_WAIT_SECONDS,
+    DEFAULT_MAX_BATCH_BYTES,
+    DEFAULT_RUN_DEADLINE_SECONDS,
+    MAX_CONTACTS_PER_BATCH,
+    Settings,
+)
 
 
 def _keep_memory() -> None:
@@ -24,7 +29,7 @@ class Tuning:
     run_deadline_seconds: float = DEFAULT_RUN_DEADLINE_SECONDS
     # A job's first poll, then gaps growing by half up to the most. SendGrid's jobs take about
     # 30 s even for one contact: once the run has seen a job end, a job's first poll comes about
-    # when jobs have been ending (see shared.run.following), so a job costs a few polls.
+    # when jobs have been ending (see shared.run.send.following), so a job costs a few polls.
     job_poll_interval: float = 0.25
     job_poll_max_interval: float = 15.0
     max_batch_contacts: int = MAX_CONTACTS_PER_BATCH

@@ -150,7 +150,7 @@ def configure_azure_monitor(
     connection_string = environ.get(CONNECTION_STRING, "")
     if not connection_string or _sdk_configured():
         return False
-    options: dict[str, Any] = {
+    options: dict[str, Any] = {  # Any: configure_azure_monitor's keyword arguments, each of its own type
         "connection_string": connection_string,
         "enable_trace_based_sampling_for_logs": False,  # the run event is a log record: never sampled
         "instrumentation_options": {name: {"enabled": False} for name in QUIET_INSTRUMENTATIONS},

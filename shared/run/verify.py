@@ -28,16 +28,16 @@ import orjson
 
 from shared.inputs.segments import resolve_segment
 from shared.privacy import csv_cell
-from shared.run.batching import BatchSpool
+from shared.run.delta.identity import email_key
+from shared.run.delta.journal import StateUpdates
+from shared.run.delta.sync_state import SyncState
 from shared.run.destinations import exportable_destination, load_destinations, require_lists, resolve_custom_fields
-from shared.run.identity import email_key
-from shared.run.journal import StateUpdates
-from shared.run.list_export import Members, export_members
 from shared.run.progress import NoProgress, RunProgress
 from shared.run.reader import SegmentsReading
 from shared.run.records import RejectsWriter, RunRecord, iso, new_run_id, utc_now
 from shared.run.runtime import Runtime
-from shared.run.sync_state import SyncState
+from shared.run.send.batching import BatchSpool
+from shared.run.send.list_export import Members, export_members
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import pytest
 from shared import settings
 from shared.adapters import sendgrid
 from shared.inputs import rows
-from shared.run import batching
 from shared.run.export import queue_run, run_export
 from shared.run.records import ExportOptions
+from shared.run.send import batching
 from tests.conftest import destination, make_runtime, shared_folder
 from tests.contract.openapi import OpenApiContract
 from tools import sendgrid_simulator
@@ -169,7 +169,7 @@ def test_every_request_of_the_bulk_paths_matches_the_openapi_documents(contract,
 
 
 def test_the_import_limits_are_the_documents(contract):
-    from shared.run import import_file
+    from shared.run.send import import_file
     from tools import sendgrid_bulk_routes
 
     description = contract.schema("tsg_mc_contacts_v3.json", "/paths/~1v3~1marketing~1contacts~1imports/put")[

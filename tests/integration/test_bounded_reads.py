@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from shared.adapters.storage import AzureBlobStore, BlobTooLarge
-from shared.entrypoints import queue_gate
 from shared.errors import ConfigError
+from shared.run import queue_gate
 from shared.run.destinations import load_destinations
 from tests.conftest import make_runtime
 

@@ -14,8 +14,9 @@ import azure.functions as func
 import pytest
 
 from shared.entrypoints import http_api
-from shared.run.records import REJECT_COLUMNS
-from tests.conftest import API_KEY, REPO, destination
+from shared.run.counts import RunCounts
+from shared.run.records import REJECT_COLUMNS, RunRecord, RunStatus
+from tests.conftest import API_KEY, REPO, destination, make_runtime
 from tests.integration.test_function_app import HOST, call, work
 
 pytestmark = pytest.mark.integration
@@ -122,6 +123,18 @@ def test_cli_rejects_prints_the_csv_and_exits_1_without_one(workspace, simulator
     assert proc.returncode == 1 and "rejected no rows" in proc.stderr and proc.stdout == ""
     proc = cli(workspace.env, "--no-local-settings", "rejects", "newsletter", "20260101T000000Z-00000000")
     assert proc.returncode == 1 and "no run 20260101T000000Z-00000000" in proc.stderr
+
+
+def test_cli_rejects_of_a_run_stopped_before_writing_its_file_does_not_deny_its_rejected_rows(workspace, simulator):
+    # A run killed (kill -9, a recycle) after the row rules refused rows but before its rejects
+    # file was written: its record counts them, and `rejects` must not say it rejected none.
+    workspace.put_destinations(destination())
+    dead = RunRecord("20261207T065706Z-05772154", "newsletter", "cli")
+    dead.status, dead.counts = RunStatus.FAILED, RunCounts(read=100, invalid=50, would_send=50)
+    make_runtime(workspace).edges.records.save(dead)
+    proc = cli(workspace.env, "--no-local-settings", "rejects", "newsletter", dead.run_id)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "rejected no rows" not in proc.stderr and "50 rejected rows" in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize(

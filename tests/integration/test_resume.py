@@ -25,9 +25,9 @@ from azure.storage.blob import BlobLeaseClient
 
 from shared.entrypoints.service import run_now
 from shared.run.counts import RunCounts, conservation_faults
+from shared.run.delta.identity import email_key
+from shared.run.delta.journal import StateUpdates, parse_sent
 from shared.run.export import queue_run, run_export
-from shared.run.identity import email_key
-from shared.run.journal import StateUpdates, parse_sent
 from shared.run.preflight import run_checks
 from shared.run.records import FINAL_STATUSES, ExportOptions, RunStatus
 from tests.conftest import REPO, destination, make_runtime

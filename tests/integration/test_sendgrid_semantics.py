@@ -14,11 +14,11 @@ import time
 import pytest
 import requests
 
-from shared.entrypoints.service import run_locked
+from shared.run.delta.sync_state import SyncState
 from shared.run.export import queue_run, run_export
 from shared.run.preflight import run_checks
 from shared.run.records import ExportOptions
-from shared.run.sync_state import SyncState
+from shared.run.worker import run_locked
 from tests.conftest import API_KEY, destination, make_runtime
 
 pytestmark = pytest.mark.integration

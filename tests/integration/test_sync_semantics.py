@@ -8,9 +8,9 @@ import io
 import pytest
 
 from shared.adapters.sendgrid import SendGridClient
+from shared.run.delta.sync_state import SyncState, state_blob_name
 from shared.run.export import queue_run, run_export
 from shared.run.records import ExportOptions
-from shared.run.sync_state import SyncState, state_blob_name
 from tests.conftest import FAST_RETRY, destination, make_runtime
 
 pytestmark = pytest.mark.integration
@@ -249,7 +249,7 @@ def test_a_large_state_is_written_in_blocks_and_read_back_from_the_emulator(work
     from array import array
 
     from shared.adapters.storage import AzureBlobStore
-    from shared.run import sync_state
+    from shared.run.delta import sync_state
 
     monkeypatch.setattr(sync_state, "_SAVED_WHOLE_BYTES", 1024)
     rng = random.Random(7)

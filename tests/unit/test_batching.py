@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.run.batching import (
+from shared.run.send.batching import (
     MAX_BATCH_BYTES,
     MAX_CONTACTS_PER_BATCH,
     BatchSpool,
@@ -104,7 +104,7 @@ def test_contacts_added_in_runs_are_packed_as_one_by_one_greedily(runs, max_cont
 
 
 def test_only_a_position_sendgrid_can_mean_is_taken_from_a_400():
-    from shared.run.sending import errors_by_position
+    from shared.run.send.sending import errors_by_position
 
     errors = [{"field": f"contacts[{p}].email", "message": "bad"} for p in ("3", "-1", "²", "x")]
     assert list(errors_by_position(errors)) == [3]

@@ -12,9 +12,9 @@ import pytest
 
 from shared.adapters.sendgrid_bulk import parse_import_answer
 from shared.errors import SendGridError
-from shared.run.batching import BatchSpool, encode_contact
-from shared.run.import_file import ImportNotPossible, columns_for, keys_in, reserved_ids, write_import_file
-from shared.run.list_export import ExportUnreadable, Members, read_file
+from shared.run.send.batching import BatchSpool, encode_contact
+from shared.run.send.import_file import ImportNotPossible, columns_for, keys_in, reserved_ids, write_import_file
+from shared.run.send.list_export import ExportUnreadable, Members, read_file
 from shared.settings import SettingsError
 from tests.unit.test_settings import BASE
 

@@ -98,3 +98,16 @@ def test_next_steps_use_the_command_as_it_was_typed(tmp_path, monkeypatch):
         ".venv/bin/sendgrid-export check newsletter" in line
         for line in console.run_summary(failed, ".venv/bin/sendgrid-export")
     )
+
+
+def test_a_run_that_failed_before_sending_says_nothing_was_sent():
+    # A guard (max_profiles, a wrong column) stops the run before any batch: the rows that passed
+    # the rules are counted as would_send, and the summary must not call them sent.
+    stopped = record(
+        status=RunStatus.FAILED,
+        counts=RunCounts(read=300_013, unchanged=13, would_send=300_000),
+        errors=["the segments hold 300000 valid profiles to send, more than max_profiles (100000)"],
+    )
+    counts_line = console.run_summary(stopped)[1]
+    assert "0 sent" in counts_line and "300,000 not sent" in counts_line, counts_line
+    assert console.run_row(stopped)[4] == "0"

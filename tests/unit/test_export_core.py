@@ -7,6 +7,7 @@ from datetime import UTC
 
 import pytest
 
+from shared.adapters.sendgrid_errors import refusal
 from shared.errors import SendGridAuthError, SendGridError
 from shared.run.export import queue_run, run_export
 from shared.run.ports import Edges
@@ -100,7 +101,7 @@ def test_a_missing_list_without_create_fails_naming_it():
 
 def test_a_400_naming_contacts_isolates_them_and_sends_the_rest():
     rows = "Email\n" + "".join(f"p{i}@example.com\n" for i in range(5))
-    error = SendGridError(
+    error = refusal(
         "PUT /v3/marketing/contacts: SendGrid answered 400: contacts[1].email: email is invalid",
         status=400,
         errors=[{"field": "contacts[1].email", "message": "email is invalid"}],
@@ -123,7 +124,7 @@ def test_a_400_naming_contacts_isolates_them_and_sends_the_rest():
 
 def test_a_400_naming_no_contact_fails_the_whole_batch_with_sendgrids_message():
     rows = "Email\n" + "".join(f"p{i}@example.com\n" for i in range(3))
-    error = SendGridError(
+    error = refusal(
         "PUT /v3/marketing/contacts: SendGrid answered 400: list_ids[0]: list does not exist",
         status=400,
         errors=[{"field": "list_ids[0]", "message": "list does not exist"}],
@@ -333,7 +334,7 @@ def test_a_stored_record_keeps_counts_this_version_does_not_know_and_refuses_cou
 
 
 def test_a_first_run_makes_room_for_its_keys_once_the_scan_has_counted_the_rows(monkeypatch):
-    from shared.run.sync_state import RunKeys
+    from shared.run.delta.run_keys import RunKeys
 
     rows = 120_000
     lines = (f"p{i}@example.com,Ann\n" if i % 4 else "not an email,Bo\n" for i in range(rows))
@@ -360,7 +361,7 @@ def test_a_state_holding_a_key_twice_does_not_gain_a_third_copy():
     # hold a key twice, and the merge must check them rather than trust the run.
     from array import array
 
-    from shared.run.sync_state import SyncState, state_blob_name
+    from shared.run.delta.sync_state import SyncState, state_blob_name
 
     runtime, _ = setup(csv_text="Email,FirstName\na@example.com,Ann\na@example.com,Bob\nx@example.com,Xi\n")
     assert run(runtime).counts.sent == 2
@@ -376,7 +377,7 @@ def test_a_state_holding_a_key_twice_does_not_gain_a_third_copy():
 def test_the_room_made_for_keys_follows_lines_not_records(monkeypatch):
     # Each record spans three lines (a quoted line break twice): the scan counts lines, and so
     # must the share of them that made keys.
-    from shared.run.sync_state import RunKeys
+    from shared.run.delta.run_keys import RunKeys
 
     records = 150_000
     body = "".join(f'p{i}@example.com,"Ann\nMarie\nX"\n' for i in range(records))
@@ -399,7 +400,7 @@ def test_the_room_made_for_keys_follows_lines_not_records(monkeypatch):
 def test_an_interrupt_fails_a_run_that_had_not_ended_and_leaves_one_that_had(when):
     from contextlib import contextmanager
 
-    from shared.entrypoints.service import INTERRUPTED, run_locked
+    from shared.run.worker import INTERRUPTED, run_locked
 
     runtime, fake = setup()
     lock = runtime.edges.lock

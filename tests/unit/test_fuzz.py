@@ -17,7 +17,7 @@ from shared.inputs.config import _DESTINATION_KEYS, parse_destinations
 from shared.inputs.segments import SegmentFile, open_segment_file
 from shared.json_input import JsonDocumentError, load_json
 from shared.privacy import neutralise, register_secret
-from shared.run.import_errors import ErrorsFileUnreadable, parse_errors_file
+from shared.run.send.import_errors import ErrorsFileUnreadable, parse_errors_file
 from shared.settings import DEFAULT_MAX_RECORD_BYTES
 from tests.fakes import InMemoryBlobStore
 from tests.unit.test_export_core import setup

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.adapters.sendgrid import JobResult
+from shared.adapters.sendgrid_jobs import JobResult
 from shared.entrypoints import cli, console
 from shared.entrypoints.http_api import ApiRequest, get_rejects, handle
 from shared.privacy import (

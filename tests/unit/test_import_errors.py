@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.privacy import register_secret
-from shared.run import import_errors
-from shared.run.import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
+from shared.run.send import import_errors
+from shared.run.send.import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
 
 
 def test_a_csv_with_an_email_and_an_error_column_in_any_order_and_case():

@@ -5,8 +5,9 @@ from array import array
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.run.keysets import MISSING, KeySet, PositionIndex
-from shared.run.sync_state import RunKeys, SyncState, _runs_of_ones
+from shared.run.delta.keysets import MISSING, KeySet, PositionIndex
+from shared.run.delta.run_keys import RunKeys, departed_indexes
+from shared.run.delta.sync_state import SyncState, _runs_of_ones
 
 # Small numbers collide in the tables' slots (and 0 marks an empty slot); large ones are keys.
 numbers = st.one_of(st.integers(0, 40), st.integers(0, 2**64 - 1))
@@ -98,7 +99,7 @@ def test_run_keys_are_a_set_of_keys(state_keys, operations, with_state):
         assert len(run) == len(model) and bool(run) == bool(model)
     for key in state_keys + [number for _, number, _ in operations]:
         assert (key in run) == (key in model)
-    assert list(state.indexes_not_in(run)) == list(state.indexes_not_in(model))
+    assert list(departed_indexes(state, run)) == list(departed_indexes(state, model))
     if with_state:
         assert list(run.unclaimed()) == [i for i, key in enumerate(state_keys) if key not in model]
 

@@ -12,12 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.inputs import record_split
-from shared.run.batching import BatchSpool
-from shared.run.identity import email_key
-from shared.run.journal import StateUpdates
-from shared.run.keysets import MISSING
-from shared.run.matching import InPlace, KnownRows
-from shared.run.sync_state import SyncState
+from shared.run.delta.identity import email_key
+from shared.run.delta.journal import StateUpdates
+from shared.run.delta.keysets import MISSING
+from shared.run.delta.matching import InPlace, KnownRows
+from shared.run.delta.sync_state import SyncState
+from shared.run.send.batching import BatchSpool
 from tests.unit.test_export_core import LIST_ID, run, setup
 
 
@@ -277,7 +277,7 @@ def monkeypatch_chunk(monkeypatch):
 
 @pytest.mark.parametrize("noted_twice", [False, True])
 def test_a_state_out_of_step_is_written_in_the_run_order(noted_twice):
-    from shared.run.run_order import RunOrder
+    from shared.run.delta.run_order import RunOrder
 
     state = SyncState(array("Q", [1, 2, 3, 4, 5]), array("Q", [10, 20, 30, 40, 50]), [f"e{k}" for k in range(1, 6)])
     order = RunOrder()
@@ -298,7 +298,7 @@ def test_a_state_out_of_step_is_written_in_the_run_order(noted_twice):
 
 
 def test_the_run_order_knows_when_the_state_already_follows_it():
-    from shared.run.run_order import RunOrder
+    from shared.run.delta.run_order import RunOrder
 
     def order_of(*chunks):
         order = RunOrder()
@@ -321,7 +321,7 @@ def test_a_state_fingerprinted_another_way_sends_everyone_once_then_nothing(monk
     rows = [(f"p{i}@example.com", "Ann") for i in range(300)]
     runtime, fake = setup(csv_text=csv_of(rows))
     assert run(runtime).counts.sent == 300
-    monkeypatch.setattr("shared.run.identity.RULES_VERSION", b"rules-next")
+    monkeypatch.setattr("shared.run.delta.identity.RULES_VERSION", b"rules-next")
     fake.bodies.clear()
     counts = run(runtime).counts
     assert (counts.sent, counts.unchanged, counts.duplicate) == (300, 0, 0)

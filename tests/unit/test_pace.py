@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from shared.errors import SendGridError
-from shared.run.pace import UPSERT, PaceBudget
+from shared.run.send.pace import UPSERT, PaceBudget
 
 POLL = "GET /v3/marketing/contacts/imports/{id}"
 

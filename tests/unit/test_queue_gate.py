@@ -7,9 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from shared.entrypoints.queue_gate import GATE_GRACE_SECONDS, claim, new_data_gate, on_demand_gate, queued_record
 from shared.errors import ExportError
 from shared.run.ports import Edges
+from shared.run.queue_gate import GATE_GRACE_SECONDS, claim, new_data_gate, on_demand_gate, queued_record
 from shared.run.records import ExportOptions, RunRecordStore, RunStatus, iso, utc_now
 from shared.run.runtime import Runtime
 from shared.settings import Settings

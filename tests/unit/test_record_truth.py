@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from shared.entrypoints.service import INTERRUPTED, run_locked
 from shared.run.counts import RunCounts, conservation_faults
 from shared.run.export import queue_run
 from shared.run.reader import SegmentsReading
 from shared.run.records import RunRecordStore
+from shared.run.worker import INTERRUPTED, run_locked
 from tests.unit.test_export_core import setup
 
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.privacy import neutralise, register_secret
-from shared.run.import_errors import parse_errors_file
 from shared.run.records import RejectsWriter
+from shared.run.send.import_errors import parse_errors_file
 from tests.fakes import InMemoryBlobStore
 
 DANGEROUS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")

@@ -6,12 +6,12 @@ from array import array
 from types import SimpleNamespace
 from typing import Any
 
-from shared.adapters.sendgrid import JobResult
-from shared.run.identity import email_key
+from shared.adapters.sendgrid_jobs import JobResult
+from shared.run.delta.identity import email_key
+from shared.run.delta.sync_state import SyncState
 from shared.run.ports import SendGridApi
 from shared.run.records import RunRecord
-from shared.run.removals import PENDING_GIVE_UP_SECONDS, remove_departed
-from shared.run.sync_state import SyncState
+from shared.run.send.removals import PENDING_GIVE_UP_SECONDS, JobWaits, RemovalRules, remove_departed
 from tests.fakes import FakeSendGrid
 
 NOW = 1_800_000_000
@@ -40,7 +40,7 @@ class SearchingSendGrid(FakeSendGrid):
 
 
 def record():
-    return RunRecord("r1", "newsletter", "cli", removals={})
+    return RunRecord("r1", "newsletter", "cli")
 
 
 def options():
@@ -60,14 +60,9 @@ def removal(
         ["list-1"],
         state,
         present,
-        record=rec,
-        options=options(),
-        failed=False,
-        max_fraction=1.0,
-        job_wait_seconds=10,
-        poll_interval=0.01,
-        poll_max_interval=0.01,
-        now=NOW,
+        rec,
+        RemovalRules(options(), failed=False, max_fraction=1.0, now=NOW),
+        JobWaits(seconds=10, interval=0.01, max_interval=0.01),
     )
 
 

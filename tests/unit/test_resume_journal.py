@@ -8,8 +8,8 @@ from array import array
 
 import pytest
 
-from shared.run.journal import SyncStateError, journal_for_sent, parse_sent, sent_blob_name, sent_bytes
-from shared.run.resume import settle_left_jobs
+from shared.run.delta.journal import SyncStateError, journal_for_sent, parse_sent, sent_blob_name, sent_bytes
+from shared.run.send.resume import settle_left_jobs
 from tests.fakes import FakeSendGrid, InMemoryBlobStore
 
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.run.identity import RowFingerprinter, email_key
-from shared.run.journal import StateUpdates, SyncStateError
-from shared.run.sync_state import SyncState
+from shared.run.delta.identity import RowFingerprinter, email_key
+from shared.run.delta.journal import StateUpdates, SyncStateError
+from shared.run.delta.sync_state import SyncState
 from tests.fakes import InMemoryBlobStore
 
 
@@ -47,7 +47,7 @@ def test_merge_supersedes_by_key_removes_and_keeps_the_rest():
     assert entries(state) == {1: 10, 3: 30, 5: 50}
     state = state.merged(updates_of([(3, 31), (4, 40), (3, 32)]), removed={1}, keep_emails=False)
     assert entries(state) == {3: 32, 4: 40, 5: 50}  # the last confirmation of a key wins
-    assert len(state) == 3 and state.fingerprint_keys() == {32: 3, 40: 4, 50: 5}
+    assert len(state) == 3 and dict(zip(state.fingerprints, state.keys, strict=True)) == {32: 3, 40: 4, 50: 5}
 
 
 def test_round_trip_with_and_without_emails():
@@ -121,7 +121,7 @@ def test_a_damaged_count_allocates_only_what_the_blob_holds():
 
 
 def test_a_large_state_is_streamed_from_its_columns(monkeypatch):
-    from shared.run import sync_state
+    from shared.run.delta import sync_state
 
     class Recording(InMemoryBlobStore):
         streamed: list[str] = []
@@ -372,7 +372,7 @@ def test_emails_that_inflate_past_what_the_count_allows_are_refused_cheaply():
 
 
 def test_a_failed_streamed_save_leaves_the_columns_free_to_change(monkeypatch):
-    from shared.run import sync_state
+    from shared.run.delta import sync_state
 
     class Failing(InMemoryBlobStore):
         def write_stream(self, name, stream, *, content_type):

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from shared.errors import SendGridError
-from shared.run.batching import BatchSpool
+from shared.run.send.batching import BatchSpool
 
 MAX_IMPORT_ROWS = 1_000_000  # "up to one million contacts or 5GB of data, whichever is smaller"
 MAX_IMPORT_BYTES = 5_000_000_000

@@ -15,9 +15,9 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from shared.run.batching import BatchSpool
-from shared.run.bulk_import import BulkImporter
-from shared.run.sending import BatchSender, SendOutcome
+from shared.run.send.batching import BatchSpool
+from shared.run.send.bulk_import import BulkImporter
+from shared.run.send.sending import BatchSender, SendOutcome
 
 log = logging.getLogger(__name__)
 
@@ -133,3 +133,14 @@ class SendRouter:
 
     def stop(self, reason: str) -> SendOutcome:
         return self._settled_choice().stop(reason)
+
+
+def release_to(start: Callable[[], None], sender: Sending) -> Callable[[int], None]:
+    """The spool's ``on_ready`` (as :func:`shared.run.send.sending.release_when_ready`, for any
+    :class:`Sending`): each closed batch goes to ``sender``, the first one calls ``start`` (the scan)."""
+
+    def on_ready(index: int) -> None:
+        start()
+        sender.ready(index)
+
+    return on_ready

@@ -1,8 +1,8 @@
 """The journals of a run: contacts SendGrid confirmed, written as each import job is confirmed,
 so that a run that dies keeps them (the next run's load applies them; see
-:mod:`shared.run.sync_state`); and each job SendGrid accepted, written as it is accepted with what
+:mod:`shared.run.delta.sync_state`); and each job SendGrid accepted, written as it is accepted with what
 it holds (``sent-`` blobs), so that the next run settles a job a stopped run left by its id
-instead of sending its contacts again (:mod:`shared.run.resume`)."""
+instead of sending its contacts again (:mod:`shared.run.send.resume`)."""
 
 from __future__ import annotations
 

@@ -19,20 +19,29 @@ from __future__ import annotations
 import functools
 import logging
 import queue
-import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import cast
 
 from shared.adapters.sendgrid import CallStats
+from shared.adapters.sendgrid_errors import (
+    BatchRefused,
+    InvalidRequest,
+    NamesContacts,
+    SendGridRefusal,
+    TooLarge,
+    errors_by_position,
+)
 from shared.context import propagate
 from shared.errors import SendGridAuthError, SendGridError
+from shared.json_input import JsonObject
 from shared.privacy import redact
-from shared.run.batching import Batch, BatchSpool
 from shared.run.ports import SendGridApi
+from shared.run.record_parts import BatchEntry, BatchStatus
+from shared.run.send.batching import Batch, BatchSpool
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +52,6 @@ log = logging.getLogger(__name__)
 # stay bounded (about 900 for 30,000 contacts) however many of its contacts SendGrid refuses.
 MIN_EXTRA_REQUESTS = 64
 LAST_PASS_CONTACTS = 100
-# How SendGrid words a body over its size limit when it answers 400 instead of 413.
-_TOO_LARGE = re.compile(r"too large|too big|exceed|size limit|payload|entity", re.IGNORECASE)
 
 
 @dataclass
@@ -56,19 +63,19 @@ class PendingJob:
     positions: Sequence[int]  # a range unless contacts were taken out or the batch was split
     part: int = 0  # a batch split in parts has a job per part
     # The batch's entry in the record: its job's outcome is noted there when the job ends.
-    entry: dict[str, Any] = field(default_factory=dict)
+    entry: BatchEntry = field(default_factory=lambda: cast(BatchEntry, {}))  # empty: a job no batch entry follows
 
 
 @dataclass
 class SendOutcome:
-    entries: list[dict[str, Any]] = field(default_factory=list)  # one per batch, in order
+    entries: list[BatchEntry] = field(default_factory=list)  # one per batch, in order
     pending: list[PendingJob] = field(default_factory=list)
     errored: int = 0
     rejects: list[tuple[str, int, str, str, str]] = field(default_factory=list)  # source, line, email, kind, why
     failures: list[str] = field(default_factory=list)  # run-level: the run fails
 
 
-def batch_entry(batch: Batch) -> dict[str, Any]:
+def batch_entry(batch: Batch) -> BatchEntry:
     return {
         "index": batch.index,
         "contacts": batch.count,
@@ -79,20 +86,30 @@ def batch_entry(batch: Batch) -> dict[str, Any]:
     }
 
 
-def too_large(exc: SendGridError) -> bool:
-    """SendGrid refused a body for its size: 413, or a 400 that says so and names no contact."""
-    if exc.status == 413:
-        return True
-    return (
-        exc.status == 400
-        and not errors_by_position(exc.errors)
-        and bool(_TOO_LARGE.search(" ".join(str(e.get("message", "")) for e in exc.errors) or str(exc)))
+def release_when_ready(start: Callable[[], None], sender: BatchSender) -> Callable[[int], None]:
+    """The spool's ``on_ready``: each closed batch goes to the sender, and the first one calls
+    ``start`` (the scan, if none ran yet, that may open sending while reading goes on). A run
+    whose contacts fit in one batch (a small delta) never scans: nothing could go early."""
+
+    def on_ready(index: int) -> None:
+        start()
+        sender.ready(index)
+
+    return on_ready
+
+
+# A batch's parts still to send: the positions each holds, and its request if already made.
+_Parts = deque[tuple[Sequence[int], Callable[[], tuple[str, CallStats]] | None]]
+
+
+def _into_last_pass(positions: Sequence[int], parts: _Parts, entry: BatchEntry) -> None:
+    """Out of budget: one more try of what is left, in small parts, and no halving."""
+    left = [positions, *(p for p, _ in parts)]
+    parts.clear()
+    parts.extend(
+        (part[i : i + LAST_PASS_CONTACTS], None) for part in left for i in range(0, len(part), LAST_PASS_CONTACTS)
     )
-
-
-def batch_level(exc: SendGridError) -> bool:
-    """A 400 about the request as a whole (its lists), which no subset of contacts would fix."""
-    return any(str(e.get("field") or "").startswith("list_ids") for e in exc.errors)
+    entry["last_pass"] = len(parts)
 
 
 class BatchSender:
@@ -180,7 +197,7 @@ class BatchSender:
     def _run(self) -> None:
         try:
             with ThreadPoolExecutor(max_workers=self._concurrency, thread_name_prefix="send") as pool:
-                in_flight: deque[tuple[Batch, dict[str, Any], Future[tuple[str, CallStats]]]] = deque()
+                in_flight: deque[tuple[Batch, BatchEntry, Future[tuple[str, CallStats]]]] = deque()
                 while (index := self._queue.get()) is not None:
                     batch = self._spool.batch(index)
                     entry = batch_entry(batch)
@@ -199,11 +216,11 @@ class BatchSender:
         except BaseException as exc:  # handed to the run's thread by finish()
             self._crash = exc
 
-    def _first_try(self, batch: Batch, entry: dict[str, Any]) -> tuple[str, CallStats]:
+    def _first_try(self, batch: Batch, entry: BatchEntry) -> tuple[str, CallStats]:
         """A batch's first request, on a worker: a job SendGrid accepts is told at once (batches
         may be answered out of order, and each is journaled before anything else happens)."""
         job_id, stats = self._client.upsert_contacts(batch.body)
-        entry.update(job_id=job_id, status="pending")
+        entry["job_id"], entry["status"] = job_id, "pending"
         if self._on_accepted is not None:
             self._on_accepted(batch, PendingJob(batch.index, job_id, range(batch.count), 0, entry))
         return job_id, stats
@@ -211,29 +228,18 @@ class BatchSender:
     def _fail(self, message: str) -> None:
         self.outcome.failures.append(message)
 
-    def _settle(self, batch: Batch, entry: dict[str, Any], first_try: Future[tuple[str, CallStats]]) -> None:
+    def _settle(self, batch: Batch, entry: BatchEntry, first_try: Future[tuple[str, CallStats]]) -> None:
         """The outcome of one batch: sent whole, or in parts (see the module doc)."""
-        # Each part: the positions it holds, and its request if already made.
         told = first_try.result  # its job, if accepted, was told in _first_try
-        parts: deque[tuple[Sequence[int], Callable[[], tuple[str, CallStats]] | None]] = deque(
-            [(range(batch.count), told)]
-        )
+        parts: _Parts = deque([(range(batch.count), told)])
         budget = max(MIN_EXTRA_REQUESTS, batch.count // 50)
         last_pass = False
         while parts:
             positions, attempt = parts.popleft()
             if attempt is None:
                 if budget <= 0 and not last_pass:
-                    # Out of budget: one more try of what is left, in small parts, and no halving.
                     last_pass = True
-                    left = [positions, *(p for p, _ in parts)]
-                    parts.clear()
-                    parts.extend(
-                        (part[i : i + LAST_PASS_CONTACTS], None)
-                        for part in left
-                        for i in range(0, len(part), LAST_PASS_CONTACTS)
-                    )
-                    entry["last_pass"] = len(parts)
+                    _into_last_pass(positions, parts, entry)
                     continue
                 budget -= 1
                 attempt = functools.partial(self._client.upsert_contacts, batch.body_for(list(positions)))
@@ -241,54 +247,64 @@ class BatchSender:
                 job_id, stats = attempt()
             except SendGridAuthError as exc:
                 self._abort = str(exc)
-                for rest in [positions, *(p for p, _ in parts)]:
-                    self._errored(batch, rest, entry, "refused", str(exc))
+                self._errored_all(batch, [positions, *(p for p, _ in parts)], entry, "refused", str(exc))
                 self._fail(str(exc))
                 return
             except SendGridError as exc:
                 entry["attempts"] += 1
-                if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
+                if isinstance(exc, SendGridRefusal):
                     if last_pass:
                         self._errored(batch, positions, entry, "refused", str(exc), exc.errors)
                     else:
                         parts.extend(self._after_refusal(batch, entry, positions, exc))
                     continue
                 # SendGrid is unreachable or failing: the parts and batches after this would fail too.
-                for rest in [positions, *(p for p, _ in parts)]:
-                    self._errored(batch, rest, entry, "undelivered", str(exc))
+                self._errored_all(batch, [positions, *(p for p, _ in parts)], entry, "undelivered", str(exc))
                 if self._abort is None:
                     self._abort = f"batch {batch.index} could not be delivered: {exc}"
                     self._fail(self._abort)
                 return
-            entry["attempts"] += stats.attempts
-            entry["rate_limited"] = entry.get("rate_limited", 0) + stats.rate_limited
-            part = len(entry.setdefault("jobs", []))
-            entry["jobs"].append({"job_id": job_id, "contacts": len(positions)})
-            if entry.get("job_id") is None:
-                entry["job_id"] = job_id
-            if entry["status"] is None:  # else its job has ended already (told in _first_try)
-                entry["status"] = "pending"
-            accepted = PendingJob(batch.index, job_id, positions, part, entry)
-            self.outcome.pending.append(accepted)
-            if self._on_accepted is not None and attempt is not told:
-                self._on_accepted(batch, accepted)
-            log.info("sent batch %d: %d contacts, %d attempt(s)", batch.index, len(positions), entry["attempts"])
+            self._accepted(batch, entry, positions, job_id, stats, tell=attempt is not told)
         if len(entry.get("jobs", ())) <= 1:
             entry.pop("jobs", None)
         if entry["status"] is None:  # every contact refused one by one: nothing of it was sent
             entry["status"] = "refused"
 
+    def _accepted(
+        self, batch: Batch, entry: BatchEntry, positions: Sequence[int], job_id: str, stats: CallStats, *, tell: bool
+    ) -> None:
+        """A part (or the whole) of a batch SendGrid took: its job noted, pending, and told."""
+        entry["attempts"] += stats.attempts
+        entry["rate_limited"] = entry.get("rate_limited", 0) + stats.rate_limited
+        part = len(entry.setdefault("jobs", []))
+        entry["jobs"].append({"job_id": job_id, "contacts": len(positions)})
+        if entry.get("job_id") is None:
+            entry["job_id"] = job_id
+        if entry["status"] is None:  # else its job has ended already (told in _first_try)
+            entry["status"] = "pending"
+        accepted = PendingJob(batch.index, job_id, positions, part, entry)
+        self.outcome.pending.append(accepted)
+        if self._on_accepted is not None and tell:
+            self._on_accepted(batch, accepted)
+        log.info("sent batch %d: %d contacts, %d attempt(s)", batch.index, len(positions), entry["attempts"])
+
+    def _errored_all(
+        self, batch: Batch, parts: Iterable[Sequence[int]], entry: BatchEntry, status: BatchStatus, message: str
+    ) -> None:
+        for positions in parts:
+            self._errored(batch, positions, entry, status, message)
+
     def _after_refusal(
-        self, batch: Batch, entry: dict[str, Any], positions: Sequence[int], exc: SendGridError
+        self, batch: Batch, entry: BatchEntry, positions: Sequence[int], exc: SendGridError
     ) -> list[tuple[Sequence[int], None]]:
         """What to send next after a 4xx for ``positions``: halves, the rest without the
         contacts named, or nothing (the part is refused)."""
         half = len(positions) // 2
-        if too_large(exc) and half:
+        if isinstance(exc, TooLarge) and half:
             entry["split"] = entry.get("split", 0) + 1
             return [(positions[:half], None), (positions[half:], None)]
-        if exc.status == 400 and not batch_level(exc):
-            named = errors_by_position(exc.errors)
+        if isinstance(exc, InvalidRequest) and not isinstance(exc, BatchRefused):
+            named = exc.named if isinstance(exc, NamesContacts) else {}
             if named and all(p < len(positions) for p in named) and len(named) < len(positions):
                 for p in sorted(named):
                     self._reject(batch, positions[p], named[p])
@@ -315,10 +331,10 @@ class BatchSender:
         self,
         batch: Batch,
         positions: Iterable[int],
-        entry: dict[str, Any],
-        status: str,
+        entry: BatchEntry,
+        status: BatchStatus,
         message: str,
-        errors: list[dict[str, Any]] | None = None,
+        errors: list[JsonObject] | None = None,
     ) -> None:
         if entry["status"] in (None, status):
             entry["status"] = status
@@ -332,15 +348,3 @@ class BatchSender:
             )
             count += 1
         self.outcome.errored += count
-
-
-def errors_by_position(errors: list[dict[str, Any]]) -> dict[int, str]:
-    """SendGrid names bad contacts as ``contacts[12].email``: map position -> its message."""
-    found: dict[int, str] = {}
-    for error in errors:
-        field_name = str(error.get("field") or "")
-        if field_name.startswith("contacts[") and "]" in field_name:
-            digits = field_name[len("contacts[") : field_name.index("]")]
-            if digits.isascii() and digits.isdigit():  # a position SendGrid cannot mean is no position
-                found[int(digits)] = f"{field_name}: {error.get('message', '')}"
-    return found

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from itertools import compress, islice, repeat
 from operator import eq, ne
 
-from shared.run.keysets import MISSING, PositionIndex
+from shared.run.delta.keysets import MISSING, PositionIndex
 
 # State entries searched either side of the first row of a chunk that no longer lines up.
 _WINDOW = 32

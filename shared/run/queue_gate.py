@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 
-from shared.entrypoints.events import gate_blob_name, still_queued
 from shared.errors import ExportError
 from shared.json_input import JsonDocumentError, load_json
 from shared.names import RUN_ID_PATTERN
@@ -31,6 +31,29 @@ MAX_GATE_BYTES = 4096
 # Each try that loses the gate finds the run that won it; more than one loss means a gate that
 # keeps changing under the delivery.
 MAX_TRIES = 4
+# A queued run older than this (beyond its settle delay) is taken as lost, not as still coming.
+STALE_QUEUED_SECONDS = 3600
+# Clocks of two instances may differ by this much; a time further ahead is not trusted (a run
+# "queued" years from now would be joined by every delivery until then, and none would run).
+MAX_CLOCK_SKEW_SECONDS = 300
+
+
+def gate_blob_name(destination: str) -> str:
+    return f"events/{destination}.json"
+
+
+def still_queued(queued_at: str | None, settle_seconds: int, *, stale_after: int = STALE_QUEUED_SECONDS) -> bool:
+    """A queued run is still coming unless it was queued (or queued again) far longer ago than its
+    settle delay: then it is taken as lost."""
+    if not queued_at:
+        return False
+    try:
+        moment = datetime.fromisoformat(queued_at.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if moment.tzinfo is None:  # not a time we write (ours end in Z): not trusted
+        return False
+    return -MAX_CLOCK_SKEW_SECONDS <= (utc_now() - moment).total_seconds() < settle_seconds + stale_after
 
 
 def new_data_gate(destination: str) -> str:

@@ -1,6 +1,6 @@
 """The order of a run's rows, told in terms of the state, so that the state the run writes is in
 the order of its input and the next run finds its unchanged rows in place
-(:mod:`shared.run.matching`).
+(:mod:`shared.run.delta.matching`).
 
 A state merged in place keeps its own order: contacts confirmed again stay where they stand and
 new ones go after the rest. That is the input's order as long as the input keeps its own and
@@ -18,8 +18,8 @@ from itertools import compress, islice, repeat
 from operator import add, and_, ge, lt, ne, sub
 from typing import Any, Protocol
 
-from shared.run.journal import StateUpdates
-from shared.run.keysets import MISSING, UNSET, exhaust, extend_ranges, items_in_ranges
+from shared.run.delta.journal import StateUpdates
+from shared.run.delta.keysets import MISSING, UNSET, exhaust, extend_ranges, items_in_ranges
 
 # A new contact (one the state does not hold) is noted as NEW - k, k its number in the run.
 NEW = MISSING - 1

@@ -24,6 +24,7 @@ from typing import Any
 from shared.errors import SendGridError
 from shared.privacy import redact
 from shared.run.ports import SendGridApi
+from shared.run.record_parts import RemovalsEntry
 
 MAX_INFLATED_BYTES = 8 * 1024 * 1024 * 1024  # a file inflated: bounds time only (read as a stream)
 MAX_LINE_CHARS = 256 * 1024  # one member's record, every field of it
@@ -198,7 +199,7 @@ def _lines(pieces: Iterator[str]) -> Iterator[str]:
 
 
 def ids_by_export(
-    client: SendGridApi, list_ids: list[str], emails: list[str], removals: dict[str, Any]
+    client: SendGridApi, list_ids: list[str], emails: list[str], removals: RemovalsEntry
 ) -> dict[str, str] | None:
     """The contact ids of these departed ``emails`` that are on the lists, from one export; None
     (and the record says why) when the export fails: the caller searches instead."""

@@ -4,11 +4,11 @@ For each contact SendGrid confirmed, the state keeps two 64-bit numbers in ``arr
 columns (16 bytes a contact, 16 MB at a million): the contact's key (BLAKE2b of its email) and
 the fingerprint of the source row that produced what was sent (XXH3 of the row's text, seeded
 with everything else that shapes the payload: lists, column plan, custom fields, the row rules'
-version; see :mod:`shared.run.identity`). A row whose fingerprint is in the state maps to exactly
+version; see :mod:`shared.run.delta.identity`). A row whose fingerprint is in the state maps to exactly
 what SendGrid already has, so it is skipped without being mapped or encoded: that is what makes
 a delta run fast.
 The contacts are kept in the order their rows came, so that the next run finds most of its rows
-where the state has them (:mod:`shared.run.matching`, :mod:`shared.run.run_order`).
+where the state has them (:mod:`shared.run.delta.matching`, :mod:`shared.run.delta.run_order`).
 Destinations in ``mirror`` mode also keep each contact's email, the only way to find it again
 to take it off a list.
 
@@ -25,18 +25,26 @@ import gzip
 import io
 import logging
 import struct
-import zlib
 from array import array
 from collections.abc import Iterable, Iterator, Set
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import ne, not_
 
 from shared.adapters.storage import BlobNotFound, BlobStore, ChunkStream
-from shared.inputs.rows import EMAIL_MAX
-from shared.run.journal import StateUpdates, SyncStateError, corrupt, journal_prefix
-from shared.run.keysets import MISSING, UNSET, KeySet, PositionIndex, exhaust, extend_ranges, items_in_ranges, ranges_of
-from shared.run.run_order import RunOrder, gathered
+from shared.context import propagate
+from shared.run.delta.journal import StateUpdates, SyncStateError, corrupt, journal_prefix
+from shared.run.delta.keysets import (
+    MISSING,
+    PositionIndex,
+    exhaust,
+    extend_ranges,
+    items_in_ranges,
+    ranges_of,
+)
+from shared.run.delta.run_order import RunOrder, gathered
+from shared.run.delta.state_blob import BlobReader, read_emails
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +59,6 @@ _MERGE_BLOCK = 65_536
 # Up to this many blocks of update keys are found by a pass over the state each; more, through
 # its key index.
 _SCAN_BLOCKS = 4
-# The most bytes one email takes in UTF-8 (the row rules' limit is in characters).
-_EMAIL_MAX_BYTES = 4 * EMAIL_MAX
 # A state up to this size is written in one request; a larger one is streamed in blocks.
 _SAVED_WHOLE_BYTES = 4 * 1024 * 1024
 
@@ -66,18 +72,13 @@ class SyncState:
     keys: array[int] = field(default_factory=lambda: array("Q"))
     fingerprints: array[int] = field(default_factory=lambda: array("Q"))
     emails: list[str] | None = None  # aligned with keys; kept for mirror mode only
-    # Mirror mode: departed contacts not yet found by search (see shared.run.removals).
+    # Mirror mode: departed contacts not yet found by search (see shared.run.send.removals).
     pending: dict[int, int] = field(default_factory=dict)
     # Built when first asked for; cleared when a merge in place changes the columns.
     _indexes: dict[str, PositionIndex] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.keys)
-
-    def fingerprint_keys(self) -> dict[int, int]:
-        """Fingerprint -> email key, for every contact SendGrid confirmed (a dict: for tests and
-        small states; a run finds its rows with :class:`shared.run.matching.KnownRows`)."""
-        return dict(zip(self.fingerprints, self.keys, strict=True))
 
     def key_index(self) -> PositionIndex:
         """Email key -> position in this state, about 9 bytes an entry."""
@@ -127,7 +128,7 @@ class SyncState:
         """The state from its blob's chunks, as they download. Each column is filled from them
         directly: a state takes its own 16 bytes a contact and a chunk, not a second copy as a
         whole blob, and a count in a damaged header allocates no more than the blob holds."""
-        blob = _BlobReader(chunks, source)
+        blob = BlobReader(chunks, source)
         try:
             magic, flags, count = _HEADER.unpack(blob.read(_HEADER.size))
             if magic != MAGIC:
@@ -140,7 +141,7 @@ class SyncState:
                 pending = dict(zip(pending_keys, blob.column(waiting), strict=True))
             emails: list[str] | None = None
             if with_emails:
-                emails = _emails(blob.rest(), count, source) if flags & _HAS_EMAILS else [""] * count
+                emails = read_emails(blob.rest(), count, source) if flags & _HAS_EMAILS else [""] * count
         finally:
             blob.close()
         return cls(keys, fps, emails, pending)
@@ -186,6 +187,13 @@ class SyncState:
                         with contextlib.suppress(BufferError):  # still held elsewhere: left as it was
                             part.release()
 
+    def save_replacing_journals(self, store: BlobStore, destination: str) -> None:
+        """Save the state whole, then delete the journals it now holds (one a batch: many)."""
+        self.save(store, destination)
+        journals = [b.name for b in store.list_blobs(journal_prefix(destination))]
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="journal-delete") as pool:
+            list(pool.map(propagate(store.delete), journals))
+
     # -- change ---------------------------------------------------------------------------------
 
     def merged(
@@ -201,7 +209,7 @@ class SyncState:
         """A new state: this one, with each contact ``updates`` confirmed again replaced where it
         stands, less the ``removed`` keys, then the new contacts in the order their rows came (of
         a key confirmed twice, the last). So the state keeps the order of the input, which is
-        what lets the next run confirm its unchanged rows in place (:mod:`shared.run.matching`).
+        what lets the next run confirm its unchanged rows in place (:mod:`shared.run.delta.matching`).
         ``pending`` replaces the pending map (None keeps this one's); a key confirmed again is no
         longer pending. ``in_place`` lets the merge change and reuse this state's columns and
         those of ``updates``, which the caller drops: a run then holds one state, not two.
@@ -339,16 +347,10 @@ class SyncState:
             where[wanted[own[position]]] = position
         return where
 
-    def indexes_not_in(self, present: Set[int] | RunKeys) -> Iterator[int]:
-        """Indexes of entries whose key is not in ``present`` (mirror mode's removal candidates)."""
-        if isinstance(present, RunKeys) and present.state is self:
-            return present.unclaimed()
-        return (index for index, key in enumerate(self.keys) if key not in present)
-
 
 @dataclass
 class _Merging:
-    """The columns a merge gathers from (see :func:`shared.run.run_order.gathered`)."""
+    """The columns a merge gathers from (see :func:`shared.run.delta.run_order.gathered`)."""
 
     keys: array[int]
     fps: array[int]
@@ -372,149 +374,3 @@ def _runs_of_ones(flags: bytearray) -> Iterator[tuple[int, int]]:
         stop = end if stop < 0 else stop
         yield start, stop
         start = flags.find(1, stop)
-
-
-class _BlobReader:
-    """A blob's sections read in order from its chunks, as they download; a blob that ends
-    early is a truncated state."""
-
-    _PIECE = 1 << 22  # bytes a column takes at a time
-
-    def __init__(self, chunks: Iterator[bytes], source: str):
-        self._chunks, self._source = chunks, source
-        self._stream = io.BufferedReader(ChunkStream(chunks))
-
-    def read(self, size: int) -> bytes:
-        data = self._stream.read(size)
-        if len(data) != size:
-            raise corrupt(self._source, "it is truncated")
-        return data
-
-    def column(self, count: int) -> array[int]:
-        """``count`` 64-bit numbers, appended a piece at a time: memory follows what was read."""
-        column = array("Q")
-        left = 8 * count
-        while left:
-            piece = self.read(min(left, self._PIECE))
-            column.frombytes(piece)
-            left -= len(piece)
-        return column
-
-    def rest(self) -> bytes:
-        return self._stream.read()
-
-    def close(self) -> None:
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()  # a download stopped early (a corrupt state) stops its read-ahead too
-
-
-def _emails(compressed: bytes, count: int, source: str) -> list[str]:
-    """The emails of a mirror state, decompressed no further than ``count`` of them can reach:
-    a damaged or hostile section that inflates to more is refused, not held in memory."""
-    limit = count * (_EMAIL_MAX_BYTES + 1)
-    inflate = zlib.decompressobj(wbits=31)  # one gzip member, as to_bytes writes it
-    try:
-        data = inflate.decompress(compressed, limit + 1)
-        if len(data) > limit or inflate.unconsumed_tail:
-            raise corrupt(source, f"its emails inflate past the {limit:,} bytes its {count:,} contact(s) can hold")
-        if not inflate.eof:
-            raise corrupt(source, "its emails do not decompress (the stream stops short)")
-        text = data.decode("utf-8")
-    except (zlib.error, UnicodeDecodeError) as exc:
-        raise corrupt(source, f"its emails do not decompress ({type(exc).__name__})") from None
-    emails = text.split("\n") if count else []
-    if len(emails) != count:
-        raise corrupt(source, f"it holds {len(emails)} emails for {count} contacts")
-    return emails
-
-
-class RunKeys:
-    """The email keys of a run's valid contacts: de-duplication (the first row wins) and, in
-    mirror mode, who is still present.
-
-    A key the state holds is one byte, at its position in the state (``claimed``); any other key
-    is in a :class:`KeySet`. A delta run of a million unchanged rows so costs a megabyte where a
-    set of ints cost a hundred, and claims its rows a chunk at a time by position, without
-    making their keys. Without a state (a ``--full`` run in upsert mode), every key is in the set.
-    """
-
-    def __init__(self, state: SyncState | None = None):
-        self.state = state
-        # The run's order, in terms of the state (a delta run notes it: see shared.run.run_order).
-        self.order: RunOrder | None = None
-        self.claimed = bytearray(len(state.keys) if state is not None else 0)
-        self.claimed_count = 0
-        self.others = KeySet()
-
-    def __len__(self) -> int:
-        return self.claimed_count + len(self.others)
-
-    def __bool__(self) -> bool:
-        return len(self) > 0
-
-    def expect(self, lines: int, read: int) -> None:
-        """The files hold at most ``lines`` lines, ``read`` of them read so far. Where every key
-        goes to the set (no state to claim positions in), it makes room at once for as many
-        keys as the lines read so far promise, and a twentieth more: lines that made no key
-        (blank, invalid, duplicates, the inside of a record) reserve nothing. Lines after them
-        that make fewer keys than these did leave room unused: at most about 14 bytes a line."""
-        if not self.claimed and read:
-            self.others.reserve(min(lines, len(self.others) * lines // read * 21 // 20))
-
-    def locate(self, key: int, hint: int = MISSING) -> int:
-        """The key's position in the state, or ``MISSING``; ``hint`` is where it likely is (a
-        row changed in place), which spares building the state's key index."""
-        if self.state is None or not self.claimed:
-            return MISSING
-        keys = self.state.keys
-        if 0 <= hint < len(keys) and keys[hint] == key:
-            return hint
-        return self.state.key_index().find(key)
-
-    def __contains__(self, key: object) -> bool:
-        if not isinstance(key, int):
-            return False
-        at = self.locate(key)
-        return bool(self.claimed[at]) if at != MISSING else key in self.others
-
-    def add(self, key: int, at: int | None = None) -> None:
-        """Add ``key``; ``at`` is its position in the state if already located."""
-        if at is None:
-            at = self.locate(key)
-        if at == MISSING:
-            self.others.add(key)
-        elif not self.claimed[at]:
-            self.claimed[at] = 1
-            self.claimed_count += 1
-
-    def claim(self, position: int) -> None:
-        """Claim the state position of a key located with :meth:`locate`."""
-        if not self.claimed[position]:
-            self.claimed[position] = 1
-            self.claimed_count += 1
-
-    def claim_range(self, start: int, stop: int) -> bool:
-        """Claim the positions from ``start`` to ``stop`` if none is claimed yet; whether it did."""
-        if self.claimed.find(1, start, stop) >= 0:
-            return False
-        self.claimed[start:stop] = bytes([1]) * (stop - start)
-        self.claimed_count += stop - start
-        return True
-
-    def unclaim(self, positions: Iterable[int]) -> None:
-        """Give back claimed state positions."""
-        claimed = self.claimed
-        for position in positions:
-            if claimed[position]:
-                claimed[position] = 0
-                self.claimed_count -= 1
-
-    def claim_unclaimed(self, positions: Set[int]) -> None:
-        """Claim state positions none of which is claimed yet (the caller has checked)."""
-        exhaust(map(self.claimed.__setitem__, positions, repeat(1)))
-        self.claimed_count += len(positions)
-
-    def unclaimed(self) -> Iterator[int]:
-        """The positions in the state of the keys no row of the run holds."""
-        return compress(range(len(self.claimed)), self.claimed.translate(UNSET))

@@ -2,7 +2,7 @@
 run left (a crash, kill -9, a stop signal, a deadline, an instance recycled).
 
 Each job SendGrid accepts is journaled at once as a ``sent-`` blob with the keys and
-fingerprints of what it holds (:mod:`shared.run.settling`); its run deletes it when the job is
+fingerprints of what it holds (:mod:`shared.run.send.settling`); its run deletes it when the job is
 settled. A blob still there when a run starts belongs to a run that stopped first: its job is
 polled now, and what it accepted is journaled as confirmed, under the name the stopped run would
 have used, before the sync state loads. So nothing SendGrid accepted is sent again, and a first
@@ -22,14 +22,14 @@ from array import array
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from shared.adapters.sendgrid import JobResult
+from shared.adapters.sendgrid_jobs import JobResult
 from shared.adapters.storage import BlobStore
 from shared.errors import SendGridError
-from shared.run.following import JobFollower
-from shared.run.identity import email_key
-from shared.run.import_errors import ErrorsFileUnreadable, parse_errors_file
-from shared.run.journal import StateUpdates, SyncStateError, journal_for_sent, parse_sent, sent_prefix
+from shared.run.delta.identity import email_key
+from shared.run.delta.journal import StateUpdates, SyncStateError, journal_for_sent, parse_sent, sent_prefix
 from shared.run.ports import SendGridApi
+from shared.run.send.following import JobFollower
+from shared.run.send.import_errors import ErrorsFileUnreadable, parse_errors_file
 
 log = logging.getLogger(__name__)
 

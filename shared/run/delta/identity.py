@@ -1,7 +1,7 @@
 """Who a contact is and what a row said: the one recipe for each.
 
 A contact's key is BLAKE2b of its email; a row's fingerprint is XXH3 (64 bits) of its text, seeded
-with BLAKE2b of everything else that shapes what is sent (see :mod:`shared.run.sync_state`).
+with BLAKE2b of everything else that shapes what is sent (see :mod:`shared.run.delta.sync_state`).
 
 Why two hashes. The key is made for the few rows a run parses; it names a contact in the state and
 in mirror removals, so it never changes. The fingerprint is made for every row of every run, and

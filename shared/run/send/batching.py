@@ -19,7 +19,9 @@ from typing import Any
 
 import orjson
 
-MAX_CONTACTS_PER_BATCH = 30_000
+from shared.json_input import JsonObject
+from shared.settings import MAX_CONTACTS_PER_BATCH
+
 # The contacts document's limit; the run's own cap is lower (settings.DEFAULT_MAX_BATCH_BYTES).
 MAX_BATCH_BYTES = 6_000_000
 
@@ -28,7 +30,7 @@ class ContactNotEncodable(ValueError):
     """A contact value JSON cannot carry: text holding undecodable bytes (lone surrogates)."""
 
 
-def encode_contact(contact: dict[str, Any]) -> bytes:
+def encode_contact(contact: JsonObject) -> bytes:
     """The contact's JSON, UTF-8. Raises :class:`ContactNotEncodable` for undecodable text.
 
     orjson, not the json module: every contact of a run is encoded here, the hottest call of a

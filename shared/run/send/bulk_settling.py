@@ -16,15 +16,15 @@ from array import array
 from dataclasses import replace
 from typing import Any
 
-from shared.adapters.sendgrid import JobResult
+from shared.adapters.sendgrid_jobs import JobResult, JobStatus
 from shared.errors import SendGridError
 from shared.privacy import redact
-from shared.run.batching import Batch
-from shared.run.import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
-from shared.run.journal import sent_blob_name, sent_bytes
+from shared.run.delta.journal import sent_blob_name, sent_bytes
 from shared.run.ports import SendGridApi
-from shared.run.sending import PendingJob
-from shared.run.settling import CONTACT_CAP, JobSettler
+from shared.run.send.batching import Batch
+from shared.run.send.import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
+from shared.run.send.sending import PendingJob
+from shared.run.send.settling import CONTACT_CAP, JobSettler
 
 
 class GroupSettler(JobSettler):
@@ -111,7 +111,7 @@ class GroupSettler(JobSettler):
             errored = max(1, result.errored) if result.status == "errored" else 0
             return replace(result, requested=sent, created=created, updated=updated, errored=errored)
         errored = len(failures[number])
-        status = "errored" if errored else "completed"
+        status: JobStatus = "errored" if errored else "completed"
         return replace(result, status=status, requested=sent, created=created, updated=updated, errored=errored)
 
     def _failures(self, client: SendGridApi, items: list[PendingJob], result: JobResult) -> list[dict[int, str]] | None:

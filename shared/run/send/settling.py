@@ -1,6 +1,6 @@
 """Settling a run's import jobs while it reads and sends: each job SendGrid accepts is journaled
 at once with what it holds (so that a run that dies settles it later by its id instead of sending
-it again), followed from the moment it exists (:mod:`shared.run.following`), and, as it ends,
+it again), followed from the moment it exists (:mod:`shared.run.send.following`), and, as it ends,
 what it accepted is confirmed (journaled at once, so a run that dies keeps it) and what it failed
 is rejected, by its errors file.
 
@@ -17,21 +17,21 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from shared.adapters.sendgrid import JobResult
+from shared.adapters.sendgrid_jobs import JobResult
 from shared.adapters.storage import BlobStore
 from shared.errors import SendGridError
 from shared.privacy import redact
-from shared.run.batching import Batch, BatchSpool
-from shared.run.following import JobFollower
-from shared.run.import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
-from shared.run.journal import StateUpdates, journal_prefix, sent_blob_name, sent_bytes
+from shared.run.delta.journal import StateUpdates, journal_prefix, sent_blob_name, sent_bytes
 from shared.run.ports import SendGridApi
 from shared.run.progress import RunProgress
+from shared.run.record_parts import BatchEntry, JobCounts
 from shared.run.records import RejectsWriter, RunRecord
 from shared.run.runtime import Tuning
-from shared.run.sending import PendingJob
+from shared.run.send.batching import Batch, BatchSpool
+from shared.run.send.following import JobFollower
+from shared.run.send.import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
+from shared.run.send.sending import PendingJob
 
 log = logging.getLogger(__name__)
 
@@ -187,16 +187,29 @@ class JobSettler:
             counts.accepted += sent
             self._confirm(batch, item, item.positions, updates, journal_name)
             return result.status
+        self._settle_some_errored(client, batch, item, result, updates, journal_name)
+        return result.status
+
+    def _settle_some_errored(
+        self,
+        client: SendGridApi,
+        batch: Batch,
+        item: PendingJob,
+        result: JobResult,
+        updates: StateUpdates,
+        journal_name: str,
+    ) -> None:
+        """A job that took some of its contacts: its errors file says which it refused."""
+        counts, sent = self.record.counts, len(item.positions)
         failed = self._errored_in_job(client, batch, item, result)
         if failed is None:
             # Which contacts failed is unknown: none is confirmed, the next run sends them again.
             counts.unconfirmed += sent
-            return result.status
+            return
         counts.accepted += sent - len(failed)
         counts.errored += len(failed)
         self._reject(batch, failed)
         self._confirm(batch, item, [p for p in item.positions if p not in failed], updates, journal_name)
-        return result.status
 
     def _reject(self, batch: Batch, failed: dict[int, str]) -> None:
         """Each contact SendGrid failed, with its reason, into the rejects file."""
@@ -205,19 +218,26 @@ class JobSettler:
             self.rejects.add(origin.source, origin.line, origin.email, "errored", message)
 
     @staticmethod
-    def _note_job(entry: dict[str, Any], item: PendingJob, result: JobResult) -> None:
-        job = {"requested": result.requested, "created": result.created, "updated": result.updated}
-        job["errored"] = result.errored
+    def _note_job(entry: BatchEntry, item: PendingJob, result: JobResult) -> None:
+        job: JobCounts = {
+            "requested": result.requested,
+            "created": result.created,
+            "updated": result.updated,
+            "errored": result.errored,
+        }
         if result.error:
             entry["error"] = redact(result.error)[:1000]
         parts = entry.get("jobs")
         if parts and len(parts) > 1:  # a batch sent in parts: each part's job, and the batch's worst status
-            parts[item.part].update(status=result.status, **job)
+            part = parts[item.part]
+            part["status"] = result.status
+            part["requested"], part["created"] = job["requested"], job["created"]
+            part["updated"], part["errored"] = job["updated"], job["errored"]
             ends = [p.get("status") for p in parts]
             entry["status"] = next((s for s in ends if s not in ("completed", None)), "completed")
-            total = entry.setdefault("job", dict.fromkeys(job, 0))
-            for key, value in job.items():
-                total[key] += value
+            total = entry.setdefault("job", {"requested": 0, "created": 0, "updated": 0, "errored": 0})
+            for key in ("requested", "created", "updated", "errored"):
+                total[key] += job[key]
         else:
             entry["status"] = result.status
             entry["job"] = job

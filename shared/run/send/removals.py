@@ -24,15 +24,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence, Set
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shared.adapters.sendgrid import SEARCH_EMAIL_MAX_LENGTH
-from shared.errors import SendGridError
-from shared.run.identity import email_key
-from shared.run.list_export import ids_by_export
+from shared.adapters.sendgrid_errors import (
+    InvalidRequest,
+    MalformedAnswer,
+    NotFound,
+    RateLimited,
+    RequestTimeout,
+    SendGridRefusal,
+)
+from shared.errors import SendGridAuthError, SendGridError
+from shared.run.delta.identity import email_key
+from shared.run.delta.run_keys import RunKeys, departed_indexes
+from shared.run.delta.sync_state import SyncState
 from shared.run.ports import SendGridApi
 from shared.run.records import RunRecord
-from shared.run.sync_state import RunKeys, SyncState
+from shared.run.send.list_export import ids_by_export
 
 log = logging.getLogger(__name__)
 
@@ -50,34 +60,49 @@ class _Options(Protocol):
     def force_removals(self) -> bool: ...
 
 
+@dataclass(frozen=True)
+class RemovalRules:
+    """What decides whether this run may remove the contacts that left its segments."""
+
+    options: _Options
+    failed: bool  # the run failed: nobody is removed
+    max_fraction: float  # the destination's max_removal_fraction
+    unproven: str = ""  # why the read may be incomplete (removals are then refused unless forced)
+    now: float | None = None  # epoch seconds; None: the clock's
+    # Find the departed contacts' ids in one export of the lists (more than 100 of them), searching
+    # only where the export fails (see shared.run.send.list_export).
+    by_export: bool = False
+
+
+@dataclass(frozen=True)
+class JobWaits:
+    """How long removal jobs are waited for, and how often they are asked after (seconds)."""
+
+    seconds: float
+    interval: float
+    max_interval: float
+
+
 def remove_departed(
     client: SendGridApi,
     list_ids: list[str],
     state: SyncState,
     present: Set[int] | RunKeys,
-    *,
     record: RunRecord,
-    options: _Options,
-    failed: bool,
-    max_fraction: float,
-    job_wait_seconds: float,
-    poll_interval: float,
-    poll_max_interval: float,
-    now: float | None = None,
-    unproven: str = "",
-    by_export: bool = False,
+    rules: RemovalRules,
+    waits: JobWaits,
 ) -> tuple[set[int], dict[int, int] | None]:
     """The keys to drop from the state (removed, gone, or let go) and the new pending map
-    (key -> epoch second of the first search that missed it); None keeps the old one.
-    ``unproven`` says why the read may be incomplete (removals are then refused unless forced)."""
+    (key -> epoch second of the first search that missed it); None keeps the old one."""
+    options, failed, max_fraction, unproven = rules.options, rules.failed, rules.max_fraction, rules.unproven
     removals = record.removals
     previous = len(state)
-    departed = list(state.indexes_not_in(present))
+    departed = list(departed_indexes(state, present))
     removals["planned"] = len(departed)
     if not departed:
         return set(), {}
     if failed:
-        removals.update(refused=True, reason="the run failed; removals wait for a run that does not.")
+        removals["refused"], removals["reason"] = True, "the run failed; removals wait for a run that does not."
         return set(), None
     refusal = None
     if unproven:
@@ -93,15 +118,15 @@ def remove_departed(
             f"more than max_removal_fraction ({max_fraction:.0%})"
         )
     if refusal and not options.force_removals:
-        removals.update(refused=True, reason=refusal + "; nobody was removed (force_removals overrides).")
+        removals["refused"], removals["reason"] = True, refusal + "; nobody was removed (force_removals overrides)."
         log.warning("run %s: removals refused: %s", record.run_id, refusal)
         return set(), None
     if options.dry_run:
         removals["reason"] = "dry run: nothing was removed"
         return set(), None
-    removal = _Removal(client, list_ids, state, record, now or time.time())
-    removal.by_export = by_export
-    return removal.run(departed, job_wait_seconds, poll_interval, poll_max_interval)
+    removal = _Removal(client, list_ids, state, record, rules.now or time.time())
+    removal.by_export = rules.by_export
+    return removal.run(departed, waits)
 
 
 class _Removal:
@@ -112,9 +137,7 @@ class _Removal:
         self.notes: list[str] = []
         self.by_export = False  # find ids in one export of the lists first (search where it fails)
 
-    def run(
-        self, departed: list[int], job_wait_seconds: float, poll_interval: float, poll_max_interval: float
-    ) -> tuple[set[int], dict[int, int]]:
+    def run(self, departed: list[int], waits: JobWaits) -> tuple[set[int], dict[int, int]]:
         removals = self.removals
         by_email = self._checked_emails(departed)
         ids, unfindable, unsearched = self._find(list(by_email))
@@ -125,9 +148,7 @@ class _Removal:
                 f"{len(unfindable)} address(es) SendGrid's search refuses as invalid could not be found to "
                 "be removed; they stay on the list(s)"
             )
-        removed_ids, gone_ids, unconfirmed = self._remove(
-            list(ids.values()), job_wait_seconds, poll_interval, poll_max_interval
-        )
+        removed_ids, gone_ids, unconfirmed = self._remove(list(ids.values()), waits)
         by_id = {contact_id: by_email[email] for email, contact_id in ids.items()}
         done.update(by_id[i] for i in removed_ids | gone_ids)
         removals["done"] = self.record.counts.removed = len(removed_ids) + len(gone_ids)
@@ -223,13 +244,18 @@ class _Removal:
             self.budget -= 1
             try:
                 contact_id = self.client.search_email_by_query(email)
-            except SendGridError as exc:
-                if exc.status == 400:
-                    invalid.add(email)
-                elif exc.status == 408 or exc.status is None or exc.status >= 500:
-                    unsearched.add(email)  # SGQL gives up on slow queries (408): try again next run
-                else:
+            except InvalidRequest:
+                invalid.add(email)
+                continue
+            except (SendGridAuthError, RateLimited, MalformedAnswer):
+                raise
+            except SendGridRefusal as exc:
+                if not isinstance(exc, RequestTimeout):
                     raise
+                unsearched.add(email)  # SGQL gives up on slow queries (408): try again next run
+                continue
+            except SendGridError:
+                unsearched.add(email)  # unreachable or failing (5xx): try again next run
                 continue
             if contact_id:
                 ids[email] = contact_id
@@ -238,9 +264,7 @@ class _Removal:
     def _search(self, emails: Sequence[str], ids: dict[str, str], invalid: set[str], unsearched: set[str]) -> None:
         try:
             found = self.client.search_emails(list(emails))
-        except SendGridError as exc:
-            if exc.status != 400:
-                raise
+        except InvalidRequest:
             if len(emails) == 1:
                 invalid.add(emails[0])
                 return
@@ -258,9 +282,7 @@ class _Removal:
 
     # -- removing from lists --------------------------------------------------------------------
 
-    def _remove(
-        self, contact_ids: list[str], job_wait_seconds: float, poll_interval: float, poll_max_interval: float
-    ) -> tuple[set[str], set[str], set[str]]:
+    def _remove(self, contact_ids: list[str], waits: JobWaits) -> tuple[set[str], set[str], set[str]]:
         """Ids removed from every list (jobs completed), ids that no longer exist, ids not confirmed."""
         jobs: dict[str, list[str]] = {}
         gone: set[str] = set()
@@ -271,11 +293,11 @@ class _Removal:
         answered = jobs.pop("", [])  # removals SendGrid answered without a job: done already
         unconfirmed = set(refused)
         if jobs:
-            deadline = time.time() + job_wait_seconds
+            deadline = time.time() + waits.seconds
             if self.client.deadline is not None:
                 deadline = min(deadline, self.client.deadline)
             results = self.client.wait_for_jobs(
-                list(jobs), deadline=deadline, interval=poll_interval, max_interval=poll_max_interval
+                list(jobs), deadline=deadline, interval=waits.interval, max_interval=waits.max_interval
             )
             unfollowed = 0
             for job_id, ids in jobs.items():
@@ -299,9 +321,7 @@ class _Removal:
             return
         try:
             job_id = self.client.remove_from_list(list_id, list(ids))
-        except SendGridError as exc:
-            if exc.status != 404:
-                raise
+        except NotFound:
             # "The specified list ID does not exist or one or more contact IDs do not exist."
             if len(ids) == 1:
                 gone.add(ids[0])

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from shared.adapters.sendgrid_errors import RateLimited
 from shared.errors import SendGridError
 
 UPSERT = "PUT /v3/marketing/contacts"
@@ -42,14 +43,6 @@ class _Window:
     in_flight: int = 0
 
 
-@dataclass
-class PaceFigures:
-    """What pacing cost a run: waits for budget and the seconds they took."""
-
-    waits: int = 0
-    waited_seconds: float = 0.0
-
-
 class PaceBudget:
     """The run's budget per endpoint (``METHOD /route/{id}``), thread-safe."""
 
@@ -58,7 +51,6 @@ class PaceBudget:
         self._cond = threading.Condition()
         self._windows: dict[str, _Window] = {}
         self._refused: dict[str, str] = {}
-        self.figures = PaceFigures()
 
     def refuse(self, endpoint: str, reason: str) -> None:
         """No more requests to ``endpoint`` (those waiting for budget too): each raises ``reason``."""
@@ -71,7 +63,6 @@ class PaceBudget:
         wait would pass ``deadline`` (epoch seconds)."""
         with self._cond:
             window = self._windows.setdefault(endpoint, _Window())
-            started = self._clock()
             while True:
                 if endpoint in self._refused:
                     raise SendGridError(self._refused[endpoint])
@@ -81,13 +72,10 @@ class PaceBudget:
                     window.remaining, window.reset = window.limit, 0.0
                 if self._free(endpoint, window) > 0:
                     window.in_flight += 1
-                    if now > started:
-                        self.figures.waits += 1
-                        self.figures.waited_seconds += now - started
                     return
                 until = window.reset + RESET_MARGIN if window.reset else now + 1.0
                 if deadline is not None and until > deadline:
-                    raise SendGridError(
+                    raise RateLimited(
                         f"{endpoint}: SendGrid's rate limit leaves no request before the run's deadline.",
                         status=429,
                     )

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from shared.errors import ExportError
-from shared.json_input import JsonDocumentError, load_json
+from shared.json_input import JsonDocumentError, JsonObject, load_json
 from shared.privacy import neutralise
 
 # Bounds, so that what parsing a file holds never grows with the file (a gzip of 64 KB can
@@ -207,15 +207,21 @@ def _from_json(text: str) -> dict[str, str]:
         raise ErrorsFileUnreadable("the errors file's JSON is not an array of objects")
     found: dict[str, str] = {}
     for item in doc:
-        keys = {str(k).lower().replace(" ", "_"): k for k in item}
-        email_key = next((keys[k] for k in keys if k in _EMAIL_HEADERS), None)
-        message_key = next((keys[k] for k in keys if k in _MESSAGE_HEADERS), None) or next(
-            (keys[k] for k in keys if any(hint in k for hint in _MESSAGE_HINTS)), None
-        )
-        if email_key is None or message_key is None:
-            raise ErrorsFileUnreadable("an entry of the errors file names no email and error")
+        email_key, message_key = _entry_keys(item)
         _add(found, item[email_key], item[message_key])
     return found
+
+
+def _entry_keys(item: JsonObject) -> tuple[Any, Any]:
+    """The keys of an errors-file entry that hold its email and its error message."""
+    keys = {str(k).lower().replace(" ", "_"): k for k in item}
+    email_key = next((keys[k] for k in keys if k in _EMAIL_HEADERS), None)
+    message_key = next((keys[k] for k in keys if k in _MESSAGE_HEADERS), None) or next(
+        (keys[k] for k in keys if any(hint in k for hint in _MESSAGE_HINTS)), None
+    )
+    if email_key is None or message_key is None:
+        raise ErrorsFileUnreadable("an entry of the errors file names no email and error")
+    return email_key, message_key
 
 
 def _column(names: list[str], wanted: Any) -> int | None:

@@ -20,15 +20,16 @@ import queue
 import threading
 from array import array
 from collections.abc import Callable
-from typing import Any
 
 import orjson
 
 from shared.context import propagate
 from shared.errors import SendGridAuthError, SendGridError
 from shared.privacy import redact
-from shared.run.batching import BatchSpool
-from shared.run.import_file import (
+from shared.run.ports import SendGridApi
+from shared.run.record_parts import BatchEntry, BatchStatus
+from shared.run.send.batching import BatchSpool
+from shared.run.send.import_file import (
     MAX_GROUP_JSON_BYTES,
     ImportColumns,
     columns_for,
@@ -36,8 +37,7 @@ from shared.run.import_file import (
     reserved_ids,
     write_import_file,
 )
-from shared.run.ports import SendGridApi
-from shared.run.sending import PendingJob, SendOutcome, batch_entry
+from shared.run.send.sending import PendingJob, SendOutcome, batch_entry
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,9 @@ class BulkImporter:
     def _run(self) -> None:
         try:
             while (group := self._queue.get()) is not None:
-                entries = [batch_entry(self._spool.batch(i)) | {"via": "import"} for i in group]
+                entries = [batch_entry(self._spool.batch(i)) for i in group]
+                for entry in entries:
+                    entry["via"] = "import"
                 self.outcome.entries.extend(entries)
                 if self._abort is not None:
                     self._not_imported(group, entries, "not_sent", self._abort)
@@ -145,7 +147,7 @@ class BulkImporter:
         except BaseException as exc:  # handed to the run's thread by finish()
             self._crash = exc
 
-    def _import(self, group: list[int], entries: list[dict[str, Any]]) -> None:
+    def _import(self, group: list[int], entries: list[BatchEntry]) -> None:
         path = None
         try:
             columns = self._columns(group)
@@ -153,11 +155,11 @@ class BulkImporter:
             self.requests += 1
             upload = self._client.start_import(self._list_ids, list(columns.mappings))
             for entry in entries:
-                entry.update(job_id=upload.job_id, status="pending", attempts=1)
+                entry["job_id"], entry["status"], entry["attempts"] = upload.job_id, "pending", 1
             self.requests += 1
             self._client.upload_import_file(upload, path)
         except SendGridError as exc:
-            status = "refused" if exc.status is not None and 400 <= exc.status < 500 else "undelivered"
+            status: BatchStatus = "refused" if exc.status is not None and 400 <= exc.status < 500 else "undelivered"
             self._not_imported(group, entries, status, str(exc))
             if self._abort is None or isinstance(exc, SendGridAuthError):
                 self._abort = f"the import of batches {group[0]}-{group[-1]} failed: {exc}"
@@ -177,7 +179,7 @@ class BulkImporter:
         keys, custom = keys_in(self._spool, group)
         return columns_for(keys, custom, self._reserved)
 
-    def _accepted(self, group: list[int], entries: list[dict[str, Any]], job_id: str) -> None:
+    def _accepted(self, group: list[int], entries: list[BatchEntry], job_id: str) -> None:
         items: list[PendingJob] = []
         keys, fps = array("Q"), array("Q")
         emails: list[str] | None = [] if self._mirror else None
@@ -193,10 +195,10 @@ class BulkImporter:
         if self._on_accepted is not None:
             self._on_accepted(group[0], job_id, items, keys, fps, emails)
 
-    def _not_imported(self, group: list[int], entries: list[dict[str, Any]], status: str, message: str) -> None:
+    def _not_imported(self, group: list[int], entries: list[BatchEntry], status: BatchStatus, message: str) -> None:
         for index, entry in zip(group, entries, strict=True):
             batch = self._spool.batch(index)
-            entry.update(status=status, error=redact(message)[:1000])
+            entry["status"], entry["error"] = status, redact(message)[:1000]
             for position in range(batch.count):
                 origin = batch.origin(position)
                 self.outcome.rejects.append((origin.source, origin.line, origin.email, "errored", message))

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.adapters.sendgrid import JOB_END_STATES, JobResult
+from shared.adapters.sendgrid_jobs import JOB_END_STATES, JobResult
 from shared.context import propagate
 from shared.errors import SendGridError
 from shared.run.ports import SendGridApi

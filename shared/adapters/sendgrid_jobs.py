@@ -1,0 +1,89 @@
+"""SendGrid's import jobs as the client reports them: a job's status (a ``Literal``), its counts
+and SendGrid's words on a failure, read from ``GET /v3/marketing/contacts/imports/{id}``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+from shared.errors import SendGridError
+from shared.json_input import JsonObject
+
+# An import job's status: SendGrid's (pending, completed, errored, failed); ours: timeout (not
+# ended by the deadline) and unknown (the status could not be learned).
+JobStatus = Literal["pending", "completed", "errored", "failed", "timeout", "unknown"]
+JOB_END_STATES: frozenset[JobStatus] = frozenset({"completed", "errored", "failed"})
+_SENDGRID_JOB_STATES: frozenset[str] = frozenset({"pending", "completed", "errored", "failed"})
+
+
+# Import status results, as documented (snake_case) and as some answers spell them (camelCase).
+_RESULT_NAMES = {
+    "requested": ("requested_count", "requestedCount"),
+    "created": ("created_count", "createdCount"),
+    "updated": ("updated_count", "updatedCount"),
+    "errored": ("errored_count", "erroredCount"),
+    "errors_url": ("errors_url", "errorsUrl"),
+}
+
+
+def _result(results: Mapping[str, Any], name: str) -> Any:
+    for spelling in _RESULT_NAMES[name]:
+        if results.get(spelling) is not None:
+            return results[spelling]
+    return None
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    status: JobStatus
+    requested: int = 0
+    created: int = 0
+    updated: int = 0
+    errored: int = 0
+    errors_url: str | None = None
+    raw: JsonObject = field(default_factory=dict)
+    error: str | None = None  # why the status could not be learned (status ``unknown``)
+    error_status: int | None = None  # and SendGrid's answer then, if it gave one
+    job_type: str | None = None  # "upsert" as documented, "upsert_contacts" in production
+    failure: str | None = None  # SendGrid's own words on a failed job (its "errors" messages)
+
+
+def _job_status(value: object) -> JobStatus:
+    """SendGrid's word for a job's state; one it has not documented is taken as not ended yet."""
+    status = str(value or "").lower()
+    return cast(JobStatus, status) if status in _SENDGRID_JOB_STATES else "pending"
+
+
+def _job_failure(answer: Mapping[str, Any]) -> str | None:
+    """SendGrid's words on why a job failed, if it says (``errors``: messages, or one object)."""
+    errors = answer.get("errors")
+    if isinstance(errors, dict):
+        errors = [errors]
+    if not isinstance(errors, list):
+        return None
+    words = [str(e.get("message")) for e in errors if isinstance(e, dict) and e.get("message")]
+    return "; ".join(words)[:500] or None
+
+
+def job_result(job_id: str, answer: JsonObject) -> JobResult:
+    """The job's status answer as a :class:`JobResult`; its counts are an outcome only once it has ended."""
+    results = answer.get("results") or {}
+    try:
+        url = _result(results, "errors_url")
+        job_type = answer.get("job_type", answer.get("jobType"))
+        return JobResult(
+            job_id=job_id,
+            status=_job_status(answer.get("status")),
+            requested=int(_result(results, "requested") or 0),
+            created=int(_result(results, "created") or 0),
+            updated=int(_result(results, "updated") or 0),
+            errored=int(_result(results, "errored") or 0),
+            errors_url=url if isinstance(url, str) else None,
+            raw=answer,
+            job_type=str(job_type) if job_type is not None else None,
+            failure=_job_failure(answer),
+        )
+    except (AttributeError, TypeError, ValueError):
+        raise SendGridError(f"the status of job {job_id[:64]} is not in the documented shape.") from None

@@ -1,0 +1,30 @@
+"""Sending: contacts into batches, batches to SendGrid at a pace, its import jobs followed and
+settled, a stopped run's jobs resumed, and mirror-mode removals. It may read the delta engine
+(:mod:`shared.run.delta`); the delta engine never reads it."""
+
+from shared.run.send.batching import BatchSpool, ContactNotEncodable, ContactTooLarge, encode_contact
+from shared.run.send.pace import UPSERT, PaceBudget
+from shared.run.send.removals import JobWaits, RemovalRules, remove_departed
+from shared.run.send.resume import resume_deadline, settle_left_jobs
+from shared.run.send.sending import BatchSender, SendOutcome, batch_entry, release_when_ready
+from shared.run.send.settling import JobSettler, contact_cap_message
+
+__all__ = [
+    "UPSERT",
+    "BatchSender",
+    "BatchSpool",
+    "ContactNotEncodable",
+    "ContactTooLarge",
+    "JobSettler",
+    "JobWaits",
+    "PaceBudget",
+    "RemovalRules",
+    "SendOutcome",
+    "batch_entry",
+    "contact_cap_message",
+    "encode_contact",
+    "release_when_ready",
+    "remove_departed",
+    "resume_deadline",
+    "settle_left_jobs",
+]
