@@ -22,8 +22,22 @@ def tree(name: str) -> dict[str, Any]:
 
 
 def readme_section(title: str) -> str:
-    text = (REPO / "README.md").read_text()
-    return text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+    """The README section of that title, at whatever heading level, to the next heading of its
+    level or above (its subsections included); lines in fenced code blocks are never headings."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    in_code, level, found = False, 0, []
+    for line in lines:
+        if line.startswith("```"):
+            in_code = not in_code
+        heading = None if in_code else re.match(r"(#+) (.*)", line)
+        if heading and level and len(heading[1]) <= level:
+            break
+        if level:
+            found.append(line)
+        elif heading and heading[2] == title:
+            level = len(heading[1])
+    assert level, f"README has no section {title!r}"
+    return "\n".join(found)
 
 
 # --- what azd packages -------------------------------------------------------------------------
