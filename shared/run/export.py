@@ -325,7 +325,6 @@ class _Run(ledger.RunLedger):
                 self.rejects,
                 self.progress,
                 spool,
-                self.sender,
                 self.edges.segments,
                 self.settings,
                 self.tuning,
@@ -380,7 +379,6 @@ class _Run(ledger.RunLedger):
             return
         sender.open()
         outcome = sender.finish(tick=self.progress.tick)
-        self.progress.batches_sent = sender.settled
         self._take_outcome(outcome)
         self.save()
 

@@ -143,7 +143,6 @@ class BatchSender:
         self._crash: BaseException | None = None
         self.outcome = SendOutcome()
         self.released = 0  # batches handed to the sending thread
-        self.settled = 0  # batches whose sending has ended (read by the run's progress)
         self._ended = threading.Event()  # set last by the sending thread: see shared.run.send.ending
         # propagate: the thread's log lines belong to the invocation that started the run.
         self._thread = threading.Thread(target=propagate(self._run), name="sendgrid-sender", daemon=True)
@@ -208,15 +207,12 @@ class BatchSender:
                     self.outcome.entries.append(entry)
                     if self._abort is not None:
                         self._errored(batch, range(batch.count), entry, "not_sent", self._abort)
-                        self.settled += 1
                         continue
                     in_flight.append((batch, entry, pool.submit(propagate(self._first_try), batch, entry)))
                     if len(in_flight) >= self._concurrency:
                         self._settle(*in_flight.popleft())
-                        self.settled += 1
                 while in_flight:
                     self._settle(*in_flight.popleft())
-                    self.settled += 1
         except BaseException as exc:  # handed to the run's thread by finish()
             self._crash = exc
         finally:
