@@ -7,7 +7,7 @@ not a terminal).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shared.json_input import JsonObject
 from shared.run.records import RunRecord, RunStatus
@@ -74,6 +74,11 @@ def _next_steps(record: RunRecord, prog: str) -> list[str]:
     return ["next:", *steps]
 
 
+# A running run saves its progress every few seconds (record_save_every, 5 s): one silent for
+# sixty times that has most likely lost its process (kill -9, a recycled instance). Only shown:
+# the record is closed by the next run of its destination, under the lock.
+STALE_AFTER_SECONDS = 300.0
+
 RUNS_COLUMNS = ("run id", "status", "trigger", "read", "sent", "rejected", "duration", "detail")
 _NUMERIC = {3, 4, 5, 6}
 
@@ -113,13 +118,30 @@ def run_row(record: RunRecord, now: datetime | None = None) -> tuple[str, ...]:
         ("would " if record.options.dry_run and sent else "") + str(sent),
         rejected,
         duration(record.started_at, record.finished_at, now=now if running else None),
-        _detail(record, progress),
+        _detail(record, progress, now),
     )
 
 
-def _detail(record: RunRecord, progress: JsonObject) -> str:
+def _silent_for(record: RunRecord, progress: JsonObject, now: datetime | None) -> float | None:
+    """Seconds since a running record's last progress save (its start plus the elapsed time it
+    saved), or None if that cannot be told."""
+    if now is None or not record.started_at:
+        return None
+    try:
+        started = datetime.fromisoformat(record.started_at)
+        elapsed = progress.get("elapsed_seconds")
+        saved = started + timedelta(seconds=float(elapsed) if isinstance(elapsed, (int, float)) else 0.0)
+        return (now - saved).total_seconds()
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _detail(record: RunRecord, progress: JsonObject, now: datetime | None = None) -> str:
     status = record.status
     if status == RunStatus.RUNNING:
+        silent = _silent_for(record, progress, now)
+        if silent is not None and silent > STALE_AFTER_SECONDS:
+            return f"no progress for {_seconds(silent)}: probably stopped; the next run closes it"
         if not progress:  # saved every few seconds: a run younger than that has none yet
             return "all rows read; sending" if record.counts.read else "started; no progress saved yet"
         parts = [str(progress.get("stage") or "starting")]

@@ -207,8 +207,12 @@ class _Run(ledger.RunLedger):
         finally:
             scan.cancel()
             if self.sender is not None and not self._sent:
-                # The run stopped before sending ended: what was sent stays recorded.
-                self._take_outcome(self.sender.stop("the run stopped before this batch was sent"))
+                # The run stopped before sending ended (an interrupt too): no new request, those
+                # in flight end and are journaled, then what was sent is recorded.
+                stopped = "the run stopped before this batch was sent"
+                self.sender.halt(stopped)
+                self.pace.refuse(UPSERT, stopped)  # a request waiting for budget does not go out
+                self._take_outcome(self.sender.stop(stopped))
             if self.settler is not None:
                 self.settler.stop()  # jobs not ended stay journaled: the next run settles them
             spool.close()
@@ -328,7 +332,6 @@ class _Run(ledger.RunLedger):
                 self.rejects,
                 self.progress,
                 spool,
-                self.sender,
                 self.edges.segments,
                 self.settings,
                 self.tuning,
@@ -400,7 +403,6 @@ class _Run(ledger.RunLedger):
             return
         sender.open()
         outcome = sender.finish(tick=self.progress.tick)
-        self.progress.batches_sent = sender.settled
         self._take_outcome(outcome)
         self.save()
 

@@ -20,7 +20,6 @@ from shared.run.record_parts import FileEntry, SegmentEntry
 from shared.run.records import RejectsWriter, RunRecord
 from shared.run.runtime import Tuning
 from shared.run.send import BatchSpool, ContactNotEncodable, ContactTooLarge, encode_contact
-from shared.run.send.send_route import Sending
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,12 +39,11 @@ class SegmentsReading:
         rejects: RejectsWriter,
         progress: RunProgress,
         spool: BatchSpool,
-        sender: Sending | None,
         store: BlobStore,
         settings: Settings,
         tuning: Tuning,
     ):
-        self.record, self.rejects, self.progress, self.spool, self.sender = record, rejects, progress, spool, sender
+        self.record, self.rejects, self.progress, self.spool = record, rejects, progress, spool
         self.store, self.max_record_bytes, self.release_memory = store, settings.max_record_bytes, tuning.release_memory
         self._seen: RunKeys | None = None  # the keys of the read under way, until told how many lines come
         self._lines_done = 0  # lines of the files read to the end
@@ -134,8 +132,6 @@ class SegmentsReading:
             self._seen.expect(total, lines)
             self._seen = None
         progress.batches_spooled = self.spool.batch_count
-        if self.sender is not None:
-            progress.batches_sent = self.sender.settled
         progress.tick()
 
 

@@ -77,6 +77,9 @@ def test_contacts_an_import_job_failed_are_named_and_the_rest_confirmed(workspac
     rejects = workspace.read_export(record.rejects_blob).decode()
     assert "simulated contact error" in rejects and rejects.count("\n") == 3  # a header and two rows
     assert [b["status"] for b in record.batches] == ["errored", "completed", "errored"]
+    # The import job's three batches count as sent when it is accepted, and confirmed when it ends.
+    assert record.progress is not None
+    assert (record.progress["batches_sent"], record.progress["batches_confirmed"]) == (3, 3), record.progress
     again = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert again.status == "succeeded" and again.counts.sent == 2  # only the two are sent again
 

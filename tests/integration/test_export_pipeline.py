@@ -307,3 +307,7 @@ def test_the_stored_record_moves_while_a_run_goes(workspace, simulator):
     assert final.status == "succeeded" and final.counts.accepted == 20_000
     moving = {tuple(progress) for status, *progress in seen if status == "running"}
     assert len(moving) >= 3, seen[:20]  # several distinct running counts, not one frozen record
+    # A batch is counted sent when SendGrid accepts it: never more confirmed than sent.
+    told = [(sent, confirmed) for _, _, sent, confirmed in seen if sent is not None and confirmed is not None]
+    assert all(confirmed <= sent for sent, confirmed in told), told
+    assert final.progress is not None and final.progress["batches_sent"] == final.progress["batches_confirmed"] == 20

@@ -9,6 +9,7 @@ where the last stopped; production's answers (the status shape, the contact cap)
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -216,3 +217,63 @@ def test_the_contact_cap_fails_the_run_naming_it_and_nothing_after_it_is_sent(wo
     assert record.counts.accepted == 30 and record.counts.errored == 90
     rejects = workspace.read_export(record.rejects_blob).decode().strip().splitlines()
     assert len(rejects) - 1 == record.counts.rejected  # runs and rejects agree
+
+
+@pytest.mark.parametrize(("stop", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interrupted_run_settles_its_requests_then_records_true_counts(workspace, simulator, stop, code):
+    """Ctrl-C (or SIGTERM) mid-send: no batch goes out after the run's final record; every batch
+    SendGrid accepted is in the record with its job id (or counted unconfirmed); the rerun sends
+    none of them again."""
+    workspace.put_segment("people.csv", people(30_000))
+    workspace.put_destinations(destination())
+    simulator.config(record_bodies=True, job_delay=2, pace={UPSERT: {"limit": 2, "window": 1}})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SENDGRID_", "EXPORT_", "KEY_VAULT"))}
+    env = {**env, **workspace.env, "SENDGRID_MAX_BATCH_BYTES": "100000"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared", "--no-local-settings", "export", "newsletter", "--full"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        started = time.monotonic()
+        while len(accepted_puts(request_log(simulator))) < 3:
+            assert proc.poll() is None, "the export ended before it could be interrupted"
+            assert time.monotonic() - started < 60, "no batch was accepted within a minute"
+            time.sleep(0.1)
+        time.sleep(random.uniform(0.0, 1.0))
+        proc.send_signal(getattr(signal, stop))
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == code, stderr
+    assert stderr.splitlines()[-1] == "interrupted; safe to run again" and "Traceback" not in stderr
+    time.sleep(1.5)  # a request still going out after the record was saved would show in the log
+    before = request_log(simulator)
+    (record,) = records_now(workspace)
+    assert record["status"] == "failed" and "interrupted" in record["errors"][-1], record
+    assert_true(record)
+    assert record["progress"]["batches_confirmed"] <= record["progress"]["batches_sent"], record["progress"]
+    by_job = {job["job_id"] for batch in record["batches"] for job in batch.get("jobs", [batch])}
+    accepted = accepted_puts(before)
+    held = held_keys(workspace)
+    unconfirmed = record["counts"]["unconfirmed"]
+    assert len(by_job - {None}) == len(accepted), "a batch SendGrid accepted is missing from the record"
+    for entry in accepted:
+        assert all(email_key(m) in held for m in emails_of(entry)), "a batch SendGrid accepted was not journaled"
+    assert unconfirmed <= sum(len(emails_of(e)) for e in accepted)
+    for batch in record["batches"]:
+        assert batch["status"] is not None, batch
+        if batch["status"] in ("pending", "unsettled", "imported", "completed"):
+            assert batch["job_id"], batch
+
+    runtime = make_runtime(workspace)
+    runtime.tuning = dataclasses.replace(runtime.tuning, max_batch_bytes=100_000)
+    simulator.config(job_delay=0.2, pace={UPSERT: {"limit": 50, "window": 1}})
+    again = run_now(runtime, "newsletter", options=ExportOptions(), requested_by="test")
+    assert again.status == "succeeded", again.errors
+    sent_again = set().union(*(emails_of(e) for e in accepted_puts(request_log(simulator)[len(before) :])))
+    assert not sent_again & set().union(*(emails_of(e) for e in accepted))
+    assert len(simulator.members("Newsletter")) == 30_000

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from shared.entrypoints import console
 from shared.run.counts import RunCounts
@@ -111,3 +111,22 @@ def test_a_run_that_failed_before_sending_says_nothing_was_sent():
     counts_line = console.run_summary(stopped)[1]
     assert "0 sent" in counts_line and "300,000 not sent" in counts_line, counts_line
     assert console.run_row(stopped)[4] == "0"
+
+
+def test_a_running_record_silent_for_minutes_shows_as_probably_stopped_and_stays_running():
+    killed = record(
+        status=RunStatus.RUNNING,
+        finished_at=None,
+        progress={"stage": "sending", "rows_read": 10, "rows_total": 10, "elapsed_seconds": 60.0},
+    )
+    before = killed.to_dict()
+    started = datetime.fromisoformat(str(killed.started_at))
+    lively = as_row(console.run_row(killed, now=started + timedelta(seconds=60 + 30)))
+    assert lively["detail"] == "sending 100%" and lively["status"] == "running"
+    silent = as_row(console.run_row(killed, now=started + timedelta(seconds=60 + 301)))
+    assert silent["status"] == "running"  # display only: the next run closes the record, under the lock
+    assert silent["detail"] == "no progress for 5m01s: probably stopped; the next run closes it"
+    assert killed.to_dict() == before
+    never_saved = record(status=RunStatus.RUNNING, finished_at=None, progress=None)
+    later = datetime.fromisoformat(str(never_saved.started_at)) + timedelta(minutes=10)
+    assert as_row(console.run_row(never_saved, now=later))["detail"].startswith("no progress for 10m00s")

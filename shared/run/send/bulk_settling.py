@@ -53,6 +53,9 @@ class GroupSettler(JobSettler):
             self._groups[job_id] = (first, items)
             self._jobs[job_id] = items[0]  # the base class marks a job left unfinished by this one
             self.record.counts.unconfirmed += len(keys)
+            # Its batches count as sent now, as each is confirmed when the job ends: never more
+            # batches confirmed than sent.
+            self.progress.batches_sent += len(items)
         if self._follower is not None:
             self._follower.add(job_id)
 

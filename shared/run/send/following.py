@@ -20,6 +20,7 @@ from shared.adapters.sendgrid_jobs import JOB_END_STATES, JobResult
 from shared.context import propagate
 from shared.errors import SendGridError
 from shared.run.ports import SendGridApi
+from shared.run.send.ending import wait_for_end
 
 GROWTH = 1.5
 # The first poll of a job comes at this share of the time the last ended job took (at most;
@@ -63,6 +64,7 @@ class JobFollower:
         self._crash: BaseException | None = None
         self.unfinished: list[str] = []
         self.polls = 0
+        self._ended = threading.Event()  # set last by the thread: see shared.run.send.ending
         self._thread = threading.Thread(target=propagate(self._run), name="sendgrid-jobs", daemon=True)
         self._thread.start()
 
@@ -79,7 +81,7 @@ class JobFollower:
         """The run is stopping: no more polls; returns the jobs left unfinished."""
         self._stopped.set()
         self._new.put("")
-        self._thread.join()
+        wait_for_end(self._ended, through_interrupts=True)
         return self._left()
 
     def _left(self) -> list[str]:
@@ -94,10 +96,7 @@ class JobFollower:
 
     def join(self, tick: Callable[[], None] | None = None) -> list[str]:
         """Wait for every job (or the deadline); re-raise a fault of the thread."""
-        while self._thread.is_alive():
-            self._thread.join(timeout=0.5)
-            if tick is not None:
-                tick()
+        wait_for_end(self._ended, tick)
         if self._crash is not None:
             raise self._crash
         return self._left()
@@ -116,6 +115,7 @@ class JobFollower:
         except BaseException as exc:  # handed to the run's thread by join()
             self._crash = exc
         self.unfinished = list(self._jobs)
+        self._ended.set()
 
     def _wait_time(self) -> float:
         if not self._jobs:

@@ -42,6 +42,7 @@ from shared.privacy import redact
 from shared.run.ports import SendGridApi
 from shared.run.record_parts import BatchEntry, BatchStatus
 from shared.run.send.batching import Batch, BatchSpool
+from shared.run.send.ending import wait_for_end
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ log = logging.getLogger(__name__)
 # stay bounded (about 900 for 30,000 contacts) however many of its contacts SendGrid refuses.
 MIN_EXTRA_REQUESTS = 64
 LAST_PASS_CONTACTS = 100
+
+
+class _Halted(Exception):
+    """A batch's first request was not made: sending was halted or stopped meanwhile."""
 
 
 @dataclass
@@ -138,7 +143,7 @@ class BatchSender:
         self._crash: BaseException | None = None
         self.outcome = SendOutcome()
         self.released = 0  # batches handed to the sending thread
-        self.settled = 0  # batches whose sending has ended (read by the run's progress)
+        self._ended = threading.Event()  # set last by the sending thread: see shared.run.send.ending
         # propagate: the thread's log lines belong to the invocation that started the run.
         self._thread = threading.Thread(target=propagate(self._run), name="sendgrid-sender", daemon=True)
         self._thread.start()
@@ -172,20 +177,18 @@ class BatchSender:
         """Wait until every released batch is settled (calling ``tick`` now and then while it
         waits); re-raise a fault of the sending thread."""
         self._queue.put(None)
-        while self._thread.is_alive():
-            self._thread.join(timeout=0.5)
-            if tick is not None:
-                tick()
+        wait_for_end(self._ended, tick)
         if self._crash is not None:
             raise self._crash
         return self.outcome
 
     def stop(self, reason: str) -> SendOutcome:
-        """The run cannot go on: batches not yet sent stay unsent; those in flight are settled."""
+        """The run cannot go on: batches not yet sent stay unsent; those in flight are settled
+        (their jobs journaled) before this returns, even if the run was interrupted again."""
         if self._abort is None:
             self._abort = reason
         self._queue.put(None)
-        self._thread.join()
+        wait_for_end(self._ended, through_interrupts=True)
         return self.outcome
 
     def _release(self, index: int) -> None:
@@ -204,21 +207,22 @@ class BatchSender:
                     self.outcome.entries.append(entry)
                     if self._abort is not None:
                         self._errored(batch, range(batch.count), entry, "not_sent", self._abort)
-                        self.settled += 1
                         continue
                     in_flight.append((batch, entry, pool.submit(propagate(self._first_try), batch, entry)))
                     if len(in_flight) >= self._concurrency:
                         self._settle(*in_flight.popleft())
-                        self.settled += 1
                 while in_flight:
                     self._settle(*in_flight.popleft())
-                    self.settled += 1
         except BaseException as exc:  # handed to the run's thread by finish()
             self._crash = exc
+        finally:
+            self._ended.set()
 
     def _first_try(self, batch: Batch, entry: BatchEntry) -> tuple[str, CallStats]:
         """A batch's first request, on a worker: a job SendGrid accepts is told at once (batches
         may be answered out of order, and each is journaled before anything else happens)."""
+        if self._abort is not None:  # halted or stopping while this waited for a worker
+            raise _Halted(self._abort)
         job_id, stats = self._client.upsert_contacts(batch.body)
         entry["job_id"], entry["status"] = job_id, "pending"
         if self._on_accepted is not None:
@@ -237,6 +241,9 @@ class BatchSender:
         while parts:
             positions, attempt = parts.popleft()
             if attempt is None:
+                if self._abort is not None:  # halted or stopping: no new request for what is left
+                    self._errored_all(batch, [positions, *(p for p, _ in parts)], entry, "not_sent", self._abort)
+                    break
                 if budget <= 0 and not last_pass:
                     last_pass = True
                     _into_last_pass(positions, parts, entry)
@@ -245,6 +252,9 @@ class BatchSender:
                 attempt = functools.partial(self._client.upsert_contacts, batch.body_for(list(positions)))
             try:
                 job_id, stats = attempt()
+            except _Halted as exc:
+                self._errored(batch, positions, entry, "not_sent", str(exc))
+                continue
             except SendGridAuthError as exc:
                 self._abort = str(exc)
                 self._errored_all(batch, [positions, *(p for p, _ in parts)], entry, "refused", str(exc))

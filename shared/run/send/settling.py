@@ -90,6 +90,9 @@ class JobSettler:
         with self.lock:
             self._jobs[item.job_id] = item
             self.record.counts.unconfirmed += len(item.positions)
+            # Counted as SendGrid accepts it, a job at a time as confirmations are: never more
+            # confirmed than sent, whatever the order the threads run in.
+            self.progress.batches_sent += 1
         if self._follower is not None:  # else the run is stopping: the next run settles the job
             self._follower.add(item.job_id)
 
