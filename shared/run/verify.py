@@ -65,7 +65,7 @@ def verify_destination(runtime: Runtime, name: str, *, repair: bool = False) -> 
         try:
             progress = RunProgress(NoProgress(), lambda _: None)
             reading = SegmentsReading(
-                record, RejectsWriter(), progress, spool, None, edges.segments, settings, runtime.tuning
+                record, RejectsWriter(), progress, spool, edges.segments, settings, runtime.tuning
             )
             mirror = destination.mode == "mirror"
             reading.read(destination, plan, custom_fields, SyncState(), list_ids, full=True, mirror=False)

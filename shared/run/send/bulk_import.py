@@ -71,7 +71,7 @@ class BulkImporter:
         self._crash: BaseException | None = None
         self._reserved: dict[str, str] | None = None
         self.outcome = SendOutcome()
-        self.released = self.settled = 0
+        self.released = 0
         self.files = self.requests = 0  # import files uploaded, and requests spent for them
         self._thread = threading.Thread(target=propagate(self._run), name="sendgrid-importer", daemon=True)
         self._thread.start()
@@ -143,7 +143,6 @@ class BulkImporter:
                     self._not_imported(group, entries, "not_sent", self._abort)
                 else:
                     self._import(group, entries)
-                self.settled += len(group)
         except BaseException as exc:  # handed to the run's thread by finish()
             self._crash = exc
 

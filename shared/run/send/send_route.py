@@ -28,9 +28,6 @@ class Sending(Protocol):
     @property
     def released(self) -> int: ...
 
-    @property
-    def settled(self) -> int: ...
-
     def ready(self, index: int) -> None: ...
 
     def open(self) -> None: ...
@@ -73,10 +70,6 @@ class SendRouter:
     @property
     def released(self) -> int:
         return self._chosen.released if self._chosen is not None else 0
-
-    @property
-    def settled(self) -> int:
-        return self._chosen.settled if self._chosen is not None else 0
 
     def _choose(self, sender: BatchSender | BulkImporter) -> None:
         self._chosen = sender
