@@ -248,9 +248,28 @@ def baseline(service: BlobServiceClient, sim_url: str, list_id: str, n: int) -> 
 DATA_KINDS = ("upserts", "imports", "uploads", "field definitions")
 
 
+def sim_requests(sim_url: str, since: int = 0) -> list[dict[str, Any]]:
+    """The simulator's request log, from the ``since``-th request."""
+    answer = requests.get(f"{sim_url}/__sim/requests", headers=CONTROL_HEADERS, timeout=60)
+    return list(answer.json()["requests"][since:])
+
+
+def cli_env(connection_string: str, sim_url: str, **extra: str) -> dict[str, str]:
+    """The environment of an export run by the CLI against the emulator and the simulator."""
+    return {
+        **os.environ,
+        "EXPORT_STORAGE": connection_string,
+        "AzureWebJobsStorage": connection_string,
+        "SECRETS_SOURCE": "environment",
+        "SENDGRID_SECRET_SENDGRID_API_KEY": KEY,
+        "SENDGRID_API_BASE_URL": sim_url,
+        **extra,
+    }
+
+
 def requests_by_kind(sim_url: str, since: int = 0) -> dict[str, int]:
     """The simulator's requests (from the ``since``-th), by kind."""
-    log = requests.get(f"{sim_url}/__sim/requests", headers=CONTROL_HEADERS, timeout=60).json()["requests"][since:]
+    log = sim_requests(sim_url, since)
     found: dict[str, int] = {}
     for entry in log:
         method, path = entry["method"], entry["path"]
@@ -351,15 +370,8 @@ def main() -> int:
         )
         generated = upload(service, n)
         print(f"  generated and uploaded in {generated:.1f}s", flush=True)
-        env = {
-            **os.environ,
-            "EXPORT_STORAGE": emulator.connection_string,
-            "AzureWebJobsStorage": emulator.connection_string,
-            "SECRETS_SOURCE": "environment",
-            "SENDGRID_SECRET_SENDGRID_API_KEY": KEY,
-            "SENDGRID_API_BASE_URL": sim_url,
-            "SENDGRID_BULK_IMPORT": "never",  # the upsert path; the import path is measured beside it
-        }
+        # The upsert path; the import path is measured beside it.
+        env = cli_env(emulator.connection_string, sim_url, SENDGRID_BULK_IMPORT="never")
         # Linux counts in a child's peak RSS the peak of the process it was spawned from: the
         # exports run while this one is small, and the baseline (its payloads held here) last.
         upload(service, FIXED_PROFILES, prefix="fixed")

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import Counter
 
-import requests
 from azure.storage.blob import BlobServiceClient
 
-from tools.bench import CONTROL_HEADERS, KEY, run_cli, start_simulator
+from tools.bench import cli_env, run_cli, sim_requests, start_simulator
 from tools.storage_emulator import Emulator
 
 DEPARTURES = 100_000
@@ -58,20 +56,13 @@ def mirror_run(service: BlobServiceClient, connection_string: str, departures: i
     segments = service.get_container_client("segments")
     sim, sim_url = start_simulator()
     try:
-        env = {
-            **os.environ,
-            "EXPORT_STORAGE": connection_string,
-            "AzureWebJobsStorage": connection_string,
-            "SECRETS_SOURCE": "environment",
-            "SENDGRID_SECRET_SENDGRID_API_KEY": KEY,
-            "SENDGRID_API_BASE_URL": sim_url,
-        }
+        env = cli_env(connection_string, sim_url)
         segments.upload_blob("mirror/people.csv", segment(departures + STAYING), overwrite=True)
         run_cli(env, destination="mirror")
-        before = len(requests.get(f"{sim_url}/__sim/requests", headers=CONTROL_HEADERS, timeout=60).json()["requests"])
+        before = len(sim_requests(sim_url))
         segments.upload_blob("mirror/people.csv", segment(STAYING), overwrite=True)
         record, wall, _, _ = run_cli(env, destination="mirror")
-        log = requests.get(f"{sim_url}/__sim/requests", headers=CONTROL_HEADERS, timeout=60).json()["requests"][before:]
+        log = sim_requests(sim_url, before)
     finally:
         sim.terminate()
         sim.wait(10)

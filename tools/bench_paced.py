@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import requests
 from azure.storage.blob import BlobServiceClient
 
-from tools.bench import CONTROL_HEADERS, KEY, REPO, run_cli, start_simulator, upload
+from tools.bench import CONTROL_HEADERS, REPO, cli_env, run_cli, sim_requests, start_simulator, upload
 from tools.storage_emulator import Emulator
 
 PACED_PROFILES = 30_000
@@ -58,18 +57,9 @@ def paced_run(service: BlobServiceClient, connection_string: str, n: int, code: 
         config["status_shape"] = "production"
         requests.post(f"{sim_url}/__sim/config", json=config, headers=CONTROL_HEADERS, timeout=10).raise_for_status()
         upload(service, n, prefix="paced")
-        env = {
-            **os.environ,
-            "EXPORT_STORAGE": connection_string,
-            "AzureWebJobsStorage": connection_string,
-            "SECRETS_SOURCE": "environment",
-            "SENDGRID_SECRET_SENDGRID_API_KEY": KEY,
-            "SENDGRID_API_BASE_URL": sim_url,
-            "SENDGRID_MAX_BATCH_BYTES": str(BATCH_BYTES),
-            "PYTHONPATH": str(code),
-        }
+        env = cli_env(connection_string, sim_url, SENDGRID_MAX_BATCH_BYTES=str(BATCH_BYTES), PYTHONPATH=str(code))
         record, wall, _, _ = run_cli(env, destination="paced", cwd=code)
-        log = requests.get(f"{sim_url}/__sim/requests", headers=CONTROL_HEADERS, timeout=30).json()["requests"]
+        log = sim_requests(sim_url)
     finally:
         sim.terminate()
         sim.wait(10)
@@ -125,16 +115,9 @@ def paced_bulk_run(service: BlobServiceClient, connection_string: str, n: int, u
         config = {"pace": PACE, "job_delay": JOB_SECONDS, "job_seconds_per_contact": JOB_SECONDS_PER_CONTACT}
         config |= {"status_shape": "production", "import_seconds_per_contact": IMPORT_SECONDS_PER_CONTACT}
         requests.post(f"{sim_url}/__sim/config", json=config, headers=CONTROL_HEADERS, timeout=10).raise_for_status()
-        env = {
-            **os.environ,
-            "EXPORT_STORAGE": connection_string,
-            "AzureWebJobsStorage": connection_string,
-            "SECRETS_SOURCE": "environment",
-            "SENDGRID_SECRET_SENDGRID_API_KEY": KEY,
-            "SENDGRID_API_BASE_URL": sim_url,
-            "SENDGRID_MAX_BATCH_BYTES": str(BATCH_BYTES),
-            "SENDGRID_BULK_IMPORT": "always",
-        }
+        env = cli_env(
+            connection_string, sim_url, SENDGRID_MAX_BATCH_BYTES=str(BATCH_BYTES), SENDGRID_BULK_IMPORT="always"
+        )
         record, wall, _, _ = run_cli(env, destination="paced-bulk")
     finally:
         sim.terminate()
