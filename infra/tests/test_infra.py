@@ -40,6 +40,8 @@ NOT_DEPLOYED = {
     "EXPORT_SETTLE_SECONDS",
     "MAX_RECORD_BYTES",
     "SENDGRID_ERRORS_FILE_HOSTS",
+    "SENDGRID_BULK_IMPORT",
+    "SENDGRID_BULK_IMPORT_THRESHOLD",
 }
 
 # Azure's built-in roles, name -> id, as "Azure built-in roles" (learn.microsoft.com,
