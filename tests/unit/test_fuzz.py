@@ -19,7 +19,7 @@ from shared.json_input import JsonDocumentError, load_json
 from shared.privacy import neutralise, register_secret
 from shared.run.send.import_errors import ErrorsFileUnreadable, parse_errors_file
 from shared.settings import DEFAULT_MAX_RECORD_BYTES
-from tests.fakes import InMemoryBlobStore
+from tests.fakes import InMemoryBlobStore, key_shaped
 from tests.unit.test_export_core import setup
 
 json_values = st.recursive(
@@ -145,7 +145,7 @@ hostile_text = st.lists(
             ",",
             "\r\n",
             KEY,
-            "SG.abcdefghijklmnopqrstuv.abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+            key_shaped("abcdefghijklmnopqrstuv", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"),
             "\x1b]0;title\x07",
             "\x1b[2J",
             "\x9b1m",

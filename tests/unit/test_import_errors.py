@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from shared.privacy import register_secret
 from shared.run.send import import_errors
 from shared.run.send.import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
+from tests.fakes import key_shaped
 
 
 def test_a_csv_with_an_email_and_an_error_column_in_any_order_and_case():
@@ -145,7 +146,7 @@ def test_a_message_of_megabytes_is_cut_before_it_is_split():
 # -- the API key and escape sequences never come out of an errors file -----------------------------
 
 SECRET = "a-key-of-any-shape-0123456789"
-SHAPED = "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"
+SHAPED = key_shaped("ngeVfQFY", "TwL2iGAB-09k")
 ESCAPES = "\x1b]0;pwned\x07\x1b[2J"
 HOSTILE = f"key {SECRET} and {SHAPED} {ESCAPES}bad"
 
