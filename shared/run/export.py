@@ -35,14 +35,12 @@ from shared.run.lookups import SendGridList
 from shared.run.ports import SendGridApi
 from shared.run.preflight import require_mapped_columns
 from shared.run.profile_limit import BoundScan, require_within_limit
+from shared.run.queue_gate import queued_record
 from shared.run.reader import SegmentsReading
 from shared.run.records import (
     INTERRUPTED,
     ExportOptions,
     RunRecord,
-    iso,
-    new_run_id,
-    utc_now,
 )
 from shared.run.runtime import Runtime
 from shared.run.send import (
@@ -76,14 +74,7 @@ def queue_run(
     run_id: str | None = None,
 ) -> RunRecord:
     """Create and store a ``queued`` record; the run itself happens in :func:`run_export`."""
-    record = RunRecord(
-        run_id=run_id or new_run_id(),
-        destination=destination,
-        trigger=trigger,
-        requested_by=requested_by,
-        options=options or ExportOptions(),
-        queued_at=iso(utc_now()),
-    )
+    record = queued_record(destination, trigger=trigger, requested_by=requested_by, options=options, run_id=run_id)
     return ledger.queue(runtime.edges.records, record)
 
 

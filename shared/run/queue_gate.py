@@ -66,11 +66,16 @@ def on_demand_gate(destination: str, options: ExportOptions) -> str:
 
 
 def queued_record(
-    destination: str, *, trigger: str, requested_by: str | None, options: ExportOptions | None = None
+    destination: str,
+    *,
+    trigger: str,
+    requested_by: str | None,
+    options: ExportOptions | None = None,
+    run_id: str | None = None,
 ) -> RunRecord:
-    """A ``queued`` record, not saved yet."""
+    """A ``queued`` record, not saved yet (every run's record starts here)."""
     return RunRecord(
-        run_id=new_run_id(),
+        run_id=run_id or new_run_id(),
         destination=destination,
         trigger=trigger,
         requested_by=requested_by,
