@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test lint typecheck check clean bench iac up down status upload-segment \
+.PHONY: help install demo test lint shape typecheck check clean bench iac up down status upload-segment \
 	upload-destinations validate-destinations
 
 help:
@@ -65,6 +65,10 @@ validate-destinations: install
 # see [tool.coverage] in pyproject.toml. Below the floor, the run fails.
 test: install
 	$(PY) -m pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
+
+# Function and module length, complexity and parameter limits (tools/shape_check.py says which).
+shape: install
+	$(PY) -m tools.shape_check shared tools
 
 lint: install
 	$(PY) -m ruff check .
