@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import codecs
 import csv
-import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from shared.bounded_gzip import inflated
 from shared.errors import ExportError
 from shared.json_input import JsonDocumentError, JsonObject, load_json
 from shared.privacy import neutralise
@@ -47,7 +47,9 @@ class ErrorsFileUnreadable(ExportError):
 def parse_errors_file(data: bytes) -> dict[str, str]:
     """Email (lower-case) -> SendGrid's message, neutralised (the API key, should SendGrid echo
     it, redacted; escape sequences removed), for every contact the file names."""
-    pieces = _text_pieces(_inflated(data))
+    pieces = _text_pieces(
+        inflated(data, what="the errors file", limit=MAX_DECOMPRESSED_BYTES, members="one", fault=ErrorsFileUnreadable)
+    )
     head = ""
     for piece in pieces:  # up to the first character that is not white space
         head += piece
@@ -59,31 +61,6 @@ def parse_errors_file(data: bytes) -> dict[str, str]:
     if stripped[0] in "[{":
         return _from_json(_whole(stripped, pieces))
     return _from_csv(_bounded_lines(_prepend(head, pieces)))
-
-
-def _inflated(data: bytes) -> Iterator[bytes]:
-    """The file's bytes, inflated piece by piece if it is a gzip, at most MAX_DECOMPRESSED_BYTES."""
-    if not data.startswith(b"\x1f\x8b"):
-        yield data
-        return
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    total, rest = 0, data
-    try:
-        while rest:
-            out = inflater.decompress(rest, _PIECE_BYTES)
-            rest = inflater.unconsumed_tail
-            total += len(out)
-            if total > MAX_DECOMPRESSED_BYTES:
-                raise ErrorsFileUnreadable(f"the errors file inflates past {MAX_DECOMPRESSED_BYTES} bytes")
-            if out:
-                yield out
-            if inflater.eof:
-                break
-    except zlib.error:
-        raise ErrorsFileUnreadable("the errors file is a corrupt gzip") from None
-    if not inflater.eof or inflater.unused_data:
-        # A file cut short can still parse, and name a different address than the job failed.
-        raise ErrorsFileUnreadable("the errors file is a truncated (or multi-part) gzip")
 
 
 def _text_pieces(blobs: Iterable[bytes]) -> Iterator[str]:

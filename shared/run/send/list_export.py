@@ -16,11 +16,11 @@ import codecs
 import csv
 import json
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.bounded_gzip import inflated
 from shared.errors import SendGridError
 from shared.privacy import redact
 from shared.run.ports import SendGridApi
@@ -30,7 +30,6 @@ MAX_INFLATED_BYTES = 8 * 1024 * 1024 * 1024  # a file inflated: bounds time only
 MAX_LINE_CHARS = 256 * 1024  # one member's record, every field of it
 MAX_ID_CHARS = 100
 MAX_EMAIL_CHARS = 320
-_PIECE = 1 << 20
 EXPORT_POLL_FIRST = 1.0
 EXPORT_POLL_MOST = 15.0
 EXPORT_WAIT_SECONDS = 1800.0  # an export of a large list takes minutes; past this, search instead
@@ -93,7 +92,9 @@ def export_members(
 
 def read_file(data: bytes, members: Members, wanted: Callable[[str], bool] | None, keep_fields: bool) -> None:
     """One export file's rows into ``members``: gzip or not by its magic bytes, CSV or NDJSON."""
-    lines = _lines(_text(_inflated(data) if data.startswith(b"\x1f\x8b") else iter((data,))))
+    lines = _lines(
+        _text(inflated(data, what="the export file", limit=MAX_INFLATED_BYTES, members="many", fault=ExportUnreadable))
+    )
     first = next(lines, None)
     if first is None or not first.strip():
         return  # an empty export: no member
@@ -145,30 +146,6 @@ def _json_rows(first: str, lines: Iterator[str]) -> Iterator[dict[str, Any]]:
 def _chain(first: str, lines: Iterator[str]) -> Iterator[str]:
     yield first
     yield from lines
-
-
-def _inflated(data: bytes) -> Iterator[bytes]:
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    total, rest = 0, data
-    try:
-        while rest:
-            out = inflater.decompress(rest, _PIECE)
-            rest = inflater.unconsumed_tail
-            total += len(out)
-            if total > MAX_INFLATED_BYTES:
-                raise ExportUnreadable("the export file inflates past its bound")
-            if out:
-                yield out
-            if inflater.eof:
-                if inflater.unused_data:  # another gzip member follows: inflate it too
-                    rest = inflater.unused_data
-                    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                    continue
-                break
-    except zlib.error:
-        raise ExportUnreadable("the export file is a corrupt gzip") from None
-    if not inflater.eof:
-        raise ExportUnreadable("the export file is a truncated gzip")
 
 
 def _text(blobs: Iterator[bytes]) -> Iterator[str]:
