@@ -147,7 +147,7 @@ def destination(n: int) -> dict[str, object]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.paced", description=__doc__.splitlines()[0])
     parser.add_argument("n", nargs="?", type=int, default=PACED_PROFILES)
     parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose export runs")
     args = parser.parse_args()
