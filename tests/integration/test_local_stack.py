@@ -17,7 +17,8 @@ import pytest
 import requests
 
 from tests.conftest import REPO
-from tools import local_stack
+from tools.local_stack import ports as stack_ports
+from tools.local_stack.__main__ import main as local_stack
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +62,7 @@ def alive(pid: int) -> bool:
 def paths(tmp_path):
     paths = {"state": tmp_path / "state", "data": tmp_path / "data", "settings": tmp_path / "local.settings.json"}
     yield paths
-    local_stack.main(["--state", str(paths["state"]), "down"])  # whatever the test did
+    local_stack(["--state", str(paths["state"]), "down"])  # whatever the test did
 
 
 def test_up_export_runs_rejects_check_down(paths):
@@ -80,9 +81,9 @@ def test_up_export_runs_rejects_check_down(paths):
     assert any(p.name.startswith("__azurite_db_") for p in paths["data"].iterdir())
 
     # --free-ports leaves the fixed ports to a `make up` beside the tests.
-    assert not set(stack["ports"].values()) & set(local_stack.DEFAULT_PORTS.values())
+    assert not set(stack["ports"].values()) & set(stack_ports.DEFAULT_PORTS.values())
     # Everything on loopback only: every port the stack recorded answers on 127.0.0.1.
-    assert all(local_stack._listening(int(port)) for port in stack["ports"].values())
+    assert all(stack_ports.listening(int(port)) for port in stack["ports"].values())
 
     # The command up prints works as typed (from the repo, where make runs), in a shell without the venv.
     import shlex
@@ -248,9 +249,9 @@ def test_a_taken_port_is_named_with_its_holder_and_time_wait_does_not_move_ports
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        monkeypatch.setattr(local_stack, "DEFAULT_PORTS", {"blob": port})
+        monkeypatch.setattr(stack_ports, "DEFAULT_PORTS", {"blob": port})
         with pytest.raises(SystemExit, match=rf"port {port} \(for blob\) .* taken by pid {os.getpid()} "):
-            local_stack._pick_ports(free=False)
+            stack_ports.pick_ports(free=False)
 
     # A port the previous stack closed first sits in TIME_WAIT; the servers bind it again (SO_REUSEADDR).
     listener = socket.create_server(("127.0.0.1", 0))
@@ -261,8 +262,8 @@ def test_a_taken_port_is_named_with_its_holder_and_time_wait_does_not_move_ports
     listener.close()
     client.close()
     assert local_ports.port_free(port)
-    monkeypatch.setattr(local_stack, "DEFAULT_PORTS", {"blob": port})
-    assert local_stack._pick_ports(free=False) == {"blob": port}
+    monkeypatch.setattr(stack_ports, "DEFAULT_PORTS", {"blob": port})
+    assert stack_ports.pick_ports(free=False) == {"blob": port}
 
 
 def test_make_clean_stops_the_stack_before_it_removes_its_state():
@@ -282,7 +283,7 @@ def test_the_sample_settings_file_names_what_make_up_writes(paths):
     ports = json.loads((paths["state"] / "stack.json").read_text())["ports"]
     for key in fixed:
         expected = sample[key]
-        for name, default in local_stack.DEFAULT_PORTS.items():
+        for name, default in stack_ports.DEFAULT_PORTS.items():
             expected = expected.replace(f":{default}/", f":{ports[name]}/").replace(f":{default}", f":{ports[name]}")
         assert written[key] == expected, key
 

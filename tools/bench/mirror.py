@@ -3,7 +3,7 @@ one contact export of the list, then removes them: no search.
 
 A destination in mirror mode first exports ``N + 100`` contacts (by CSV import: above the
 threshold), then its segment shrinks to 100: the second run's requests are counted by kind.
-Usage: ``python -m tools.bench_mirror [DEPARTURES]`` (default 100,000).
+Usage: ``python -m tools.bench.mirror [DEPARTURES]`` (default 100,000).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections import Counter
 
 from azure.storage.blob import BlobServiceClient
 
-from tools.bench import cli_env, run_cli, sim_requests, start_simulator
+from tools.bench.measure import cli_env, run_cli, sim_requests, start_simulator
 from tools.storage_emulator import Emulator
 
 DEPARTURES = 100_000
@@ -61,12 +61,13 @@ def mirror_run(service: BlobServiceClient, connection_string: str, departures: i
         run_cli(env, destination="mirror")
         before = len(sim_requests(sim_url))
         segments.upload_blob("mirror/people.csv", segment(STAYING), overwrite=True)
-        record, wall, _, _ = run_cli(env, destination="mirror")
+        run = run_cli(env, destination="mirror")
         log = sim_requests(sim_url, before)
     finally:
         sim.terminate()
         sim.wait(10)
     kinds = Counter(kind_of(e["method"], e["path"]) for e in log)
+    record, wall = run.record, run.wall
     removals = record["removals"]
     print(
         f"  mirror run with {departures:,} departures ({record['status']}, removed {removals.get('done', 0):,}, "
@@ -79,7 +80,7 @@ def mirror_run(service: BlobServiceClient, connection_string: str, departures: i
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.mirror", description=__doc__.splitlines()[0])
     parser.add_argument("departures", nargs="?", type=int, default=DEPARTURES)
     args = parser.parse_args()
     print(f"Mirror benchmark: {args.departures:,} departures")

@@ -7,7 +7,7 @@ contact), 30,000 contacts in batches of 200 KB (about 32 PUTs). The floor of suc
 its PUTs at the announced pace plus one job (the last): nothing can end sooner. Printed: the
 wall time against that floor, the 429s, and the requests per million contacts by kind.
 
-Usage: ``python -m tools.bench_paced [N] [--code DIR]`` (``--code``: run the export from another
+Usage: ``python -m tools.bench.paced [N] [--code DIR]`` (``--code``: run the export from another
 checkout of this repo, to compare before and after with the same simulator).
 """
 
@@ -23,7 +23,8 @@ from typing import Any
 import requests
 from azure.storage.blob import BlobServiceClient
 
-from tools.bench import CONTROL_HEADERS, REPO, cli_env, run_cli, sim_requests, start_simulator, upload
+from tools.bench.data import upload
+from tools.bench.measure import CONTROL_HEADERS, REPO, cli_env, run_cli, sim_requests, start_simulator
 from tools.storage_emulator import Emulator
 
 PACED_PROFILES = 30_000
@@ -58,12 +59,12 @@ def paced_run(service: BlobServiceClient, connection_string: str, n: int, code: 
         requests.post(f"{sim_url}/__sim/config", json=config, headers=CONTROL_HEADERS, timeout=10).raise_for_status()
         upload(service, n, prefix="paced")
         env = cli_env(connection_string, sim_url, SENDGRID_MAX_BATCH_BYTES=str(BATCH_BYTES), PYTHONPATH=str(code))
-        record, wall, _, _ = run_cli(env, destination="paced", cwd=code)
+        run = run_cli(env, destination="paced", cwd=code)
         log = sim_requests(sim_url)
     finally:
         sim.terminate()
         sim.wait(10)
-    return report(n, record, wall, log)
+    return report(n, run.record, run.wall, log)
 
 
 def report(n: int, record: dict[str, Any], wall: float, log: list[dict[str, Any]]) -> dict[str, float]:
@@ -118,10 +119,11 @@ def paced_bulk_run(service: BlobServiceClient, connection_string: str, n: int, u
         env = cli_env(
             connection_string, sim_url, SENDGRID_MAX_BATCH_BYTES=str(BATCH_BYTES), SENDGRID_BULK_IMPORT="always"
         )
-        record, wall, _, _ = run_cli(env, destination="paced-bulk")
+        run = run_cli(env, destination="paced-bulk")
     finally:
         sim.terminate()
         sim.wait(10)
+    record, wall = run.record, run.wall
     per_put = upsert["contacts_per_put"]
     floor = n / per_put / PUTS_PER_SECOND + JOB_SECONDS + JOB_SECONDS_PER_CONTACT * per_put
     job = JOB_SECONDS + IMPORT_SECONDS_PER_CONTACT * min(n, 1_000_000)
@@ -145,7 +147,7 @@ def destination(n: int) -> dict[str, object]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.paced", description=__doc__.splitlines()[0])
     parser.add_argument("n", nargs="?", type=int, default=PACED_PROFILES)
     parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose export runs")
     args = parser.parse_args()
