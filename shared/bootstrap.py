@@ -10,7 +10,7 @@ from shared.adapters.jobs import AzureJobQueue, queue_client
 from shared.adapters.locks import BlobLeaseLock
 from shared.adapters.memory import release_free_memory, return_large_buffers_to_the_os
 from shared.adapters.secrets import EnvironmentSecretProvider, KeyVaultSecretProvider, SecretProvider
-from shared.adapters.sendgrid import SendGridClient
+from shared.adapters.sendgrid import ClientTuning, SendGridClient
 from shared.adapters.storage import AzureBlobStore, blob_service_client
 from shared.run.ports import Edges
 from shared.run.records import RunRecordStore
@@ -52,13 +52,14 @@ def build_runtime(
         secrets = EnvironmentSecretProvider(environ)
     exports = service.get_container_client(settings.exports_container)
     exports_store = AzureBlobStore(exports)
+    # The client's tuning, read from the settings once; a client is made for each run or check, with
+    # its destination's key.
+    client_tuning = ClientTuning(errors_file_hosts=settings.errors_file_hosts)
     edges = Edges(
         segments=AzureBlobStore(service.get_container_client(settings.segments_container)),
         exports=exports_store,
         secrets=secrets,
-        sendgrid=lambda base_url, api_key: SendGridClient(
-            base_url, api_key, errors_file_hosts=settings.errors_file_hosts
-        ),
+        sendgrid=lambda base_url, api_key: SendGridClient(base_url, api_key, client_tuning),
         lock=BlobLeaseLock(exports),
         jobs=AzureJobQueue(lambda: queue_client(settings.host_storage, settings.export_queue, credential)),
         records=RunRecordStore(exports_store),

@@ -21,7 +21,7 @@ from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
 
 from shared.adapters.retry import RetryPolicy
-from shared.adapters.sendgrid import SendGridClient
+from shared.adapters.sendgrid import ClientTuning, SendGridClient
 from shared.bootstrap import build_runtime
 from shared.run.runtime import Runtime
 from shared.settings import Settings
@@ -99,7 +99,9 @@ def make_runtime(workspace: Workspace, settings: Settings | None = None, **overr
     runtime = build_runtime(Settings.from_env(workspace.env), environ=workspace.env)
     if settings is not None:
         runtime.settings = settings
-    runtime.edges.sendgrid = lambda base_url, key: SendGridClient(base_url, key, policy=FAST_RETRY, timeout=(2.0, 5.0))
+    runtime.edges.sendgrid = lambda base_url, key: SendGridClient(
+        base_url, key, ClientTuning(policy=FAST_RETRY, timeout=(2.0, 5.0))
+    )
     runtime.tuning = dataclasses.replace(runtime.tuning, **{"job_poll_interval": 0.02, **overrides})
     return runtime
 

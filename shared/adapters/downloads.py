@@ -31,6 +31,7 @@ from urllib.parse import SplitResult, urlsplit
 import certifi
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError
+from urllib3.response import HTTPResponse
 
 from shared.errors import ExportError
 from shared.privacy import neutralise
@@ -96,9 +97,12 @@ def resolve(host: str, port: int) -> list[str]:
 
 @dataclass(frozen=True)
 class Limits:
+    """The bounds of one download: its size, its wall-clock time (on ``clock``), each read's."""
+
     max_bytes: int
     seconds: float  # the whole fetch, wall-clock
     read_timeout: float = 30.0  # connecting, and each read
+    clock: Callable[[], float] = time.monotonic  # what ``seconds`` is measured on
 
 
 def fetch(
@@ -109,9 +113,9 @@ def fetch(
     what: str = "the file",
     headers: dict[str, str] | None = None,
     resolver: Resolver = resolve,
-    clock: Callable[[], float] = time.monotonic,
 ) -> bytes:
     """The body of ``url`` (a 200 answer), within ``limits``; :class:`DownloadError` otherwise."""
+    clock = limits.clock
     give_up = clock() + limits.seconds
     target = _checked_target(url, policy, what)
     address = _checked_address(target, policy, resolver, what)
@@ -128,15 +132,7 @@ def fetch(
         connection.connect()
         if cut.is_set():  # it fired while connecting, before there was a socket to shut
             raise TimeoutError
-        path = target.path or "/"
-        connection.request(
-            "GET",
-            path + (f"?{target.query}" if target.query else ""),
-            headers={"Host": target.netloc, "Accept-Encoding": "identity", **(headers or {})},
-            preload_content=False,  # read below, piece by piece, counted
-            decode_content=False,  # a Content-Encoding is not inflated here (the parser bounds that)
-        )
-        response = connection.getresponse()
+        response = _get(connection, target, headers or {})
         if cut.is_set():  # the headers were cut short, so they seemed to end
             raise TimeoutError
         if response.status != 200:  # a redirect too: never followed
@@ -154,6 +150,18 @@ def fetch(
     finally:
         watchdog.cancel()
         connection.close()
+
+
+def _get(connection: HTTPConnection, target: SplitResult, headers: dict[str, str]) -> HTTPResponse:
+    """A GET of ``target`` on the connected ``connection``; its body is left unread."""
+    connection.request(
+        "GET",
+        (target.path or "/") + (f"?{target.query}" if target.query else ""),
+        headers={"Host": target.netloc, "Accept-Encoding": "identity", **headers},
+        preload_content=False,  # read below, piece by piece, counted
+        decode_content=False,  # a Content-Encoding is not inflated here (the parser bounds that)
+    )
+    return connection.getresponse()
 
 
 def checked_connection(

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import requests
@@ -23,7 +23,7 @@ from shared.adapters.retry import RETRYABLE_STATUSES, RetryPolicy
 from shared.adapters.sendgrid_answers import answer_error_text, answer_errors, answer_json, next_page_token, path_id
 from shared.adapters.sendgrid_bulk import BulkCalls
 from shared.adapters.sendgrid_errors import RateLimited, refusal
-from shared.adapters.sendgrid_jobs import JOB_END_STATES, JobResult, job_result
+from shared.adapters.sendgrid_jobs import JobResult, JobWatch, job_result
 from shared.adapters.wallclock import WallClockAdapter
 from shared.errors import SendGridError
 from shared.json_input import JsonObject
@@ -76,24 +76,45 @@ class CallStats:
     rate_limited: int = 0
 
 
-class SendGridClient(BulkCalls):
+@dataclass(frozen=True)
+class ClientTuning:
+    """How a client retries, how long one call may take, and where an errors file may come from."""
+
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: tuple[float, float] = (10.0, 120.0)  # (connect, read) of each call
+    # Hosts an import's errors file may be fetched from, beyond SendGrid's own and the API's origin.
+    errors_file_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request to SendGrid, as :meth:`SendGridClient._send` makes it: ``expect``, the statuses
+    that answer it; ``data``, a JSON body already encoded."""
+
+    method: str
+    path: str
+    expect: tuple[int, ...]
+    params: JsonObject | None = None
+    data: bytes | None = None
+
+
+class SendGridClient(BulkCalls, JobWatch):
     user_agent = USER_AGENT
 
     def __init__(
         self,
         base_url: str,
         api_key: str,
+        tuning: ClientTuning | None = None,
         *,
         session: requests.Session | None = None,
-        policy: RetryPolicy | None = None,
-        timeout: tuple[float, float] = (10.0, 120.0),
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
-        errors_file_hosts: tuple[str, ...] = (),
     ):
+        tuning = tuning or ClientTuning()
         self._base = base_url.rstrip("/")
         # Where an errors file may be fetched from: SendGrid's hosts, these, and the API's own origin.
-        self._file_hosts = host_policy(errors_file_hosts, self._base)
+        self._file_hosts = host_policy(tuning.errors_file_hosts, self._base)
         # Epoch second past which no call waits or retries (set by the run); None: no bound.
         self.deadline: float | None = None
         register_secret(api_key)  # so that SendGrid quoting it back never carries it on (answer_errors)
@@ -108,8 +129,8 @@ class SendGridClient(BulkCalls):
                 "Accept": "application/json",
             }
         )
-        self._policy = policy or RetryPolicy()
-        self._timeout = timeout
+        self._policy = tuning.policy
+        self._timeout = tuning.timeout
         self._sleep = sleep
         self._clock = clock
         # Shared by every thread of the run (set by the run; see shared.run.send.pace).
@@ -123,7 +144,7 @@ class SendGridClient(BulkCalls):
     def upsert_contacts(self, body: bytes) -> tuple[str, CallStats]:
         """``PUT /v3/marketing/contacts`` with a prepared body; returns the import job id."""
         stats = CallStats()
-        answer = self._call("PUT", "/v3/marketing/contacts", data=body, expect=(202,), stats=stats)
+        answer = self._send(Call("PUT", "/v3/marketing/contacts", (202,), data=body), stats)
         job_id = answer.get("job_id")
         if not isinstance(job_id, str) or not job_id:
             raise SendGridError("SendGrid accepted the batch but returned no job_id.", status=202)
@@ -142,57 +163,6 @@ class SendGridClient(BulkCalls):
         if type(count) is not int or count < 0:
             raise SendGridError("the contact count is not in the documented shape.")
         return count
-
-    def wait_for_jobs(
-        self,
-        job_ids: list[str],
-        *,
-        deadline: float,
-        interval: float = 0.25,
-        max_interval: float = 30.0,
-        on_end: Callable[[JobResult], None] | None = None,
-        tick: Callable[[], None] | None = None,
-    ) -> dict[str, JobResult]:
-        """Follow many jobs at once, against one deadline (epoch seconds): each job is polled
-        with its own backoff until it ends. A job still running at the deadline is ``timeout``;
-        one whose status cannot be read is ``unknown`` (``error`` says why). ``on_end`` is told
-        each job's result as it comes (so a caller can act on it at once); ``tick`` is called
-        between polls."""
-        results: dict[str, JobResult] = {}
-
-        def ended(result: JobResult) -> None:
-            results[result.job_id] = result
-            if on_end is not None:
-                on_end(result)
-
-        due = dict.fromkeys(job_ids, self._clock())
-        gaps = dict.fromkeys(job_ids, interval)
-        while due:
-            now = self._clock()
-            for job_id in [j for j, at in due.items() if at <= now]:
-                if self._clock() >= deadline:
-                    break  # the deadline passed while polling: what is left is "timeout" below
-                try:
-                    result = self.import_status(job_id)
-                except SendGridError as exc:
-                    result = JobResult(job_id=job_id, status="unknown", error=str(exc), error_status=exc.status)
-                if result.status in JOB_END_STATES or result.status == "unknown":
-                    del due[job_id]
-                    ended(result)
-                    continue
-                due[job_id] = self._clock() + gaps[job_id]
-                gaps[job_id] = min(max_interval, gaps[job_id] * 1.5)
-            if not due:
-                break
-            now = self._clock()
-            if now >= deadline:
-                for job_id in due:
-                    ended(JobResult(job_id=job_id, status="timeout"))
-                break
-            if tick is not None:
-                tick()
-            self._sleep(max(0.0, min(min(due.values()), deadline) - now))
-        return results
 
     def download_errors_file(self, url: str) -> bytes:
         """An import job's ``errors_url``: a pre-signed link, fetched WITHOUT the API key, only
@@ -295,15 +265,16 @@ class SendGridClient(BulkCalls):
         *,
         params: JsonObject | None = None,
         json_body: Any = None,
-        data: bytes | None = None,
         expect: tuple[int, ...],
-        stats: CallStats | None = None,
     ) -> JsonObject:
-        stats = stats or CallStats()
+        data = None if json_body is None else json.dumps(json_body, separators=(",", ":")).encode()
+        return self._send(Call(method, path, expect, params, data), CallStats())
+
+    def _send(self, call: Call, stats: CallStats) -> JsonObject:
+        """``call``, retried as the module says; ``stats`` counts its attempts and 429 waits."""
+        method, path = call.method, call.path
         timeout = self._timeout_within_deadline(method, path)
-        if json_body is not None:
-            data = json.dumps(json_body, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json"} if data is not None else None
+        headers = {"Content-Type": "application/json"} if call.data is not None else None
         failures = 0
         endpoint = endpoint_of(method, path)
         while True:
@@ -311,7 +282,7 @@ class SendGridClient(BulkCalls):
             self.pace.before(endpoint, self.deadline)
             try:
                 response = self._session.request(
-                    method, self._base + path, params=params, data=data, headers=headers, timeout=timeout
+                    method, self._base + path, params=call.params, data=call.data, headers=headers, timeout=timeout
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 self.pace.after(endpoint, None, {})
@@ -323,7 +294,7 @@ class SendGridClient(BulkCalls):
                 raise
             status = response.status_code
             self.pace.after(endpoint, status, response.headers)
-            if status in expect:
+            if status in call.expect:
                 return answer_json(response)
             if status == 429:
                 self._wait_for_rate_limit(method, path, response, stats)

@@ -1,9 +1,10 @@
 """SendGrid's import jobs as the client reports them: a job's status (a ``Literal``), its counts
-and SendGrid's words on a failure, read from ``GET /v3/marketing/contacts/imports/{id}``."""
+and SendGrid's words on a failure, read from ``GET /v3/marketing/contacts/imports/{id}``; and
+following many jobs until they end (:class:`JobWatch`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
@@ -87,3 +88,65 @@ def job_result(job_id: str, answer: JsonObject) -> JobResult:
         )
     except (AttributeError, TypeError, ValueError):
         raise SendGridError(f"the status of job {job_id[:64]} is not in the documented shape.") from None
+
+
+class JobWatch:
+    """Following import jobs until they end (:class:`shared.adapters.sendgrid.SendGridClient` does):
+    each polled with its own backoff, all against one deadline."""
+
+    _clock: Callable[[], float]
+    _sleep: Callable[[float], None]
+
+    def import_status(self, job_id: str) -> JobResult:
+        raise NotImplementedError  # the client's own
+
+    def wait_for_jobs(
+        self,
+        job_ids: list[str],
+        *,
+        deadline: float,
+        interval: float = 0.25,
+        max_interval: float = 30.0,
+        on_end: Callable[[JobResult], None] | None = None,
+        tick: Callable[[], None] | None = None,
+    ) -> dict[str, JobResult]:
+        """Follow many jobs at once, against one deadline (epoch seconds): each job is polled
+        with its own backoff until it ends. A job still running at the deadline is ``timeout``;
+        one whose status cannot be read is ``unknown`` (``error`` says why). ``on_end`` is told
+        each job's result as it comes (so a caller can act on it at once); ``tick`` is called
+        between polls."""
+        results: dict[str, JobResult] = {}
+
+        def ended(result: JobResult) -> None:
+            results[result.job_id] = result
+            if on_end is not None:
+                on_end(result)
+
+        due = dict.fromkeys(job_ids, self._clock())
+        gaps = dict.fromkeys(job_ids, interval)
+        while due:
+            now = self._clock()
+            for job_id in [j for j, at in due.items() if at <= now]:
+                if self._clock() >= deadline:
+                    break  # the deadline passed while polling: what is left is "timeout" below
+                try:
+                    result = self.import_status(job_id)
+                except SendGridError as exc:
+                    result = JobResult(job_id=job_id, status="unknown", error=str(exc), error_status=exc.status)
+                if result.status in JOB_END_STATES or result.status == "unknown":
+                    del due[job_id]
+                    ended(result)
+                    continue
+                due[job_id] = self._clock() + gaps[job_id]
+                gaps[job_id] = min(max_interval, gaps[job_id] * 1.5)
+            if not due:
+                break
+            now = self._clock()
+            if now >= deadline:
+                for job_id in due:
+                    ended(JobResult(job_id=job_id, status="timeout"))
+                break
+            if tick is not None:
+                tick()
+            self._sleep(max(0.0, min(min(due.values()), deadline) - now))
+        return results

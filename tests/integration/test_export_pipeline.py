@@ -159,10 +159,12 @@ def test_a_read_timeout_is_retried_and_the_upsert_stays_idempotent(workspace, si
     workspace.put_destinations(destination())
     simulator.fault(kind="delay", seconds=1.5, method="PUT", path="/v3/marketing/contacts", times=1)
     runtime = make_runtime(workspace)
-    from shared.adapters.sendgrid import SendGridClient
+    from shared.adapters.sendgrid import ClientTuning, SendGridClient
     from tests.conftest import FAST_RETRY
 
-    runtime.edges.sendgrid = lambda url, key: SendGridClient(url, key, policy=FAST_RETRY, timeout=(1.0, 0.5))
+    runtime.edges.sendgrid = lambda url, key: SendGridClient(
+        url, key, ClientTuning(policy=FAST_RETRY, timeout=(1.0, 0.5))
+    )
     record = run(runtime)
     assert record.status == "succeeded", record.errors
     assert record.batches[0]["attempts"] == 2

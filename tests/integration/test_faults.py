@@ -74,11 +74,13 @@ def test_dropped_connections_and_read_timeouts(workspace, simulator):
     simulator.fault(kind="drop", method="PUT", path="/v3/marketing/contacts", times=2)
     simulator.fault(kind="drop", method="GET", path="/v3/marketing/contacts/imports/", times=2)
     simulator.fault(kind="delay", seconds=1.2, method="PUT", path="/v3/marketing/contacts", times=1, after=2)
-    from shared.adapters.sendgrid import SendGridClient
+    from shared.adapters.sendgrid import ClientTuning, SendGridClient
     from tests.conftest import FAST_RETRY
 
     runtime = make_runtime(workspace, max_batch_contacts=30)
-    runtime.edges.sendgrid = lambda url, key: SendGridClient(url, key, policy=FAST_RETRY, timeout=(1.0, 0.8))
+    runtime.edges.sendgrid = lambda url, key: SendGridClient(
+        url, key, ClientTuning(policy=FAST_RETRY, timeout=(1.0, 0.8))
+    )
     record = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
     assert record.status == "succeeded", record.errors
     assert record.counts.accepted == 90 and record.counts.conserved()

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from shared.adapters.sendgrid import SendGridClient
+from shared.adapters.sendgrid import ClientTuning, SendGridClient
 from shared.run.delta.sync_state import SyncState, state_blob_name
 from shared.run.export import queue_run, run_export
 from shared.run.records import ExportOptions
@@ -237,7 +237,7 @@ def test_the_eu_region_uses_the_eu_host(workspace, simulator):
 
     def factory(url, key):
         asked.append(url)
-        return SendGridClient(simulator.url, key, policy=FAST_RETRY)
+        return SendGridClient(simulator.url, key, ClientTuning(policy=FAST_RETRY))
 
     runtime.edges.sendgrid = factory
     run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))

@@ -8,6 +8,7 @@ import logging
 import os
 
 from shared.entrypoints import cli
+from shared.entrypoints.cli import configuration, dispatch, exits
 
 
 def load(tmp_path, monkeypatch, environment: dict[str, str], values: dict[str, str]) -> dict[str, str]:
@@ -22,7 +23,7 @@ def load(tmp_path, monkeypatch, environment: dict[str, str], values: dict[str, s
         monkeypatch.setenv(key, value)
     path = tmp_path / "local.settings.json"
     path.write_text(json.dumps({"IsEncrypted": False, "Values": values}))
-    cli._load_local_settings(argparse.Namespace(no_local_settings=False, local_settings=str(path)))
+    configuration.load_local_settings(argparse.Namespace(no_local_settings=False, local_settings=str(path)))
     return {k: os.environ[k] for k in {**values, **environment} if k in os.environ}
 
 
@@ -64,10 +65,10 @@ def test_sigterm_is_taken_as_ctrl_c_only_while_main_runs(monkeypatch):
             raise
         raise AssertionError("SIGTERM did not stop the command")
 
-    monkeypatch.setattr(cli, "_runtime", lambda needs_secret: None)
-    monkeypatch.setitem(cli._COMMANDS, "destinations", list_destinations)
+    monkeypatch.setattr(dispatch, "cli_runtime", lambda needs_secret: None)
+    monkeypatch.setitem(dispatch.COMMANDS, "destinations", list_destinations)
     try:
-        assert cli.main(["--no-local-settings", "destinations"]) == cli.EXIT_TERMINATED == 143
+        assert cli.main(["--no-local-settings", "destinations"]) == exits.EXIT_TERMINATED == 143
     finally:
         logging.disable(logging.NOTSET)  # main silences logging on its way out of an interrupt
     assert len(seen) == 2 and seen[0] is not before and seen[1] == "cleaned up"  # its own handler meanwhile

@@ -82,17 +82,17 @@ def test_the_checklist_ends_with_a_verdict():
 
 
 def test_next_steps_use_the_command_as_it_was_typed(tmp_path, monkeypatch):
-    from shared.entrypoints import cli
+    from shared.entrypoints.cli.runs import invoked_as
 
     typed = tmp_path / "bin" / "sendgrid-export"
     typed.parent.mkdir()
     typed.write_text("")
     monkeypatch.setenv("PATH", "/nonexistent")
-    assert cli.invoked_as(str(typed)) == str(typed)  # not on PATH: the path, which works when pasted
+    assert invoked_as(str(typed)) == str(typed)  # not on PATH: the path, which works when pasted
     monkeypatch.setenv("PATH", str(typed.parent))
     typed.chmod(0o755)
-    assert cli.invoked_as(str(typed)) == "sendgrid-export"
-    assert cli.invoked_as("/x/shared/__main__.py") == "python -m shared"
+    assert invoked_as(str(typed)) == "sendgrid-export"
+    assert invoked_as("/x/shared/__main__.py") == "python -m shared"
     failed = record(status=RunStatus.FAILED, errors=["boom"])
     assert any(
         ".venv/bin/sendgrid-export check newsletter" in line

@@ -16,7 +16,7 @@ import pytest
 import shared.adapters.sendgrid as sendgrid_module
 from shared.adapters.downloads import DownloadError, HostPolicy, Limits, fetch, host_policy
 from shared.adapters.retry import RetryPolicy
-from shared.adapters.sendgrid import SendGridClient
+from shared.adapters.sendgrid import ClientTuning, SendGridClient
 from shared.errors import SendGridError
 from shared.settings import Settings, SettingsError
 
@@ -201,7 +201,7 @@ def test_a_host_named_in_a_message_is_neutralised():
 @pytest.mark.parametrize("talk", [BODY_TRICKLE, HEADER_TRICKLE, CHUNK_TRICKLE], ids=["body", "headers", "chunk-size"])
 def test_an_api_answer_that_trickles_ends_the_call_by_its_timeouts_not_when_the_server_stops(talk):
     with raw_server(talk) as origin:
-        client = SendGridClient(origin, KEY, policy=RetryPolicy(max_attempts=1), timeout=(0.5, 1.0))
+        client = SendGridClient(origin, KEY, ClientTuning(policy=RetryPolicy(max_attempts=1), timeout=(0.5, 1.0)))
         started = time.monotonic()
         with pytest.raises(SendGridError, match="could not be reached after 1 attempts"):
             client.scopes()
@@ -212,7 +212,7 @@ def test_an_api_answer_that_trickles_ends_the_call_by_its_timeouts_not_when_the_
 def test_an_api_answer_over_its_cap_is_refused(monkeypatch):
     monkeypatch.setattr(sendgrid_module, "ANSWER_MAX_BYTES", 100_000)
     with raw_server(answer("200 OK", b'{"scopes": ["' + b"s" * 300_000 + b'"]}')) as origin:
-        client = SendGridClient(origin, KEY, policy=RetryPolicy(max_attempts=1))
+        client = SendGridClient(origin, KEY, ClientTuning(policy=RetryPolicy(max_attempts=1)))
         with pytest.raises(SendGridError, match="AnswerTooLarge"):
             client.scopes()
 
@@ -227,7 +227,7 @@ def test_answers_in_time_are_read_whole_over_a_kept_alive_connection():
         talk(conn)
 
     with raw_server(twice) as origin:
-        client = SendGridClient(origin, KEY, policy=RetryPolicy(max_attempts=1))
+        client = SendGridClient(origin, KEY, ClientTuning(policy=RetryPolicy(max_attempts=1)))
         assert client.scopes() == ["marketing.read"] and client.scopes() == ["marketing.read"]
 
 
@@ -277,7 +277,7 @@ def test_an_id_that_would_lead_a_call_elsewhere_is_refused_before_any_call(call)
         answer("204 No Content", b"")(conn)
 
     with raw_server(record) as origin:
-        client = SendGridClient(origin, KEY, policy=RetryPolicy(max_attempts=1))
+        client = SendGridClient(origin, KEY, ClientTuning(policy=RetryPolicy(max_attempts=1)))
         with pytest.raises(SendGridError, match="not in the documented shape"):
             call(client)
     assert requests_seen == []

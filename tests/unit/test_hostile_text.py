@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from shared.adapters.sendgrid_jobs import JobResult
 from shared.entrypoints import cli, console
+from shared.entrypoints.cli import dispatch, exits, runs
+from shared.entrypoints.cli.output import print_lines
 from shared.entrypoints.http_api import ApiRequest, get_rejects, handle
 from shared.privacy import (
     _EMAIL_LIKE,
@@ -69,7 +71,7 @@ def rejects_output(runtime, name: str, run_id: str, capsysbinary) -> tuple[bytes
     request = ApiRequest("GET", "https://h/api/x", route={"name": name, "run_id": run_id})
     response = handle(get_rejects, lambda: runtime, request)
     assert response.status == 200
-    assert cli._rejects(runtime, argparse.Namespace(name=name, run_id=run_id)) == 0
+    assert runs.rejects(runtime, argparse.Namespace(name=name, run_id=run_id)) == 0
     return response.body, capsysbinary.readouterr().out
 
 
@@ -128,7 +130,7 @@ def test_the_runs_table_shows_a_stored_record_without_its_escape_sequences(capsy
     record = run(runtime)
     record.status = "\x1b]0;owned\x07\x1b[2Jcompleted"  # a record blob edited by someone with write access
     record.trigger = "cli\x1b[1;1H"
-    cli._print_lines(console.runs_table([record]))  # what `runs` prints on a terminal
+    print_lines(console.runs_table([record]))  # what `runs` prints on a terminal
     out = capsys.readouterr().out
     assert "completed" in out and not any(c in out for c in "\x1b\x07")
 
@@ -137,7 +139,7 @@ def test_the_runs_table_shows_a_record_whose_times_mix_zones(capsys):
     runtime, _ = setup()
     record = run(runtime)
     record.started_at, record.finished_at = "2026-12-07T06:00:00", "2026-12-07T06:01:00Z"  # one without its zone
-    cli._print_lines(console.runs_table([record]))  # was a TypeError: every `runs` listing of the destination failed
+    print_lines(console.runs_table([record]))  # was a TypeError: every `runs` listing of the destination failed
     assert "-" in capsys.readouterr().out
 
 
@@ -145,8 +147,8 @@ def test_an_error_quoting_destinations_json_reaches_the_terminal_without_its_esc
     runtime, _ = setup()
     doc = {"destinations": [], "\x1b]0;owned\x07\x1b[2Jextra": 1}  # a key of a file anyone with write access edits
     runtime.edges.exports.write_bytes("destinations.json", json.dumps(doc).encode(), content_type="application/json")
-    monkeypatch.setattr(cli, "_runtime", lambda needs_secret: runtime)
-    assert cli.main(["--no-local-settings", "destinations"]) == cli.EXIT_USAGE
+    monkeypatch.setattr(dispatch, "cli_runtime", lambda needs_secret: runtime)
+    assert cli.main(["--no-local-settings", "destinations"]) == exits.EXIT_USAGE
     err = capsys.readouterr().err
     assert "unknown top-level keys" in err and "extra" in err and not any(c in err for c in "\x1b\x07")
 

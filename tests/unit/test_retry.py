@@ -31,7 +31,7 @@ def test_a_sendgrid_that_cannot_be_reached_raises_without_the_transport_error_ch
     import pytest
     import requests
 
-    from shared.adapters.sendgrid import SendGridClient
+    from shared.adapters.sendgrid import ClientTuning, SendGridClient
     from shared.errors import SendGridError
 
     class Unreachable(requests.Session):
@@ -41,8 +41,8 @@ def test_a_sendgrid_that_cannot_be_reached_raises_without_the_transport_error_ch
     client = SendGridClient(
         "https://api.sendgrid.com",
         "k" * 20,
+        ClientTuning(policy=RetryPolicy(max_attempts=2)),
         session=Unreachable(),
-        policy=RetryPolicy(max_attempts=2),
         sleep=lambda s: None,
     )
     with pytest.raises(SendGridError, match="could not be reached after 2 attempts") as caught:
