@@ -40,7 +40,7 @@ from azure.storage.blob import BlobServiceClient
 
 from shared.run.send.batching import BatchSpool, encode_contact
 from shared.settings import DEFAULT_MAX_BATCH_BYTES
-from tools.storage_emulator import Emulator
+from tools.standins.storage import Emulator
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "bench-key-for-the-local-simulator"
@@ -320,7 +320,7 @@ CONTROL_HEADERS = {"X-Simulator-Key": SIM_CONTROL_KEY}
 
 def start_simulator() -> tuple[subprocess.Popen[str], str]:
     sim = subprocess.Popen(
-        [sys.executable, "-m", "tools.sendgrid_simulator", "--port", "0", "--job-delay", "0.2"],
+        [sys.executable, "-m", "tools.standins.sendgrid", "--port", "0", "--job-delay", "0.2"],
         cwd=REPO,
         # Keys through the environment, not the command line, where ps shows them.
         env={**os.environ, "SENDGRID_SIMULATOR_API_KEY": KEY, "SENDGRID_SIMULATOR_CONTROL_KEY": SIM_CONTROL_KEY},

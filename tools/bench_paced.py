@@ -24,7 +24,7 @@ import requests
 from azure.storage.blob import BlobServiceClient
 
 from tools.bench import CONTROL_HEADERS, REPO, cli_env, run_cli, sim_requests, start_simulator, upload
-from tools.storage_emulator import Emulator
+from tools.standins.storage import Emulator
 
 PACED_PROFILES = 30_000
 PUTS_PER_SECOND = 1.0

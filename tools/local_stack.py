@@ -3,7 +3,7 @@
 ``up`` starts, each in a process of its own on 127.0.0.1 only:
 
 - Azurite (always with ``--disableTelemetry``), its data in ``.azurite/`` so it survives a restart;
-- the SendGrid simulator (``tools/sendgrid_simulator.py``);
+- the SendGrid simulator (``tools/standins/sendgrid/``);
 - the Key Vault stand-in (HTTPS, a ``trustme`` CA written to the state folder) holding the
   simulator's API key as secret ``sendgrid-api-key``, and beside it a loopback token endpoint in
   the form App Service's managed identity uses, so the app's own ``DefaultAzureCredential`` and
@@ -262,7 +262,7 @@ def _ready_text(stack: dict[str, Any], state: Path, data: Path, settings_file: P
 
 
 def _start(state: Path, data: Path, ports: dict[str, int]) -> dict[str, Any]:
-    from tools.storage_emulator import azurite_command
+    from tools.standins.storage import azurite_command
 
     try:
         azurite_command(0, 0, 0, None)  # says what to run when the emulator is not installed
@@ -286,7 +286,7 @@ def _start(state: Path, data: Path, ports: dict[str, int]) -> dict[str, Any]:
             [
                 sys.executable,
                 "-m",
-                "tools.sendgrid_simulator",
+                "tools.standins.sendgrid",
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -299,7 +299,7 @@ def _start(state: Path, data: Path, ports: dict[str, int]) -> dict[str, Any]:
                 "0.3",
             ],
             state,
-            "tools.sendgrid_simulator",
+            "tools.standins.sendgrid",
         )
         processes["vault"] = _spawn(
             "vault",
@@ -363,7 +363,7 @@ def _wait_until_ready(stack: dict[str, Any], state: Path) -> None:
 
 
 def connection_string(ports: dict[str, int]) -> str:
-    from tools.storage_emulator import ACCOUNT, ACCOUNT_KEY
+    from tools.standins.storage import ACCOUNT, ACCOUNT_KEY
 
     return (
         f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
@@ -591,7 +591,7 @@ class _TokenServer(ThreadingHTTPServer):
 
 
 def serve_vault(state: Path, port: int, token_port: int) -> int:
-    from tools.keyvault_standin import KeyVaultStandIn
+    from tools.standins.keyvault import KeyVaultStandIn
 
     api_key = (state / "sendgrid-api-key").read_text()
     vault = KeyVaultStandIn({SECRET_NAME: api_key}, port=port).start()
