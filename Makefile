@@ -75,9 +75,11 @@ lint: install
 	$(PY) -m ruff format --check shared function_app.py
 	$(VENV)/bin/lint-imports
 
-# The core (shared/) is held to --strict; the app's top level, tools and tests to the defaults.
+# The core (shared/) and the stand-ins (tools/standins/) are held to --strict; the app's top
+# level, the other tools and the tests to the defaults.
 typecheck: install
 	$(PY) -m mypy --strict shared
+	$(PY) -m mypy --strict tools/standins
 	$(PY) -m mypy
 
 check: lint typecheck test iac
