@@ -140,37 +140,38 @@ def without_positions(problems: list[Problem]) -> list[Problem]:
 
 
 def contact_problems(i: int, contact: Any, custom_defs: dict[str, dict[str, Any]], rejected: set[str]) -> list[Problem]:
-    # Called for every contact of every batch: only the fields a contact has are looked at.
-    where = f"contacts[{i}]"
+    # Called for every contact of every batch: only the fields a contact has are looked at, and a
+    # field's name ("contacts[3].email") is made only for a problem.
     if type(contact) is not dict:
-        return [_problem(where, "contact must be an object")]
+        return [_problem(f"contacts[{i}]", "contact must be an object")]
     problems: list[Problem] = []
+    identified = False  # the contacts document: one of the identifiers, given as a string
     for key, value in contact.items():
         limit = _STRING_LIMITS.get(key)
         if limit is None:
-            problems.extend(_other_field_problems(f"{where}.{key}", key, value, custom_defs))
+            problems.extend(_other_field_problems(f"contacts[{i}].{key}", key, value, custom_defs))
         elif type(value) is not str:
-            problems.append(_problem(f"{where}.{key}", "must be a string"))
-        elif len(value) > limit:
-            problems.append(_problem(f"{where}.{key}", f"must be at most {limit} characters"))
-    if not _has_identifier(contact):
-        problems.append(_problem(where, "a contact needs an email, phone_number_id, external_id or anonymous_id"))
-    problems.extend(_email_problems(where, contact.get("email"), rejected))
+            problems.append(_problem(f"contacts[{i}].{key}", "must be a string"))
+        else:
+            if len(value) > limit:
+                problems.append(_problem(f"contacts[{i}].{key}", f"must be at most {limit} characters"))
+            if value and key in IDENTIFIERS:
+                identified = True
+    if not identified:
+        problems.append(
+            _problem(f"contacts[{i}]", "a contact needs an email, phone_number_id, external_id or anonymous_id")
+        )
+    email = contact.get("email")
+    if type(email) is str and email:
+        problems.extend(_email_problems(i, email, rejected))
     return problems
 
 
-def _has_identifier(contact: dict[str, Any]) -> bool:
-    """The contacts document: a contact is identified by one of its identifiers, given as a string."""
-    return any(type(value) is str and value for value in map(contact.get, IDENTIFIERS))
-
-
-def _email_problems(where: str, email: Any, rejected: set[str]) -> list[Problem]:
-    if type(email) is not str or not email:
-        return []
+def _email_problems(i: int, email: str, rejected: set[str]) -> list[Problem]:
     if not EMAIL_RE.match(email):
-        return [_problem(f"{where}.email", "email is invalid")]
+        return [_problem(f"contacts[{i}].email", "email is invalid")]
     if rejected and email.lower() in rejected:  # a reject_email fault: SendGrid refuses the address
-        return [_problem(f"{where}.email", "email address is not deliverable")]
+        return [_problem(f"contacts[{i}].email", "email address is not deliverable")]
     return []
 
 
