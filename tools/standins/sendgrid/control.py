@@ -165,7 +165,8 @@ def _requests(state: SimState, doc: Any) -> Answer:
 def _add_contact(state: SimState, doc: Any) -> Answer:
     # A contact some other tool made (e.g. with an external_id), straight into the store.
     with state.lock:
-        contact = {**doc, "email": doc["email"].lower(), "id": state.new_contact_id()}
+        fields = {key: value for key, value in doc.items() if key != "list_ids"}  # kept as a shared set
+        contact = {**fields, "email": doc["email"].lower(), "id": state.new_contact_id()}
         state.set_lists(contact, frozenset(doc.get("list_ids", [])))
         state.contacts[contact["email"]] = contact
         return 201, public_contact(contact)
