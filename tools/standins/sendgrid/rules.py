@@ -118,10 +118,10 @@ def missing_list_problems(list_ids: list[str], lists: dict[str, Any]) -> list[Pr
 
 
 def contacts_problems(
-    contacts: list[Any], custom_defs: dict[str, dict[str, Any]], rejected: set[str], found: list[Problem]
+    contacts: list[Any], custom_defs: dict[str, dict[str, Any]], rejected: set[str], so_far: list[Problem]
 ) -> list[Problem]:
-    """``found`` and then each contact's problems, until there are ``MAX_PROBLEMS``."""
-    problems = list(found)
+    """``so_far`` and then each contact's problems, until there are ``MAX_PROBLEMS``."""
+    problems = list(so_far)
     for i, contact in enumerate(contacts):
         problems.extend(contact_problems(i, contact, custom_defs, rejected))
         if len(problems) >= MAX_PROBLEMS:
