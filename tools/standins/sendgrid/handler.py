@@ -77,7 +77,7 @@ class Handler(BaseHTTPRequestHandler):
             control.handle(self, method, request.path, request.body)
             return
         admission = self._admit(request)
-        if admission.fault is not None and self._answered_by_fault(admission):
+        if admission.fault is not None and self._answered_by_fault(admission.fault, admission.headers):
             return
         if not admission.allowed:
             self.send_json(429, _errors("too many requests"), admission.headers)
@@ -119,10 +119,8 @@ class Handler(BaseHTTPRequestHandler):
                 entry["status"] = 429  # the request log tells which requests the pace refused
         return _Admission(entry, fault, allowed, headers)
 
-    def _answered_by_fault(self, admission: _Admission) -> bool:
+    def _answered_by_fault(self, fault: Fault, headers: dict[str, str]) -> bool:
         """Act out the request's fault; True if that was the answer (a delay lets it go on)."""
-        fault = admission.fault
-        assert fault is not None
         if fault.kind == "drop":
             self.hang_up()
             return True
@@ -131,11 +129,11 @@ class Handler(BaseHTTPRequestHandler):
             return False
         if fault.kind == "rate_limit":
             reset = str(math.ceil(time.time() + fault.reset_in))
-            headers = {"X-RateLimit-Limit": "1", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}
-            self.send_json(429, _errors("too many requests"), headers)
+            storm = {"X-RateLimit-Limit": "1", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}
+            self.send_json(429, _errors("too many requests"), storm)
             return True
         if fault.kind == "status":
-            self.send_json(fault.status, _errors(fault.message), admission.headers)
+            self.send_json(fault.status, _errors(fault.message), headers)
             return True
         return False
 
