@@ -75,9 +75,10 @@ lint: install
 	$(PY) -m ruff format --check shared function_app.py
 	$(VENV)/bin/lint-imports
 
-# The core (shared/) is held to --strict; the app's top level, tools and tests to the defaults.
+# The core (shared/) and the tools (stand-ins and operator commands) are held to --strict; the
+# app's top level and the tests to the defaults.
 typecheck: install
-	$(PY) -m mypy --strict shared
+	$(PY) -m mypy --strict shared tools
 	$(PY) -m mypy
 
 check: lint typecheck test iac

@@ -20,9 +20,9 @@ from shared.entrypoints import service
 from shared.run.runtime import Runtime
 from shared.settings import Settings
 from tests.conftest import API_KEY, Workspace, make_runtime
-from tools import sendgrid_simulator
-from tools.keyvault_standin import KeyVaultStandIn
-from tools.storage_emulator import Emulator
+from tools.standins import sendgrid as sendgrid_simulator
+from tools.standins.keyvault import KeyVaultStandIn
+from tools.standins.storage import Emulator
 
 
 @pytest.fixture(scope="session")

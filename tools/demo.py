@@ -22,8 +22,8 @@ from typing import Any
 import requests
 from azure.storage.blob import BlobServiceClient
 
-from tools import sendgrid_simulator
-from tools.storage_emulator import Emulator
+from tools.standins import sendgrid as sendgrid_simulator
+from tools.standins.storage import Emulator
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"

@@ -162,7 +162,7 @@ def _alternate_emails(raw: str, primary: str) -> tuple[list[str], bool, list[tup
 _DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%Y/%m/%d")
 # How a Date custom field is sent. The JSON API does not document its date format for certain:
 # SendGrid's contact import (CSV) documentation says MM/DD/YYYY, which its UI also shows back;
-# some clients send ISO 8601. One constant, so that a change is one line (tools/sendgrid_simulator
+# some clients send ISO 8601. One constant, so that a change is one line (tools/standins/sendgrid/rules.py
 # checks the same shape).
 SENDGRID_DATE_FORMAT = "%m/%d/%Y"
 

@@ -15,7 +15,7 @@ from shared.run.records import ExportOptions
 from shared.run.send import batching
 from tests.conftest import destination, make_runtime, shared_folder
 from tests.contract.openapi import OpenApiContract
-from tools import sendgrid_simulator
+from tools.standins import sendgrid as sendgrid_simulator
 
 
 @pytest.fixture(scope="module")
@@ -170,14 +170,13 @@ def test_every_request_of_the_bulk_paths_matches_the_openapi_documents(contract,
 
 def test_the_import_limits_are_the_documents(contract):
     from shared.run.send import import_file
-    from tools import sendgrid_bulk_routes
 
     description = contract.schema("tsg_mc_contacts_v3.json", "/paths/~1v3~1marketing~1contacts~1imports/put")[
         "description"
     ]
     assert "up to one million contacts or 5GB of data" in description
-    assert import_file.MAX_IMPORT_ROWS == sendgrid_bulk_routes.MAX_IMPORT_ROWS == 1_000_000
-    assert import_file.MAX_IMPORT_BYTES == sendgrid_bulk_routes.MAX_IMPORT_BYTES == 5_000_000_000
+    assert import_file.MAX_IMPORT_ROWS == sendgrid_simulator.MAX_IMPORT_ROWS == 1_000_000
+    assert import_file.MAX_IMPORT_BYTES == sendgrid_simulator.MAX_IMPORT_BYTES == 5_000_000_000
     status = contract.schema("tsg_mc_contacts_v3.json", "/components/schemas/ContactExport")
     assert {"expires_at", "status"} <= set(status["required"]) and "`ready`" in status["properties"]["status"][
         "description"

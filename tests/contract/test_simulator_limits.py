@@ -112,3 +112,12 @@ def test_list_contact_counts_follow_upserts_and_removals(simulator):
     )
     assert removal.status_code == 202
     assert counts() == {"A": 7, "B": 2, "B alone": 2}
+
+
+def test_a_contact_put_straight_into_the_store_is_on_the_lists_it_names(simulator):
+    listed = simulator.state.add_list("A")["id"]
+    made = requests.post(
+        f"{simulator.url}/__sim/contacts", json={"email": "P1@example.com", "list_ids": [listed]}, timeout=5
+    )
+    assert made.status_code == 201 and made.json()["list_ids"] == [listed]
+    assert simulator.members("A") == ["p1@example.com"]

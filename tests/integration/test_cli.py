@@ -144,7 +144,7 @@ def test_check_exits_0_when_ready_and_1_naming_what_is_not(workspace, simulator)
 
 
 def test_storage_that_refuses_is_one_clear_line_not_a_traceback(workspace, simulator):
-    from tools.storage_emulator import ACCOUNT, ACCOUNT_KEY
+    from tools.standins.storage import ACCOUNT, ACCOUNT_KEY
 
     # An endpoint that answers every storage call with 401, as an account refusing this identity does.
     refusing = (
@@ -162,7 +162,7 @@ def test_storage_that_refuses_is_one_clear_line_not_a_traceback(workspace, simul
 def test_unreachable_storage_fails_within_seconds_in_one_line(workspace, simulator):
     import time
 
-    from tools.storage_emulator import ACCOUNT, ACCOUNT_KEY, free_port
+    from tools.standins.storage import ACCOUNT, ACCOUNT_KEY, free_port
 
     closed = f"http://127.0.0.1:{free_port()}/{ACCOUNT}"  # nothing listens there
     unreachable = f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};BlobEndpoint={closed};"

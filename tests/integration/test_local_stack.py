@@ -167,7 +167,7 @@ def test_emulator_and_stack_files_are_ignored_by_git_and_func():
 
 
 def test_azurite_is_always_started_without_telemetry_on_loopback():
-    from tools.storage_emulator import azurite_command
+    from tools.standins.storage import azurite_command
 
     for location in (None, "/tmp/x"):
         args = azurite_command(1, 2, 3, location)

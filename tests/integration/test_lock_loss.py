@@ -14,7 +14,7 @@ from shared.entrypoints.service import run_now
 from shared.run.records import ExportOptions
 from tests.conftest import Workspace, destination, make_runtime
 from tests.integration.test_faults import people
-from tools.storage_emulator import Emulator
+from tools.standins.storage import Emulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -20,7 +20,7 @@ from tools.bench.measure import KEY, CliRun, cli_env, requests_by_kind, run_cli,
 from tools.bench.mirror import mirror_run
 from tools.bench.paced import PACED_PROFILES, paced_bulk_run, paced_run
 from tools.bench.report import FIXED_PROFILES, BenchFigures, report, report_bulk
-from tools.storage_emulator import Emulator
+from tools.standins.storage import Emulator
 
 
 def main() -> int:

@@ -101,7 +101,7 @@ def cli_env(connection_string: str, sim_url: str, **extra: str) -> dict[str, str
 def start_simulator() -> tuple[subprocess.Popen[str], str]:
     """The SendGrid simulator in its own process (its work does not share the export's core)."""
     sim = subprocess.Popen(
-        [sys.executable, "-m", "tools.sendgrid_simulator", "--port", "0", "--job-delay", "0.2"],
+        [sys.executable, "-m", "tools.standins.sendgrid", "--port", "0", "--job-delay", "0.2"],
         cwd=REPO,
         # Keys through the environment, not the command line, where ps shows them.
         env={**os.environ, "SENDGRID_SIMULATOR_API_KEY": KEY, "SENDGRID_SIMULATOR_CONTROL_KEY": SIM_CONTROL_KEY},

@@ -16,7 +16,7 @@ from collections import Counter
 from azure.storage.blob import BlobServiceClient
 
 from tools.bench.measure import cli_env, run_cli, sim_requests, start_simulator
-from tools.storage_emulator import Emulator
+from tools.standins.storage import Emulator
 
 DEPARTURES = 100_000
 STAYING = 100

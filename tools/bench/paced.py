@@ -25,7 +25,7 @@ from azure.storage.blob import BlobServiceClient
 
 from tools.bench.data import upload
 from tools.bench.measure import CONTROL_HEADERS, REPO, cli_env, run_cli, sim_requests, start_simulator
-from tools.storage_emulator import Emulator
+from tools.standins.storage import Emulator
 
 PACED_PROFILES = 30_000
 PUTS_PER_SECOND = 1.0

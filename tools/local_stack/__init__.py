@@ -3,7 +3,7 @@
 ``up`` starts, each in a process of its own on 127.0.0.1 only:
 
 - Azurite (always with ``--disableTelemetry``), its data in ``.azurite/`` so it survives a restart;
-- the SendGrid simulator (``tools/sendgrid_simulator.py``);
+- the SendGrid simulator (``tools/standins/sendgrid/``);
 - the Key Vault stand-in (HTTPS, a ``trustme`` CA written to the state folder) holding the
   simulator's API key as secret ``sendgrid-api-key``, and beside it a loopback token endpoint in
   the form App Service's managed identity uses, so the app's own ``DefaultAzureCredential`` and

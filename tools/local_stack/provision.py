@@ -11,7 +11,7 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
 from tools.local_stack.paths import SAMPLES, shown
-from tools.storage_emulator import ACCOUNT, ACCOUNT_KEY
+from tools.standins.storage import ACCOUNT, ACCOUNT_KEY
 
 SEGMENTS_CONTAINER = "segments"
 EXPORTS_CONTAINER = "sendgrid-exports"

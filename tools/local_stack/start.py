@@ -18,7 +18,7 @@ from tools.local_stack.processes import alive, is_ours, spawn, stop
 from tools.local_stack.provision import provision
 from tools.local_stack.stack import down, whole
 from tools.local_stack.state import AZURITE_PID_FILE, STACK_FILE, private_dir, read_stack, write_private
-from tools.storage_emulator import azurite_command
+from tools.standins.storage import azurite_command
 
 START_TIMEOUT = 30.0
 
@@ -89,7 +89,7 @@ def _start(state: Path, data: Path, ports: dict[str, int]) -> dict[str, Any]:
         processes["azurite"] = spawn("azurite", azurite, state, str(data))
         write_private(data / AZURITE_PID_FILE, json.dumps({**processes["azurite"], "state": str(state)}))
         processes["sendgrid"] = spawn(
-            "sendgrid", _simulator_command(state, ports["sendgrid"], key_file), state, "tools.sendgrid_simulator"
+            "sendgrid", _simulator_command(state, ports["sendgrid"], key_file), state, "tools.standins.sendgrid"
         )
         processes["vault"] = spawn("vault", _vault_command(state, ports), state, "serve-vault")
         stack = {"processes": processes, "ports": ports, "data": str(data)}
@@ -119,7 +119,7 @@ def _simulator_command(state: Path, port: int, key_file: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "tools.sendgrid_simulator",
+        "tools.standins.sendgrid",
         "--host",
         "127.0.0.1",
         "--port",

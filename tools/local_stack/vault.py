@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from tools.keyvault_standin import KeyVaultStandIn
+from tools.standins.keyvault import KeyVaultStandIn
 
 SECRET_NAME = "sendgrid-api-key"
 

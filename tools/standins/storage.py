@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BIN_DIR = REPO / "node_modules" / ".bin"
 ACCOUNT = "devstoreaccount1"
 # The emulator's fixed, public development key (documented by Microsoft; not a secret).
