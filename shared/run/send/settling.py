@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from array import array
@@ -34,13 +33,6 @@ from shared.run.send.import_errors import ErrorsFileUnreadable, parse_errors_fil
 from shared.run.send.sending import PendingJob
 
 log = logging.getLogger(__name__)
-
-# SendGrid's words when a job fails for the plan's contact storage (sendgrid/sendgrid-go issue 413).
-CONTACT_CAP = re.compile(r"contact limit", re.IGNORECASE)
-
-
-class ContactCapReached(SendGridError):
-    """An import job failed because the account holds as many contacts as its plan allows."""
 
 
 class JobSettler:
@@ -134,12 +126,16 @@ class JobSettler:
             self._settle_job(self._client, self._spool, item, result, self.updates, self._journal)
             self.progress.batches_confirmed += 1
         self.exports.delete(sent_blob_name(self.record.destination, self.record.run_id, item.index, item.part))
-        if result.status == "failed" and result.failure and CONTACT_CAP.search(result.failure):
-            first = self.cap_reached is None
-            self.cap_reached = redact(result.failure)[:300]
-            if first and self._on_cap is not None:
-                self._on_cap(self.cap_reached)
+        self._note_cap(result)
         self.progress.tick(save=False)
+
+    def _note_cap(self, result: JobResult) -> None:
+        """A job that failed for the plan's contact cap: the run is told, once."""
+        if result.failed_for != "contact_cap" or self.cap_reached is not None:
+            return
+        self.cap_reached = redact(result.failure or "")[:300]
+        if self._on_cap is not None:
+            self._on_cap(self.cap_reached)
 
     def _columns(self, batch: Batch, positions: Sequence[int]) -> tuple[array[int], array[int], list[str] | None]:
         keys, fps = batch.columns["keys"], batch.columns["fps"]
@@ -295,7 +291,7 @@ class JobSettler:
 def _failure_words(result: JobResult) -> str:
     """Why a failed job failed, for each of its contacts' rows in the rejects file."""
     words = redact(result.failure or "")[:300]
-    if words and CONTACT_CAP.search(words):
+    if result.failed_for == "contact_cap":
         return f"SendGrid's contact limit: {words}"
     return f"the import job failed: {words}" if words else "the import job failed"
 
