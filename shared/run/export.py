@@ -47,14 +47,12 @@ from shared.run.send import (
     UPSERT,
     BatchSender,
     BatchSpool,
-    JobWaits,
     PaceBudget,
     RemovalRules,
     SendOutcome,
     batch_entry,
     contact_cap_message,
     remove_departed,
-    resume_deadline,
     settle_left_jobs,
 )
 from shared.run.send.bulk_import import BulkImporter
@@ -213,13 +211,7 @@ class _Run(ledger.RunLedger):
         self.progress.stage = "settling the jobs of a stopped run"
         with self.stage("resume"):
             resumed = settle_left_jobs(
-                client,
-                self.edges.exports,
-                destination.name,
-                deadline=resume_deadline(client, self.tuning.job_wait_seconds),
-                first_poll=self.tuning.job_poll_interval,
-                most_poll=self.tuning.job_poll_max_interval,
-                tick=self.progress.tick,
+                client, self.edges.exports, destination.name, self.tuning.job_waits, tick=self.progress.tick
             )
         if resumed is not None:
             self.record.resumed = dataclasses.asdict(resumed)
@@ -365,11 +357,14 @@ class _Run(ledger.RunLedger):
         self.progress.stage = "removing"
         with self.stage("removals"):
             rules = RemovalRules(
-                self.options, self.failed, destination.max_removal_fraction, unproven_read(plan), by_export=True
+                self.options,
+                self.failed,
+                destination.max_removal_fraction,
+                self.tuning.job_waits,
+                unproven=unproven_read(plan),
+                by_export=True,
             )
-            tuning = self.tuning
-            waits = JobWaits(tuning.job_wait_seconds, tuning.job_poll_interval, tuning.job_poll_max_interval)
-            return remove_departed(client, list_ids, state, present, self.record, rules, waits)
+            return remove_departed(client, list_ids, state, present, self.record, rules)
 
     def _router(self, client: SendGridApi, spool: BatchSpool, list_ids: list[str], settler: GroupSettler) -> SendRouter:
         """Upserts or CSV import, as SENDGRID_BULK_IMPORT and the contacts to send decide."""
