@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from array import array
 from collections.abc import Callable, Sequence
@@ -22,10 +21,9 @@ from shared.adapters.storage import BlobStore
 from shared.errors import SendGridError
 from shared.privacy import redact
 from shared.run.delta.journal import StateUpdates, journal_prefix, sent_blob_name, sent_bytes
+from shared.run.ledger import RunBooks
 from shared.run.ports import SendGridApi
-from shared.run.progress import RunProgress
 from shared.run.record_parts import BatchEntry, JobCounts
-from shared.run.records import RejectsWriter, RunRecord
 from shared.run.runtime import Tuning
 from shared.run.send.batching import Batch, BatchSpool
 from shared.run.send.following import JobFollower
@@ -40,18 +38,15 @@ class JobSettler:
 
     def __init__(
         self,
-        record: RunRecord,
-        rejects: RejectsWriter,
-        progress: RunProgress,
+        books: RunBooks,
         exports: BlobStore,
         tuning: Tuning,
         *,
         mirror: bool,
-        lock: threading.RLock,
         on_cap: Callable[[str], None] | None = None,
     ):
-        self.record, self.rejects, self.progress = record, rejects, progress
-        self.exports, self.tuning, self.mirror, self.lock = exports, tuning, mirror, lock
+        self.record, self.rejects, self.progress, self.lock = books.record, books.rejects, books.progress, books.lock
+        self.exports, self.tuning, self.mirror = exports, tuning, mirror
         self.updates = StateUpdates()
         self.cap_reached: str | None = None  # SendGrid's contact-cap message, once a job fails for it
         self._on_cap = on_cap
@@ -59,7 +54,7 @@ class JobSettler:
         self._spool: BatchSpool | None = None
         self._follower: JobFollower | None = None
         self._jobs: dict[str, PendingJob] = {}
-        self._journal = journal_prefix(record.destination) + record.run_id
+        self._journal = journal_prefix(self.record.destination) + self.record.run_id
 
     def start(self, client: SendGridApi, spool: BatchSpool, updates: StateUpdates) -> None:
         """Start following jobs (before the first batch is sent)."""
