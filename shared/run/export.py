@@ -34,7 +34,7 @@ from shared.run.lookups import SendGridList
 from shared.run.ports import SendGridApi
 from shared.run.preflight import require_mapped_columns
 from shared.run.profile_limit import BoundScan, require_within_limit
-from shared.run.queue_gate import queued_record
+from shared.run.queue_gate import RunRequest, queued_record
 from shared.run.reader import SegmentsReading
 from shared.run.records import INTERRUPTED, ExportOptions, RunRecord
 from shared.run.runtime import Runtime
@@ -54,7 +54,8 @@ def queue_run(
     run_id: str | None = None,
 ) -> RunRecord:
     """Create and store a ``queued`` record; the run itself happens in :func:`run_export`."""
-    record = queued_record(destination, trigger=trigger, requested_by=requested_by, options=options, run_id=run_id)
+    asked = RunRequest(destination, trigger, requested_by, options or ExportOptions(), run_id)
+    record = queued_record(asked)
     return ledger.queue(runtime.edges.records, record)
 
 
