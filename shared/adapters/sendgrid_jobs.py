@@ -1,9 +1,11 @@
-"""SendGrid's import jobs as the client reports them: a job's status (a ``Literal``), its counts
-and SendGrid's words on a failure, read from ``GET /v3/marketing/contacts/imports/{id}``; and
-following many jobs until they end (:class:`JobWatch`)."""
+"""SendGrid's import jobs as the client reports them: a job's status (a ``Literal``), its counts,
+SendGrid's words on a failure and what they mean (a ``Literal`` too, so the run branches on the
+reason, never on the words), read from ``GET /v3/marketing/contacts/imports/{id}``; and following
+many jobs until they end (:class:`JobWatch`)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -16,6 +18,10 @@ from shared.json_input import JsonObject
 JobStatus = Literal["pending", "completed", "errored", "failed", "timeout", "unknown"]
 JOB_END_STATES: frozenset[JobStatus] = frozenset({"completed", "errored", "failed"})
 _SENDGRID_JOB_STATES: frozenset[str] = frozenset({"pending", "completed", "errored", "failed"})
+# Why a job failed, as far as SendGrid's words tell: the plan's contact cap, or anything else.
+JobFailure = Literal["contact_cap", "other"]
+# SendGrid's words when a job fails for the plan's contact storage (sendgrid/sendgrid-go issue 413).
+_CONTACT_CAP_WORDS = re.compile(r"contact limit", re.IGNORECASE)
 
 
 # Import status results, as documented (snake_case) and as some answers spell them (camelCase).
@@ -49,6 +55,7 @@ class JobResult:
     error_status: int | None = None  # and SendGrid's answer then, if it gave one
     job_type: str | None = None  # "upsert" as documented, "upsert_contacts" in production
     failure: str | None = None  # SendGrid's own words on a failed job (its "errors" messages)
+    failed_for: JobFailure | None = None  # what those words mean; None unless the job failed
 
 
 def _job_status(value: object) -> JobStatus:
@@ -68,15 +75,22 @@ def _job_failure(answer: Mapping[str, Any]) -> str | None:
     return "; ".join(words)[:500] or None
 
 
+def _failed_for(status: JobStatus, failure: str | None) -> JobFailure | None:
+    if status != "failed":
+        return None
+    return "contact_cap" if failure and _CONTACT_CAP_WORDS.search(failure) else "other"
+
+
 def job_result(job_id: str, answer: JsonObject) -> JobResult:
     """The job's status answer as a :class:`JobResult`; its counts are an outcome only once it has ended."""
     results = answer.get("results") or {}
     try:
         url = _result(results, "errors_url")
         job_type = answer.get("job_type", answer.get("jobType"))
+        status, failure = _job_status(answer.get("status")), _job_failure(answer)
         return JobResult(
             job_id=job_id,
-            status=_job_status(answer.get("status")),
+            status=status,
             requested=int(_result(results, "requested") or 0),
             created=int(_result(results, "created") or 0),
             updated=int(_result(results, "updated") or 0),
@@ -84,7 +98,8 @@ def job_result(job_id: str, answer: JsonObject) -> JobResult:
             errors_url=url if isinstance(url, str) else None,
             raw=answer,
             job_type=str(job_type) if job_type is not None else None,
-            failure=_job_failure(answer),
+            failure=failure,
+            failed_for=_failed_for(status, failure),
         )
     except (AttributeError, TypeError, ValueError):
         raise SendGridError(f"the status of job {job_id[:64]} is not in the documented shape.") from None

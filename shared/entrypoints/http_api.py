@@ -23,6 +23,7 @@ from shared.privacy import neutralise_lines, redact
 from shared.run import verify
 from shared.run.destinations import DestinationDisabledError, load_destinations
 from shared.run.preflight import run_checks
+from shared.run.queue_gate import RunRequest
 from shared.run.records import CorruptRunRecord, ExportOptions, rejects_blob_name
 from shared.run.runtime import Runtime
 
@@ -158,9 +159,8 @@ def list_destinations(runtime: Runtime, request: ApiRequest) -> ApiResponse:
 def start_export(runtime: Runtime, request: ApiRequest) -> ApiResponse:
     name = _name(request)
     options = _options(request.body)
-    record = enqueue_export(
-        runtime, name, trigger="on_demand", requested_by=_principal(runtime, request), options=options
-    )
+    asked = RunRequest(name, "on_demand", _principal(runtime, request), options)
+    record = enqueue_export(runtime, asked)
     # Relative, not built from the Host header: a caller chooses that header, and the link would
     # send whoever follows it (and their function key) to the caller's host.
     status_url = f"/api/destinations/{name}/exports/{record.run_id}"

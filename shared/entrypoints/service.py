@@ -20,6 +20,7 @@ from shared.entrypoints.events import CDM_MANIFEST, MalformedEvent, landed_blob,
 from shared.errors import ExportError
 from shared.inputs.config import DestinationsConfig
 from shared.run.destinations import load_destinations
+from shared.run.queue_gate import RunRequest
 from shared.run.records import RunRecord
 from shared.run.runtime import Runtime
 from shared.run.worker import (
@@ -91,7 +92,7 @@ def on_schedule(runtime: Runtime, *, past_due: bool = False) -> list[RunRecord]:
     queued = []
     for name in scheduled_destinations(runtime, config):
         try:
-            queued.append(enqueue_export(runtime, name, trigger="schedule", requested_by="schedule", config=config))
+            queued.append(enqueue_export(runtime, RunRequest(name, "schedule", "schedule"), config=config))
         except ExportError as exc:
             log.error("scheduled export of %s not queued: %s", name, exc)
     return queued

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
+from dataclasses import dataclass
 
 from shared.errors import ExportError, ProfileLimitError
 from shared.inputs.config import Destination, DestinationsConfig
-from shared.inputs.rows import CustomFieldDef
 from shared.inputs.segments import SegmentPlan, resolve_segment, unchanged_since_listed, unproven_read
 from shared.privacy import redact
 from shared.run import ledger
@@ -35,31 +34,12 @@ from shared.run.lookups import SendGridList
 from shared.run.ports import SendGridApi
 from shared.run.preflight import require_mapped_columns
 from shared.run.profile_limit import BoundScan, require_within_limit
-from shared.run.queue_gate import queued_record
+from shared.run.queue_gate import RunRequest, queued_record
 from shared.run.reader import SegmentsReading
-from shared.run.records import (
-    INTERRUPTED,
-    ExportOptions,
-    RunRecord,
-)
+from shared.run.records import INTERRUPTED, ExportOptions, RunRecord
 from shared.run.runtime import Runtime
-from shared.run.send import (
-    UPSERT,
-    BatchSender,
-    BatchSpool,
-    JobWaits,
-    PaceBudget,
-    RemovalRules,
-    SendOutcome,
-    batch_entry,
-    contact_cap_message,
-    remove_departed,
-    resume_deadline,
-    settle_left_jobs,
-)
-from shared.run.send.bulk_import import BulkImporter
-from shared.run.send.bulk_settling import GroupSettler
-from shared.run.send.send_route import Sending, SendRouter, release_to
+from shared.run.send import BatchSpool, RemovalRules, remove_departed, settle_left_jobs
+from shared.run.send_stage import Outbox, SendStage
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +54,8 @@ def queue_run(
     run_id: str | None = None,
 ) -> RunRecord:
     """Create and store a ``queued`` record; the run itself happens in :func:`run_export`."""
-    record = queued_record(destination, trigger=trigger, requested_by=requested_by, options=options, run_id=run_id)
+    asked = RunRequest(destination, trigger, requested_by, options or ExportOptions(), run_id)
+    record = queued_record(asked)
     return ledger.queue(runtime.edges.records, record)
 
 
@@ -84,16 +65,16 @@ def run_export(runtime: Runtime, record: RunRecord) -> RunRecord:
     try:
         run.execute()
     except KeyboardInterrupt:  # Ctrl-C or a stop signal: the record ends true, then it goes on up
-        run.fail(INTERRUPTED)
-        run.finish()
+        run.ledger.fail(INTERRUPTED)
+        run.ledger.finish()
         raise
     except ExportError as exc:
-        run.fail(str(exc))
+        run.ledger.fail(str(exc))
     except Exception as exc:  # a bug or an unforeseen fault: recorded, then surfaced to the host
-        run.fail(describe_unexpected(exc))
-        run.finish()
+        run.ledger.fail(describe_unexpected(exc))
+        run.ledger.finish()
         raise
-    run.finish()
+    run.ledger.finish()
     return run.record
 
 
@@ -101,18 +82,30 @@ def describe_unexpected(exc: BaseException) -> str:
     return redact(f"unexpected error ({type(exc).__name__}): {exc}")[:500]
 
 
-class _Run(ledger.RunLedger):
+@dataclass(frozen=True)
+class RunContext:
+    """What every stage of one run works with, once the configuration is read and SendGrid is
+    reached: the destination, its segments resolved, the client, and the scan of the rows' bound."""
+
+    destination: Destination
+    plan: SegmentPlan
+    client: SendGridApi
+    scan: BoundScan
+
+
+class _Run:
+    """One run's stages, in their order. It holds the run's ledger: every change of the record's
+    status, every save and the run event go through it."""
+
     def __init__(self, runtime: Runtime, record: RunRecord):
-        super().__init__(record, runtime.edges, runtime.tuning)
         self.runtime = runtime
-        self.settings = runtime.settings
+        self.edges, self.settings, self.tuning = runtime.edges, runtime.settings, runtime.tuning
+        self.ledger = ledger.RunLedger(record, runtime.edges, runtime.tuning)
+        self.record = record  # its parts are filled by the stages; its status and saves are the ledger's
+        self.progress = self.ledger.progress
         self.options = record.options
         self.mirror = False
-        self.sender: SendRouter | None = None
-        self.settler: GroupSettler | None = None
-        self.pace = PaceBudget()
-        self._bound: int | None = None  # the scan's bound on the segments' rows, once known
-        self.proven = threading.Event()  # max_profiles cannot be passed: batches may go as they fill
+        self.sending = SendStage(self.ledger, runtime.tuning)
         self._state: SyncState | None = None
         self._order: RunOrder | None = None  # the run's order in terms of the state (a delta run's)
         # Whether every key of the read went through the run's exact key set: then no key is
@@ -123,153 +116,122 @@ class _Run(ledger.RunLedger):
     # -- the stages ----------------------------------------------------------------------------
 
     def execute(self) -> None:
-        self.start()
-        with self.stage("config"):
+        self.ledger.start()
+        with self.ledger.stage("config"):
             config = load_destinations(self.runtime)
             destination = exportable_destination(self.runtime, self.record.destination, config)
             # Every segment resolved before anything is read, so a missing one fails the run up front.
             plan = [(segment, resolve_segment(self.edges.segments, segment)) for segment in destination.segments]
-        self.destination = destination
+        self.ledger.destination = destination
         self.mirror = destination.mode == "mirror"
         self.progress.stage = "preparing"
         client = self._connect(destination)
-        scan = BoundScan(self.edges.segments, plan, destination, self.settings.max_record_bytes, self._on_bound)
+
+        def on_bound(bound: int | None) -> None:
+            self._on_bound(bound, destination.max_profiles)
+
+        scan = BoundScan(self.edges.segments, plan, destination, self.settings.max_record_bytes, on_bound)
         try:
-            self._sync(client, config, destination, plan, scan)
+            self._sync(RunContext(destination, plan, client, scan), config)
         finally:
             scan.cancel()
             client.close()
 
     def _connect(self, destination: Destination) -> SendGridApi:
-        with self.stage("secret"):
+        with self.ledger.stage("secret"):
             api_key = self.edges.secrets.get_secret(destination.api_key_secret)
         client = self.edges.sendgrid(destination.api_base_url(self.settings.sendgrid_api_base_url), api_key)
         del api_key
-        client.pace = self.pace  # one budget for every thread of the run
-        self._client: SendGridApi = client
+        client.pace = self.sending.pace
         # From the run's start: the configuration and the key may already have taken a while.
-        client.deadline = time.time() + self.tuning.run_deadline_seconds - (time.monotonic() - self._t0)
+        client.deadline = time.time() + self.tuning.run_deadline_seconds - self.ledger.elapsed()
         return client
 
-    def _on_bound(self, bound: int | None) -> None:
+    def _on_bound(self, bound: int | None, max_profiles: int) -> None:
         """The scan's verdict: progress has its total, and sending may start while reading goes on."""
-        assert self.destination is not None
-        self._bound = bound
-        if bound is not None and self.sender is not None:
-            self.sender.at_most(bound)
-        if bound is not None and bound <= self.destination.max_profiles:
+        if bound is None:
+            return
+        self.sending.bounded(bound)
+        if bound <= max_profiles:
             self.progress.rows_total = bound
-            self.proven.set()
-            if self.sender is not None:
-                self.sender.open()
+            self.sending.prove()
             log.info("segment files scanned, at most %d rows: sending while reading", bound)
 
-    def _sync(
-        self,
-        client: SendGridApi,
-        config: DestinationsConfig,
-        destination: Destination,
-        plan: SegmentPlan,
-        scan: BoundScan,
-    ) -> None:
-        with self.stage("lists"):
-            found = require_lists(client, destination)
+    def _sync(self, run: RunContext, config: DestinationsConfig) -> None:
+        destination = run.destination
+        with self.ledger.stage("lists"):
+            found = require_lists(run.client, destination)
             if self.mirror:  # before any list is created: a refused run leaves nothing behind
                 refuse_mirror_on_shared_lists(config, destination, found)
-            custom_fields = resolve_custom_fields(client, destination)
+            custom_fields = resolve_custom_fields(run.client, destination)
         creates = not self.options.dry_run and any(item is None for item in found)
         if creates:  # no list is created before max_profiles is proven: scan while the state loads
             # Nor before the mapping is known to fit the files' columns.
-            require_mapped_columns(self.edges.segments, destination, plan, self.settings.max_record_bytes)
-            scan.start()
+            require_mapped_columns(self.edges.segments, destination, run.plan, self.settings.max_record_bytes)
+            run.scan.start()
         if not self.options.dry_run:
-            self._resume(client, destination)
-        with self.stage("state"):
+            self._resume(run.client, destination)
+        with self.ledger.stage("state"):
             # Held by the run, not by this frame, so that the state stage can let it go.
             self._state = SyncState.load(
                 self.edges.exports, destination.name, with_emails=self.mirror, discard_corrupt=self.options.full
             )
         if creates:
-            self._prove_within_limit(destination, plan, scan)
-        list_ids = self._lists(client, destination, found)
+            self._prove_within_limit(run)
+        list_ids = self._lists(run, found)
         spool = BatchSpool(list_ids, max_contacts=self.tuning.max_batch_contacts, max_bytes=self.tuning.max_batch_bytes)
         try:
-            self._spool_send_and_settle(client, destination, plan, scan, spool, list_ids, custom_fields)
+            self._spool_send_and_settle(run, Outbox(spool, list_ids, custom_fields))
         finally:
-            scan.cancel()
-            if self.sender is not None and not self._sent:
-                # The run stopped before sending ended (an interrupt too): no new request, those
-                # in flight end and are journaled, then what was sent is recorded.
-                stopped = "the run stopped before this batch was sent"
-                self.sender.halt(stopped)
-                self.pace.refuse(UPSERT, stopped)  # a request waiting for budget does not go out
-                self._take_outcome(self.sender.stop(stopped))
-            if self.settler is not None:
-                self.settler.stop()  # jobs not ended stay journaled: the next run settles them
+            run.scan.cancel()
+            self.sending.stop()
             spool.close()
 
     def _resume(self, client: SendGridApi, destination: Destination) -> None:
         """Settle the jobs a stopped run left, by their ids, before the state loads."""
         self.progress.stage = "settling the jobs of a stopped run"
-        with self.stage("resume"):
+        with self.ledger.stage("resume"):
             resumed = settle_left_jobs(
-                client,
-                self.edges.exports,
-                destination.name,
-                deadline=resume_deadline(client, self.tuning.job_wait_seconds),
-                first_poll=self.tuning.job_poll_interval,
-                most_poll=self.tuning.job_poll_max_interval,
-                tick=self.progress.tick,
+                client, self.edges.exports, destination.name, self.tuning.job_waits, tick=self.progress.tick
             )
         if resumed is not None:
             self.record.resumed = dataclasses.asdict(resumed)
 
-    def _prove_within_limit(self, destination: Destination, plan: SegmentPlan, scan: BoundScan) -> None:
-        with self.stage("scan"):
-            bound = scan.result()
+    def _prove_within_limit(self, run: RunContext) -> None:
+        destination = run.destination
+        with self.ledger.stage("scan"):
+            bound = run.scan.result()
             if bound is not None and bound > destination.max_profiles:
                 # More lines than max_profiles: only counting the valid profiles can tell.
-                require_within_limit(self.edges.segments, plan, destination, self.settings.max_record_bytes)
-                self.proven.set()
+                require_within_limit(self.edges.segments, run.plan, destination, self.settings.max_record_bytes)
+                self.sending.prove()
             # Proven of the versions listed, which every read asks for: a file replaced since
             # fails the run when read; it fails here instead, before a list is created for it.
-            unchanged_since_listed(self.edges.segments, plan)
+            unchanged_since_listed(self.edges.segments, run.plan)
 
-    def _lists(self, client: SendGridApi, destination: Destination, found: list[SendGridList | None]) -> list[str]:
-        with self.stage("lists"):
-            list_ids = create_lists(client, destination, found, self.record, dry_run=self.options.dry_run)
-        self.save()
+    def _lists(self, run: RunContext, found: list[SendGridList | None]) -> list[str]:
+        with self.ledger.stage("lists"):
+            list_ids = create_lists(run.client, run.destination, found, self.record, dry_run=self.options.dry_run)
+        self.ledger.save()
         return list_ids
 
-    def _spool_send_and_settle(
-        self,
-        client: SendGridApi,
-        destination: Destination,
-        plan: SegmentPlan,
-        scan: BoundScan,
-        spool: BatchSpool,
-        list_ids: list[str],
-        custom_fields: dict[str, CustomFieldDef],
-    ) -> None:
+    def _spool_send_and_settle(self, run: RunContext, outbox: Outbox) -> None:
         state, self._state = self._state, None
         assert state is not None
         updates = StateUpdates(one_per_key=True)
         if not self.options.dry_run:
-            self._start_sending(client, scan, spool, list_ids, updates)
-        present = self._read(destination, plan, scan, spool, state, list_ids, custom_fields)
+            self.sending.start(run.client, outbox, updates, run.scan, mirror=self.mirror)
+        present = self._read(run, outbox, state)
         # No key comes twice if every key went through the run's key set (and no part twice).
         updates.one_per_key = updates.one_per_key and self._keys_in_set
-        self._require_spool_within_limit(destination, spool)
+        self._require_spool_within_limit(run.destination, outbox.spool)
         self.progress.stage = "sending"
-        with self.stage("send"):
-            self.send(spool, self.sender)
-        if self.settler is not None:
-            self.progress.stage = "waiting for SendGrid's jobs"
-            with self.stage("jobs"):
-                self.settler.finish()
-        removed, not_found_yet = self._remove(client, destination, plan, list_ids, state, present)
+        with self.ledger.stage("send"):
+            self.sending.send(outbox.spool)
+        self.sending.settle()
+        removed, not_found_yet = self._remove(run, outbox.list_ids, state, present)
         if not self.options.dry_run:
-            with self.stage("state"):
+            with self.ledger.stage("state"):
                 new_state = state.merged(
                     updates,
                     removed=removed,
@@ -282,45 +244,16 @@ class _Run(ledger.RunLedger):
                 # What is left of the old state, the updates and the run's keys: memory the blob
                 # being made does not need.
                 del state, updates, present
-                new_state.save_replacing_journals(self.edges.exports, destination.name)
+                new_state.save_replacing_journals(self.edges.exports, run.destination.name)
 
-    def _start_sending(
-        self, client: SendGridApi, scan: BoundScan, spool: BatchSpool, list_ids: list[str], updates: StateUpdates
-    ) -> None:
-        """The settler and the sender, started before reading: batches may go as the spool fills."""
-        self.settler = GroupSettler(
-            self.record,
-            self.rejects,
-            self.progress,
-            self.edges.exports,
-            self.tuning,
-            mirror=self.mirror,
-            lock=self.lock,
-            on_cap=self._cap_reached,
-        )
-        self.settler.start(client, spool, updates)
-        self.sender = self._router(client, spool, list_ids, self.settler)
-        if self._bound is not None:  # the scan ended before: the number of rows is bounded
-            self.sender.at_most(self._bound)
-        spool.on_ready = release_to(scan.start, self.sender)
-        if self.proven.is_set():
-            self.sender.open()
-
-    def _read(
-        self,
-        destination: Destination,
-        plan: SegmentPlan,
-        scan: BoundScan,
-        spool: BatchSpool,
-        state: SyncState,
-        list_ids: list[str],
-        custom_fields: dict[str, CustomFieldDef],
-    ) -> RunKeys:
+    def _read(self, run: RunContext, outbox: Outbox, state: SyncState) -> RunKeys:
         self.progress.stage = "reading"
-        with self.stage("read"):
+        spool, destination, plan = outbox.spool, run.destination, run.plan
+        custom_fields, list_ids = outbox.custom_fields, outbox.list_ids
+        with self.ledger.stage("read"):
             reading = SegmentsReading(
                 self.record,
-                self.rejects,
+                self.ledger.rejects,
                 self.progress,
                 spool,
                 self.edges.segments,
@@ -334,11 +267,11 @@ class _Run(ledger.RunLedger):
             self._keys_in_set = not present.claimed
             if not self.mirror:
                 present = RunKeys()  # only removals need who is present: free it now
-            scan.cancel()  # the read itself now vouches for every file
+            run.scan.cancel()  # the read itself now vouches for every file
             spool.finish()
         self.progress.reading_done = True
         self.progress.batches_spooled = spool.batch_count
-        self.save()
+        self.ledger.save()
         return present
 
     def _require_spool_within_limit(self, destination: Destination, spool: BatchSpool) -> None:
@@ -346,71 +279,24 @@ class _Run(ledger.RunLedger):
             raise ProfileLimitError(
                 f"the segments hold {spool.count} valid profiles to send, more than max_profiles "
                 f"({destination.max_profiles}) for destination '{destination.name}'; "
-                + ("nothing was sent. " if self.sender is None or not self.sender.released else "")
+                + ("nothing was sent. " if not self.sending.released else "")
                 + "Raise max_profiles in destinations.json if this is expected."
             )
 
     def _remove(
-        self,
-        client: SendGridApi,
-        destination: Destination,
-        plan: SegmentPlan,
-        list_ids: list[str],
-        state: SyncState,
-        present: RunKeys,
+        self, run: RunContext, list_ids: list[str], state: SyncState, present: RunKeys
     ) -> tuple[set[int], dict[int, int] | None]:
         """Mirror mode's removals: the keys to drop from the state, and the new pending map."""
         if not self.mirror:
             return set(), None
         self.progress.stage = "removing"
-        with self.stage("removals"):
+        with self.ledger.stage("removals"):
             rules = RemovalRules(
-                self.options, self.failed, destination.max_removal_fraction, unproven_read(plan), by_export=True
+                self.options,
+                self.ledger.failed,
+                run.destination.max_removal_fraction,
+                self.tuning.job_waits,
+                unproven=unproven_read(run.plan),
+                by_export=True,
             )
-            tuning = self.tuning
-            waits = JobWaits(tuning.job_wait_seconds, tuning.job_poll_interval, tuning.job_poll_max_interval)
-            return remove_departed(client, list_ids, state, present, self.record, rules, waits)
-
-    def _router(self, client: SendGridApi, spool: BatchSpool, list_ids: list[str], settler: GroupSettler) -> SendRouter:
-        """Upserts or CSV import, as SENDGRID_BULK_IMPORT and the contacts to send decide."""
-        tuning = self.tuning
-
-        def upserts() -> BatchSender:
-            return BatchSender(client, spool, concurrency=tuning.send_concurrency, on_accepted=settler.accepted)
-
-        def imports() -> BulkImporter:
-            rows = tuning.bulk_import_rows
-            return BulkImporter(
-                client, spool, list_ids, rows=rows, mirror=self.mirror, on_accepted=settler.accepted_group
-            )
-
-        return SendRouter(spool, tuning.bulk_import, tuning.bulk_import_threshold, upserts, imports)
-
-    def send(self, spool: BatchSpool, sender: Sending | None) -> None:
-        """Send what is left to send (a dry run only records the batches it would send)."""
-        if sender is None:
-            for batch in spool.batches():
-                self.record.batches.append({**batch_entry(batch), "status": "dry_run"})
-            return
-        sender.open()
-        outcome = sender.finish(tick=self.progress.tick)
-        self._take_outcome(outcome)
-        self.save()
-
-    def _take_outcome(self, outcome: SendOutcome) -> None:
-        with self.lock:  # the settler writes the counts and the rejects too
-            self._sent = True
-            self.record.batches.extend(outcome.entries)
-            self.record.counts.errored += outcome.errored
-            for source, line, email, kind, why in outcome.rejects:
-                self.rejects.add(source, line, email, kind, why)
-        for message in outcome.failures:
-            self.fail(message)
-
-    def _cap_reached(self, words: str) -> None:
-        """A job failed for the plan's contact limit: no batch after it is sent (each would fail
-        the same way), and the run fails naming the cap."""
-        if self.sender is not None:
-            self.sender.halt("not sent: SendGrid's contact limit was reached")
-        self.pace.refuse(UPSERT, "not sent: SendGrid's contact limit was reached")
-        self.fail(contact_cap_message(self._client, words))
+            return remove_departed(run.client, list_ids, state, present, self.record, rules)

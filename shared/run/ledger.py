@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from shared.inputs.config import Destination
 from shared.privacy import redact
@@ -89,6 +90,18 @@ def fail(
     return record
 
 
+@dataclass(frozen=True)
+class RunBooks:
+    """What a run's stages write into as it goes, from their own threads too (the settler's): the
+    record's counts and parts, the rejects file and the progress, each under ``lock``, which every
+    save of the record takes. Only the ledger saves them."""
+
+    record: RunRecord
+    rejects: RejectsWriter
+    progress: RunProgress
+    lock: threading.RLock
+
+
 class RunLedger:
     """The ledger of one run while it goes: stage timings, failures, progress saves, the final
     status, the rejects file and the run event."""
@@ -102,14 +115,18 @@ class RunLedger:
         self.lock = threading.RLock()
         self.failed = False
         self._t0 = time.monotonic()
-        self._sent = False  # the sender's outcome has been taken into the record
-        self.destination: Destination | None = None
+        self.destination: Destination | None = None  # once known: the run event tells its schedule
         self.progress = RunProgress(
             edges.progress,
             self._save_running,
             interval=tuning.progress_every,
             save_every=tuning.record_save_every,
         )
+        self.books = RunBooks(record, self.rejects, self.progress, self.lock)
+
+    def elapsed(self) -> float:
+        """Seconds since the run began."""
+        return time.monotonic() - self._t0
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -163,7 +180,7 @@ class RunLedger:
             record.rejects_blob = name
         self.rejects.close()
         record.finished_at = iso(utc_now())
-        record.timings["total"] = time.monotonic() - self._t0
+        record.timings["total"] = self.elapsed()
         self.save()
         destination = self.destination
         emit_run_event(record, schedule_enabled=destination.schedule_enabled if destination else None)

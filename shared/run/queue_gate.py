@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.errors import ExportError
@@ -65,21 +66,26 @@ def on_demand_gate(destination: str, options: ExportOptions) -> str:
     return f"events/{destination}.on_demand.{flags}.json"
 
 
-def queued_record(
-    destination: str,
-    *,
-    trigger: str,
-    requested_by: str | None,
-    options: ExportOptions | None = None,
-    run_id: str | None = None,
-) -> RunRecord:
+@dataclass(frozen=True)
+class RunRequest:
+    """What asks for a run, as its trigger knows it: the destination, the trigger, who asked (if
+    anyone is named), the options, and the run's id when its job came with one."""
+
+    destination: str
+    trigger: str
+    requested_by: str | None = None
+    options: ExportOptions = field(default_factory=ExportOptions)
+    run_id: str | None = None
+
+
+def queued_record(request: RunRequest) -> RunRecord:
     """A ``queued`` record, not saved yet (every run's record starts here)."""
     return RunRecord(
-        run_id=run_id or new_run_id(),
-        destination=destination,
-        trigger=trigger,
-        requested_by=requested_by,
-        options=options or ExportOptions(),
+        run_id=request.run_id or new_run_id(),
+        destination=request.destination,
+        trigger=request.trigger,
+        requested_by=request.requested_by,
+        options=request.options,
         status=RunStatus.QUEUED,
         queued_at=iso(utc_now()),
     )

@@ -20,6 +20,15 @@ def _keep_memory() -> None:
 
 
 @dataclass(frozen=True)
+class JobWaits:
+    """How long a run's SendGrid jobs are waited for, and how often they are asked after (seconds)."""
+
+    seconds: float
+    interval: float
+    max_interval: float
+
+
+@dataclass(frozen=True)
 class Tuning:
     """How hard and how long a run pushes: numbers a test shrinks, never something it talks to."""
 
@@ -44,6 +53,10 @@ class Tuning:
     record_save_every: float = 5.0  # seconds between two saves of the running record
     # Hands the memory a file's rows left free back to the OS (see shared.adapters.memory).
     release_memory: Callable[[], None] = _keep_memory
+
+    @property
+    def job_waits(self) -> JobWaits:
+        return JobWaits(self.job_wait_seconds, self.job_poll_interval, self.job_poll_max_interval)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, release_memory: Callable[[], None] = _keep_memory) -> Tuning:

@@ -32,18 +32,26 @@ from shared.run.delta.identity import email_key
 from shared.run.delta.journal import StateUpdates
 from shared.run.delta.sync_state import SyncState
 from shared.run.destinations import exportable_destination, load_destinations, require_lists, resolve_custom_fields
+from shared.run.ports import SendGridApi
 from shared.run.progress import NoProgress, RunProgress
 from shared.run.reader import SegmentsReading
 from shared.run.records import RejectsWriter, RunRecord, iso, new_run_id, utc_now
 from shared.run.runtime import Runtime
 from shared.run.send.batching import BatchSpool
-from shared.run.send.list_export import Members, export_members
+from shared.run.send.list_export import Members, MemberSelection, export_members
 
 log = logging.getLogger(__name__)
-
 VERIFY_PREFIX = "verify/"
 COMPARED_FIELDS = ("first_name", "last_name", "city", "country", "postal_code", "state_province_region")
 CSV_COLUMNS = ("category", "email", "detail")
+
+
+def _members(client: SendGridApi, list_ids: list[str], wait_seconds: float) -> Members:
+    """Who is on the lists, each with their fields, from one export (nobody, without a list)."""
+    if not list_ids:
+        return Members()
+    deadline = time.time() + wait_seconds
+    return export_members(client, list_ids, deadline=deadline, selection=MemberSelection(keep_fields=True))
 
 
 def verify_destination(runtime: Runtime, name: str, *, repair: bool = False) -> dict[str, Any]:
@@ -71,8 +79,7 @@ def verify_destination(runtime: Runtime, name: str, *, repair: bool = False) -> 
             reading.read(destination, plan, custom_fields, SyncState(), list_ids, full=True, mirror=False)
             spool.finish()
             state = SyncState.load(edges.exports, name, with_emails=mirror)
-            deadline = time.time() + runtime.tuning.job_wait_seconds
-            members = export_members(client, list_ids, deadline=deadline, keep_fields=True) if list_ids else Members()
+            members = _members(client, list_ids, runtime.tuning.job_wait_seconds)
             found = _compare(spool, state, members)
         finally:
             spool.close()

@@ -19,7 +19,7 @@ from shared.run import ledger
 from shared.run.destinations import exportable_destination
 from shared.run.export import describe_unexpected, queue_run, run_export
 from shared.run.lock_guard import only_while_held
-from shared.run.queue_gate import claim, new_data_gate, on_demand_gate, queued_record
+from shared.run.queue_gate import RunRequest, claim, new_data_gate, on_demand_gate, queued_record
 from shared.run.records import (
     FINAL_STATUSES,
     INTERRUPTED,
@@ -50,15 +50,7 @@ _TIMES = re.compile(r"\((\d+) times? so far\)")
 
 
 def enqueue_export(
-    runtime: Runtime,
-    destination: str,
-    *,
-    trigger: str,
-    requested_by: str | None = None,
-    options: ExportOptions | None = None,
-    run_id: str | None = None,
-    delay: int = 0,
-    config: DestinationsConfig | None = None,
+    runtime: Runtime, request: RunRequest, *, delay: int = 0, config: DestinationsConfig | None = None
 ) -> RunRecord:
     """Check the destination may run, store a ``queued`` record, and put its job on the queue
     (visible to the worker after ``delay`` seconds). ``config``: destinations.json as the caller
@@ -67,19 +59,17 @@ def enqueue_export(
     An on-demand request made while a run of the destination with the same options is queued and
     has not started joins that run: its record is returned, and nothing is written (a burst of
     requests is one run, see :mod:`shared.run.queue_gate`)."""
+    destination = request.destination
     exportable_destination(runtime, destination, config)
-    options = options or ExportOptions()
-    if trigger == ON_DEMAND and run_id is None:
-        record = queued_record(destination, trigger=trigger, requested_by=requested_by, options=options)
-        joined = claim(runtime, on_demand_gate(destination, options), record, delay)
+    record = queued_record(request)
+    if request.trigger == ON_DEMAND and request.run_id is None:
+        joined = claim(runtime, on_demand_gate(destination, request.options), record, delay)
         if joined is not None:
             log.info(
                 "export of %s requested while run %s, with the same options, is queued: joined it", destination, joined
             )
             return _joined_record(runtime, record, joined)
-        ledger.queue(runtime.edges.records, record)
-        return _enqueue_job(runtime, record, delay)
-    record = queue_run(runtime, destination, trigger=trigger, requested_by=requested_by, options=options, run_id=run_id)
+    ledger.queue(runtime.edges.records, record)
     return _enqueue_job(runtime, record, delay)
 
 
@@ -114,7 +104,7 @@ def queue_once(runtime: Runtime, config: DestinationsConfig, destination: str, s
     except ExportError as exc:
         log.error("new data for %s, but no run may be queued: %s", destination, exc)
         return None
-    record = queued_record(destination, trigger="on_new_data", requested_by="event grid")
+    record = queued_record(RunRequest(destination, "on_new_data", "event grid"))
     try:
         joined = claim(runtime, new_data_gate(destination), record, settle)
     except ExportError as exc:

@@ -54,7 +54,7 @@ def test_a_huge_gate_is_replaced_not_read_whole(workspace):
     gate = queue_gate.new_data_gate("newsletter")
     huge = b'{"run_id": "' + b"x" * (queue_gate.MAX_GATE_BYTES * 4) + b'"}'
     runtime.edges.exports.write_bytes(gate, huge, content_type="application/json")
-    record = queue_gate.queued_record("newsletter", trigger="on_new_data", requested_by=None)
+    record = queue_gate.queued_record(queue_gate.RunRequest("newsletter", "on_new_data"))
     assert queue_gate.claim(runtime, gate, record, delay=30) is None  # the run is its own
     assert runtime.edges.exports.read_bytes(gate).startswith(b'{"run_id": "' + record.run_id.encode())
     assert measured.read and max(measured.read) <= queue_gate.MAX_GATE_BYTES + 1

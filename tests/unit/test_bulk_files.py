@@ -14,14 +14,14 @@ from shared.adapters.sendgrid_bulk import parse_import_answer
 from shared.errors import SendGridError
 from shared.run.send.batching import BatchSpool, encode_contact
 from shared.run.send.import_file import ImportNotPossible, columns_for, keys_in, reserved_ids, write_import_file
-from shared.run.send.list_export import ExportUnreadable, Members, read_file
+from shared.run.send.list_export import ExportUnreadable, Members, MemberSelection, read_file
 from shared.settings import SettingsError
 from tests.unit.test_settings import BASE
 
 
 def read(data: bytes, **kwargs) -> Members:
     members = Members()
-    read_file(data, members, kwargs.get("wanted"), kwargs.get("keep_fields", False))
+    read_file(data, members, MemberSelection(kwargs.get("wanted"), kwargs.get("keep_fields", False)))
     return members
 
 

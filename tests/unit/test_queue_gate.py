@@ -9,7 +9,7 @@ import pytest
 
 from shared.errors import ExportError
 from shared.run.ports import Edges
-from shared.run.queue_gate import GATE_GRACE_SECONDS, claim, new_data_gate, on_demand_gate, queued_record
+from shared.run.queue_gate import GATE_GRACE_SECONDS, RunRequest, claim, new_data_gate, on_demand_gate, queued_record
 from shared.run.records import ExportOptions, RunRecordStore, RunStatus, iso, utc_now
 from shared.run.runtime import Runtime
 from shared.settings import Settings
@@ -35,7 +35,7 @@ def runtime(exports: InMemoryBlobStore | None = None) -> Runtime:
 
 
 def fresh():
-    return queued_record("newsletter", trigger="on_new_data", requested_by="event grid")
+    return queued_record(RunRequest("newsletter", "on_new_data", "event grid"))
 
 
 def name_in_gate(rt: Runtime, run_id: str, seconds_ago: float) -> None:

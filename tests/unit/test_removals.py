@@ -11,10 +11,12 @@ from shared.run.delta.identity import email_key
 from shared.run.delta.sync_state import SyncState
 from shared.run.ports import SendGridApi
 from shared.run.records import RunRecord
-from shared.run.send.removals import PENDING_GIVE_UP_SECONDS, JobWaits, RemovalRules, remove_departed
+from shared.run.runtime import JobWaits
+from shared.run.send.removals import PENDING_GIVE_UP_SECONDS, RemovalRules, remove_departed
 from tests.fakes import FakeSendGrid
 
 NOW = 1_800_000_000
+WAITS = JobWaits(seconds=10, interval=0.01, max_interval=0.01)
 
 
 class SearchingSendGrid(FakeSendGrid):
@@ -61,8 +63,7 @@ def removal(
         state,
         present,
         rec,
-        RemovalRules(options(), failed=False, max_fraction=1.0, now=NOW),
-        JobWaits(seconds=10, interval=0.01, max_interval=0.01),
+        RemovalRules(options(), failed=False, max_fraction=1.0, waits=WAITS, now=NOW),
     )
 
 

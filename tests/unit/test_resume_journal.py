@@ -3,12 +3,12 @@ settles the job by its id instead of sending its contacts again."""
 
 from __future__ import annotations
 
-import time
 from array import array
 
 import pytest
 
 from shared.run.delta.journal import SyncStateError, journal_for_sent, parse_sent, sent_blob_name, sent_bytes
+from shared.run.runtime import JobWaits
 from shared.run.send.resume import settle_left_jobs
 from tests.fakes import FakeSendGrid, InMemoryBlobStore
 
@@ -30,11 +30,9 @@ def test_a_stopped_runs_jobs_are_confirmed_by_their_ids_before_anything_is_sent(
     name = sent_blob_name("newsletter", "run-1", 0, 0)
     exports.blobs[name] = sent_bytes("job-0", array("Q", [1, 2]), array("Q", [3, 4]), None)
     exports.blobs[sent_blob_name("newsletter", "run-1", 1, 0)] = b"damaged"
-    summary = settle_left_jobs(fake, exports, "newsletter", deadline=time.time() + 5, first_poll=0.01, most_poll=0.1)
+    summary = settle_left_jobs(fake, exports, "newsletter", JobWaits(seconds=5, interval=0.01, max_interval=0.1))
     assert summary is not None and (summary.jobs, summary.confirmed, summary.damaged) == (1, 2, 1)
     assert not [b for b in exports.blobs if "/sent-" in b]  # settled: nothing left to resume
     assert journal_for_sent(name) == "state/newsletter/journal-run-1-00000-00.bin"
     assert journal_for_sent(name) in exports.blobs  # the state's next load confirms them
-    assert (
-        settle_left_jobs(fake, exports, "newsletter", deadline=time.time() + 5, first_poll=0.01, most_poll=0.1) is None
-    )
+    assert settle_left_jobs(fake, exports, "newsletter", JobWaits(seconds=5, interval=0.01, max_interval=0.1)) is None

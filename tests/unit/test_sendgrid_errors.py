@@ -15,6 +15,7 @@ from shared.adapters.sendgrid_errors import (
     TooLarge,
     refusal,
 )
+from shared.adapters.sendgrid_jobs import job_result
 from shared.errors import SendGridAuthError
 
 
@@ -42,3 +43,19 @@ def test_a_400_naming_contacts_carries_their_positions_and_one_too_large_names_n
     named = refusal("x", status=400, errors=[{"field": "contacts[7].email", "message": "payload too large"}])
     assert isinstance(named, NamesContacts) and named.named == {7: "contacts[7].email: payload too large"}
     assert not isinstance(refusal("x", status=429), SendGridRefusal)  # a rate limit is waited for, not refused
+
+
+@pytest.mark.parametrize(
+    ("answer", "failed_for"),
+    [
+        # sendgrid/sendgrid-go issue 413: the words SendGrid fails a job with at the plan's cap
+        ({"status": "failed", "errors": [{"message": "you have hit your contact limit"}]}, "contact_cap"),
+        ({"status": "failed", "errors": {"message": "Contact Limit reached"}}, "contact_cap"),
+        ({"status": "failed", "errors": [{"message": "internal error"}]}, "other"),
+        ({"status": "failed"}, "other"),
+        ({"status": "errored", "errors": [{"message": "you have hit your contact limit"}]}, None),
+        ({"status": "completed"}, None),
+    ],
+)
+def test_a_failed_jobs_reason_is_typed_at_the_edge_from_sendgrids_words(answer, failed_for):
+    assert job_result("job-1", answer).failed_for == failed_for

@@ -4,8 +4,8 @@ settled, a stopped run's jobs resumed, and mirror-mode removals. It may read the
 
 from shared.run.send.batching import BatchSpool, ContactNotEncodable, ContactTooLarge, encode_contact
 from shared.run.send.pace import UPSERT, PaceBudget
-from shared.run.send.removals import JobWaits, RemovalRules, remove_departed
-from shared.run.send.resume import resume_deadline, settle_left_jobs
+from shared.run.send.removals import RemovalRules, remove_departed
+from shared.run.send.resume import settle_left_jobs
 from shared.run.send.sending import BatchSender, SendOutcome, batch_entry, release_when_ready
 from shared.run.send.settling import JobSettler, contact_cap_message
 
@@ -16,7 +16,6 @@ __all__ = [
     "ContactNotEncodable",
     "ContactTooLarge",
     "JobSettler",
-    "JobWaits",
     "PaceBudget",
     "RemovalRules",
     "SendOutcome",
@@ -25,6 +24,5 @@ __all__ = [
     "encode_contact",
     "release_when_ready",
     "remove_departed",
-    "resume_deadline",
     "settle_left_jobs",
 ]

@@ -18,13 +18,12 @@ from typing import Any
 
 from shared.adapters.sendgrid_jobs import JobResult, JobStatus
 from shared.errors import SendGridError
-from shared.privacy import redact
 from shared.run.delta.journal import sent_blob_name, sent_bytes
 from shared.run.ports import SendGridApi
 from shared.run.send.batching import Batch
 from shared.run.send.import_errors import ErrorsFileUnreadable, parse_errors_file, split_by_errors
 from shared.run.send.sending import PendingJob
-from shared.run.send.settling import CONTACT_CAP, JobSettler
+from shared.run.send.settling import JobSettler
 
 
 class GroupSettler(JobSettler):
@@ -83,10 +82,7 @@ class GroupSettler(JobSettler):
                 self._settle_job(self._client, self._spool, item, share, self.updates, self._journal)
                 self.progress.batches_confirmed += 1
         self.exports.delete(sent_blob_name(self.record.destination, self.record.run_id, first, 0))
-        words = result.failure if result.status == "failed" else None
-        if words and CONTACT_CAP.search(words) and self._on_cap is not None and self.cap_reached is None:
-            self.cap_reached = redact(words)[:300]
-            self._on_cap(self.cap_reached)
+        self._note_cap(result)
         self.progress.tick(save=False)
 
     def _left(self, unfinished: list[str], *, timed_out: bool) -> None:

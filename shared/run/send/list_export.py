@@ -51,18 +51,29 @@ class Members:
     other: dict[str, dict[str, Any]] = field(default_factory=dict)  # email -> the row's other fields, if asked
 
 
+@dataclass(frozen=True)
+class MemberSelection:
+    """Which members a reading of an export keeps (those ``wanted`` accepts; every one if None),
+    and whether with their other fields."""
+
+    wanted: Callable[[str], bool] | None = None
+    keep_fields: bool = False
+
+
+EVERY_MEMBER = MemberSelection()
+
+
 def export_members(
     client: SendGridApi,
     list_ids: list[str],
     *,
     deadline: float,
-    wanted: Callable[[str], bool] | None = None,
-    keep_fields: bool = False,
+    selection: MemberSelection = EVERY_MEMBER,
     sleep: Callable[[float], None] = time.sleep,
     first_poll: float = EXPORT_POLL_FIRST,
 ) -> Members:
-    """The members of ``list_ids`` (those ``wanted`` accepts, if given); :class:`ExportUnreadable`
-    when the export fails or a file cannot be read (the caller falls back to search)."""
+    """The members of ``list_ids`` that ``selection`` keeps; :class:`ExportUnreadable` when the
+    export fails or a file cannot be read (the caller falls back to search)."""
     members = Members()
     export_id = client.start_export(list_ids, "csv")
     members.requests += 1
@@ -85,12 +96,12 @@ def export_members(
         raise ExportUnreadable("the ready contact export lists no file urls")
     for url in urls:
         members.requests += 1
-        read_file(client.download_export_file(url), members, wanted, keep_fields)
+        read_file(client.download_export_file(url), members, selection)
         members.files += 1
     return members
 
 
-def read_file(data: bytes, members: Members, wanted: Callable[[str], bool] | None, keep_fields: bool) -> None:
+def read_file(data: bytes, members: Members, selection: MemberSelection = EVERY_MEMBER) -> None:
     """One export file's rows into ``members``: gzip or not by its magic bytes, CSV or NDJSON."""
     lines = _lines(
         _text(inflated(data, what="the export file", limit=MAX_INFLATED_BYTES, members="many", fault=ExportUnreadable))
@@ -109,9 +120,9 @@ def read_file(data: bytes, members: Members, wanted: Callable[[str], bool] | Non
             members.skipped += 1
             continue
         email = email.strip().lower()
-        if wanted is None or wanted(email):
+        if selection.wanted is None or selection.wanted(email):
             members.ids[email] = contact_id
-            if keep_fields:
+            if selection.keep_fields:
                 members.other[email] = {k: v for k, v in row.items() if k not in ("email", "contact_id", "id")}
 
 
@@ -185,7 +196,7 @@ def ids_by_export(
     if client.deadline is not None:
         deadline = min(deadline, client.deadline)
     try:
-        members = export_members(client, list_ids, deadline=deadline, wanted=wanted.__contains__)
+        members = export_members(client, list_ids, deadline=deadline, selection=MemberSelection(wanted.__contains__))
     except SendGridError as exc:
         removals["found_by"] = "search"
         removals["export_failed"] = redact(str(exc))[:300]

@@ -42,6 +42,7 @@ from shared.run.delta.run_keys import RunKeys, departed_indexes
 from shared.run.delta.sync_state import SyncState
 from shared.run.ports import SendGridApi
 from shared.run.records import RunRecord
+from shared.run.runtime import JobWaits
 from shared.run.send.list_export import ids_by_export
 
 log = logging.getLogger(__name__)
@@ -62,25 +63,18 @@ class _Options(Protocol):
 
 @dataclass(frozen=True)
 class RemovalRules:
-    """What decides whether this run may remove the contacts that left its segments."""
+    """What decides whether this run may remove the contacts that left its segments, and how long
+    it waits for SendGrid's removal jobs."""
 
     options: _Options
     failed: bool  # the run failed: nobody is removed
     max_fraction: float  # the destination's max_removal_fraction
+    waits: JobWaits
     unproven: str = ""  # why the read may be incomplete (removals are then refused unless forced)
     now: float | None = None  # epoch seconds; None: the clock's
     # Find the departed contacts' ids in one export of the lists (more than 100 of them), searching
     # only where the export fails (see shared.run.send.list_export).
     by_export: bool = False
-
-
-@dataclass(frozen=True)
-class JobWaits:
-    """How long removal jobs are waited for, and how often they are asked after (seconds)."""
-
-    seconds: float
-    interval: float
-    max_interval: float
 
 
 def remove_departed(
@@ -90,7 +84,6 @@ def remove_departed(
     present: Set[int] | RunKeys,
     record: RunRecord,
     rules: RemovalRules,
-    waits: JobWaits,
 ) -> tuple[set[int], dict[int, int] | None]:
     """The keys to drop from the state (removed, gone, or let go) and the new pending map
     (key -> epoch second of the first search that missed it); None keeps the old one."""
@@ -126,7 +119,7 @@ def remove_departed(
         return set(), None
     removal = _Removal(client, list_ids, state, record, rules.now or time.time())
     removal.by_export = rules.by_export
-    return removal.run(departed, waits)
+    return removal.run(departed, rules.waits)
 
 
 class _Removal:

@@ -28,6 +28,7 @@ from shared.errors import SendGridError
 from shared.run.delta.identity import email_key
 from shared.run.delta.journal import StateUpdates, SyncStateError, journal_for_sent, parse_sent, sent_prefix
 from shared.run.ports import SendGridApi
+from shared.run.runtime import JobWaits
 from shared.run.send.following import JobFollower
 from shared.run.send.import_errors import ErrorsFileUnreadable, parse_errors_file
 
@@ -50,13 +51,12 @@ def settle_left_jobs(
     client: SendGridApi,
     exports: BlobStore,
     destination: str,
-    *,
-    deadline: float,
-    first_poll: float,
-    most_poll: float,
+    waits: JobWaits,
     tick: Callable[[], None] | None = None,
 ) -> Resumed | None:
-    """Settle the jobs stopped runs of ``destination`` left; None if there were none."""
+    """Settle the jobs stopped runs of ``destination`` left, waiting for them as ``waits`` says
+    (within the client's deadline); None if there were none."""
+    deadline = _deadline(client, waits.seconds)
     names = sorted(b.name for b in exports.list_blobs(sent_prefix(destination)))
     if not names:
         return None
@@ -77,10 +77,10 @@ def settle_left_jobs(
         name, contacts = held.pop(result.job_id)
         _settle_left(client, exports, name, contacts, result, summary)
 
-    follower = JobFollower(client, ended, first=first_poll, most=most_poll, at_once=True)
+    follower = JobFollower(client, ended, first=waits.interval, most=waits.max_interval, at_once=True)
     for job_id in list(held):
         follower.add(job_id)
-    follower.close(min(deadline, client.deadline or deadline))
+    follower.close(deadline)
     summary.unsettled_jobs = len(follower.join(tick))
     log.info("settled the jobs a stopped run left: %s", asdict(summary))
     return summary
@@ -131,6 +131,6 @@ def _accepted_of(client: SendGridApi, contacts: StateUpdates, result: JobResult)
     return kept
 
 
-def resume_deadline(client: SendGridApi, job_wait_seconds: float) -> float:
+def _deadline(client: SendGridApi, job_wait_seconds: float) -> float:
     deadline = time.time() + job_wait_seconds
     return min(deadline, client.deadline) if client.deadline is not None else deadline

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import threading
 import time
 from array import array
 from collections.abc import Callable, Sequence
@@ -23,10 +21,9 @@ from shared.adapters.storage import BlobStore
 from shared.errors import SendGridError
 from shared.privacy import redact
 from shared.run.delta.journal import StateUpdates, journal_prefix, sent_blob_name, sent_bytes
+from shared.run.ledger import RunBooks
 from shared.run.ports import SendGridApi
-from shared.run.progress import RunProgress
 from shared.run.record_parts import BatchEntry, JobCounts
-from shared.run.records import RejectsWriter, RunRecord
 from shared.run.runtime import Tuning
 from shared.run.send.batching import Batch, BatchSpool
 from shared.run.send.following import JobFollower
@@ -35,31 +32,21 @@ from shared.run.send.sending import PendingJob
 
 log = logging.getLogger(__name__)
 
-# SendGrid's words when a job fails for the plan's contact storage (sendgrid/sendgrid-go issue 413).
-CONTACT_CAP = re.compile(r"contact limit", re.IGNORECASE)
-
-
-class ContactCapReached(SendGridError):
-    """An import job failed because the account holds as many contacts as its plan allows."""
-
 
 class JobSettler:
     """Follows a run's import jobs to their end and settles each into the record and the state."""
 
     def __init__(
         self,
-        record: RunRecord,
-        rejects: RejectsWriter,
-        progress: RunProgress,
+        books: RunBooks,
         exports: BlobStore,
         tuning: Tuning,
         *,
         mirror: bool,
-        lock: threading.RLock,
         on_cap: Callable[[str], None] | None = None,
     ):
-        self.record, self.rejects, self.progress = record, rejects, progress
-        self.exports, self.tuning, self.mirror, self.lock = exports, tuning, mirror, lock
+        self.record, self.rejects, self.progress, self.lock = books.record, books.rejects, books.progress, books.lock
+        self.exports, self.tuning, self.mirror = exports, tuning, mirror
         self.updates = StateUpdates()
         self.cap_reached: str | None = None  # SendGrid's contact-cap message, once a job fails for it
         self._on_cap = on_cap
@@ -67,7 +54,7 @@ class JobSettler:
         self._spool: BatchSpool | None = None
         self._follower: JobFollower | None = None
         self._jobs: dict[str, PendingJob] = {}
-        self._journal = journal_prefix(record.destination) + record.run_id
+        self._journal = journal_prefix(self.record.destination) + self.record.run_id
 
     def start(self, client: SendGridApi, spool: BatchSpool, updates: StateUpdates) -> None:
         """Start following jobs (before the first batch is sent)."""
@@ -134,12 +121,16 @@ class JobSettler:
             self._settle_job(self._client, self._spool, item, result, self.updates, self._journal)
             self.progress.batches_confirmed += 1
         self.exports.delete(sent_blob_name(self.record.destination, self.record.run_id, item.index, item.part))
-        if result.status == "failed" and result.failure and CONTACT_CAP.search(result.failure):
-            first = self.cap_reached is None
-            self.cap_reached = redact(result.failure)[:300]
-            if first and self._on_cap is not None:
-                self._on_cap(self.cap_reached)
+        self._note_cap(result)
         self.progress.tick(save=False)
+
+    def _note_cap(self, result: JobResult) -> None:
+        """A job that failed for the plan's contact cap: the run is told, once."""
+        if result.failed_for != "contact_cap" or self.cap_reached is not None:
+            return
+        self.cap_reached = redact(result.failure or "")[:300]
+        if self._on_cap is not None:
+            self._on_cap(self.cap_reached)
 
     def _columns(self, batch: Batch, positions: Sequence[int]) -> tuple[array[int], array[int], list[str] | None]:
         keys, fps = batch.columns["keys"], batch.columns["fps"]
@@ -295,7 +286,7 @@ class JobSettler:
 def _failure_words(result: JobResult) -> str:
     """Why a failed job failed, for each of its contacts' rows in the rejects file."""
     words = redact(result.failure or "")[:300]
-    if words and CONTACT_CAP.search(words):
+    if result.failed_for == "contact_cap":
         return f"SendGrid's contact limit: {words}"
     return f"the import job failed: {words}" if words else "the import job failed"
 
