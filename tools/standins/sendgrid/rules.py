@@ -41,7 +41,6 @@ CONTACT_STRING_LIMITS = {
     "postal_code": None,
     "phone_number_id": None,
 }
-CONTACT_KEYS = frozenset([*CONTACT_STRING_LIMITS, "alternate_emails", "custom_fields"])
 IDENTIFIERS = frozenset(["email", "phone_number_id", "external_id", "anonymous_id"])
 _STRING_LIMITS = {key: limit or sys.maxsize for key, limit in CONTACT_STRING_LIMITS.items()}
 MAX_ALTERNATE_EMAILS = 5
