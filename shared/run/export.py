@@ -36,7 +36,7 @@ from shared.run.ports import SendGridApi
 from shared.run.preflight import require_mapped_columns
 from shared.run.profile_limit import BoundScan, require_within_limit
 from shared.run.queue_gate import queued_record
-from shared.run.reader import SegmentsReading
+from shared.run.reader import ContactShape, SegmentsReading
 from shared.run.records import (
     INTERRUPTED,
     ExportOptions,
@@ -318,18 +318,9 @@ class _Run(ledger.RunLedger):
     ) -> RunKeys:
         self.progress.stage = "reading"
         with self.stage("read"):
-            reading = SegmentsReading(
-                self.record,
-                self.rejects,
-                self.progress,
-                spool,
-                self.edges.segments,
-                self.settings,
-                self.tuning,
-            )
-            present = reading.read(
-                destination, plan, custom_fields, state, list_ids, full=self.options.full, mirror=self.mirror
-            )
+            reading = SegmentsReading(self.record, self.rejects, self.progress, spool, self.runtime)
+            shape = ContactShape(destination.mapping, custom_fields, list_ids)
+            present = reading.read(shape, plan, state, full=self.options.full, mirror=self.mirror)
             self._order = present.order  # for the state's order; the rest is for removals only
             self._keys_in_set = not present.claimed
             if not self.mirror:

@@ -33,7 +33,7 @@ from shared.run.delta.journal import StateUpdates
 from shared.run.delta.sync_state import SyncState
 from shared.run.destinations import exportable_destination, load_destinations, require_lists, resolve_custom_fields
 from shared.run.progress import NoProgress, RunProgress
-from shared.run.reader import SegmentsReading
+from shared.run.reader import ContactShape, SegmentsReading
 from shared.run.records import RejectsWriter, RunRecord, iso, new_run_id, utc_now
 from shared.run.runtime import Runtime
 from shared.run.send.batching import BatchSpool
@@ -64,11 +64,10 @@ def verify_destination(runtime: Runtime, name: str, *, repair: bool = False) -> 
         spool = BatchSpool(list_ids)
         try:
             progress = RunProgress(NoProgress(), lambda _: None)
-            reading = SegmentsReading(
-                record, RejectsWriter(), progress, spool, edges.segments, settings, runtime.tuning
-            )
+            reading = SegmentsReading(record, RejectsWriter(), progress, spool, runtime)
             mirror = destination.mode == "mirror"
-            reading.read(destination, plan, custom_fields, SyncState(), list_ids, full=True, mirror=False)
+            shape = ContactShape(destination.mapping, custom_fields, list_ids)
+            reading.read(shape, plan, SyncState(), full=True, mirror=False)
             spool.finish()
             state = SyncState.load(edges.exports, name, with_emails=mirror)
             deadline = time.time() + runtime.tuning.job_wait_seconds
