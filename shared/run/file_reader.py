@@ -258,11 +258,11 @@ class FileReader:
 
 @dataclass(frozen=True)
 class _MatchedChunk:
-    """One chunk's records as matched against the state, for the rows left to parse: their
-    fingerprints, which may hold undecodable bytes, where the state likely holds each
-    (``hints``), the state's fingerprints (None when no row is known), the indexes of the rows to
-    parse (``fresh``), the positions the chunk's unchanged rows claimed, and which state entry
-    each row is (None when the run notes no order)."""
+    """One chunk's records as matched against the state, for the rows left to parse: the
+    records' fingerprints, which of them may hold undecodable bytes, where the state likely holds
+    each (``hints``), the state's fingerprints (None when no record is known), the indexes of the
+    records to parse (``fresh``), the positions the chunk's unchanged records claimed, and which
+    state entry each record is (None when the run notes no order)."""
 
     chunk: RecordChunk
     fps: list[int]
