@@ -12,7 +12,7 @@ from typing import Any
 from shared.errors import SegmentError
 from shared.inputs.blob_stream import check_encoding, open_binary
 from shared.inputs.destination import CSV_DELIMITERS, CsvOptions
-from shared.inputs.record_split import OVERSIZED, QuoteTest, RecordChunk, drop_first, split_records
+from shared.inputs.record_split import OVERSIZED, QuoteTest, RecordChunk, RecordSyntax, drop_first, split_records
 from shared.inputs.tabular import Parsed, TabularFile, Tally, may_hold_controls, refusing_oversized, without_controls
 from shared.settings import DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_LIMIT
 
@@ -43,7 +43,8 @@ def read_csv(
     # Lines end with "\n" (or "\r\n"); a file with only "\r" uses that.
     separator = "\r" if "\n" not in sample and "\r" in sample else "\n"
     ends_open = QuoteTest(delimiter) if options.quoted else None
-    records = split_records(text, name, separator, ends_open, _is_blank_csv, _has_blank_csv, max_record_bytes)
+    syntax = RecordSyntax(separator, ends_open, _is_blank_csv, _has_blank_csv)
+    records = split_records(text, name, syntax, max_record_bytes)
     tally = Tally()
     parse = refusing_oversized(_csv_parser(_dialect(delimiter, options.quoted), tally), max_record_bytes)
     if options.header:

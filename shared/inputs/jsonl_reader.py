@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from shared.inputs.blob_stream import check_encoding, open_binary
-from shared.inputs.record_split import split_records
+from shared.inputs.record_split import RecordSyntax, split_records
 from shared.inputs.tabular import CONTROL, Parsed, TabularFile, Tally, may_hold_controls, refusing_oversized
 from shared.json_input import JsonObject
 from shared.settings import DEFAULT_MAX_RECORD_BYTES
@@ -32,7 +32,7 @@ def read_jsonl(
     names = _sniff_columns(head, wanted)
     tally = Tally()
     parse = refusing_oversized(_jsonl_parser(names, tally), max_record_bytes)
-    records = split_records(text, name, "\n", None, _is_blank_line, _has_blank_line, max_record_bytes)
+    records = split_records(text, name, _LINES, max_record_bytes)
     return TabularFile(name=name, columns=names, chunks=records, parse=parse, tally=tally)
 
 
@@ -104,6 +104,10 @@ def _is_blank_line(piece: str) -> bool:
 
 def _has_blank_line(pieces: list[str]) -> bool:
     return any(not piece.strip() for piece in pieces)
+
+
+# One object a line: no field is quoted across lines, and a line of white space is no record.
+_LINES = RecordSyntax("\n", None, _is_blank_line, _has_blank_line)
 
 
 class _TooDeep(ValueError):

@@ -43,39 +43,39 @@ def drop_first(chunk: RecordChunk) -> RecordChunk:
     return RecordChunk(chunk.first_line + 1, chunk.records[1:], lines)
 
 
+@dataclass(frozen=True)
+class RecordSyntax:
+    """How a format's text splits into records: the line separator, whether a line ends inside
+    a quoted field and its record goes on (None for a format without quoted fields), and which
+    lines are blank (no record), asked of one line and of a whole read's lines."""
+
+    separator: str
+    ends_open: QuoteTest | None
+    is_blank: Callable[[str], bool]
+    has_blank: Callable[[list[str]], bool]
+
+
 def split_records(
-    text: IO[str],
-    name: str,
-    separator: str,
-    ends_open: QuoteTest | None,
-    is_blank: Callable[[str], bool],
-    has_blank: Callable[[list[str]], bool],
-    limit: int = DEFAULT_MAX_RECORD_BYTES,
+    text: IO[str], name: str, syntax: RecordSyntax, limit: int = DEFAULT_MAX_RECORD_BYTES
 ) -> Iterator[RecordChunk]:
     """The records of a text stream, a chunk at a time. A line that ends inside a quoted field
-    (``ends_open``) continues on the next; blank lines are not records.
+    (``syntax.ends_open``) continues on the next; blank lines are not records.
 
     No record longer than ``limit`` characters is ever held: a line that outgrows it is read past
     to its line break and stands as :data:`OVERSIZED`, rejected with its line. A quoted field that
     outgrows it stops the file: where its record ends cannot be known.
     """
-    return _RecordSplitter(name, separator, ends_open, is_blank, has_blank, limit).records(text)
+    return _RecordSplitter(name, syntax, limit).records(text)
 
 
 class _RecordSplitter:
     """One file's split, and what it carries from one read of the text to the next."""
 
-    def __init__(
-        self,
-        name: str,
-        separator: str,
-        ends_open: QuoteTest | None,
-        is_blank: Callable[[str], bool],
-        has_blank: Callable[[list[str]], bool],
-        limit: int,
-    ):
-        self.name, self.separator, self.ends_open, self.limit = name, separator, ends_open, limit
-        self.is_blank, self.has_blank = is_blank, has_blank
+    def __init__(self, name: str, syntax: RecordSyntax, limit: int):
+        self.name, self.limit = name, limit
+        # The syntax's parts as attributes of their own: the loops over lines bind them to locals.
+        self.separator, self.ends_open = syntax.separator, syntax.ends_open
+        self.is_blank, self.has_blank = syntax.is_blank, syntax.has_blank
         self.carry = ""  # the text after the last line break read: a line not yet ended
         self.line = 1  # the line the next piece is on
         # The lines so far of a record whose quoted field is still open. Written to a buffer, not kept

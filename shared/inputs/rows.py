@@ -79,6 +79,11 @@ class RowRules:
         defs = custom_fields or {}
         self._custom = [(defs[name], idx) for name, idx in plan.custom_fields if name in defs]
 
+    @property
+    def email_at(self) -> int:
+        """The email's column: a rejected row is named by it."""
+        return self._email
+
     def apply(
         self, fields: list[str], may_be_undecodable: bool = True
     ) -> tuple[JsonObject | None, str, bool, list[tuple[str, str]]]:
@@ -122,20 +127,27 @@ class RowRules:
             truncated = truncated or alt_truncated
             rejects.extend(alt_rejects)
         if self._custom:
-            custom: JsonObject = {}
-            for definition, idx in self._custom:
-                value = fields[idx].strip()
-                if not value:
-                    continue
-                coerced, problem, cut = coerce_custom_value(definition, value)
-                if problem:
-                    rejects.append((f"custom_fields.{definition.name}", problem))
-                    continue
-                truncated = truncated or cut
-                custom[definition.id] = coerced
-            if custom:
-                contact["custom_fields"] = custom
+            truncated = self._add_custom_fields(contact, fields, rejects) or truncated
         return contact, "", truncated, rejects
+
+    def _add_custom_fields(self, contact: JsonObject, fields: list[str], rejects: list[tuple[str, str]]) -> bool:
+        """Put the row's custom fields, each coerced to its SendGrid type, in ``contact``; one
+        that cannot be goes to ``rejects``. Returns whether a value was cut to its length."""
+        custom: JsonObject = {}
+        truncated = False
+        for definition, idx in self._custom:
+            value = fields[idx].strip()
+            if not value:
+                continue
+            coerced, problem, cut = coerce_custom_value(definition, value)
+            if problem:
+                rejects.append((f"custom_fields.{definition.name}", problem))
+                continue
+            truncated = truncated or cut
+            custom[definition.id] = coerced
+        if custom:
+            contact["custom_fields"] = custom
+        return truncated
 
     def undecodable(self, fields: list[str]) -> str:
         """Why the row is refused if a field holds undecodable bytes, else ``""``."""

@@ -35,7 +35,7 @@ from shared.run.ports import SendGridApi
 from shared.run.preflight import require_mapped_columns
 from shared.run.profile_limit import BoundScan, require_within_limit
 from shared.run.queue_gate import RunRequest, queued_record
-from shared.run.reader import SegmentsReading
+from shared.run.reader import ContactShape, SegmentsReading
 from shared.run.records import INTERRUPTED, ExportOptions, RunRecord
 from shared.run.runtime import Runtime
 from shared.run.send import BatchSpool, RemovalRules, remove_departed, settle_left_jobs
@@ -248,21 +248,11 @@ class _Run:
 
     def _read(self, run: RunContext, outbox: Outbox, state: SyncState) -> RunKeys:
         self.progress.stage = "reading"
-        spool, destination, plan = outbox.spool, run.destination, run.plan
-        custom_fields, list_ids = outbox.custom_fields, outbox.list_ids
+        spool, plan = outbox.spool, run.plan
         with self.ledger.stage("read"):
-            reading = SegmentsReading(
-                self.record,
-                self.ledger.rejects,
-                self.progress,
-                spool,
-                self.edges.segments,
-                self.settings,
-                self.tuning,
-            )
-            present = reading.read(
-                destination, plan, custom_fields, state, list_ids, full=self.options.full, mirror=self.mirror
-            )
+            reading = SegmentsReading(self.record, self.ledger.rejects, self.progress, spool, self.runtime)
+            shape = ContactShape(run.destination.mapping, outbox.custom_fields, outbox.list_ids)
+            present = reading.read(shape, plan, state, full=self.options.full, mirror=self.mirror)
             self._order = present.order  # for the state's order; the rest is for removals only
             self._keys_in_set = not present.claimed
             if not self.mirror:

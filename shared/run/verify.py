@@ -34,7 +34,7 @@ from shared.run.delta.sync_state import SyncState
 from shared.run.destinations import exportable_destination, load_destinations, require_lists, resolve_custom_fields
 from shared.run.ports import SendGridApi
 from shared.run.progress import NoProgress, RunProgress
-from shared.run.reader import SegmentsReading
+from shared.run.reader import ContactShape, SegmentsReading
 from shared.run.records import RejectsWriter, RunRecord, iso, new_run_id, utc_now
 from shared.run.runtime import Runtime
 from shared.run.send.batching import BatchSpool
@@ -72,11 +72,10 @@ def verify_destination(runtime: Runtime, name: str, *, repair: bool = False) -> 
         spool = BatchSpool(list_ids)
         try:
             progress = RunProgress(NoProgress(), lambda _: None)
-            reading = SegmentsReading(
-                record, RejectsWriter(), progress, spool, edges.segments, settings, runtime.tuning
-            )
+            reading = SegmentsReading(record, RejectsWriter(), progress, spool, runtime)
             mirror = destination.mode == "mirror"
-            reading.read(destination, plan, custom_fields, SyncState(), list_ids, full=True, mirror=False)
+            shape = ContactShape(destination.mapping, custom_fields, list_ids)
+            reading.read(shape, plan, SyncState(), full=True, mirror=False)
             spool.finish()
             state = SyncState.load(edges.exports, name, with_emails=mirror)
             members = _members(client, list_ids, runtime.tuning.job_wait_seconds)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence, Set
+from dataclasses import dataclass
 from itertools import compress, islice, repeat
 from operator import add, and_, ge, lt, ne, sub
 from typing import Any, Protocol
@@ -72,22 +73,24 @@ class RunOrder:
         return self._follows
 
 
+@dataclass(frozen=True)
+class ConfirmedUpdates:
+    """What a run confirmed, as a merge takes it: the updates, one byte an update saying whether
+    the state did not hold its contact (1: new), and the updates' groups in input order."""
+
+    updates: StateUpdates
+    is_new: bytearray
+    groups: list[tuple[int, int]]
+
+
 def gathered(
-    order: RunOrder,
-    state: _Columns,
-    updates: StateUpdates,
-    is_new: bytearray,
-    removed: Set[int],
-    groups: list[tuple[int, int]],
-    *,
-    in_place: bool,
+    order: RunOrder, state: _Columns, confirmed: ConfirmedUpdates, removed: Set[int], *, in_place: bool
 ) -> tuple[array[int], array[int], list[str] | None]:
     """The merged state's columns in the run's order: the entries and new contacts the run noted,
     in its order (each once, where first noted); then the entries it did not note (contacts not
     in this input), in the state's order; then any confirmed new contact not noted. ``state``'s
-    fingerprints and emails already hold what the run confirmed again; ``is_new`` marks the
-    updates the state did not hold; ``groups`` are the updates' groups in input order. No entry
-    whose key is in ``removed`` is kept.
+    fingerprints and emails already hold what the run confirmed again. No entry whose key is in
+    ``removed`` is kept.
 
     The keys are gathered first and then the rest, in the same order: with ``in_place`` the old
     keys are let go in between (``state.keys`` is emptied), so the merge holds one column more
@@ -105,7 +108,8 @@ def gathered(
     if any(dropped):
         rest = bytearray(map(and_, rest, dropped.translate(UNSET)))
     del noted, dropped
-    plan = _Plan(order, log, rest, updates, is_new, groups)
+    plan = _Plan(order, log, rest, confirmed)
+    updates = confirmed.updates
     gathering = _Column(keys, updates.keys)
     plan.gather(gathering)
     new_keys = gathering.values
@@ -123,15 +127,8 @@ class _Plan:
     column after another: runs of consecutive entries (copied as bytes), entries one by one, and
     the updates of new contacts."""
 
-    def __init__(
-        self,
-        order: RunOrder,
-        log: array[int],
-        rest: bytearray,
-        updates: StateUpdates,
-        is_new: bytearray,
-        groups: list[tuple[int, int]],
-    ):
+    def __init__(self, order: RunOrder, log: array[int], rest: bytearray, confirmed: ConfirmedUpdates):
+        updates, is_new = confirmed.updates, confirmed.is_new
         self.log = log
         self.steps: list[tuple[int, Any]] = []
         new_at = dict(zip(compress(updates.keys, is_new), compress(range(len(updates.keys)), is_new), strict=True))
@@ -147,7 +144,7 @@ class _Plan:
             start = at + 1
         self._stretch(start, len(log))
         self.steps.append((_ENTRIES, array("i", compress(range(len(rest)), rest))))
-        for begin, stop in groups:
+        for begin, stop in confirmed.groups:
             unplaced = map(and_, is_new[begin:stop], placed[begin:stop].translate(UNSET))
             self.steps.append((_UPDATES, list(compress(range(begin, stop), unplaced))))
 

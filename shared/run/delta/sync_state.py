@@ -43,7 +43,7 @@ from shared.run.delta.keysets import (
     items_in_ranges,
     ranges_of,
 )
-from shared.run.delta.run_order import RunOrder, gathered
+from shared.run.delta.run_order import ConfirmedUpdates, RunOrder, gathered
 from shared.run.delta.state_blob import BlobReader, read_emails
 
 log = logging.getLogger(__name__)
@@ -269,32 +269,45 @@ class SyncState:
     ) -> SyncState:
         # The usual case, no key confirmed twice: whole-array operations, not a loop in Python
         # (a million entries take a tenth of the time).
-        count, confirmed = len(self.keys), len(updates.keys)
-        in_order = updates.in_input_order()
+        count, in_order = len(self.keys), updates.in_input_order()
         if in_place and not count:
-            # A first run: the confirmed columns are the new state, put in input order if the
-            # jobs ended in another, a column at a time (one more column held, not two).
-            if in_order != sorted(in_order):
-                updates.keys = ranges_of(updates.keys, in_order)
-                updates.fingerprints = ranges_of(updates.fingerprints, in_order)
-                if updates.emails is not None:
-                    updates.emails = list(items_in_ranges(updates.emails, in_order))
-            first = (updates.emails if updates.emails is not None else [""] * confirmed) if keep_emails else None
-            return SyncState(updates.keys, updates.fingerprints, first)
+            return _first_state(updates, in_order, keep_emails=keep_emails)
         fps = self.fingerprints if in_place else array("Q", self.fingerprints)
-        emails: list[str] | None = None
-        if keep_emails and self.emails is None:
-            emails = [""] * count
-        elif keep_emails and self.emails is not None:
-            emails = self.emails if in_place else list(self.emails)
-        new_emails = updates.emails
+        emails = self._emails_to_merge(keep_emails, in_place=in_place)
+        confirmed = ConfirmedUpdates(updates, self._replace_confirmed(updates, fps, emails), in_order)
+        self._indexes.clear()  # a key index is of the columns as they were
+        if order is not None and count and not order.follows_the_state():
+            # The rows came in another order than the state's (contacts added in the middle, or
+            # the input reordered): the new state follows this run's.
+            columns = _Merging(self.keys, fps, emails)
+            if in_place:
+                self.keys = array("Q")  # held by the merge alone, which lets it go half-way
+            return SyncState(*gathered(order, columns, confirmed, removed, in_place=in_place))
+        keys = self.keys if in_place else array("Q", self.keys)
+        if removed and count:
+            # What is kept comes in runs (a few removed here and there): each run is copied as
+            # bytes, not as a million ints.
+            kept = bytearray(b"\x01") * count
+            exhaust(map(kept.__setitem__, compress(range(count), map(removed.__contains__, self.keys)), repeat(0)))
+            keys, fps, emails = _runs_of(kept, keys, fps, emails)
+        _append_new(_Merging(keys, fps, emails), confirmed)
+        return SyncState(keys, fps, emails)
 
-        def emails_of(start: int, stop: int) -> Iterable[str]:
-            return new_emails[start:stop] if new_emails is not None else repeat("", stop - start)
+    def _emails_to_merge(self, keep_emails: bool, *, in_place: bool) -> list[str] | None:
+        """The emails column a merge writes into (a copy unless ``in_place``); None if none is kept."""
+        if not keep_emails:
+            return None
+        if self.emails is None:
+            return [""] * len(self.keys)
+        return self.emails if in_place else list(self.emails)
 
+    def _replace_confirmed(self, updates: StateUpdates, fps: array[int], emails: list[str] | None) -> bytearray:
+        """Write each update the state holds (a contact confirmed again) into ``fps`` and
+        ``emails`` where its key stands; returns one byte an update, 1 for a contact the state
+        does not hold yet (added after the rest)."""
+        count, confirmed, new_emails = len(self.keys), len(updates.keys), updates.emails
         # A delta's few updates are found by passes over the state in C; many, through its key index.
         scan = confirmed <= _SCAN_BLOCKS * _MERGE_BLOCK
-        # One byte an update: 1 for a contact the state does not hold yet, added after the rest.
         is_new = bytearray(b"\x01") * confirmed
         for start in range(0, confirmed if count else 0, _MERGE_BLOCK):
             stop = min(confirmed, start + _MERGE_BLOCK)
@@ -303,35 +316,10 @@ class SyncState:
             # A contact confirmed again is replaced where it stands (its key is the same).
             exhaust(map(fps.__setitem__, compress(where, held), compress(updates.fingerprints[start:stop], held)))
             if emails is not None:
-                exhaust(map(emails.__setitem__, compress(where, held), compress(emails_of(start, stop), held)))
+                replaced = compress(_emails_of(new_emails, start, stop), held)
+                exhaust(map(emails.__setitem__, compress(where, held), replaced))
             is_new[start:stop] = bytes(map(not_, held))
-        self._indexes.clear()  # a key index is of the columns as they were
-        if order is not None and count and not order.follows_the_state():
-            # The rows came in another order than the state's (contacts added in the middle, or
-            # the input reordered): the new state follows this run's.
-            columns = _Merging(self.keys, fps, emails)
-            if in_place:
-                self.keys = array("Q")  # held by the merge alone, which lets it go half-way
-            return SyncState(*gathered(order, columns, updates, is_new, removed, in_order, in_place=in_place))
-        keys = self.keys if in_place else array("Q", self.keys)
-        if removed and count:
-            # What is kept comes in runs (a few removed here and there): each run is copied as
-            # bytes, not as a million ints.
-            kept = bytearray(b"\x01") * count
-            exhaust(map(kept.__setitem__, compress(range(count), map(removed.__contains__, self.keys)), repeat(0)))
-            keys, fps, emails = _runs_of(kept, keys, fps, emails)
-        if any(is_new):
-            for start, stop in in_order:
-                fresh = is_new[start:stop]
-                if fresh.count(0) == 0:
-                    extend_ranges(keys, updates.keys, [(start, stop)])
-                    extend_ranges(fps, updates.fingerprints, [(start, stop)])
-                else:
-                    keys.extend(compress(updates.keys[start:stop], fresh))
-                    fps.extend(compress(updates.fingerprints[start:stop], fresh))
-                if emails is not None:
-                    emails.extend(compress(emails_of(start, stop), fresh))
-        return SyncState(keys, fps, emails)
+        return is_new
 
     def _positions_of(self, keys: array[int], *, scan: bool) -> list[int]:
         """Where each of ``keys`` (a block of at most ``_MERGE_BLOCK``) is in this state, or
@@ -355,6 +343,41 @@ class _Merging:
     keys: array[int]
     fps: array[int]
     emails: list[str] | None
+
+
+def _first_state(updates: StateUpdates, in_order: list[tuple[int, int]], *, keep_emails: bool) -> SyncState:
+    """A first run's state, merged in place: the confirmed columns are the new state, put in
+    input order if the jobs ended in another, a column at a time (one more column held, not two)."""
+    if in_order != sorted(in_order):
+        updates.keys = ranges_of(updates.keys, in_order)
+        updates.fingerprints = ranges_of(updates.fingerprints, in_order)
+        if updates.emails is not None:
+            updates.emails = list(items_in_ranges(updates.emails, in_order))
+    first = (updates.emails if updates.emails is not None else [""] * len(updates.keys)) if keep_emails else None
+    return SyncState(updates.keys, updates.fingerprints, first)
+
+
+def _append_new(columns: _Merging, confirmed: ConfirmedUpdates) -> None:
+    """Append to the columns the updates the state did not hold (``confirmed.is_new``), in the
+    order their rows came: a whole group at once where all of it is new."""
+    updates, is_new = confirmed.updates, confirmed.is_new
+    if not any(is_new):
+        return
+    for start, stop in confirmed.groups:
+        fresh = is_new[start:stop]
+        if fresh.count(0) == 0:
+            extend_ranges(columns.keys, updates.keys, [(start, stop)])
+            extend_ranges(columns.fps, updates.fingerprints, [(start, stop)])
+        else:
+            columns.keys.extend(compress(updates.keys[start:stop], fresh))
+            columns.fps.extend(compress(updates.fingerprints[start:stop], fresh))
+        if columns.emails is not None:
+            columns.emails.extend(compress(_emails_of(updates.emails, start, stop), fresh))
+
+
+def _emails_of(emails: list[str] | None, start: int, stop: int) -> Iterable[str]:
+    """The updates' emails from ``start`` to ``stop``; empty ones where none are kept."""
+    return emails[start:stop] if emails is not None else repeat("", stop - start)
 
 
 def _runs_of(
