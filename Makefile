@@ -74,6 +74,7 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check shared function_app.py
 	$(VENV)/bin/lint-imports
+	$(PY) -m tools.shape_check shared tools
 
 # The core (shared/) and the tools (stand-ins and operator commands) are held to --strict; the
 # app's top level and the tests to the defaults.
