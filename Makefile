@@ -15,7 +15,7 @@ help:
 	@echo "make upload-segment FILE=people.csv [BLOB=demo/newsletter.csv]   put a segment file into the local stack"
 	@echo "make upload-destinations [FILE=destinations.json]              validate, then put it into the local stack"
 	@echo "make validate-destinations [FILE=destinations.json]            schema + rules, no storage needed"
-	@echo "make test | lint | typecheck | iac | check | bench | clean"
+	@echo "make test | lint | shape | typecheck | iac | check | bench | clean"
 
 # The project itself goes in editable (no dependencies: the requirements files pin them), for the
 # sendgrid-export command in .venv/bin.
