@@ -16,11 +16,10 @@ from azure.storage.blob import BlobServiceClient
 
 from tools.bench.baseline import baseline
 from tools.bench.data import Variant, upload
-from tools.bench.measure import KEY, CliRun, cli_env, requests_by_kind, run_cli, start_simulator
+from tools.bench.measure import KEY, CliRun, bench_storage, cli_env, requests_by_kind, run_cli, start_simulator
 from tools.bench.mirror import mirror_run
 from tools.bench.paced import PACED_PROFILES, paced_bulk_run, paced_run
 from tools.bench.report import FIXED_PROFILES, BenchFigures, report, report_bulk
-from tools.standins.storage import Emulator
 
 
 def main() -> int:
@@ -28,16 +27,18 @@ def main() -> int:
     parser.add_argument("n", nargs="?", type=int, default=int(os.environ.get("N", "1000000")))
     n = parser.parse_args().n
     print(f"Benchmark: {n:,} profiles; storage emulator and SendGrid simulator on 127.0.0.1")
-    emulator = Emulator().start()
+    with bench_storage(json.dumps(_destinations(n))) as (service, connection_string):
+        _measure(service, connection_string, n)
+    return 0
+
+
+def _measure(service: BlobServiceClient, connection_string: str, n: int) -> None:
     sim, sim_url = start_simulator()
     try:
-        service = BlobServiceClient.from_connection_string(emulator.connection_string)
-        service.create_container("segments")
-        service.create_container("sendgrid-exports").upload_blob("destinations.json", json.dumps(_destinations(n)))
         generated = upload(service, n)
         print(f"  generated and uploaded in {generated:.1f}s", flush=True)
         # The upsert path; the import path is measured beside it.
-        env = cli_env(emulator.connection_string, sim_url, SENDGRID_BULK_IMPORT="never")
+        env = cli_env(connection_string, sim_url, SENDGRID_BULK_IMPORT="never")
         fixed_rss, full = _first_exports(service, env, sim_url, n)
         changed, delta, others = _delta_exports(service, env, n)
         # The simulator holds about 1 KB a contact (10 GB at ten million): the baseline gets a
@@ -47,14 +48,12 @@ def main() -> int:
         sim, sim_url = start_simulator()
         base = baseline(service, sim_url, _new_list(sim_url, "Baseline"), n)
         report(BenchFigures(n, full, delta, len(changed), others, base, fixed_rss))
-        paced = paced_run(service, emulator.connection_string, PACED_PROFILES)
-        paced_bulk_run(service, emulator.connection_string, n, paced)
-        mirror_run(service, emulator.connection_string)
+        paced = paced_run(service, connection_string, PACED_PROFILES)
+        paced_bulk_run(service, connection_string, n, paced)
+        mirror_run(service, connection_string)
     finally:
         sim.terminate()
         sim.wait(10)
-        emulator.stop()
-    return 0
 
 
 def _destinations(n: int) -> dict[str, list[dict[str, object]]]:

@@ -11,11 +11,16 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
+from azure.storage.blob import BlobServiceClient
+
+from tools.standins.storage import Emulator
 
 REPO = Path(__file__).resolve().parent.parent.parent
 KEY = "bench-key-for-the-local-simulator"
@@ -139,3 +144,17 @@ def _kind_of(method: str, path: str) -> str:
     if path == "/v3/marketing/field_definitions":
         return "field definitions"
     return "other (lists, scopes)"
+
+
+@contextmanager
+def bench_storage(destinations: str = '{"destinations": []}') -> Iterator[tuple[BlobServiceClient, str]]:
+    """A storage emulator with the app's two containers and ``destinations``; the client and its
+    connection string, stopped on leaving."""
+    emulator = Emulator().start()
+    try:
+        service = BlobServiceClient.from_connection_string(emulator.connection_string)
+        service.create_container("segments")
+        service.create_container("sendgrid-exports").upload_blob("destinations.json", destinations)
+        yield service, emulator.connection_string
+    finally:
+        emulator.stop()
