@@ -3,6 +3,7 @@ the SendGrid simulator it talks to, and the simulator's request log by kind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -11,11 +12,15 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
+from azure.storage.blob import BlobServiceClient
+
+from tools.standins.storage import Emulator
 
 REPO = Path(__file__).resolve().parent.parent.parent
 KEY = "bench-key-for-the-local-simulator"
@@ -110,6 +115,20 @@ def start_simulator() -> tuple[subprocess.Popen[str], str]:
     )
     assert sim.stdout is not None
     return sim, f"http://127.0.0.1:{sim.stdout.readline().strip().split('=')[1]}"
+
+
+@contextlib.contextmanager
+def stand_alone_storage() -> Iterator[tuple[BlobServiceClient, str]]:
+    """A storage emulator of its own for a bench run alone (``python -m tools.bench.paced``, ...):
+    its segments container, an empty destinations.json, and its connection string; stopped after."""
+    emulator = Emulator().start()
+    try:
+        service = BlobServiceClient.from_connection_string(emulator.connection_string)
+        service.create_container("segments")
+        service.create_container("sendgrid-exports").upload_blob("destinations.json", b'{"destinations": []}')
+        yield service, emulator.connection_string
+    finally:
+        emulator.stop()
 
 
 def sim_requests(sim_url: str, since: int = 0) -> list[dict[str, Any]]:

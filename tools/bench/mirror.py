@@ -15,8 +15,7 @@ from collections import Counter
 
 from azure.storage.blob import BlobServiceClient
 
-from tools.bench.measure import cli_env, run_cli, sim_requests, start_simulator
-from tools.standins.storage import Emulator
+from tools.bench.measure import cli_env, run_cli, sim_requests, stand_alone_storage, start_simulator
 
 DEPARTURES = 100_000
 STAYING = 100
@@ -84,14 +83,8 @@ def main() -> int:
     parser.add_argument("departures", nargs="?", type=int, default=DEPARTURES)
     args = parser.parse_args()
     print(f"Mirror benchmark: {args.departures:,} departures")
-    emulator = Emulator().start()
-    try:
-        service = BlobServiceClient.from_connection_string(emulator.connection_string)
-        service.create_container("segments")
-        service.create_container("sendgrid-exports").upload_blob("destinations.json", b'{"destinations": []}')
-        mirror_run(service, emulator.connection_string, args.departures)
-    finally:
-        emulator.stop()
+    with stand_alone_storage() as (service, connection_string):
+        mirror_run(service, connection_string, args.departures)
     return 0
 
 

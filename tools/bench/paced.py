@@ -24,8 +24,15 @@ import requests
 from azure.storage.blob import BlobServiceClient
 
 from tools.bench.data import upload
-from tools.bench.measure import CONTROL_HEADERS, REPO, cli_env, run_cli, sim_requests, start_simulator
-from tools.standins.storage import Emulator
+from tools.bench.measure import (
+    CONTROL_HEADERS,
+    REPO,
+    cli_env,
+    run_cli,
+    sim_requests,
+    stand_alone_storage,
+    start_simulator,
+)
 
 PACED_PROFILES = 30_000
 PUTS_PER_SECOND = 1.0
@@ -152,14 +159,8 @@ def main() -> int:
     parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose export runs")
     args = parser.parse_args()
     print(f"Paced benchmark: {args.n:,} profiles at a scaled production pace")
-    emulator = Emulator().start()
-    try:
-        service = BlobServiceClient.from_connection_string(emulator.connection_string)
-        service.create_container("segments")
-        service.create_container("sendgrid-exports").upload_blob("destinations.json", b'{"destinations": []}')
-        paced_run(service, emulator.connection_string, args.n, args.code.resolve())
-    finally:
-        emulator.stop()
+    with stand_alone_storage() as (service, connection_string):
+        paced_run(service, connection_string, args.n, args.code.resolve())
     return 0
 
 
