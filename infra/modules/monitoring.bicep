@@ -66,7 +66,7 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
   }
 }
 
-// Every run sends one "SendGridExportRun" event (customEvents; shared/telemetry.py), its dimensions
+// Every run sends one "SendGridExportRun" event (customEvents; shared/run/telemetry.py), its dimensions
 // in customDimensions, all strings: the alerts read those, never a log line's text.
 var runs = 'customEvents | where name == "SendGridExportRun" | extend destination = tostring(customDimensions.destination), status = tostring(customDimensions.status), run_id = tostring(customDimensions.run_id)'
 var realRuns = '${runs} | where tostring(customDimensions.dry_run) == "false"'

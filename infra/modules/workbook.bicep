@@ -10,7 +10,7 @@ param applicationInsightsId string
 @description('Title shown for the workbook.')
 param displayName string
 
-// One row per run: the SendGridExportRun event (customEvents; shared/telemetry.py), dry runs left
+// One row per run: the SendGridExportRun event (customEvents; shared/run/telemetry.py), dry runs left
 // out (they send nothing), narrowed to the destinations picked in the Destination parameter.
 var runs = 'customEvents | where name == "SendGridExportRun" | extend destination = tostring(customDimensions.destination), status = tostring(customDimensions.status), run_id = tostring(customDimensions.run_id) | where tostring(customDimensions.dry_run) == "false" | where "*" in ({Destination}) or destination in ({Destination})'
 var kql = {

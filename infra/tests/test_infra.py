@@ -268,7 +268,7 @@ def test_storage_holds_the_containers_and_queue_the_settings_name():
 
 
 def run_event_dimensions() -> tuple[str, set[str]]:
-    """The event's name and the dimensions shared/telemetry.py gives it, read from the source."""
+    """The event's name and the dimensions shared/run/telemetry.py gives it, read from the source."""
     telemetry = ast.parse((REPO / "shared" / "run" / "telemetry.py").read_text())
     counts = ast.parse((REPO / "shared" / "run" / "counts.py").read_text())
     event = ""

@@ -156,3 +156,19 @@ def test_a_mapping_that_does_not_match_the_file_or_a_multipart_body_fails_the_jo
     )
     assert multipart.ok
     assert _status(simulator, started["job_id"])["status"] == "failed"
+
+
+def test_the_contact_cap_met_by_an_import_job_fails_the_run_naming_it(workspace, simulator):
+    """The CSV import path meets the plan's cap as the upsert path does: the import job ends
+    ``failed`` with SendGrid's words, the run fails naming the cap, and its rows are rejected."""
+    simulator.config(contact_cap=50)
+    workspace.put_segment("people.csv", people(120))
+    workspace.put_destinations(destination())
+    runtime = make_runtime(workspace, max_batch_contacts=40, bulk_import="always", bulk_import_rows=200)
+    record = run_export(runtime, queue_run(runtime, "newsletter", trigger="cli"))
+    assert record.status == "failed", record.errors
+    message = next(e for e in record.errors if "contact limit" in e)
+    assert "plan's cap" in message
+    assert record.counts.accepted == 0 and record.counts.errored == 120
+    rejects = workspace.read_export(record.rejects_blob).decode()
+    assert rejects.count("SendGrid's contact limit") == 120

@@ -1,4 +1,4 @@
-"""schemas/destinations.schema.json agrees with shared/config.py (the source of truth), and the
+"""schemas/destinations.schema.json agrees with shared/inputs/config.py (the source of truth), and the
 README's example and the samples validate against it."""
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 
 The spool's batches are gathered in groups of at most 1,000,000 contacts (SendGrid's limit for
 one file). Each group is written as one gzipped CSV in the run's temporary folder
-(:mod:`shared.run.import_file`), then ``PUT /v3/marketing/contacts/imports`` names its columns and
+(:mod:`shared.run.send.import_file`), then ``PUT /v3/marketing/contacts/imports`` names its columns and
 lists and answers an upload link, and the file is streamed to the link from disk. The job is then
-journaled and followed exactly as an upsert job (:mod:`shared.run.bulk_settling`): one ``sent-``
+journaled and followed exactly as an upsert job (:mod:`shared.run.send.bulk_settling`): one ``sent-``
 blob for the whole job, its errored contacts named from ``errors_url``, the rest confirmed batch
 by batch, and a stopped run's job settled by the next run by its id.
 
-:class:`BulkImporter` has the interface of :class:`shared.run.sending.BatchSender`: the run hands
+:class:`BulkImporter` has the interface of :class:`shared.run.send.sending.BatchSender`: the run hands
 it the batches as the spool closes them.
 """
 

@@ -1,10 +1,10 @@
 """Settling a CSV import job exactly as an upsert job, though it holds many of the spool's batches.
 
 When the job is accepted, one ``sent-`` blob journals all its contacts under its id (so a run
-that dies is followed by one that settles the job by its id: :mod:`shared.run.resume` reads the
+that dies is followed by one that settles the job by its id: :mod:`shared.run.send.resume` reads the
 blob as any other). When it ends, its errors file is read once, each address it names is found
 in the batch that holds it, and then every batch is settled as if it had been a job of its own
-(:class:`shared.run.settling.JobSettler`): errored contacts rejected with SendGrid's message, the
+(:class:`shared.run.send.settling.JobSettler`): errored contacts rejected with SendGrid's message, the
 rest confirmed and journaled, the job's created and updated counts shared out. A file that names
 an address the job was not sent, or fewer than the job says failed, leaves the outcome unknown:
 nothing of the job is confirmed, and the next run sends it again.

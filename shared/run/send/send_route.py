@@ -1,5 +1,5 @@
 """Which way a run's contacts go to SendGrid: upserts (``PUT /v3/marketing/contacts``, a batch a
-request) or CSV import (:mod:`shared.run.bulk_import`, up to a million contacts a file).
+request) or CSV import (:mod:`shared.run.send.bulk_import`, up to a million contacts a file).
 
 ``SENDGRID_BULK_IMPORT``: ``never`` upserts, ``always`` imports, ``auto`` (the default) holds the
 spool's batches until it knows: once the contacts to send reach ``SENDGRID_BULK_IMPORT_THRESHOLD``
