@@ -13,8 +13,8 @@ help:
 	@echo "make up         start the local stack (fixed ports) and write local.settings.json; make down stops it"
 	@echo "make status     is the local stack running?"
 	@echo "make upload-segment FILE=people.csv [BLOB=demo/newsletter.csv]   put a segment file into the local stack"
-	@echo "make upload-destinations [FILE=destinations.json]              validate, then put it into the local stack"
-	@echo "make validate-destinations [FILE=destinations.json]            schema + rules, no storage needed"
+	@echo "make upload-destinations [FILE=samples/destinations.json]      validate, then put it into the local stack"
+	@echo "make validate-destinations [FILE=samples/destinations.json]    schema + rules, no storage needed"
 	@echo "make test | lint | shape | typecheck | iac | check | bench | clean"
 
 # The project itself goes in editable (no dependencies: the requirements files pin them), for the
