@@ -232,4 +232,5 @@ def test_verify_exits_0_on_a_list_that_matches_and_3_on_drift_printing_counts_on
     report = json.loads(proc.stdout)
     assert report["counts"]["missing_confirmed"] == 1 and report["repaired"] == 1
     assert "a@example.com" not in proc.stdout
+    assert "verified newsletter: missing_confirmed=1, " in proc.stderr  # words, not a Python dict
     assert_private(proc, "a@example.com", "b@example.com")

@@ -28,5 +28,6 @@ def verify(runtime: Runtime, args: argparse.Namespace) -> int:
     report = verifying.verify_destination(runtime, args.name, repair=args.repair)
     print_json(report)
     drift = sum(n for category, n in report["counts"].items() if category != "missing_unsent")
-    print(f"verified {args.name}: {report['counts']} (addresses in {report['addresses_blob']})", file=sys.stderr)
+    counts = ", ".join(f"{kind}={count:,}" for kind, count in report["counts"].items())
+    print(f"verified {args.name}: {counts} (addresses in {report['addresses_blob']})", file=sys.stderr)
     return EXIT_OK if not drift else EXIT_PARTIAL
