@@ -81,12 +81,12 @@ def excesses(path: Path) -> list[Excess]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.shape_check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.shape_check", description=__doc__.splitlines()[0].replace("``", "")
+    )
     parser.add_argument("roots", nargs="+", type=Path, help="folders (or files) to check")
     arguments = parser.parse_args(argv)
-    files = sorted(
-        file for root in arguments.roots for file in ([root] if root.is_file() else root.rglob("*.py"))
-    )
+    files = sorted(file for root in arguments.roots for file in ([root] if root.is_file() else root.rglob("*.py")))
     found = [excess for file in files for excess in excesses(file)]
     for excess in found:
         print(excess)

@@ -23,7 +23,9 @@ from tools.bench.report import FIXED_PROFILES, BenchFigures, report, report_bulk
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench", description=__doc__.splitlines()[0].replace("``", "")
+    )
     parser.add_argument("n", nargs="?", type=int, default=int(os.environ.get("N", "1000000")))
     n = parser.parse_args().n
     print(f"Benchmark: {n:,} profiles; storage emulator and SendGrid simulator on 127.0.0.1")

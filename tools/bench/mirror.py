@@ -79,7 +79,9 @@ def mirror_run(service: BlobServiceClient, connection_string: str, departures: i
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench.mirror", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench.mirror", description=__doc__.splitlines()[0].replace("``", "")
+    )
     parser.add_argument("departures", nargs="?", type=int, default=DEPARTURES)
     args = parser.parse_args()
     print(f"Mirror benchmark: {args.departures:,} departures")

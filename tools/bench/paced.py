@@ -149,8 +149,12 @@ def destination(n: int) -> dict[str, object]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.bench.paced", description=__doc__.splitlines()[0])
-    parser.add_argument("n", nargs="?", type=int, default=PACED_PROFILES)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench.paced", description=__doc__.splitlines()[0].replace("``", "")
+    )
+    parser.add_argument(
+        "n", nargs="?", type=int, default=PACED_PROFILES, help="new contacts to export (default: %(default)s)"
+    )
     parser.add_argument("--code", type=Path, default=REPO, help="the checkout whose export runs")
     args = parser.parse_args()
     print(f"Paced benchmark: {args.n:,} profiles at a scaled production pace")

@@ -80,8 +80,11 @@ class SimState:
     # -- contacts and lists -----------------------------------------------------------------------
 
     def new_contact_id(self) -> str:
-        # A version-4-shaped UUID from a counter: unique, ordered, and cheap to make.
-        return f"00000000-0000-4000-8000-{next(self._ids):012x}"
+        # A version-4-shaped UUID from a counter: unique (the counter is its last part) and cheap to
+        # make. Its first part is the counter scrambled (Knuth's multiplicative hash, a bijection on
+        # 32 bits), so that ids differ where a masked id shows them, as SendGrid's random ones do.
+        n = next(self._ids)
+        return f"{(n * 0x9E3779B1) & 0xFFFFFFFF:08x}-0000-4000-8000-{n:012x}"
 
     def membership(self, list_ids: frozenset[str]) -> frozenset[str]:
         """One shared set per combination of lists, not one per contact."""
