@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import requests
 
-from shared.adapters.downloads import DownloadError, Limits, fetch, host_policy
+from shared.adapters.downloads import Limits, host_policy
 from shared.adapters.retry import RETRYABLE_STATUSES, RetryPolicy
 from shared.adapters.sendgrid_answers import answer_error_text, answer_errors, answer_json, next_page_token, path_id
 from shared.adapters.sendgrid_bulk import BulkCalls
@@ -168,17 +168,8 @@ class SendGridClient(BulkCalls, JobWatch):
         """An import job's ``errors_url``: a pre-signed link, fetched WITHOUT the API key, only
         from a host SendGrid serves files from (or the API's own origin, for a local stand-in),
         bounded in size and in wall-clock time (see :mod:`shared.adapters.downloads`)."""
-        seconds = ERRORS_FILE_SECONDS
-        if self.deadline is not None:
-            seconds = min(seconds, self.deadline - self._clock())
-        if seconds <= 0:
-            raise SendGridError("the errors file was not fetched: the run's deadline has passed.")
-        limits = Limits(ERRORS_FILE_MAX_BYTES, seconds, ERRORS_FILE_READ_TIMEOUT)
-        try:
-            # A bare connection, not the session: the session carries the Authorization header.
-            return fetch(url, self._file_hosts, limits, what="the errors file", headers={"User-Agent": USER_AGENT})
-        except DownloadError as exc:
-            raise SendGridError(str(exc)) from None
+        limits = Limits(ERRORS_FILE_MAX_BYTES, ERRORS_FILE_SECONDS, ERRORS_FILE_READ_TIMEOUT)
+        return self._fetch_signed(url, limits, what="the errors file")
 
     def iter_lists(self) -> Iterator[JsonObject]:
         params: JsonObject = {"page_size": 1000}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -143,13 +143,20 @@ class BulkCalls:
     def download_export_file(self, url: str) -> bytes:
         """One file of a ready export: a pre-signed link, fetched like an errors file (allowed
         hosts, no API key, a wall-clock deadline), with room for a large list."""
-        seconds = EXPORT_FILE_SECONDS
+        limits = Limits(EXPORT_FILE_MAX_BYTES, EXPORT_FILE_SECONDS, EXPORT_FILE_READ_TIMEOUT)
+        return self._fetch_signed(url, limits, what="the export file")
+
+    def _fetch_signed(self, url: str, limits: Limits, *, what: str) -> bytes:
+        """A pre-signed link SendGrid handed us, fetched WITHOUT the API key (a bare connection,
+        not the session, which carries the Authorization header), only from the hosts SendGrid
+        serves files from, within ``limits`` and never past the run's deadline."""
+        seconds = limits.seconds
         if self.deadline is not None:
             seconds = min(seconds, self.deadline - self._clock())
         if seconds <= 0:
-            raise SendGridError("the export file was not fetched: the run's deadline has passed.")
-        limits = Limits(EXPORT_FILE_MAX_BYTES, seconds, EXPORT_FILE_READ_TIMEOUT)
+            raise SendGridError(f"{what} was not fetched: the run's deadline has passed.")
         try:
-            return fetch(url, self._file_hosts, limits, what="the export file", headers={"User-Agent": self.user_agent})
+            within = replace(limits, seconds=seconds)
+            return fetch(url, self._file_hosts, within, what=what, headers={"User-Agent": self.user_agent})
         except DownloadError as exc:
             raise SendGridError(str(exc)) from None

@@ -126,28 +126,25 @@ def test_the_installed_command_works_from_any_directory_and_says_which_settings_
     assert none.returncode == 2 and "no such file" in none.stderr
 
 
-def test_validate_destinations_needs_no_settings_and_names_each_fault(tmp_path):
-    good = subprocess.run(
-        [sys.executable, "-m", "shared", "validate-destinations", str(REPO / "samples" / "destinations.json")],
-        cwd=tmp_path,
-        env={"PATH": os.environ["PATH"]},  # no storage, no settings: as in CI before an upload
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert good.returncode == 0 and "valid" in good.stdout, good.stderr
-    bad_file = tmp_path / "destinations.json"
-    bad_file.write_text(json.dumps({"destinations": [destination(region="mars"), destination(name="ok")]}))
-    bad = subprocess.run(
-        [sys.executable, "-m", "shared", "validate-destinations", str(bad_file)],
-        cwd=tmp_path,
+def validate_offline(path: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``validate-destinations`` with no storage and no settings: as in CI before an upload."""
+    return subprocess.run(
+        [sys.executable, "-m", "shared", "validate-destinations", str(path)],
+        cwd=cwd,
         env={"PATH": os.environ["PATH"]},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_validate_destinations_needs_no_settings_and_names_each_fault(tmp_path):
+    good = validate_offline(REPO / "samples" / "destinations.json", tmp_path)
+    assert good.returncode == 0 and "valid" in good.stdout, good.stderr
+    bad_file = tmp_path / "destinations.json"
+    bad_file.write_text(json.dumps({"destinations": [destination(region="mars"), destination(name="ok")]}))
+    bad = validate_offline(bad_file, tmp_path)
     assert bad.returncode == 2
     assert "FAIL newsletter" in bad.stdout and "region" in bad.stdout and "ok   ok" in bad.stdout
     assert "schema: destinations/0" in bad.stdout  # the JSON schema's verdict too
@@ -160,14 +157,6 @@ def test_validate_destinations_needs_no_settings_and_names_each_fault(tmp_path):
 def test_validate_destinations_meets_a_hostile_file_with_a_clear_error(tmp_path, content):
     hostile = tmp_path / "destinations.json"
     hostile.write_text(content)
-    proc = subprocess.run(
-        [sys.executable, "-m", "shared", "validate-destinations", str(hostile)],
-        cwd=tmp_path,
-        env={"PATH": os.environ["PATH"]},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = validate_offline(hostile, tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-500:]
     assert "FAIL" in proc.stdout + proc.stderr
